@@ -1,0 +1,845 @@
+"""Closed-form NNGP and NTK kernels of infinitely wide fully connected networks.
+
+The network is ``depth`` blocks of ``Dense -> activation`` followed by a linear
+readout ``Dense(1)``; every Dense layer has weights of standard deviation
+``weight_std`` and biases of standard deviation ``bias_std``. The kernels are
+exactly the infinite-width limits that neural-tangents' ``stax`` computes for
+``stax.serial(*[Dense(w, W_std, b_std, parameterization), Act()] * depth,
+Dense(1, W_std, b_std, parameterization))``.
+
+The recursion starts from ``Sigma = <x, x'> / d`` and ``Theta = 0``; a Dense
+layer maps ``Sigma <- W^2 Sigma + b^2`` and adds its own parameters'
+contribution to ``Theta``; an activation maps ``Sigma <- E[phi(u) phi(v)]`` and
+``Theta <- Theta * E[phi'(u) phi'(v)]``. See ``docs/kernels.rst``.
+
+All work is done in tiles whose temporaries fit a memory budget
+(``working_memory``, in MiB, defaulting to scikit-learn's
+``working_memory`` configuration), in parallel threads over tiles.
+"""
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn import get_config
+
+from ._activations import ACTIVATIONS, get_activation
+from ._array_api import get_namespace, is_numpy_namespace
+
+__all__ = [
+    "ntk_kernel",
+    "nngp_kernel",
+    "nngp_ntk_kernels",
+    "ntk_diag",
+    "nngp_diag",
+    "kernel_matvec",
+    "KernelSpec",
+    "ACTIVATION_NAMES",
+]
+
+ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
+PARAMETERIZATIONS = ("ntk", "standard")
+
+# Upper bound on the entries of one tile: 256 x 256 float64 temporaries stay
+# within the L2 cache of a typical core, which keeps the ~15 elementwise passes
+# per layer out of main memory.
+_MAX_TILE_SIDE = 256
+# Number of tile-sized float arrays alive at once while one tile is processed.
+_TEMPORARIES_PER_ENTRY = 12
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The architecture whose infinite-width kernels are computed.
+
+    Parameters
+    ----------
+    depth : int
+        Number of hidden ``Dense -> activation`` blocks (>= 1).
+    activation : str
+        A name from :data:`ACTIVATION_NAMES`.
+    activation_params : dict or None
+        Parameters of the activation (for example ``{"alpha": 0.1}`` for
+        ``leaky_relu``); missing ones take their defaults.
+    weight_std, bias_std : float
+        Standard deviations of the Dense layers' weights and biases.
+        ``bias_std=None`` means the layers have no bias parameter.
+    parameterization : {"ntk", "standard"}
+        neural-tangents' parameterization of the Dense layers.
+    width : int or None
+        Hidden width; only the ``"standard"`` NTK depends on it.
+    frozen_layers : int
+        Number of leading Dense layers kept at initialisation (not trained):
+        their parameters contribute nothing to the NTK. ``0`` trains all
+        layers; ``depth`` trains the readout only.
+    """
+
+    depth: int = 3
+    activation: str = "relu"
+    activation_params: tuple = ()
+    weight_std: float = 1.0
+    bias_std: float = 0.0
+    parameterization: str = "ntk"
+    width: int = None
+    frozen_layers: int = 0
+
+    @classmethod
+    def from_params(
+        cls,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        frozen_layers=0,
+    ):
+        """Validate user-facing parameters and build a spec."""
+        if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
+        act = get_activation(activation)
+        params = act.params(activation_params)
+        if (
+            isinstance(weight_std, bool)
+            or not isinstance(weight_std, Real)
+            or not math.isfinite(weight_std)
+            or weight_std < 0
+        ):
+            raise ValueError(
+                f"weight_std must be a finite number >= 0, got {weight_std!r}."
+            )
+        if bias_std is not None and (
+            isinstance(bias_std, bool)
+            or not isinstance(bias_std, Real)
+            or not math.isfinite(bias_std)
+            or bias_std < 0
+        ):
+            raise ValueError(
+                f"bias_std must be None or a finite number >= 0, got {bias_std!r}."
+            )
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization must be one of {PARAMETERIZATIONS}, "
+                f"got {parameterization!r}."
+            )
+        if parameterization == "standard":
+            if width is None:
+                raise ValueError(
+                    "The 'standard' parameterization's NTK depends on the hidden "
+                    "width: pass width=<int>, e.g. width=512."
+                )
+        if width is not None and (
+            isinstance(width, bool) or not isinstance(width, Integral) or width < 1
+        ):
+            raise ValueError(f"width must be None or an integer >= 1, got {width!r}.")
+        if (
+            isinstance(frozen_layers, bool)
+            or not isinstance(frozen_layers, Integral)
+            or not 0 <= frozen_layers <= depth
+        ):
+            raise ValueError(
+                f"frozen_layers must be an integer in [0, depth={depth}], "
+                f"got {frozen_layers!r}."
+            )
+        return cls(
+            depth=int(depth),
+            activation=activation,
+            activation_params=tuple(sorted(params.items())),
+            weight_std=float(weight_std),
+            bias_std=None if bias_std is None else float(bias_std),
+            parameterization=parameterization,
+            width=None if width is None else int(width),
+            frozen_layers=int(frozen_layers),
+        )
+
+    # -- the pieces of the recursion -----------------------------------------
+    @property
+    def _act(self):
+        return ACTIVATIONS[self.activation]
+
+    @property
+    def _params(self):
+        return dict(self.activation_params)
+
+    def _dense(self, index, n_features):
+        """``(w2, b2, ntk_scale, ntk_shift, trainable)`` of Dense layer ``index``.
+
+        The layer's own parameters add ``ntk_scale * Sigma_in + ntk_shift`` to
+        the NTK, where ``Sigma_in`` is its input covariance.
+        """
+        w2 = self.weight_std**2
+        b2 = 0.0 if self.bias_std is None else self.bias_std**2
+        if self.parameterization == "ntk":
+            scale, shift = w2, b2
+        else:
+            n_in = n_features if index == 0 else self.width
+            scale, shift = float(n_in), (0.0 if self.bias_std is None else 1.0)
+        return w2, b2, scale, shift, index >= self.frozen_layers
+
+
+# ---------------------------------------------------------------------------
+# Input handling
+# ---------------------------------------------------------------------------
+def _check_input(X, name, xp, dtype):
+    """Validate a 2-D finite real array and return it in the compute dtype."""
+    if is_numpy_namespace(xp):
+        from sklearn.utils import check_array
+
+        X = check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=True,
+            input_name=name,
+            ensure_min_samples=0,
+        )
+        return np.asarray(X, dtype=dtype)
+    if getattr(X, "ndim", None) != 2:
+        raise ValueError(
+            f"Expected a 2-D array for {name}, got shape {getattr(X, 'shape', None)}."
+        )
+    if not xp.isdtype(X.dtype, ("real floating", "integral")):
+        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+    X = xp.astype(X, dtype)
+    if not bool(xp.all(xp.isfinite(X))):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X
+
+
+def _compute_dtype(xp, dtype):
+    if dtype is None or dtype in ("float64", np.float64) or dtype is xp.float64:
+        return xp.float64
+    if dtype in ("float32", np.float32) or dtype is xp.float32:
+        return xp.float32
+    raise ValueError(f"dtype must be None, 'float64' or 'float32', got {dtype!r}.")
+
+
+def _prepare(X, Y, xp, dtype):
+    X = _check_input(X, "X", xp, dtype)
+    if Y is not None:
+        Y = _check_input(Y, "Y", xp, dtype)
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; "
+                "they must match."
+            )
+    if X.shape[1] == 0:
+        raise ValueError("X has 0 features; at least one is required.")
+    return X, Y
+
+
+# ---------------------------------------------------------------------------
+# Variance path (per example) and the recursion on one tile
+# ---------------------------------------------------------------------------
+def _variance_path(xp, X, spec):
+    """Per-example pre-activation variances and derivative duals, per layer.
+
+    Returns ``(q_pre, dot_diag, q_out)``: lists of length ``depth`` holding the
+    variance entering each activation, ``E[phi'(u)^2]`` there, and the variance
+    leaving it.
+    """
+    d = X.shape[1]
+    act, params = spec._act, spec._params
+    q = xp.sum(X * X, axis=1) / d
+    q_pre, dots, q_out = [], [], []
+    for layer in range(spec.depth):
+        w2, b2, *_ = spec._dense(layer, d)
+        q = w2 * q + b2
+        q_pre.append(q)
+        q, dot = act.variance(xp, q, **params)
+        dots.append(dot)
+        q_out.append(q)
+    return q_pre, dots, q_out
+
+
+def _readout(spec, layer, sigma, theta, n_features):
+    """NNGP and NTK of the network that stops after hidden block ``layer``."""
+    w2, b2, scale, shift, trainable = spec._dense(layer + 1, n_features)
+    nngp = w2 * sigma + b2
+    ntk = None
+    if theta is not None:
+        ntk = w2 * theta
+        if trainable:
+            ntk = ntk + (scale * sigma + shift)
+    return nngp, ntk
+
+
+def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
+    """Run the layer recursion on one tile ``sigma = X_a Y_b^T / d``.
+
+    ``qa``/``qb`` are the variance paths of the tile's rows and columns.
+    Returns two lists (NNGP, NTK) with one tile per requested depth.
+    """
+    act, params = spec._act, spec._params
+    theta = None
+    nngps, ntks = [], []
+    for layer in range(spec.depth):
+        w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
+        if want_ntk:
+            contribution = scale * sigma + shift if trainable else None
+            if theta is None:
+                theta = contribution
+            else:
+                theta = w2 * theta
+                if contribution is not None:
+                    theta = theta + contribution
+        sigma = w2 * sigma + b2
+        q1 = qa[0][layer][:, None]
+        q2 = qb[0][layer][None, :]
+        sigma, dot = act.dual(xp, sigma, q1, q2, **params)
+        if theta is not None:
+            theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
+        if all_depths or layer == spec.depth - 1:
+            nngp, ntk = _readout(spec, layer, sigma, theta, n_features)
+            if want_ntk and ntk is None:
+                ntk = xp.zeros_like(nngp)
+            nngps.append(nngp)
+            ntks.append(ntk)
+    return nngps, ntks
+
+
+def _diag_recursion(xp, X, spec, want_ntk, all_depths):
+    """Exact diagonals K(x, x) from the variance path (correlation one)."""
+    d = X.shape[1]
+    q_pre, dots, q_out = _variance_path(xp, X, spec)
+    sigma = xp.sum(X * X, axis=1) / d
+    theta = None
+    nngps, ntks = [], []
+    for layer in range(spec.depth):
+        w2, b2, scale, shift, trainable = spec._dense(layer, d)
+        if want_ntk:
+            contribution = scale * sigma + shift if trainable else None
+            if theta is None:
+                theta = contribution
+            else:
+                theta = w2 * theta
+                if contribution is not None:
+                    theta = theta + contribution
+        sigma = q_out[layer]
+        if theta is not None:
+            theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
+        if all_depths or layer == spec.depth - 1:
+            nngp, ntk = _readout(spec, layer, sigma, theta, d)
+            if want_ntk and ntk is None:
+                ntk = xp.zeros_like(nngp)
+            nngps.append(nngp)
+            ntks.append(ntk)
+    return nngps, ntks
+
+
+# ---------------------------------------------------------------------------
+# Tiling
+# ---------------------------------------------------------------------------
+def _budget_bytes(working_memory):
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    if (
+        isinstance(working_memory, bool)
+        or not isinstance(working_memory, Real)
+        or not working_memory > 0
+    ):
+        raise ValueError(
+            f"working_memory must be a positive number of MiB, got {working_memory!r}."
+        )
+    return float(working_memory) * 2**20
+
+
+def _tile_side(budget, n_threads, itemsize, n_outputs):
+    """Side of a square tile whose temporaries fit ``budget`` over all threads."""
+    per_entry = (_TEMPORARIES_PER_ENTRY + n_outputs) * itemsize * n_threads
+    side = int(math.sqrt(budget / per_entry))
+    return max(1, min(_MAX_TILE_SIDE, side))
+
+
+def _tiles(n1, n2, side, symmetric):
+    out = []
+    for i0 in range(0, n1, side):
+        for j0 in range(i0 if symmetric else 0, n2, side):
+            out.append((i0, min(i0 + side, n1), j0, min(j0 + side, n2)))
+    return out
+
+
+def _n_threads(xp, n_jobs, n_tiles):
+    if not is_numpy_namespace(xp):
+        return 1  # device libraries parallelise inside each operation
+    return max(1, min(effective_n_jobs(n_jobs), n_tiles))
+
+
+def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
+    """Fill the requested kernel matrices of ``(X, Y)`` tile by tile.
+
+    ``want`` is a subset of ``{"nngp", "ntk"}``. Returns a dict of arrays of
+    shape ``(n_depths, n1, n2)``.
+    """
+    xp = get_namespace(X)
+    symmetric = Y is None
+    Yv = X if symmetric else Y
+    n1, n2, d = X.shape[0], Yv.shape[0], X.shape[1]
+    n_depths = spec.depth if all_depths else 1
+    want_ntk = "ntk" in want
+    path_x = _variance_path(xp, X, spec)
+    path_y = path_x if symmetric else _variance_path(xp, Yv, spec)
+    out = {
+        name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=_device_of(X))
+        for name in want
+    }
+    budget = _budget_bytes(working_memory)
+    itemsize = 4 if X.dtype == xp.float32 else 8
+    n_out = n_depths * len(want)
+    threads = _n_threads(xp, n_jobs, max(n1, n2))
+    side = _tile_side(budget, threads, itemsize, n_out)
+    tiles = _tiles(n1, n2, side, symmetric)
+    threads = _n_threads(xp, n_jobs, len(tiles))
+    scale = 1.0 / d
+
+    def work(i0, i1, j0, j1):
+        sigma = (X[i0:i1, :] @ Yv[j0:j1, :].T) * scale
+        qa = ([q[i0:i1] for q in path_x[0]],)
+        qb = ([q[j0:j1] for q in path_y[0]],)
+        nngps, ntks = _tile_recursion(
+            xp, sigma, qa, qb, spec, want_ntk, all_depths, d
+        )
+        for name, blocks in (("nngp", nngps), ("ntk", ntks)):
+            if name not in out:
+                continue
+            target = out[name]
+            for k, block in enumerate(blocks):
+                target[k, i0:i1, j0:j1] = block
+                if symmetric and j0 != i0:
+                    target[k, j0:j1, i0:i1] = block.T
+
+    if threads == 1 or len(tiles) == 1:
+        for tile in tiles:
+            work(*tile)
+    else:
+        Parallel(n_jobs=threads, backend="threading")(
+            delayed(work)(*tile) for tile in tiles
+        )
+    return out
+
+
+def _device_of(x):
+    from ._array_api import device
+
+    return device(x)
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+_PARAMS_DOC = """
+    depth : int, default=3
+        Number of hidden ``Dense -> activation`` blocks; a linear readout
+        follows them.
+    activation : str, default="relu"
+        One of ``{activations}``.
+    activation_params : dict, default=None
+        Parameters of the activation, e.g. ``{{"alpha": 0.1}}`` for
+        ``leaky_relu``, ``{{"a": 1, "b": 1, "c": 0}}`` for ``erf``/``sin``/``cos``,
+        ``{{"a": 0, "b": 1}}`` for ``abrelu``, ``{{"gamma": 1}}`` for ``rbf``.
+    weight_std : float, default=1.0
+        Standard deviation of every Dense layer's weights.
+    bias_std : float or None, default=0.0
+        Standard deviation of the biases; ``None`` means no bias parameter
+        (differs from ``0.0`` in the ``"standard"`` parameterization only).
+    parameterization : {{"ntk", "standard"}}, default="ntk"
+        Parameterization of the Dense layers, as in neural-tangents.
+    width : int, default=None
+        Hidden width. Required for ``parameterization="standard"``, whose
+        NTK depends on it; ignored otherwise.
+    all_depths : bool, default=False
+        If True, return the kernels of the networks with ``1, ..., depth``
+        hidden blocks, stacked along a new first axis (one recursion pass).
+    working_memory : float, default=None
+        Budget in MiB for the temporaries of the tiled computation; defaults
+        to ``sklearn.get_config()["working_memory"]``. Smaller budgets give
+        more, smaller tiles and the same result.
+    n_jobs : int, default=-1
+        Threads over tiles (NumPy inputs). ``-1`` uses every core.
+    dtype : {{None, "float64", "float32"}}, default=None
+        Compute and output precision. ``None`` means float64, whatever the
+        input dtype (float32 inputs are promoted).""".format(
+    activations=", ".join(ACTIVATION_NAMES)
+)
+
+
+def _spec_from(depth, activation, activation_params, weight_std, bias_std,
+               parameterization, width, frozen_layers=0):
+    return KernelSpec.from_params(
+        depth=depth,
+        activation=activation,
+        activation_params=activation_params,
+        weight_std=weight_std,
+        bias_std=bias_std,
+        parameterization=parameterization,
+        width=width,
+        frozen_layers=frozen_layers,
+    )
+
+
+def _finish(arr, all_depths):
+    return arr if all_depths else arr[0, ...]
+
+
+def nngp_ntk_kernels(
+    X,
+    Y=None,
+    *,
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+    frozen_layers=0,
+):
+    """NNGP and NTK kernels together, from one pass of the recursion.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        Input rows.
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric,
+        only one triangle of tiles is computed).
+    {params}
+    frozen_layers : int, default=0
+        Number of leading Dense layers kept at initialisation; their
+        parameters add nothing to the NTK (the NNGP is unchanged).
+
+    Returns
+    -------
+    nngp, ntk : arrays of shape (n_samples_X, n_samples_Y)
+        Or ``(depth, n_samples_X, n_samples_Y)`` with ``all_depths=True``.
+        Same array namespace as ``X``.
+
+    See Also
+    --------
+    ntk_kernel, nngp_kernel : one kernel at a time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import nngp_ntk_kernels
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> nngp, ntk = nngp_ntk_kernels(X, depth=2)
+    >>> nngp.shape, ntk.shape
+    ((3, 3), (3, 3))
+    >>> bool(np.all(ntk >= nngp))
+    True
+    """
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width, frozen_layers)
+    xp = get_namespace(X, Y)
+    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    out = _compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths,
+                           working_memory, n_jobs)
+    return _finish(out["nngp"], all_depths), _finish(out["ntk"], all_depths)
+
+
+def ntk_kernel(
+    X,
+    Y=None,
+    *,
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+):
+    """Neural Tangent Kernel of an infinitely wide fully connected network.
+
+    The NTK governs gradient-descent training of the network's parameters:
+    an infinitely wide network trained on squared loss predicts exactly as
+    kernel regression with this kernel.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        Input rows.
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        Second set of rows; ``None`` computes ``K(X, X)``.
+    {params}
+
+    Returns
+    -------
+    K : array of shape (n_samples_X, n_samples_Y)
+        Or ``(depth, n_samples_X, n_samples_Y)`` with ``all_depths=True``.
+
+    See Also
+    --------
+    nngp_kernel : the NNGP kernel (training the readout only).
+    ntk_diag : the diagonal ``K(x, x)`` alone, in O(n).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import ntk_kernel
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> K = ntk_kernel(X, depth=1, weight_std=1.0, bias_std=0.0)
+    >>> np.round(K, 4)
+    array([[1.    , 0.1592],
+           [0.1592, 1.    ]])
+    """
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width)
+    xp = get_namespace(X, Y)
+    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    out = _compute_kernels(X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs)
+    return _finish(out["ntk"], all_depths)
+
+
+def nngp_kernel(
+    X,
+    Y=None,
+    *,
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+):
+    """NNGP kernel: the output covariance of an infinitely wide random network.
+
+    It is also the NTK of the same network when only the readout layer is
+    trained, and the prior covariance of the network's Gaussian process.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        Input rows.
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        Second set of rows; ``None`` computes ``K(X, X)``.
+    {params}
+
+    Returns
+    -------
+    K : array of shape (n_samples_X, n_samples_Y)
+        Or ``(depth, n_samples_X, n_samples_Y)`` with ``all_depths=True``.
+
+    See Also
+    --------
+    ntk_kernel : the Neural Tangent Kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import nngp_kernel
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> np.round(nngp_kernel(X, depth=1), 4)
+    array([[0.25  , 0.0796],
+           [0.0796, 0.25  ]])
+    """
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width)
+    xp = get_namespace(X, Y)
+    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    out = _compute_kernels(X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs)
+    return _finish(out["nngp"], all_depths)
+
+
+def _diag(X, spec, which, all_depths, dtype):
+    xp = get_namespace(X)
+    X, _ = _prepare(X, None, xp, _compute_dtype(xp, dtype))
+    nngps, ntks = _diag_recursion(xp, X, spec, which == "ntk", all_depths)
+    blocks = ntks if which == "ntk" else nngps
+    return xp.stack(blocks) if all_depths else blocks[0]
+
+
+def ntk_diag(
+    X,
+    *,
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    all_depths=False,
+    dtype=None,
+):
+    """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
+
+    Computed from the exact correlation-one recursion, without forming the
+    kernel matrix.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Input rows.
+    depth, activation, activation_params, weight_std, bias_std, \
+parameterization, width, all_depths, dtype
+        As in :func:`ntk_kernel`.
+
+    Returns
+    -------
+    diag : array of shape (n_samples,) or (depth, n_samples)
+        The diagonal of ``ntk_kernel(X)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import ntk_diag
+    >>> ntk_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
+    array([1., 4.])
+    """
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width)
+    return _diag(X, spec, "ntk", all_depths, dtype)
+
+
+def nngp_diag(
+    X,
+    *,
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    all_depths=False,
+    dtype=None,
+):
+    """Diagonal ``NNGP(x, x)``: the output variance of each row.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Input rows.
+    depth, activation, activation_params, weight_std, bias_std, \
+parameterization, width, all_depths, dtype
+        As in :func:`nngp_kernel`.
+
+    Returns
+    -------
+    diag : array of shape (n_samples,) or (depth, n_samples)
+        The diagonal of ``nngp_kernel(X)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import nngp_diag
+    >>> nngp_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
+    array([0.25, 1.  ])
+    """
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width)
+    return _diag(X, spec, "nngp", all_depths, dtype)
+
+
+def kernel_matvec(
+    X,
+    Y,
+    V,
+    *,
+    kernel="ntk",
+    depth=3,
+    activation="relu",
+    activation_params=None,
+    weight_std=1.0,
+    bias_std=0.0,
+    parameterization="ntk",
+    width=None,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+):
+    """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
+
+    Rows of ``X`` are processed in blocks whose kernel rows fit within
+    ``working_memory``, so predicting on millions of rows against a few
+    thousand training rows uses bounded memory.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+        Rows for which the product is wanted (e.g. test points).
+    Y : array-like of shape (n_samples_Y, n_features)
+        Columns of the kernel (e.g. training points).
+    V : array-like of shape (n_samples_Y,) or (n_samples_Y, n_targets)
+        The vectors to multiply.
+    kernel : {"ntk", "nngp"}, default="ntk"
+        Which kernel.
+    depth, activation, activation_params, weight_std, bias_std, \
+parameterization, width, working_memory, n_jobs, dtype
+        As in :func:`ntk_kernel`.
+
+    Returns
+    -------
+    KV : array of shape (n_samples_X,) or (n_samples_X, n_targets)
+        ``K(X, Y) @ V``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk.kernels import kernel_matvec, ntk_kernel
+    >>> rng = np.random.default_rng(0)
+    >>> X, Y, v = rng.normal(size=(50, 3)), rng.normal(size=(20, 3)), np.ones(20)
+    >>> bool(np.allclose(kernel_matvec(X, Y, v, working_memory=0.01),
+    ...                  ntk_kernel(X, Y) @ v))
+    True
+    """
+    if kernel not in ("ntk", "nngp"):
+        raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
+    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
+                      parameterization, width)
+    xp = get_namespace(X, Y, V)
+    cdtype = _compute_dtype(xp, dtype)
+    X, Y = _prepare(X, Y, xp, cdtype)
+    if is_numpy_namespace(xp):
+        V = np.asarray(V, dtype=cdtype)
+    else:
+        V = xp.astype(V, cdtype)
+    if V.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"V has {V.shape[0]} rows but Y has {Y.shape[0]}; they must match."
+        )
+    return _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs)
+
+
+def _row_block(n_rows_y, budget, itemsize):
+    """Rows of X per block so that one block of kernel rows uses half the budget."""
+    return max(1, int(budget / 2 / (max(n_rows_y, 1) * itemsize)))
+
+
+def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
+    xp = get_namespace(X)
+    budget = _budget_bytes(working_memory)
+    itemsize = 4 if X.dtype == xp.float32 else 8
+    rows = _row_block(Y.shape[0], budget, itemsize)
+    pieces = []
+    for i0 in range(0, X.shape[0], rows):
+        block = _compute_kernels(
+            X[i0 : i0 + rows, :], Y, spec, (kernel,), False, budget / 2 / 2**20,
+            n_jobs,
+        )[kernel][0, ...]
+        pieces.append(block @ V)
+    if not pieces:
+        shape = (0,) + tuple(V.shape[1:])
+        return xp.zeros(shape, dtype=X.dtype)
+    return xp.concat(pieces, axis=0)
+
+
+for _f in (nngp_ntk_kernels, ntk_kernel, nngp_kernel):
+    _f.__doc__ = _f.__doc__.replace("    {params}", _PARAMS_DOC.strip("\n"), 1)
