@@ -19,8 +19,8 @@ Conventions follow neural-tangents' ``stax`` layers (see
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.special import erf as _np_erf
@@ -54,6 +54,9 @@ class Activation:
     kills_ntk : bool
         True when the derivative dual is zero by convention (``sign``): the
         NTK then only gets contributions from layers after it.
+    slopes : callable or None
+        For members of the ABReLU family, ``slopes(**params) -> (a, b)``; it
+        enables the fused fast paths (in-place NumPy tiles, CUDA kernel).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Activation:
     variance: Callable
     defaults: dict = field(default_factory=dict)
     kills_ntk: bool = False
+    slopes: Callable = None
 
     def params(self, overrides=None):
         """Defaults updated with ``overrides``; unknown names raise ``ValueError``."""
@@ -135,6 +139,7 @@ def _abrelu_derivative(x, a, b):
 def _fixed_abrelu(a, b):
     """Duals of a parameter-free member of the ABReLU family."""
     return dict(
+        slopes=lambda: (a, b),
         fn=lambda x: _abrelu_fn(x, a, b),
         derivative=lambda x: _abrelu_derivative(x, a, b),
         dual=lambda xp, k, q1, q2: _abrelu_dual(xp, k, q1, q2, a, b),
@@ -287,6 +292,7 @@ ACTIVATIONS = {
         dual=lambda xp, k, q1, q2, alpha: _abrelu_dual(xp, k, q1, q2, alpha, 1.0),
         variance=lambda xp, q, alpha: _abrelu_variance(xp, q, alpha, 1.0),
         defaults={"alpha": 0.01},
+        slopes=lambda alpha: (alpha, 1.0),
     ),
     "abrelu": Activation(
         "abrelu",
@@ -295,6 +301,7 @@ ACTIVATIONS = {
         dual=_abrelu_dual,
         variance=_abrelu_variance,
         defaults={"a": 0.0, "b": 1.0},
+        slopes=lambda a, b: (a, b),
     ),
     "erf": Activation(
         "erf",

@@ -16,13 +16,18 @@ except ImportError:  # pragma: no cover - scikit-learn vendors a copy
 def get_namespace(*arrays):
     """Return the array-API namespace shared by ``arrays`` (NumPy for lists).
 
+    NumPy arrays give the ``numpy`` module itself.
+
     Non-array inputs (lists, pandas frames, ``None``) are ignored; if no array
     remains, NumPy's namespace is returned.
     """
     arrays = [a for a in arrays if a is not None and _is_array(a)]
     if not arrays:
-        return _compat.array_namespace(np.empty(0))
-    return _compat.array_namespace(*arrays)
+        return np
+    xp = _compat.array_namespace(*arrays)
+    # NumPy >= 2 implements the standard's names itself; using it directly
+    # keeps ``out=`` fast paths and avoids a wrapper layer.
+    return np if _compat.is_numpy_namespace(xp) else xp
 
 
 def _is_array(a):

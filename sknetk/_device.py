@@ -45,7 +45,9 @@ def cupy_or_error():
     """Return the ``cupy`` module, or raise :class:`GPUUnavailableError` saying why."""
     cupy, reason = _probe_cupy()
     if cupy is None:
-        raise GPUUnavailableError(f'device="gpu" needs CuPy and a CUDA device: {reason}')
+        raise GPUUnavailableError(
+            f'device="gpu" needs CuPy and a CUDA device: {reason}'
+        )
     return cupy
 
 

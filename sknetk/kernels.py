@@ -254,15 +254,21 @@ def _variance_path(xp, X, spec):
     return q_pre, dots, q_out
 
 
-def _readout(spec, layer, sigma, theta, n_features):
-    """NNGP and NTK of the network that stops after hidden block ``layer``."""
+def _readout(spec, layer, sigma, theta, n_features, want_ntk):
+    """NNGP and NTK of the network that stops after hidden block ``layer``.
+
+    ``theta`` is ``None`` when no earlier layer is trained. The NTK is
+    ``None`` when not wanted or when no layer at all is trained.
+    """
     w2, b2, scale, shift, trainable = spec._dense(layer + 1, n_features)
     nngp = w2 * sigma + b2
     ntk = None
-    if theta is not None:
-        ntk = w2 * theta
+    if want_ntk:
+        if theta is not None:
+            ntk = w2 * theta
         if trainable:
-            ntk = ntk + (scale * sigma + shift)
+            contribution = scale * sigma + shift
+            ntk = contribution if ntk is None else ntk + contribution
     return nngp, ntk
 
 
@@ -273,6 +279,11 @@ def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
     Returns two lists (NNGP, NTK) with one tile per requested depth.
     """
     act, params = spec._act, spec._params
+    if act.slopes is not None and xp is np:
+        a, b = act.slopes(**params)
+        return _abrelu_tile_numpy(
+            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b
+        )
     theta = None
     nngps, ntks = [], []
     for layer in range(spec.depth):
@@ -292,9 +303,76 @@ def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
         if theta is not None:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
         if all_depths or layer == spec.depth - 1:
-            nngp, ntk = _readout(spec, layer, sigma, theta, n_features)
+            nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
             if want_ntk and ntk is None:
                 ntk = xp.zeros_like(nngp)
+            nngps.append(nngp)
+            ntks.append(ntk)
+    return nngps, ntks
+
+
+def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b):
+    """In-place NumPy version of :func:`_tile_recursion` for the ABReLU family.
+
+    Same mathematics as ``_abrelu_dual`` (``theta = arccos(rho)``, and
+    ``rho = 0`` for zero-variance rows so that theta = pi/2), written with
+    ``out=`` arguments on two scratch buffers: about 20 cache-resident passes
+    per layer and no allocation inside the layer loop.
+    """
+    factor = (a - b) ** 2 / (2 * math.pi)
+    c1 = (a * a + b * b) / 2
+    rho = np.empty_like(sigma)
+    tmp = np.empty_like(sigma)
+    theta = None
+    nngps, ntks = [], []
+    for layer in range(spec.depth):
+        w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
+        if want_ntk:
+            if theta is not None:
+                theta *= w2
+            if trainable:
+                if theta is None:
+                    theta = np.multiply(sigma, scale)
+                else:
+                    np.multiply(sigma, scale, out=tmp)
+                    theta += tmp
+                if shift:
+                    theta += shift
+        if w2 != 1.0:
+            sigma *= w2
+        if b2:
+            sigma += b2
+        s1 = np.sqrt(qa[0][layer])
+        s2 = np.sqrt(qb[0][layer])
+        inv1 = np.divide(1.0, s1, out=np.zeros_like(s1), where=s1 > 0)
+        inv2 = np.divide(1.0, s2, out=np.zeros_like(s2), where=s2 > 0)
+        np.multiply(sigma, inv1[:, None], out=rho)
+        rho *= inv2[None, :]
+        np.clip(rho, -1.0, 1.0, out=rho)
+        # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho)); sigma is free scratch now.
+        np.subtract(1.0, rho, out=tmp)
+        np.add(1.0, rho, out=sigma)
+        tmp *= sigma
+        np.sqrt(tmp, out=tmp)
+        # sigma <- derivative dual c1 - factor * angle
+        np.arccos(rho, out=sigma)
+        if factor:
+            sigma *= -factor
+            sigma += c1
+        else:
+            sigma.fill(c1)
+        if theta is not None:
+            theta *= sigma
+        # new covariance: norm * (factor * sin + dot * rho)
+        rho *= sigma
+        tmp *= factor
+        tmp += rho
+        np.multiply(tmp, s1[:, None], out=sigma)
+        sigma *= s2[None, :]
+        if all_depths or layer == spec.depth - 1:
+            nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
+            if want_ntk and ntk is None:
+                ntk = np.zeros_like(nngp)
             nngps.append(nngp)
             ntks.append(ntk)
     return nngps, ntks
@@ -321,7 +399,7 @@ def _diag_recursion(xp, X, spec, want_ntk, all_depths):
         if theta is not None:
             theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
         if all_depths or layer == spec.depth - 1:
-            nngp, ntk = _readout(spec, layer, sigma, theta, d)
+            nngp, ntk = _readout(spec, layer, sigma, theta, d, want_ntk)
             if want_ntk and ntk is None:
                 ntk = xp.zeros_like(nngp)
             nngps.append(nngp)

@@ -1,0 +1,140 @@
+"""The fused CUDA kernel's C++ source, compiled for the host, equals the NumPy path.
+
+The GPU is not needed: the device functions are plain C++ templates, so a host
+compiler builds them into a small shared library driven by ctypes. This checks
+the text that CuPy compiles on a GPU machine against the independent NumPy
+implementation, for every activation, both parameterizations, frozen layers
+and every depth.
+"""
+
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from sknetk import _cuda
+from sknetk.kernels import KernelSpec, _variance_path, nngp_ntk_kernels
+
+CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+HARNESS = r"""
+#include <cmath>
+#include <cstddef>
+using std::sqrt; using std::acos; using std::atan2; using std::exp; using std::cos;
+#define __device__
+#define __host__
+%(dual)s
+template <typename T> struct Raw {
+  T* p;
+  T& operator[](std::ptrdiff_t k) const { return p[k]; }
+};
+extern "C" void run(const double* G, const double* qa_, const double* qb_,
+                    const double* lc_, const double* ap_, int act, long long n1,
+                    long long n2, int depth, bool all_depths, bool want_nngp,
+                    bool want_ntk, double* nngp_, double* ntk_) {
+  typedef double T;
+  Raw<const T> qa{qa_}, qb{qb_}, lc{lc_}, ap{ap_};
+  Raw<T> nngp{nngp_}, ntk{ntk_};
+  for (std::ptrdiff_t i = 0; i < n1 * n2; ++i) {
+    const T g = G[i];
+    %(body)s
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def host_kernel(tmp_path_factory):
+    if CXX is None:
+        pytest.skip("no C++ compiler on this machine")
+    folder = tmp_path_factory.mktemp("cuda_source")
+    src = folder / "recursion.cpp"
+    lib = folder / "recursion.so"
+    src.write_text(HARNESS % {"dual": _cuda.DUAL_SOURCE, "body": _cuda.BODY_SOURCE})
+    subprocess.run(
+        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
+        check=True,
+        capture_output=True,
+    )
+    fn = ctypes.CDLL(str(lib)).run
+    dptr = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
+    fn.argtypes = [dptr] * 5 + [
+        ctypes.c_int,
+        ctypes.c_longlong,
+        ctypes.c_longlong,
+        ctypes.c_int,
+        ctypes.c_bool,
+        ctypes.c_bool,
+        ctypes.c_bool,
+        dptr,
+        dptr,
+    ]
+    return fn
+
+
+def _run_host(fn, X, Y, spec, all_depths):
+    d = X.shape[1]
+    act_id, params = _cuda.fused_activation(spec)
+    qa = np.ascontiguousarray(np.stack(_variance_path(np, X, spec)[0]))
+    qb = np.ascontiguousarray(np.stack(_variance_path(np, Y, spec)[0]))
+    lc = np.ascontiguousarray(_cuda.layer_constants(spec, d).ravel())
+    G = np.ascontiguousarray(X @ Y.T / d)
+    n_out = spec.depth if all_depths else 1
+    nngp = np.zeros((n_out, X.shape[0], Y.shape[0]))
+    ntk = np.zeros_like(nngp)
+    fn(G, qa, qb, lc, np.asarray(params, dtype=np.float64), act_id,
+       X.shape[0], Y.shape[0], spec.depth, all_depths, True, True, nngp, ntk)
+    return nngp, ntk
+
+
+CASES = [
+    ("relu", {}, "ntk", 0.1),
+    ("relu", {}, "standard", None),
+    ("abs", {}, "ntk", 0.0),
+    ("leaky_relu", {"alpha": 0.2}, "standard", 0.3),
+    ("abrelu", {"a": 0.3, "b": -1.1}, "ntk", 0.5),
+    ("erf", {"a": 2.0, "b": 0.5, "c": 0.3}, "ntk", 0.2),
+    ("sigmoid_like", {}, "standard", 0.1),
+    ("gelu", {}, "ntk", 0.4),
+    ("sin", {"a": 1.3, "b": 0.7, "c": 0.4}, "ntk", 0.1),
+    ("cos", {"a": 0.8, "b": 1.5, "c": -0.2}, "standard", 0.2),
+    ("rbf", {"gamma": 0.3}, "ntk", 0.5),
+    ("sign", {}, "ntk", 0.2),
+    ("identity", {}, "standard", 0.0),
+]
+
+
+def test_every_activation_has_a_fused_form():
+    """Each registered activation maps to a branch of the CUDA switch."""
+    from sknetk._activations import ACTIVATIONS
+
+    assert set(_cuda._FUSED) == set(ACTIVATIONS)
+
+
+@pytest.mark.parametrize("act, params, parameterization, bias_std", CASES)
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_cuda_source_matches_numpy(host_kernel, act, params, parameterization,
+                                   bias_std, frozen):
+    """Host-compiled fused kernel == NumPy recursion, every depth (all_depths)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9, 4))
+    X[0] = 0.0  # zero row
+    X[1] = X[2]  # duplicate
+    X[3] = -X[4]  # antipodal
+    Y = np.vstack([rng.normal(size=(6, 4)), X[5:6] * 2.5, np.zeros((1, 4))])
+    spec = KernelSpec.from_params(
+        depth=3, activation=act, activation_params=params, weight_std=1.3,
+        bias_std=bias_std, parameterization=parameterization, width=64,
+        frozen_layers=frozen,
+    )
+    nngp, ntk = _run_host(host_kernel, X, Y, spec, all_depths=True)
+    ref_nngp, ref_ntk = nngp_ntk_kernels(
+        X, Y, depth=3, activation=act, activation_params=params, weight_std=1.3,
+        bias_std=bias_std, parameterization=parameterization, width=64,
+        all_depths=True, frozen_layers=frozen,
+    )
+    scale = max(np.abs(ref_ntk).max(), np.abs(ref_nngp).max(), 1e-300)
+    np.testing.assert_allclose(nngp, ref_nngp, rtol=0, atol=1e-7 * scale)
+    np.testing.assert_allclose(ntk, ref_ntk, rtol=0, atol=1e-7 * scale)
