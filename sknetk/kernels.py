@@ -26,7 +26,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 
 from ._activations import ACTIVATIONS, get_activation
-from ._array_api import get_namespace, is_numpy_namespace
+from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
+from ._device import check_device, cupy_or_error, use_gpu
 
 __all__ = [
     "ntk_kernel",
@@ -452,6 +453,12 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
     shape ``(n_depths, n1, n2)``.
     """
     xp = get_namespace(X)
+    if is_cupy_namespace(xp):
+        from ._cuda import compute_kernels_cupy
+
+        return compute_kernels_cupy(
+            X, Y, spec, want, all_depths, _budget_bytes(working_memory)
+        )
     symmetric = Y is None
     Yv = X if symmetric else Y
     n1, n2, d = X.shape[0], Yv.shape[0], X.shape[1]
@@ -505,6 +512,50 @@ def _device_of(x):
 
 
 # ---------------------------------------------------------------------------
+# Where the work runs
+# ---------------------------------------------------------------------------
+def _place(device, dtype, *arrays):
+    """Validate ``arrays`` and move them to where the work runs.
+
+    Returns ``(arrays, back)``: the validated arrays in the compute dtype and
+    namespace (``None`` entries stay ``None``) and a function that returns a
+    result to the input's namespace ("outputs mirror inputs": NumPy in gives
+    NumPy out, CuPy in gives CuPy out).
+    """
+    check_device(device)
+    xp_in = get_namespace(*arrays)
+    cupy_in = is_cupy_namespace(xp_in)
+    X, Y = arrays[0], arrays[1]
+    n1 = _n_rows(X)
+    n2 = n1 if Y is None else _n_rows(Y)
+    gpu = use_gpu(device, n1 * n2, is_cupy_input=cupy_in)
+    X, Y = _prepare(X, Y, xp_in, _compute_dtype(xp_in, dtype))
+    rest = list(arrays[2:])
+    if gpu and not cupy_in:
+        if not is_numpy_namespace(xp_in):
+            raise ValueError(
+                'device="gpu" takes NumPy or CuPy input, got arrays of '
+                f"{xp_in.__name__}."
+            )
+        cupy = cupy_or_error()
+        moved = [None if a is None else cupy.asarray(a) for a in (X, Y, *rest)]
+        return moved, cupy.asnumpy
+    if cupy_in and not gpu:  # device="cpu" with CuPy input
+        import cupy
+
+        moved = [None if a is None else to_numpy(a) for a in (X, Y, *rest)]
+        return moved, cupy.asarray
+    return [X, Y, *rest], (lambda a: a)
+
+
+def _n_rows(A):
+    shape = getattr(A, "shape", None)
+    if shape is None:
+        return len(A)
+    return shape[0] if len(shape) else 0
+
+
+# ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
 _PARAMS_DOC = """
@@ -538,7 +589,14 @@ _PARAMS_DOC = """
         Threads over tiles (NumPy inputs). ``-1`` uses every core.
     dtype : {{None, "float64", "float32"}}, default=None
         Compute and output precision. ``None`` means float64, whatever the
-        input dtype (float32 inputs are promoted).""".format(
+        input dtype (float32 inputs are promoted).
+    device : {{"auto", "cpu", "gpu"}}, default="auto"
+        Where to compute. ``"gpu"`` needs CuPy and a CUDA device (it raises
+        :class:`~sknetk._device.GPUUnavailableError` saying which is missing);
+        ``"cpu"`` computes with NumPy; ``"auto"`` computes where a CuPy input
+        lives, and moves NumPy input to the GPU only when one is available and
+        the kernel has at least ``AUTO_GPU_MIN_ENTRIES`` (4 million) entries.
+        Outputs mirror inputs: NumPy in, NumPy out; CuPy in, CuPy out.""".format(
     activations=", ".join(ACTIVATION_NAMES)
 )
 
@@ -576,6 +634,7 @@ def nngp_ntk_kernels(
     working_memory=None,
     n_jobs=-1,
     dtype=None,
+    device="auto",
     frozen_layers=0,
 ):
     """NNGP and NTK kernels together, from one pass of the recursion.
@@ -615,11 +674,11 @@ def nngp_ntk_kernels(
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width, frozen_layers)
-    xp = get_namespace(X, Y)
-    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths,
                            working_memory, n_jobs)
-    return _finish(out["nngp"], all_depths), _finish(out["ntk"], all_depths)
+    return (back(_finish(out["nngp"], all_depths)),
+            back(_finish(out["ntk"], all_depths)))
 
 
 def ntk_kernel(
@@ -637,6 +696,7 @@ def ntk_kernel(
     working_memory=None,
     n_jobs=-1,
     dtype=None,
+    device="auto",
 ):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
 
@@ -669,15 +729,14 @@ def ntk_kernel(
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> K = ntk_kernel(X, depth=1, weight_std=1.0, bias_std=0.0)
     >>> np.round(K, 4)
-    array([[1.    , 0.1592],
-           [0.1592, 1.    ]])
+    array([[0.5   , 0.0796],
+           [0.0796, 0.5   ]])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width)
-    xp = get_namespace(X, Y)
-    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs)
-    return _finish(out["ntk"], all_depths)
+    return back(_finish(out["ntk"], all_depths))
 
 
 def nngp_kernel(
@@ -695,6 +754,7 @@ def nngp_kernel(
     working_memory=None,
     n_jobs=-1,
     dtype=None,
+    device="auto",
 ):
     """NNGP kernel: the output covariance of an infinitely wide random network.
 
@@ -729,13 +789,13 @@ def nngp_kernel(
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width)
-    xp = get_namespace(X, Y)
-    X, Y = _prepare(X, Y, xp, _compute_dtype(xp, dtype))
+    (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs)
-    return _finish(out["nngp"], all_depths)
+    return back(_finish(out["nngp"], all_depths))
 
 
 def _diag(X, spec, which, all_depths, dtype):
+    # O(n) work: always where the input lives.
     xp = get_namespace(X)
     X, _ = _prepare(X, None, xp, _compute_dtype(xp, dtype))
     nngps, ntks = _diag_recursion(xp, X, spec, which == "ntk", all_depths)
@@ -779,7 +839,7 @@ parameterization, width, all_depths, dtype
     >>> import numpy as np
     >>> from sknetk.kernels import ntk_diag
     >>> ntk_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
-    array([1., 4.])
+    array([0.5, 2. ])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width)
@@ -842,6 +902,7 @@ def kernel_matvec(
     working_memory=None,
     n_jobs=-1,
     dtype=None,
+    device="auto",
 ):
     """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
 
@@ -860,7 +921,7 @@ def kernel_matvec(
     kernel : {"ntk", "nngp"}, default="ntk"
         Which kernel.
     depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, working_memory, n_jobs, dtype
+parameterization, width, working_memory, n_jobs, dtype, device
         As in :func:`ntk_kernel`.
 
     Returns
@@ -882,18 +943,19 @@ parameterization, width, working_memory, n_jobs, dtype
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width)
-    xp = get_namespace(X, Y, V)
-    cdtype = _compute_dtype(xp, dtype)
-    X, Y = _prepare(X, Y, xp, cdtype)
-    if is_numpy_namespace(xp):
-        V = np.asarray(V, dtype=cdtype)
-    else:
-        V = xp.astype(V, cdtype)
+    if Y is None:
+        raise ValueError("kernel_matvec needs Y (the kernel's columns).")
+    xp_v = get_namespace(V)
+    if is_numpy_namespace(xp_v):
+        V = np.asarray(V)
+    (X, Y, V), back = _place(device, dtype, X, Y, V)
+    xp = get_namespace(X)
+    V = xp.astype(V, X.dtype)
     if V.shape[0] != Y.shape[0]:
         raise ValueError(
             f"V has {V.shape[0]} rows but Y has {Y.shape[0]}; they must match."
         )
-    return _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs)
+    return back(_blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs))
 
 
 def _row_block(n_rows_y, budget, itemsize):
@@ -907,10 +969,11 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
     itemsize = 4 if X.dtype == xp.float32 else 8
     rows = _row_block(Y.shape[0], budget, itemsize)
     pieces = []
-    for i0 in range(0, X.shape[0], rows):
+    n = X.shape[0]
+    for i0 in range(0, n, rows):
         block = _compute_kernels(
-            X[i0 : i0 + rows, :], Y, spec, (kernel,), False, budget / 2 / 2**20,
-            n_jobs,
+            X[i0 : min(i0 + rows, n), :], Y, spec, (kernel,), False,
+            budget / 2 / 2**20, n_jobs,
         )[kernel][0, ...]
         pieces.append(block @ V)
     if not pieces:
