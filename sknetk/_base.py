@@ -1,0 +1,283 @@
+"""Shared parameters, input handling and kernel plumbing of the NTK estimators.
+
+:class:`_BaseNTK` holds what :class:`~sknetk.NTKRegressor` and
+:class:`~sknetk.NTKClassifier` share: the declarative parameter constraints,
+the one place where the compute device is chosen (:meth:`_compute_device`),
+the training kernel (:meth:`_train_kernel`), the solve (:meth:`_solve`) and
+the tiled prediction ``K(X, X_fit_) @ dual_coef_`` (:meth:`_kernel_dot`).
+A new estimator option (finite training time, another solver) overrides one
+of these methods.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight
+
+from ._device import DEVICES, GPUUnavailableError, check_device, cupy_or_error
+from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
+from .kernels import (
+    ACTIVATION_NAMES,
+    PARAMETERIZATIONS,
+    KernelSpec,
+    kernel_matvec,
+    nngp_kernel,
+    ntk_kernel,
+)
+
+#: Sparse input is converted to a dense array when it has at most this many
+#: entries (rows x columns; 80 MB in float64). Larger sparse input raises a
+#: ``TypeError``: the NTK needs dense rows, and silently allocating a huge
+#: dense copy would exhaust memory. Prediction densifies sparse input in row
+#: blocks of this size, so it accepts sparse input of any number of rows.
+SPARSE_DENSIFY_MAX_ENTRIES = 10_000_000
+
+KERNELS = ("ntk", "nngp")
+
+# Parameter documentation shared by the estimators' docstrings (inserted in
+# place of the line "    {kernel_params}").
+KERNEL_PARAMS_DOC = """
+    kernel : {{"ntk", "nngp"}}, default="ntk"
+        ``"ntk"``: the Neural Tangent Kernel, i.e. every layer is trained;
+        the model is the mean prediction of the infinitely wide network
+        trained to convergence by gradient descent on squared loss.
+        ``"nngp"``: the NNGP kernel, i.e. only the readout layer is trained
+        (equivalently, the posterior mean of the network's Gaussian
+        process).
+
+    depth : int, default=3
+        Number of hidden ``Dense -> activation`` blocks; a linear readout
+        layer follows them.
+
+    activation : str, default="relu"
+        Activation of the hidden layers, one of
+        ``sknetk.kernels.ACTIVATION_NAMES``: {activations}.
+
+    activation_params : dict, default=None
+        Parameters of the activation, e.g. ``{{"alpha": 0.1}}`` for
+        ``"leaky_relu"``, ``{{"a": 1.0, "b": 2.0, "c": 0.0}}`` for ``"erf"``
+        (``a * erf(b * x) + c``) or ``"sin"``, ``{{"gamma": 0.5}}`` for
+        ``"rbf"``. Missing ones take their defaults. ``GridSearchCV`` can
+        tune it with a list of dicts.
+
+    weight_std : float, default=1.0
+        Standard deviation of every Dense layer's weights (``W_std`` in
+        neural-tangents).
+
+    bias_std : float or None, default=0.0
+        Standard deviation of the biases (``b_std``). ``None`` means the
+        layers have no bias parameter, which differs from ``0.0`` only in
+        the ``"standard"`` parameterization.
+
+    parameterization : {{"ntk", "standard"}}, default="ntk"
+        Parameterization of the Dense layers, as in neural-tangents.
+
+    width : int, default=None
+        Hidden width. Only the ``"standard"`` parameterization's NTK
+        depends on it, and it is required there.
+
+    alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
+        How ``alpha`` is interpreted. ``"absolute"``: the ridge added to the
+        kernel's diagonal, as in ``KernelRidge``. ``"mean_diag"``: ``alpha``
+        times the mean of the training kernel's diagonal (weighted by
+        ``sample_weight``), which is neural-tangents' ``diag_reg`` with its
+        default ``trace / n`` scaling. The NTK's scale grows with depth, so
+        a relative ridge keeps the same meaning across depths. The value used
+        is stored in ``alpha_``.
+
+    device : {{"auto", "cpu", "gpu"}}, default="auto"
+        Where the work runs. In this version ``"auto"`` means the CPU, and
+        ``"gpu"`` raises :class:`~sknetk.exceptions.GPUUnavailableError`
+        (saying whether CuPy or a CUDA device is missing).
+
+    working_memory : float, default=None
+        Memory budget in MiB for the temporaries of the tiled kernel
+        computations, defaulting to ``sklearn.get_config()["working_memory"]``.
+        Prediction streams the test rows through blocks of this size, so it
+        never holds the full ``n_test x n_train`` kernel.
+
+    n_jobs : int, default=-1
+        Number of threads computing kernel tiles; ``-1`` uses every core.""".format(
+    activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
+)
+
+
+def _insert_params_doc(cls):
+    """Put :data:`KERNEL_PARAMS_DOC` into ``cls.__doc__``."""
+    doc = KERNEL_PARAMS_DOC.strip("\n")
+    cls.__doc__ = cls.__doc__.replace("    {kernel_params}", doc, 1)
+    return cls
+
+
+def densify(X, *, max_entries=None):
+    """Return ``X`` as a dense array, refusing sparse input that is too large.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Validated input.
+    max_entries : int, default=None
+        Largest sparse input converted; defaults to
+        :data:`SPARSE_DENSIFY_MAX_ENTRIES`.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        The dense rows.
+    """
+    if not sp.issparse(X):
+        return X
+    if max_entries is None:
+        max_entries = SPARSE_DENSIFY_MAX_ENTRIES
+    n_entries = X.shape[0] * X.shape[1]
+    if n_entries > max_entries:
+        raise TypeError(
+            f"A sparse X of shape {X.shape} would need {n_entries} dense entries "
+            f"({n_entries * 8 / 2**30:.1f} GiB in float64); sknetk densifies sparse "
+            f"input only up to SPARSE_DENSIFY_MAX_ENTRIES={max_entries} entries, "
+            "because the NTK needs dense rows. Reduce the dimension first (e.g. "
+            "TruncatedSVD) or pass a dense array."
+        )
+    return X.toarray()
+
+
+def check_fit_sample_weight(sample_weight, X):
+    """Validate ``sample_weight`` for fit: finite, non-negative, not all zero.
+
+    Returns ``None`` when ``sample_weight`` is ``None``, else a float64 array
+    of shape ``(n_samples,)``.
+    """
+    if sample_weight is None:
+        return None
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if not np.isfinite(sample_weight).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    return sample_weight
+
+
+class _BaseNTK(BaseEstimator):
+    """Kernel ridge regression with an infinite-width network kernel (base).
+
+    Subclasses define ``__init__`` with the parameters of
+    ``_parameter_constraints`` (plus their own) and call
+    :meth:`_fit_kernel_ridge` and :meth:`_kernel_dot`.
+    """
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "kernel": [StrOptions(set(KERNELS))],
+        "depth": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATION_NAMES))],
+        "activation_params": [dict, None],
+        "weight_std": [Interval(Real, 0, None, closed="left")],
+        "bias_std": [Interval(Real, 0, None, closed="left"), None],
+        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
+        "width": [Interval(Integral, 1, None, closed="left"), None],
+        "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
+        "device": [StrOptions(set(DEVICES))],
+        "working_memory": [Interval(Real, 0, None, closed="neither"), None],
+        "n_jobs": [Integral, None],
+    }
+
+    # -- kernel parameters ---------------------------------------------------
+    def _kernel_params(self):
+        """Keyword arguments describing the network, for ``sknetk.kernels``."""
+        return dict(
+            depth=self.depth,
+            activation=self.activation,
+            activation_params=self.activation_params,
+            weight_std=self.weight_std,
+            bias_std=self.bias_std,
+            parameterization=self.parameterization,
+            width=self.width,
+        )
+
+    def _check_kernel_params(self):
+        """Checks beyond the declarative constraints (raise ``ValueError``).
+
+        Unknown activation parameters, non-finite values, and
+        ``parameterization="standard"`` without ``width``.
+        """
+        KernelSpec.from_params(**self._kernel_params())
+
+    def _compute_device(self):
+        """Where this fit or prediction runs: the one place that reads ``device``.
+
+        Returns ``"cpu"``. ``device="gpu"`` raises
+        :class:`~sknetk.exceptions.GPUUnavailableError`: saying what is
+        missing when CuPy or a CUDA device is absent, and that the GPU path is
+        not available in this version otherwise.
+        """
+        check_device(self.device)
+        if self.device == "gpu":
+            cupy_or_error()
+            raise GPUUnavailableError(
+                'device="gpu": CuPy and a CUDA device are present, but this '
+                'version of sknetk computes on the CPU only; use device="cpu" or '
+                '"auto".'
+            )
+        return "cpu"
+
+    # -- fit -----------------------------------------------------------------
+    def _train_kernel(self, X):
+        """Training kernel ``K(X, X)`` as a float64 array of shape (n, n)."""
+        function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
+        return function(
+            X,
+            **self._kernel_params(),
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+        )
+
+    def _solve(self, K, y, sample_weight):
+        """Set ``alpha_`` and return the dual coefficients; may overwrite ``K``."""
+        diag = np.diagonal(K).copy() if self.alpha_scale == "mean_diag" else None
+        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
+        return solve_kernel_ridge(K, y, self.alpha_, sample_weight, overwrite_K=True)
+
+    def _fit_kernel_ridge(self, X, y, sample_weight):
+        """Fit on validated dense ``X``, float64 ``y`` and validated weights."""
+        self._check_kernel_params()
+        self._compute_device()
+        K = self._train_kernel(X)
+        self.dual_coef_ = self._solve(K, y, sample_weight)
+        self.X_fit_ = X
+        return self
+
+    # -- predict -------------------------------------------------------------
+    def _kernel_dot(self, X):
+        """``K(X, X_fit_) @ dual_coef_``, streamed over row blocks of ``X``.
+
+        ``X`` is validated (dense or sparse). Sparse rows are densified one
+        block at a time.
+        """
+        self._compute_device()
+        if sp.issparse(X):
+            rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
+            X = X.tocsr()
+            parts = [
+                self._kernel_dot(X[i : i + rows].toarray())
+                for i in range(0, X.shape[0], rows)
+            ]
+            if parts:
+                return np.concatenate(parts, axis=0)
+            return np.zeros((0,) + self.dual_coef_.shape[1:])
+        return kernel_matvec(
+            X,
+            self.X_fit_,
+            self.dual_coef_,
+            kernel=self.kernel,
+            **self._kernel_params(),
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

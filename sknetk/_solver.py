@@ -1,0 +1,360 @@
+"""Exact kernel ridge solve with honest numerics: Cholesky, else eigendecomposition.
+
+:func:`solve_kernel_ridge` returns the dual coefficients ``c`` of
+
+.. math:: (K + \\alpha I)\\, c = y
+
+(with sample weights, the weighted problem of scikit-learn's ``KernelRidge``),
+in float64 whatever the input precision. It tries a Cholesky factorisation;
+when that fails, is numerically singular or gives non-finite values, it warns
+with :class:`~sknetk.exceptions.IllConditionedKernelWarning` and falls back to
+an eigendecomposition that treats the eigenvalues below a relative tolerance
+as zero (the minimum-norm least-squares solution). It never returns NaN or
+infinity: a non-finite kernel is refused with a ``ValueError``.
+
+The function is pure (no estimator state) and written against an array
+namespace: NumPy goes through LAPACK (SciPy) with a single ``n x n`` working
+copy; other namespaces (CuPy, ``array_api_strict``) use ``xp.linalg``.
+"""
+
+import math
+import warnings
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace
+from .exceptions import IllConditionedKernelWarning
+
+__all__ = ["solve_kernel_ridge", "effective_alpha", "ALPHA_SCALES"]
+
+#: Allowed values of the estimators' ``alpha_scale`` parameter.
+ALPHA_SCALES = ("absolute", "mean_diag")
+
+_EPS = float(np.finfo(np.float64).eps)
+# Rows per block when scanning a large matrix for non-finite values, so that
+# the boolean temporary stays small.
+_FINITE_CHECK_ENTRIES = 2**22
+
+
+def effective_alpha(alpha, alpha_scale, kernel_diag=None, sample_weight=None):
+    """The ridge actually added to the kernel's diagonal.
+
+    Parameters
+    ----------
+    alpha : float
+        The user's ``alpha`` (>= 0).
+    alpha_scale : {"absolute", "mean_diag"}
+        ``"absolute"`` returns ``alpha`` unchanged, as in ``KernelRidge``.
+        ``"mean_diag"`` returns ``alpha * mean(diag(K))``, which is
+        neural-tangents' ``diag_reg`` with its default ``trace(K) / n``
+        scaling; the mean is weighted by ``sample_weight`` when given, so that
+        an integer weight is the same as repeating the row.
+    kernel_diag : array of shape (n_samples,), default=None
+        Diagonal of the training kernel; required for ``"mean_diag"``.
+    sample_weight : array of shape (n_samples,), default=None
+        Non-negative weights, not all zero.
+
+    Returns
+    -------
+    alpha_eff : float
+        The effective ridge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._solver import effective_alpha
+    >>> effective_alpha(0.1, "absolute")
+    0.1
+    >>> effective_alpha(0.1, "mean_diag", np.array([1.0, 3.0]))
+    0.2
+    """
+    alpha = float(alpha)
+    if alpha_scale == "absolute":
+        return alpha
+    if alpha_scale != "mean_diag":
+        raise ValueError(
+            f"alpha_scale must be one of {ALPHA_SCALES}, got {alpha_scale!r}."
+        )
+    if kernel_diag is None:
+        raise ValueError('alpha_scale="mean_diag" needs the kernel diagonal.')
+    xp = get_namespace(kernel_diag, sample_weight)
+    diag = xp.astype(xp.asarray(kernel_diag), xp.float64)
+    if sample_weight is None:
+        mean = xp.mean(diag) if diag.shape[0] else 0.0
+    else:
+        sw = xp.astype(xp.asarray(sample_weight), xp.float64)
+        mean = xp.sum(sw * diag) / xp.sum(sw)
+    return alpha * float(mean)
+
+
+def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
+    """Dual coefficients of kernel ridge regression, ``(K + alpha I)^-1 y``.
+
+    With ``sample_weight`` ``w``, solves the weighted problem as
+    scikit-learn's ``KernelRidge`` does: ``c = S (S K S + alpha I)^-1 S y``
+    with ``S = diag(sqrt(w))``. A zero weight removes its sample (its dual
+    coefficient is zero and the others are those of the fit without it) as
+    long as ``alpha > 0``.
+
+    Parameters
+    ----------
+    K : array of shape (n_samples, n_samples)
+        Symmetric positive semi-definite kernel matrix (any real dtype; the
+        solve is in float64).
+    y : array of shape (n_samples,) or (n_samples, n_targets)
+        Targets.
+    alpha : float
+        Ridge added to the diagonal (>= 0).
+    sample_weight : array of shape (n_samples,), default=None
+        Non-negative, finite weights.
+    overwrite_K : bool, default=False
+        Allow the NumPy path to work in ``K``'s memory (when ``K`` is a
+        float64 contiguous array), saving one ``n x n`` copy. ``K`` is then
+        left in an unspecified state.
+
+    Returns
+    -------
+    dual_coef : array of shape (n_samples,) or (n_samples, n_targets)
+        Same shape as ``y``, float64, same array namespace as ``K``; always
+        finite.
+
+    Raises
+    ------
+    ValueError
+        If ``K`` or ``y`` holds NaN or infinity, or the shapes do not match.
+
+    Warns
+    -----
+    IllConditionedKernelWarning
+        When Cholesky fails or the smallest Cholesky pivot is below
+        ``n * eps`` times the largest (the matrix is singular to working
+        precision); the eigendecomposition fallback then zeroes the
+        eigenvalues below ``n * eps * max|eigenvalue|``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._solver import solve_kernel_ridge
+    >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> solve_kernel_ridge(K, np.array([1.0, 0.0]), alpha=1.0)
+    array([ 0.375, -0.125])
+
+    A singular system (two identical rows, no ridge) warns and returns the
+    minimum-norm solution instead of NaN:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     c = solve_kernel_ridge(np.ones((2, 2)), np.array([1.0, 1.0]), 0.0)
+    >>> c, caught[0].category.__name__
+    (array([0.5, 0.5]), 'IllConditionedKernelWarning')
+    """
+    xp = get_namespace(K, y, sample_weight)
+    alpha = _check_alpha(alpha)
+    n = K.shape[0]
+    if K.ndim != 2 or K.shape[1] != n:
+        raise ValueError(f"K must be a square matrix, got shape {tuple(K.shape)}.")
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} rows but K has {n}; they must match.")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
+    if is_numpy_namespace(xp):
+        return _solve_numpy(K, y, alpha, sample_weight, overwrite_K)
+    return _solve_xp(xp, K, y, alpha, sample_weight)
+
+
+def _check_alpha(alpha):
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number, got {alpha!r}.") from None
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}.")
+    return alpha
+
+
+def _check_weights(xp, sample_weight, n):
+    if sample_weight is None:
+        return None
+    sw = xp.astype(sample_weight, xp.float64)
+    if sw.shape != (n,):
+        raise ValueError(
+            f"sample_weight must have shape ({n},), got {tuple(sw.shape)}."
+        )
+    if not bool(xp.all(xp.isfinite(sw))) or bool(xp.any(sw < 0)):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    return sw
+
+
+def _warn_fallback(reason):
+    warnings.warn(
+        f"The regularised kernel matrix K + alpha*I is {reason}; solving it by "
+        "eigendecomposition instead, treating eigenvalues below "
+        "n * eps * max|eigenvalue| as zero (minimum-norm least-squares "
+        "solution). Increase alpha, or use alpha_scale='mean_diag', to get a "
+        "well-posed problem.",
+        IllConditionedKernelWarning,
+        stacklevel=3,
+    )
+
+
+def _pivots_ok(pivot_sqrt, n, xp):
+    """Cholesky pivots ``L_jj**2`` are well separated from zero.
+
+    The smallest pivot bounds the smallest eigenvalue from above relative to
+    the largest pivot, so a ratio below ``n * eps`` means the matrix is
+    singular to working precision.
+    """
+    piv = pivot_sqrt * pivot_sqrt
+    top = float(xp.max(piv))
+    return bool(float(xp.min(piv)) > top * max(n, 1) * _EPS)
+
+
+def _pinv_solve(xp, w, Q, b, n):
+    """``Q diag(1/w) Q^T b`` with eigenvalues below a relative tolerance dropped."""
+    top = float(xp.max(xp.abs(w))) if w.shape[0] else 0.0
+    keep = xp.abs(w) > top * max(n, 1) * _EPS
+    safe = xp.where(keep, w, xp.ones_like(w))
+    inv = xp.where(keep, 1.0 / safe, xp.zeros_like(w))
+    return Q @ (inv[:, None] * (Q.T @ b))
+
+
+# ---------------------------------------------------------------------------
+# NumPy: LAPACK on one working copy
+# ---------------------------------------------------------------------------
+def _all_finite_numpy(A):
+    rows = max(1, _FINITE_CHECK_ENTRIES // max(A.shape[1], 1))
+    return all(np.isfinite(A[i : i + rows]).all() for i in range(0, A.shape[0], rows))
+
+
+def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
+    K = np.asarray(K)
+    n = K.shape[0]
+    sw = _check_weights(np, sample_weight, n)
+    y = np.asarray(y, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity.")
+    if not _all_finite_numpy(K):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?)."
+        )
+    if n == 0:
+        return np.zeros_like(y)
+    ravel = y.ndim == 1
+    b = y.reshape(n, -1)
+
+    # Work on a Fortran-ordered symmetric matrix F (a view of K when allowed).
+    # potrf writes only the lower triangle of F; the strict upper triangle
+    # keeps the matrix, so the fallback needs no second n x n copy.
+    if overwrite_K and K.dtype == np.float64 and K.flags.f_contiguous:
+        F = K
+    elif overwrite_K and K.dtype == np.float64 and K.flags.c_contiguous:
+        F = K.T
+    else:
+        F = np.array(K, dtype=np.float64, order="F", copy=True)
+    idx = np.arange(n)
+    if sw is not None:
+        root = np.sqrt(sw)
+        F *= root[:, None]
+        F *= root[None, :]
+        b = b * root[:, None]
+    F[idx, idx] += alpha
+    diag = F[idx, idx].copy()
+
+    c, info = lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+    x = None
+    if info == 0 and _pivots_ok(np.diagonal(c), n, np):
+        x, info = lapack.dpotrs(c, np.asfortranarray(b), lower=1)
+        if info != 0 or not np.isfinite(x).all():
+            x = None
+        reason = "numerically singular (the Cholesky solve is not finite)"
+    else:
+        reason = (
+            "not positive definite"
+            if info != 0
+            else "singular to working precision (smallest Cholesky pivot below "
+            "n * eps times the largest)"
+        )
+    if x is None:
+        _warn_fallback(reason)
+        M = c if np.shares_memory(c, F) else F
+        M[idx, idx] = diag
+        w, Q = linalg.eigh(M, lower=False, overwrite_a=True, check_finite=False)
+        x = _pinv_solve(np, w, Q, b, n)
+    x = np.ascontiguousarray(x)
+    if sw is not None:
+        x *= np.sqrt(sw)[:, None]
+    return x.ravel() if ravel else x
+
+
+# ---------------------------------------------------------------------------
+# Other namespaces (CuPy, array_api_strict): xp.linalg
+# ---------------------------------------------------------------------------
+def _triangular_solve(xp, L, B, lower):
+    """Solve ``L X = B`` for a triangular ``L``."""
+    if is_cupy_namespace(xp):  # pragma: no cover - needs a GPU
+        from cupyx.scipy.linalg import solve_triangular
+
+        return solve_triangular(L, B, lower=lower)
+    if is_numpy_namespace(xp):
+        return linalg.solve_triangular(L, B, lower=lower, check_finite=False)
+    # The array API has no triangular solve; a general solve is exact here.
+    return xp.linalg.solve(L, B)
+
+
+def _solve_xp(xp, K, y, alpha, sample_weight):
+    n = K.shape[0]
+    sw = _check_weights(xp, sample_weight, n)
+    y = xp.astype(y, xp.float64)
+    if not bool(xp.all(xp.isfinite(y))):
+        raise ValueError("y contains NaN or infinity.")
+    A = xp.astype(K, xp.float64, copy=True)
+    if not bool(xp.all(xp.isfinite(A))):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?)."
+        )
+    if n == 0:
+        return xp.zeros_like(y)
+    ravel = y.ndim == 1
+    b = xp.reshape(y, (n, -1))
+    if sw is not None:
+        root = xp.sqrt(sw)
+        A = A * root[:, None] * root[None, :]
+        b = b * root[:, None]
+    A = A + alpha * xp.eye(n, dtype=xp.float64, device=_device(A))
+
+    x = None
+    try:
+        L = xp.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        L = None
+    reason = "not positive definite"
+    if L is not None and bool(xp.all(xp.isfinite(L))):
+        if _pivots_ok(xp.linalg.diagonal(L), n, xp):
+            z = _triangular_solve(xp, L, b, lower=True)
+            x = _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+            if not bool(xp.all(xp.isfinite(x))):
+                x = None
+                reason = "numerically singular (the Cholesky solve is not finite)"
+        else:
+            reason = (
+                "singular to working precision (smallest Cholesky pivot below "
+                "n * eps times the largest)"
+            )
+    if x is None:
+        _warn_fallback(reason)
+        w, Q = xp.linalg.eigh(A)
+        x = _pinv_solve(xp, w, Q, b, n)
+    if sw is not None:
+        x = x * xp.sqrt(sw)[:, None]
+    return xp.reshape(x, (n,)) if ravel else x
+
+
+def _device(x):
+    from ._array_api import device
+
+    return device(x)

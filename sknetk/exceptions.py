@@ -1,0 +1,30 @@
+"""Warnings and errors raised by sknetk.
+
+Examples
+--------
+Turn the solver's warning into an error, to stop on a singular kernel instead
+of accepting its minimum-norm least-squares solution:
+
+>>> import warnings
+>>> from sknetk.exceptions import IllConditionedKernelWarning
+>>> with warnings.catch_warnings():
+...     warnings.simplefilter("error", IllConditionedKernelWarning)
+...     # fit here
+"""
+
+from ._device import GPUUnavailableError
+
+__all__ = ["IllConditionedKernelWarning", "GPUUnavailableError"]
+
+
+class IllConditionedKernelWarning(UserWarning):
+    """The regularised kernel matrix is singular or numerically ill-conditioned.
+
+    Raised by :func:`sknetk._solver.solve_kernel_ridge` (and so by the
+    estimators' ``fit``) when the Cholesky factorisation of
+    ``K + alpha * I`` fails or is numerically singular. The solve then falls
+    back to an eigendecomposition that treats eigenvalues below a relative
+    tolerance as zero, which gives the minimum-norm least-squares solution.
+    Increasing ``alpha`` (or using ``alpha_scale="mean_diag"``) usually
+    removes the warning.
+    """
