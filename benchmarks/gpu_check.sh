@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One prepared GPU check: runs the `gpu` tests, then the GPU benchmarks, and
+# writes logs and JSON under $OUT (or benchmarks/results/gpu_check_<date>/).
+#
+# It installs nothing and needs no network: it uses the CuPy, NumPy, SciPy,
+# scikit-learn, joblib and pytest that a CUDA machine already has, and imports
+# sknetk from this working tree (PYTHONPATH), not from an installation.
+# Budget: a few minutes on one H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+OUT="${OUT:-benchmarks/results/gpu_check_$(date -u +%Y%m%d)}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  "$PY" - <<'PYEOF'
+import importlib
+for name in ["numpy", "scipy", "sklearn", "joblib", "cupy", "pytest", "array_api_compat"]:
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as exc:
+        print(name, "MISSING", exc)
+PYEOF
+} 2>&1 | tee "$OUT/environment.txt"
+
+status=0
+echo "== gpu tests =="
+timeout 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" \
+  tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== bench_gpu =="
+timeout 420 "$PY" benchmarks/bench_gpu.py --out "$OUT" 2>&1 | tee "$OUT/bench_gpu.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+if [ -f benchmarks/bench_large.py ] && [ -z "${SKIP_LARGE:-}" ]; then
+  echo "== bench_large --gpu =="
+  timeout 240 "$PY" benchmarks/bench_large.py --gpu --out "$OUT" 2>&1 \
+    | tee "$OUT/bench_large_gpu.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+echo "gpu_check status: $status (results in $OUT)"
+exit $status
