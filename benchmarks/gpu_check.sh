@@ -29,17 +29,17 @@ PYEOF
 
 status=0
 echo "== gpu tests =="
-timeout 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" \
+timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" \
   tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== bench_gpu =="
-timeout 420 "$PY" benchmarks/bench_gpu.py --out "$OUT" 2>&1 | tee "$OUT/bench_gpu.log"
+timeout 240 "$PY" benchmarks/bench_gpu.py --out "$OUT" 2>&1 | tee "$OUT/bench_gpu.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 if [ -f benchmarks/bench_large.py ] && [ -z "${SKIP_LARGE:-}" ]; then
   echo "== bench_large --gpu =="
-  timeout 240 "$PY" benchmarks/bench_large.py --gpu --out "$OUT" 2>&1 \
+  timeout 150 "$PY" benchmarks/bench_large.py --gpu --out "$OUT" 2>&1 \
     | tee "$OUT/bench_large_gpu.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
