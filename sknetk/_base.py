@@ -37,6 +37,10 @@ SPARSE_DENSIFY_MAX_ENTRIES = 10_000_000
 
 KERNELS = ("ntk", "nngp")
 
+#: Sparse formats taken as they are; others are converted to CSR (which also
+#: checks them for NaN and infinity).
+ACCEPT_SPARSE = ("csr", "csc", "coo")
+
 # Parameter documentation shared by the estimators' docstrings (inserted in
 # place of the line "    {kernel_params}").
 KERNEL_PARAMS_DOC = """
@@ -208,7 +212,8 @@ class _BaseNTK(BaseEstimator):
     def _compute_device(self):
         """Where this fit or prediction runs: the one place that reads ``device``.
 
-        Returns ``"cpu"``. ``device="gpu"`` raises
+        Returns the ``device`` value passed to the ``sknetk.kernels``
+        functions: ``"cpu"`` in this version. ``device="gpu"`` raises
         :class:`~sknetk.exceptions.GPUUnavailableError`: saying what is
         missing when CuPy or a CUDA device is absent, and that the GPU path is
         not available in this version otherwise.
@@ -217,9 +222,9 @@ class _BaseNTK(BaseEstimator):
         if self.device == "gpu":
             cupy_or_error()
             raise GPUUnavailableError(
-                'device="gpu": CuPy and a CUDA device are present, but this '
-                'version of sknetk computes on the CPU only; use device="cpu" or '
-                '"auto".'
+                'device="gpu": CuPy and a CUDA device are present, but the '
+                "estimators of this version of sknetk compute on the CPU only; "
+                'use device="cpu" or "auto".'
             )
         return "cpu"
 
@@ -232,6 +237,7 @@ class _BaseNTK(BaseEstimator):
             **self._kernel_params(),
             working_memory=self.working_memory,
             n_jobs=self.n_jobs,
+            device=self._compute_device(),
         )
 
     def _solve(self, K, y, sample_weight):
@@ -243,7 +249,6 @@ class _BaseNTK(BaseEstimator):
     def _fit_kernel_ridge(self, X, y, sample_weight):
         """Fit on validated dense ``X``, float64 ``y`` and validated weights."""
         self._check_kernel_params()
-        self._compute_device()
         K = self._train_kernel(X)
         self.dual_coef_ = self._solve(K, y, sample_weight)
         self.X_fit_ = X
@@ -256,7 +261,7 @@ class _BaseNTK(BaseEstimator):
         ``X`` is validated (dense or sparse). Sparse rows are densified one
         block at a time.
         """
-        self._compute_device()
+        device = self._compute_device()
         if sp.issparse(X):
             rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
             X = X.tocsr()
@@ -267,7 +272,7 @@ class _BaseNTK(BaseEstimator):
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + self.dual_coef_.shape[1:])
-        return kernel_matvec(
+        out = kernel_matvec(
             X,
             self.X_fit_,
             self.dual_coef_,
@@ -275,7 +280,15 @@ class _BaseNTK(BaseEstimator):
             **self._kernel_params(),
             working_memory=self.working_memory,
             n_jobs=self.n_jobs,
+            device=device,
         )
+        if not np.isfinite(out).all():
+            raise ValueError(
+                "The kernel between X and the training data overflows float64 "
+                "(NaN or infinity): the rows of X are too large in magnitude. "
+                "Scale the features (e.g. StandardScaler) before the estimator."
+            )
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

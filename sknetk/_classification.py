@@ -6,7 +6,13 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _BaseNTK, _insert_params_doc, check_fit_sample_weight, densify
+from ._base import (
+    ACCEPT_SPARSE,
+    _BaseNTK,
+    _insert_params_doc,
+    check_fit_sample_weight,
+    densify,
+)
 
 
 @_insert_params_doc
@@ -152,7 +158,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             The fitted estimator.
         """
         X, y = validate_data(
-            self, X, y, accept_sparse=True, dtype=np.float64, copy=True
+            self, X, y, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, copy=True
         )
         X = densify(X)
         check_classification_targets(y)
@@ -190,7 +196,9 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             With two classes, positive values favour ``classes_[1]``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=True, dtype=np.float64, reset=False)
+        X = validate_data(
+            self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
+        )
         return self._kernel_dot(X)
 
     def predict(self, X):

@@ -4,7 +4,13 @@ import numpy as np
 from sklearn.base import MultiOutputMixin, RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _BaseNTK, _insert_params_doc, check_fit_sample_weight, densify
+from ._base import (
+    ACCEPT_SPARSE,
+    _BaseNTK,
+    _insert_params_doc,
+    check_fit_sample_weight,
+    densify,
+)
 
 
 @_insert_params_doc
@@ -167,7 +173,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             self,
             X,
             y,
-            accept_sparse=True,
+            accept_sparse=ACCEPT_SPARSE,
             dtype=np.float64,
             copy=True,
             multi_output=True,
@@ -195,5 +201,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             Predicted values (float64).
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=True, dtype=np.float64, reset=False)
+        X = validate_data(
+            self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
+        )
         return self._kernel_dot(X)

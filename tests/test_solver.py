@@ -1,0 +1,250 @@
+"""The exact kernel ridge solver: Cholesky, its fallback, weights, namespaces."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.linear_model._ridge import _solve_cholesky_kernel
+
+from sknetk._solver import effective_alpha, solve_kernel_ridge
+from sknetk.exceptions import IllConditionedKernelWarning
+
+
+def _spd_kernel(n, rng, d=4):
+    """An RBF Gram matrix of random points: symmetric positive definite."""
+    X = rng.normal(size=(n, d))
+    sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    return np.exp(-0.5 * sq)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("y_shape", [(30,), (30, 1), (30, 3)])
+def test_matches_scikit_learn_kernel_ridge_solver(rng, weighted, y_shape):
+    """Equal to scikit-learn's ``_solve_cholesky_kernel`` (KernelRidge's solver)."""
+    K = _spd_kernel(30, rng)
+    y = rng.normal(size=y_shape)
+    sw = rng.uniform(0.1, 3.0, size=30) if weighted else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        coef = solve_kernel_ridge(K, y, 0.3, sw)
+    expected = _solve_cholesky_kernel(
+        K.copy(), y.reshape(30, -1), np.array([0.3]), sw, copy=True
+    ).reshape(y_shape)
+    assert coef.shape == y_shape
+    assert coef.dtype == np.float64
+    assert_allclose(coef, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_solution_satisfies_the_normal_equations(rng):
+    """The duals solve ``(K + alpha I) c = y`` (checked by the residual)."""
+    K = _spd_kernel(40, rng)
+    y = rng.normal(size=(40, 2))
+    coef = solve_kernel_ridge(K, y, 1e-3)
+    assert_allclose((K + 1e-3 * np.eye(40)) @ coef, y, atol=1e-9)
+
+
+def test_inputs_are_not_modified_and_overwrite_gives_same_result(rng):
+    """``overwrite_K=False`` leaves K, y and weights intact; True gives the same."""
+    K = _spd_kernel(25, rng)
+    y = rng.normal(size=25)
+    sw = rng.uniform(0.5, 2.0, size=25)
+    K0, y0, sw0 = K.copy(), y.copy(), sw.copy()
+    coef = solve_kernel_ridge(K, y, 0.1, sw)
+    assert_allclose(K, K0, rtol=0, atol=0)
+    assert_allclose(y, y0, rtol=0, atol=0)
+    assert_allclose(sw, sw0, rtol=0, atol=0)
+    for layout in (np.ascontiguousarray, np.asfortranarray):
+        coef2 = solve_kernel_ridge(layout(K0.copy()), y, 0.1, sw, overwrite_K=True)
+        assert_allclose(coef2, coef, rtol=1e-12)
+
+
+def test_float32_kernel_is_solved_in_float64(rng):
+    """A float32 kernel gives float64 duals equal to the float64 solve of it."""
+    K32 = _spd_kernel(20, rng).astype(np.float32)
+    y = rng.normal(size=20).astype(np.float32)
+    coef = solve_kernel_ridge(K32, y, 0.5)
+    assert coef.dtype == np.float64
+    expected = np.linalg.solve(K32.astype(np.float64) + 0.5 * np.eye(20), y)
+    assert_allclose(coef, expected, rtol=1e-12)
+
+
+def test_duplicate_rows_without_ridge_warn_and_give_min_norm_solution(rng):
+    """alpha=0 and duplicated rows: a warning and the pseudo-inverse solution."""
+    X = rng.normal(size=(8, 3))
+    X = np.vstack([X, X[:3]])  # rows 8, 9, 10 duplicate rows 0, 1, 2
+    K = (X @ X.T + 1.0) ** 2  # polynomial kernel: PD on distinct points
+    y = rng.normal(size=11)
+    with pytest.warns(IllConditionedKernelWarning, match="eigendecomposition"):
+        coef = solve_kernel_ridge(K, y, 0.0)
+    assert np.isfinite(coef).all()
+    assert_allclose(coef, np.linalg.pinv(K, rcond=1e-12) @ y, rtol=1e-6, atol=1e-8)
+    # The fitted values are y projected on range(K): duplicates get their mean.
+    fitted = K @ coef
+    expected = y.copy()
+    for i, j in [(0, 8), (1, 9), (2, 10)]:
+        expected[i] = expected[j] = (y[i] + y[j]) / 2
+    assert_allclose(fitted, expected, atol=1e-6)
+
+
+def test_numerically_singular_matrix_that_cholesky_accepts_falls_back(rng):
+    """Cholesky succeeds on diag(2, 1, 1e-18, 0.5), but the pivot test catches it.
+
+    The fallback drops the eigenvalue below ``n * eps`` times the largest, so
+    that coordinate's dual is zero instead of ``y / 1e-18``.
+    """
+    d = np.array([2.0, 1.0, 1e-18, 0.5])
+    y = rng.normal(size=4)
+    with pytest.warns(IllConditionedKernelWarning, match="working precision"):
+        coef = solve_kernel_ridge(np.diag(d), y, 0.0)
+    expected = y / d
+    expected[2] = 0.0
+    assert_allclose(coef, expected, rtol=1e-14)
+
+
+def test_zero_kernel_gives_zero_duals():
+    """K = 0 and alpha = 0: warning and zero duals, never NaN."""
+    with pytest.warns(IllConditionedKernelWarning):
+        coef = solve_kernel_ridge(np.zeros((4, 4)), np.ones(4), 0.0)
+    assert_allclose(coef, np.zeros(4), atol=0)
+
+
+def test_indefinite_but_invertible_matrix_is_solved_exactly(rng):
+    """Cholesky fails on an indefinite matrix; the fallback solves it exactly."""
+    Q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    K = Q @ np.diag([3.0, 2.0, 1.0, 0.5, -0.5, -1.0, -2.0]) @ Q.T
+    y = rng.normal(size=7)
+    with pytest.warns(IllConditionedKernelWarning, match="not positive definite"):
+        coef = solve_kernel_ridge(K, y, 0.0)
+    assert_allclose(coef, np.linalg.solve(K, y), rtol=1e-10)
+
+
+def test_well_conditioned_problem_does_not_warn(rng):
+    """No warning for an ordinary positive definite system."""
+    K = _spd_kernel(50, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        solve_kernel_ridge(K, rng.normal(size=50), 1e-6)
+
+
+def test_zero_weight_removes_the_sample(rng):
+    """A zero weight gives a zero dual and the duals of the fit without it."""
+    K = _spd_kernel(20, rng)
+    y = rng.normal(size=(20, 2))
+    sw = rng.uniform(0.5, 2.0, size=20)
+    sw[[3, 11]] = 0.0
+    coef = solve_kernel_ridge(K, y, 0.2, sw)
+    keep = sw > 0
+    sub = solve_kernel_ridge(K[np.ix_(keep, keep)], y[keep], 0.2, sw[keep])
+    assert_allclose(coef[~keep], 0.0, atol=0)
+    assert_allclose(coef[keep], sub, rtol=1e-10)
+
+
+def test_integer_weight_equals_repetition(rng):
+    """Weight 2 gives the same fitted function as repeating the sample."""
+    X = rng.normal(size=(12, 3))
+    k = lambda A, B: np.exp(-0.5 * ((A[:, None] - B[None]) ** 2).sum(-1))  # noqa: E731
+    y = rng.normal(size=12)
+    sw = np.ones(12)
+    sw[[2, 5]] = 2.0
+    coef = solve_kernel_ridge(k(X, X), y, 0.3, sw)
+    Xr = np.vstack([X, X[[2, 5]]])
+    yr = np.concatenate([y, y[[2, 5]]])
+    coef_r = solve_kernel_ridge(k(Xr, Xr), yr, 0.3)
+    X_test = rng.normal(size=(9, 3))
+    assert_allclose(k(X_test, X) @ coef, k(X_test, Xr) @ coef_r, rtol=1e-9)
+
+
+def test_empty_problem():
+    """Zero samples give zero-length duals."""
+    coef = solve_kernel_ridge(np.zeros((0, 0)), np.zeros((0, 2)), 1.0)
+    assert coef.shape == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(K=np.full((3, 3), np.nan)), "NaN or infinity"),
+        (dict(K=np.diag([1.0, np.inf, 1.0])), "NaN or infinity"),
+        (dict(y=np.array([1.0, np.nan, 0.0])), "y contains NaN"),
+        (dict(y=np.ones(4)), "must match"),
+        (dict(K=np.eye(3)[:, :2]), "square"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(alpha=float("nan")), "alpha"),
+        (dict(alpha="a"), "alpha"),
+        (dict(sample_weight=np.array([1.0, -1.0, 1.0])), "non-negative"),
+        (dict(sample_weight=np.array([1.0, np.nan, 1.0])), "finite"),
+        (dict(sample_weight=np.ones(2)), "shape"),
+    ],
+)
+def test_invalid_input_raises(kwargs, match):
+    """Non-finite or mismatched input raises a clear ValueError."""
+    args = dict(K=np.eye(3), y=np.ones(3), alpha=1.0, sample_weight=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        solve_kernel_ridge(args["K"], args["y"], args["alpha"], args["sample_weight"])
+
+
+def test_effective_alpha(rng):
+    """``mean_diag`` is alpha times the (weighted) mean diagonal."""
+    diag = rng.uniform(1, 5, size=10)
+    assert effective_alpha(0.3, "absolute", diag) == 0.3
+    assert_allclose(effective_alpha(0.3, "mean_diag", diag), 0.3 * diag.mean())
+    sw = rng.integers(0, 4, size=10).astype(float)
+    sw[0] = 1.0
+    repeated = np.repeat(diag, sw.astype(int))
+    assert_allclose(
+        effective_alpha(0.3, "mean_diag", diag, sw), 0.3 * repeated.mean(), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="alpha_scale"):
+        effective_alpha(0.3, "trace", diag)
+    with pytest.raises(ValueError, match="diagonal"):
+        effective_alpha(0.3, "mean_diag")
+
+
+# ---------------------------------------------------------------------------
+# Array-API path (array_api_strict runs the non-NumPy code on the CPU)
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def xp():
+    return pytest.importorskip("array_api_strict")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_array_api_strict_matches_numpy(rng, xp, weighted):
+    """The xp path returns the input's namespace and the NumPy path's values."""
+    K = _spd_kernel(15, rng)
+    y = rng.normal(size=(15, 2))
+    sw = rng.uniform(0.0, 2.0, size=15) if weighted else None
+    expected = solve_kernel_ridge(K, y, 0.1, sw)
+    coef = solve_kernel_ridge(
+        xp.asarray(K), xp.asarray(y), 0.1, None if sw is None else xp.asarray(sw)
+    )
+    assert type(coef).__module__.startswith("array_api_strict")
+    assert coef.dtype == xp.float64
+    assert_allclose(np.asarray(coef), expected, rtol=1e-10, atol=1e-13)
+
+
+def test_array_api_strict_fallback(rng, xp):
+    """The xp path falls back like the NumPy path on a singular matrix."""
+    X = rng.normal(size=(5, 2))
+    X = np.vstack([X, X[:1]])
+    K = (X @ X.T + 1.0) ** 2
+    y = rng.normal(size=6)
+    with pytest.warns(IllConditionedKernelWarning):
+        expected = solve_kernel_ridge(K, y, 0.0)
+    with pytest.warns(IllConditionedKernelWarning):
+        coef = solve_kernel_ridge(xp.asarray(K), xp.asarray(y), 0.0)
+    assert coef.shape == (6,)
+    assert_allclose(np.asarray(coef), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_array_api_strict_rejects_non_finite(xp):
+    """Non-finite kernels are refused on the xp path too."""
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        solve_kernel_ridge(xp.asarray(np.full((2, 2), np.nan)), xp.ones(2), 1.0)
