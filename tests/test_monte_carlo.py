@@ -95,7 +95,7 @@ def _jacobian(layers, X, phi, dphi):
     return np.concatenate(blocks, axis=1)
 
 
-def _empirical_kernels(layers, X, phi, dphi, weight_std, bias_std):
+def _empirical_kernels(layers, X, phi, dphi, weight_std, bias_std, frozen=0):
     """Empirical NNGP and NTK ``sum_theta df(x)/dtheta df(x')/dtheta``.
 
     The sum over a weight matrix factorises,
@@ -104,12 +104,13 @@ def _empirical_kernels(layers, X, phi, dphi, weight_std, bias_std):
     :func:`_jacobian` in :func:`test_factorised_ntk_equals_explicit_jacobian`).
     The empirical NNGP is the covariance of the output over the readout's
     random parameters given the last hidden features,
-    ``W_std**2 <a, a'> / N + b_std**2``.
+    ``W_std**2 <a, a'> / N + b_std**2``. The first ``frozen`` Dense layers
+    are not trained: their parameters are left out of the NTK's sum.
     """
     inputs, pre = _forward(layers, X, phi)
     deltas = _backward(layers, pre, dphi)
     ntk = np.zeros((len(X), len(X)))
-    for (_, b, w_mult, b_mult), a, delta in zip(layers, inputs, deltas):
+    for (_, b, w_mult, b_mult), a, delta in list(zip(layers, inputs, deltas))[frozen:]:
         dd = delta @ delta.T
         ntk += w_mult**2 * dd * (a @ a.T)
         if b is not None:
@@ -152,11 +153,13 @@ def test_factorised_ntk_equals_explicit_jacobian():
         for bias_std in (0.3, None):
             layers = _init_network(rng, 4, 7, 2, 1.3, bias_std, param)
             J = _jacobian(layers, X, _relu, _relu_derivative)
-            n_params = sum(W.size + (0 if b is None else b.size)
-                           for W, b, _, _ in layers)
+            n_params = sum(
+                W.size + (0 if b is None else b.size) for W, b, _, _ in layers
+            )
             assert J.shape == (5, n_params)
-            nngp, ntk = _empirical_kernels(layers, X, _relu, _relu_derivative,
-                                           1.3, bias_std)
+            nngp, ntk = _empirical_kernels(
+                layers, X, _relu, _relu_derivative, 1.3, bias_std
+            )
             np.testing.assert_allclose(ntk, J @ J.T, rtol=1e-12, atol=1e-12)
 
 
@@ -196,10 +199,12 @@ def _mean_errors(depth, weight_std, bias_std, n_seeds):
         e_ntk, e_nngp = [], []
         for seed in range(n_seeds):
             rng = np.random.default_rng([width, seed])
-            layers = _init_network(rng, X.shape[1], width, depth, weight_std,
-                                   bias_std, "ntk")
-            nngp, ntk = _empirical_kernels(layers, X, _relu, _relu_derivative,
-                                           weight_std, bias_std)
+            layers = _init_network(
+                rng, X.shape[1], width, depth, weight_std, bias_std, "ntk"
+            )
+            nngp, ntk = _empirical_kernels(
+                layers, X, _relu, _relu_derivative, weight_std, bias_std
+            )
             e_ntk.append(_relative_error(ntk, ntk_ref))
             e_nngp.append(_relative_error(nngp, nngp_ref))
         errors["ntk"].append(math.sqrt(np.mean(np.square(e_ntk))))
@@ -231,13 +236,51 @@ def test_average_over_networks_has_small_bias():
     mean = np.zeros_like(ref)
     for seed in range(n_seeds):
         rng = np.random.default_rng([7, seed])
-        layers = _init_network(rng, X.shape[1], width, depth, weight_std,
-                               bias_std, "ntk")
-        ntk = _empirical_kernels(layers, X, _relu, _relu_derivative,
-                                 weight_std, bias_std)[1]
+        layers = _init_network(
+            rng, X.shape[1], width, depth, weight_std, bias_std, "ntk"
+        )
+        ntk = _empirical_kernels(
+            layers, X, _relu, _relu_derivative, weight_std, bias_std
+        )[1]
         mean += ntk / n_seeds
     # One network: ~C/sqrt(512); the mean of 12: ~C/sqrt(12 * 512) ~ 0.013 C.
     assert _relative_error(mean, ref) < 0.05
+
+
+@pytest.mark.parametrize("frozen_layers", [1, 2])
+def test_frozen_layers_match_partial_jacobian(frozen_layers):
+    """NTK with frozen leading layers = sum over the trained parameters only."""
+    from sknetk.kernels import nngp_ntk_kernels
+
+    X = _inputs()
+    depth, weight_std, bias_std, width, n_seeds = 3, 1.2, 0.3, 2048, 3
+    _, ref = nngp_ntk_kernels(
+        X,
+        depth=depth,
+        weight_std=weight_std,
+        bias_std=bias_std,
+        frozen_layers=frozen_layers,
+    )
+    full = ntk_kernel(X, depth=depth, weight_std=weight_std, bias_std=bias_std)
+    mean = 0.0
+    for seed in range(n_seeds):
+        rng = np.random.default_rng([13, seed])
+        layers = _init_network(
+            rng, X.shape[1], width, depth, weight_std, bias_std, "ntk"
+        )
+        ntk = _empirical_kernels(
+            layers,
+            X,
+            _relu,
+            _relu_derivative,
+            weight_std,
+            bias_std,
+            frozen=frozen_layers,
+        )[1]
+        mean = mean + ntk / n_seeds
+    assert _relative_error(mean, ref) < 6.0 / math.sqrt(width)
+    # Freezing removes a sizeable share: the full NTK is far from it.
+    assert _relative_error(full, ref) > 0.1
 
 
 @pytest.mark.parametrize("bias_std", [0.5, None])
@@ -245,17 +288,23 @@ def test_standard_parameterization_matches_width_dependent_ntk(bias_std):
     """Standard-parameterization empirical NTK matches the kernel at that width."""
     X = _inputs()
     depth, weight_std, width, n_seeds = 2, 1.2, 2048, 4
-    kw = dict(depth=depth, weight_std=weight_std, bias_std=bias_std,
-              parameterization="standard")
+    kw = dict(
+        depth=depth,
+        weight_std=weight_std,
+        bias_std=bias_std,
+        parameterization="standard",
+    )
     ref = ntk_kernel(X, width=width, **kw)
     nngp_ref = nngp_kernel(X, width=width, **kw)
     mean_nngp, mean_ntk, errs = 0.0, 0.0, []
     for seed in range(n_seeds):
         rng = np.random.default_rng([11, seed])
-        layers = _init_network(rng, X.shape[1], width, depth, weight_std,
-                               bias_std, "standard")
-        nngp, ntk = _empirical_kernels(layers, X, _relu, _relu_derivative,
-                                       weight_std, bias_std)
+        layers = _init_network(
+            rng, X.shape[1], width, depth, weight_std, bias_std, "standard"
+        )
+        nngp, ntk = _empirical_kernels(
+            layers, X, _relu, _relu_derivative, weight_std, bias_std
+        )
         errs.append(_relative_error(ntk, ref))
         mean_nngp = mean_nngp + nngp / n_seeds
         mean_ntk = mean_ntk + ntk / n_seeds
@@ -279,14 +328,16 @@ def test_wide_network_every_activation(activation):
     depth, weight_std, bias_std, width, n_seeds = 2, 1.3, 0.2, 2048, 4
     act = ACTIVATIONS[activation]
     params = act.params()
-    kw = dict(depth=depth, activation=activation, weight_std=weight_std,
-              bias_std=bias_std)
+    kw = dict(
+        depth=depth, activation=activation, weight_std=weight_std, bias_std=bias_std
+    )
     ntk_ref, nngp_ref = ntk_kernel(X, **kw), nngp_kernel(X, **kw)
     mean_nngp, mean_ntk = 0.0, 0.0
     for seed in range(n_seeds):
         rng = np.random.default_rng([5, seed])
-        layers = _init_network(rng, X.shape[1], width, depth, weight_std,
-                               bias_std, "ntk")
+        layers = _init_network(
+            rng, X.shape[1], width, depth, weight_std, bias_std, "ntk"
+        )
         nngp, ntk = _empirical_kernels(
             layers,
             X,
@@ -331,7 +382,10 @@ def _assert_mc_close(samples, closed_form, label):
     mean = samples.mean()
     stderr = samples.std() / math.sqrt(samples.size)
     assert abs(mean - closed_form) <= 5 * stderr + 1e-12 * (1 + abs(closed_form)), (
-        label, mean, closed_form, stderr,
+        label,
+        mean,
+        closed_form,
+        stderr,
     )
 
 
@@ -351,18 +405,27 @@ def test_activation_duals_match_monte_carlo(case, gaussian_pairs):
         rho = c / math.sqrt(q1 * q2)
         u = math.sqrt(q1) * g1
         v = math.sqrt(q2) * (rho * g1 + math.sqrt(1 - rho * rho) * g2)
-        new_c, dot = act.dual(np, np.array([c]), np.array([q1]), np.array([q2]),
-                              **params)
+        new_c, dot = act.dual(
+            np, np.array([c]), np.array([q1]), np.array([q2]), **params
+        )
         label = (name, q1, q2, c)
-        _assert_mc_close(act.fn(u, **params) * act.fn(v, **params),
-                         float(new_c[0]), label + ("dual",))
-        _assert_mc_close(act.derivative(u, **params) * act.derivative(v, **params),
-                         float(np.broadcast_to(dot, (1,))[0]),
-                         label + ("derivative dual",))
+        _assert_mc_close(
+            act.fn(u, **params) * act.fn(v, **params),
+            float(new_c[0]),
+            label + ("dual",),
+        )
+        _assert_mc_close(
+            act.derivative(u, **params) * act.derivative(v, **params),
+            float(np.broadcast_to(dot, (1,))[0]),
+            label + ("derivative dual",),
+        )
         # The diagonal path: the same expectations at u = v.
         new_q, dot_q = act.variance(np, np.array([q1]), **params)
-        _assert_mc_close(act.fn(u, **params) ** 2, float(new_q[0]),
-                         label + ("variance",))
-        _assert_mc_close(act.derivative(u, **params) ** 2,
-                         float(np.broadcast_to(dot_q, (1,))[0]),
-                         label + ("derivative variance",))
+        _assert_mc_close(
+            act.fn(u, **params) ** 2, float(new_q[0]), label + ("variance",)
+        )
+        _assert_mc_close(
+            act.derivative(u, **params) ** 2,
+            float(np.broadcast_to(dot_q, (1,))[0]),
+            label + ("derivative variance",),
+        )
