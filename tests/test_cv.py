@@ -1,0 +1,353 @@
+"""NTKRegressorCV / NTKClassifierCV against brute force and scikit-learn's search.
+
+References: a leave-one-out loop refitting ``KernelRidge(kernel="precomputed")``
+without each row; ``GridSearchCV`` over ``KernelRidge`` on the same kernels
+(and over :class:`~sknetk.NTKRegressor` / ``NTKClassifier`` when available);
+scikit-learn's estimator checks.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.estimator_checks import (
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
+from sknetk.dynamics import kernel_eigh
+from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
+
+ALPHAS = (0.01, 0.1, 1.0)
+DEPTHS = (1, 2, 3)
+
+
+def _data(n=24, d=4, n_targets=None, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] ** 2 + 0.1 * rng.normal(size=n)
+    if n_targets:
+        y = np.column_stack([y] + [np.cos(X[:, j]) for j in range(n_targets - 1)])
+    return X, y
+
+
+def _ridge(alpha, K, alpha_scale, w):
+    if alpha_scale == "absolute":
+        return alpha
+    return alpha * np.average(np.diag(K), weights=w)
+
+
+def _brute_force_loo(K, Y, ridge, w=None):
+    """Refit KernelRidge without each row and predict that row."""
+    n = K.shape[0]
+    out = np.empty_like(Y, dtype=float)
+    for i in range(n):
+        keep = np.arange(n) != i
+        model = KernelRidge(alpha=ridge, kernel="precomputed")
+        model.fit(K[np.ix_(keep, keep)], Y[keep],
+                  sample_weight=None if w is None else w[keep])
+        out[i] = model.predict(K[i : i + 1, keep])[0]
+    return out
+
+
+def _neg_mse(Y, P, w):
+    sq = (Y - P) ** 2
+    sq = sq if sq.ndim == 1 else sq.mean(axis=1)
+    return -np.average(sq, weights=w)
+
+
+# ---------------------------------------------------------------------------
+# Exact leave-one-out
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("multi", [False, True])
+def test_loo_predictions_equal_brute_force(weighted, multi):
+    """The eigendecomposition identity gives every refit-without-row prediction."""
+    X, y = _data(n_targets=3 if multi else None)
+    K = ntk_kernel(X, depth=2)
+    Y = y if multi else y[:, None]
+    w = None
+    positive = None
+    if weighted:
+        w = np.random.default_rng(1).uniform(0.2, 3.0, size=len(X))
+        w[[3, 7]] = 0.0
+        positive = w > 0
+    evals, V = kernel_eigh(K, w)
+    U = V if w is None else np.sqrt(w)[:, None] * V
+    for ridge in (1e-3, 0.3, 10.0):
+        loo, coef = _loo_predictions(evals, U, U.T @ Y, Y, ridge, K, positive)
+        np.testing.assert_allclose(loo, _brute_force_loo(K, Y, ridge, w),
+                                   rtol=1e-8, atol=1e-10)
+        ref = KernelRidge(alpha=ridge, kernel="precomputed").fit(K, Y, sample_weight=w)
+        np.testing.assert_allclose(coef, ref.dual_coef_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("alpha_scale", ["absolute", "mean_diag"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
+    """cv_results_ holds the brute-force LOO error of every (alpha, depth)."""
+    X, y = _data(seed=2)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X)) if weighted else None
+    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, alpha_scale=alpha_scale,
+                           bias_std=0.2).fit(X, y, sample_weight=w)
+    res = model.cv_results_
+    assert len(res["params"]) == len(ALPHAS) * len(DEPTHS)
+    stack = ntk_kernel(X, depth=max(DEPTHS), bias_std=0.2, all_depths=True)
+    scores = []
+    for params, score in zip(res["params"], res["mean_test_score"]):
+        K = stack[params["depth"] - 1]
+        ridge = _ridge(params["alpha"], K, alpha_scale, w)
+        ref = _neg_mse(y, _brute_force_loo(K, y[:, None], ridge, w)[:, 0], w)
+        assert score == pytest.approx(ref, rel=1e-8)
+        scores.append(ref)
+    best = int(np.argmax(scores))
+    assert model.best_index_ == best
+    assert model.best_params_ == res["params"][best]
+    assert (model.alpha_, model.depth_) == (res["params"][best]["alpha"],
+                                            res["params"][best]["depth"])
+    assert model.best_score_ == pytest.approx(scores[best], rel=1e-8)
+    assert res["rank_test_score"][best] == 1
+
+
+def test_regressor_predicts_with_refitted_best_model():
+    """predict equals KernelRidge refitted with the chosen kernel and ridge."""
+    X, y = _data(n=30, n_targets=2, seed=3)
+    X_test = np.random.default_rng(3).normal(size=(7, X.shape[1]))
+    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, alpha_scale="mean_diag")
+    model.fit(X, y)
+    K = ntk_kernel(X, depth=model.depth_)
+    assert model.ridge_ == pytest.approx(model.alpha_ * np.mean(np.diag(K)))
+    ref = KernelRidge(alpha=model.ridge_, kernel="precomputed").fit(K, y)
+    np.testing.assert_allclose(model.predict(X_test),
+                               ref.predict(ntk_kernel(X_test, X, depth=model.depth_)),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-8, atol=1e-12)
+
+
+def test_loo_on_singular_kernel_is_finite():
+    """Duplicated rows (a singular kernel) still give finite scores and models."""
+    X, y = _data(n=12, seed=4)
+    X = np.vstack([X, X[:4]])
+    y = np.r_[y, y[:4] + 1.0]
+    model = NTKRegressorCV(alphas=(1e-8, 1e-2), depths=(1, 2)).fit(X, y)
+    assert np.all(np.isfinite(model.cv_results_["mean_test_score"]))
+    assert np.all(np.isfinite(model.predict(X)))
+
+
+# ---------------------------------------------------------------------------
+# Explicit splitters against GridSearchCV
+# ---------------------------------------------------------------------------
+def test_kfold_matches_grid_search_over_kernel_ridge():
+    """cv=KFold gives GridSearchCV's fold scores and choice on the same kernels."""
+    X, y = _data(n=40, seed=5)
+    cv = KFold(5, shuffle=True, random_state=0)
+    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=cv).fit(X, y)
+    res = model.cv_results_
+    stack = ntk_kernel(X, depth=max(DEPTHS), all_depths=True)
+    ref_scores = np.empty(len(res["params"]))
+    for depth in DEPTHS:
+        search = GridSearchCV(KernelRidge(kernel="precomputed"),
+                              {"alpha": list(ALPHAS)}, cv=cv)
+        search.fit(stack[depth - 1], y)
+        for alpha, score, split in zip(search.cv_results_["param_alpha"],
+                                       search.cv_results_["mean_test_score"],
+                                       search.cv_results_["split2_test_score"]):
+            i = res["params"].index({"alpha": alpha, "depth": depth})
+            ref_scores[i] = score
+            assert res["split2_test_score"][i] == pytest.approx(split, rel=1e-9)
+    np.testing.assert_allclose(res["mean_test_score"], ref_scores, rtol=1e-9)
+    assert model.best_index_ == int(np.argmax(ref_scores))
+    assert "std_test_score" in res and "split4_test_score" in res
+
+
+def test_kfold_matches_grid_search_over_ntk_regressor():
+    """Same candidates, scores and choice as GridSearchCV(NTKRegressor())."""
+    NTKRegressor = pytest.importorskip("sknetk._regression").NTKRegressor
+    X, y = _data(n=40, seed=6)
+    cv = KFold(4, shuffle=True, random_state=1)
+    for alpha_scale in ("absolute", "mean_diag"):
+        model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=cv,
+                               alpha_scale=alpha_scale).fit(X, y)
+        search = GridSearchCV(NTKRegressor(alpha_scale=alpha_scale),
+                              {"alpha": list(ALPHAS), "depth": list(DEPTHS)},
+                              cv=cv).fit(X, y)
+        assert model.cv_results_["params"] == search.cv_results_["params"]
+        np.testing.assert_allclose(model.cv_results_["mean_test_score"],
+                                   search.cv_results_["mean_test_score"], rtol=1e-8)
+        assert model.best_params_ == search.best_params_
+        np.testing.assert_allclose(model.predict(X), search.predict(X), rtol=1e-8)
+
+
+def test_classifier_splits_match_manual_one_vs_all():
+    """Fold accuracies equal one-vs-all KernelRidge fitted per fold."""
+    X, y = make_classification(n_samples=45, n_features=5, n_informative=3,
+                               n_classes=3, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, labels)
+    Y = LabelBinarizer(pos_label=1, neg_label=-1).fit_transform(labels)
+    for params, score in zip(model.cv_results_["params"],
+                             model.cv_results_["mean_test_score"]):
+        K = ntk_kernel(X, depth=params["depth"])
+        accs = []
+        for train, test in cv.split(X, labels):
+            kr = KernelRidge(alpha=params["alpha"], kernel="precomputed")
+            kr.fit(K[np.ix_(train, train)], Y[train])
+            pred = model.classes_[np.argmax(kr.predict(K[np.ix_(test, train)]), 1)]
+            accs.append(accuracy_score(labels[test], pred))
+        assert score == pytest.approx(np.mean(accs), rel=1e-12)
+    assert set(model.predict(X)) <= set(model.classes_)
+
+
+def test_classifier_loo_scores_equal_brute_force():
+    """Binary LOO scores (default MSE on +-1 and accuracy) equal refit loops."""
+    X, y = make_classification(n_samples=30, n_features=4, random_state=1)
+    labels = np.where(y == 1, "yes", "no")
+    Y = np.where(y == 1, 1.0, -1.0)[:, None]
+    for scoring in (None, "accuracy"):
+        model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), scoring=scoring)
+        model.fit(X, labels)
+        for params, score in zip(model.cv_results_["params"],
+                                 model.cv_results_["mean_test_score"]):
+            K = ntk_kernel(X, depth=params["depth"])
+            loo = _brute_force_loo(K, Y, params["alpha"])[:, 0]
+            if scoring is None:
+                ref = -np.mean((Y[:, 0] - loo) ** 2)
+            else:
+                ref = np.mean(np.where(loo > 0, "yes", "no") == labels)
+            assert score == pytest.approx(ref, rel=1e-9)
+    assert model.decision_function(X).shape == (30,)
+    assert list(model.classes_) == ["no", "yes"]
+
+
+def test_kfold_classifier_matches_grid_search_over_ntk_classifier():
+    """Same scores and choice as GridSearchCV(NTKClassifier()) when available."""
+    NTKClassifier = pytest.importorskip("sknetk._classification").NTKClassifier
+    X, y = make_classification(n_samples=40, n_features=4, n_classes=3,
+                               n_informative=3, n_redundant=0, random_state=2)
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, y)
+    search = GridSearchCV(NTKClassifier(), {"alpha": list(ALPHAS), "depth": [1, 2]},
+                          cv=cv).fit(X, y)
+    np.testing.assert_allclose(model.cv_results_["mean_test_score"],
+                               search.cv_results_["mean_test_score"], rtol=1e-12)
+    assert model.best_params_ == search.best_params_
+    np.testing.assert_array_equal(model.predict(X), search.predict(X))
+
+
+# ---------------------------------------------------------------------------
+# Searching activations and frozen layers
+# ---------------------------------------------------------------------------
+def test_frozen_layers_and_activation_search():
+    """Frozen-layer and activation candidates score as their own kernels do."""
+    X, y = _data(n=20, seed=7)
+    model = NTKRegressorCV(alphas=(0.1,), depths=(1, 2, 3), frozen_layers=[0, 2],
+                           activation=["relu", "erf"]).fit(X, y)
+    params = model.cv_results_["params"]
+    # frozen_layers=2 needs depth >= 2: 2 activations x (3 + 2) pairs.
+    assert len(params) == 10
+    assert all(p["frozen_layers"] <= p["depth"] for p in params)
+    for p, score in zip(params, model.cv_results_["mean_test_score"]):
+        _, K = nngp_ntk_kernels(X, depth=p["depth"], activation=p["activation"],
+                                frozen_layers=p["frozen_layers"])
+        ref = _neg_mse(y, _brute_force_loo(K, y[:, None], 0.1)[:, 0], None)
+        assert score == pytest.approx(ref, rel=1e-8)
+    # Prediction uses the chosen kernel, frozen layers included (row blocks).
+    best = model.best_params_
+    _, K = nngp_ntk_kernels(X, depth=best["depth"], activation=best["activation"],
+                            frozen_layers=best["frozen_layers"])
+    _, Ks = nngp_ntk_kernels(X[:5], X, depth=best["depth"],
+                             activation=best["activation"],
+                             frozen_layers=best["frozen_layers"])
+    ref = KernelRidge(alpha=0.1, kernel="precomputed").fit(K, y).predict(Ks)
+    np.testing.assert_allclose(model.predict(X[:5]), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_fully_frozen_network_is_the_nngp():
+    """frozen_layers = depth scores exactly as kernel="nngp"."""
+    X, y = _data(n=20, seed=8)
+    frozen = NTKRegressorCV(alphas=ALPHAS, depths=(2,), frozen_layers=2).fit(X, y)
+    nngp = NTKRegressorCV(alphas=ALPHAS, depths=(2,), kernel="nngp").fit(X, y)
+    np.testing.assert_allclose(frozen.cv_results_["mean_test_score"],
+                               nngp.cv_results_["mean_test_score"], rtol=1e-10)
+    K = nngp_kernel(X, depth=2)
+    np.testing.assert_allclose(frozen.predict(X), nngp.predict(X), rtol=1e-9)
+    ref = KernelRidge(alpha=nngp.alpha_, kernel="precomputed").fit(K, y)
+    np.testing.assert_allclose(nngp.predict(X), ref.predict(K), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Input handling and errors
+# ---------------------------------------------------------------------------
+def test_sparse_input_equals_dense():
+    """Sparse X gives the dense result."""
+    X, y = _data(n=20, seed=9)
+    X[np.abs(X) < 0.5] = 0.0
+    dense = NTKRegressorCV(depths=(1, 2)).fit(X, y)
+    sparse = NTKRegressorCV(depths=(1, 2)).fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(alphas=[0.0, 1.0]), "alphas must be finite and > 0"),
+        (dict(alphas=[]), "alphas must be a non-empty"),
+        (dict(depths=[0, 1]), "depths must be"),
+        (dict(depths=[1], frozen_layers=[2, 3]), "exceeds every depth"),
+        (dict(kernel="nngp", frozen_layers=1), "kernel=\"ntk\" only"),
+        (dict(activation=["relu", "nope"]), "activation must be one of"),
+        (dict(parameterization="standard"), "width"),
+    ],
+)
+def test_invalid_grids_raise(params, message):
+    """Invalid grids are refused at fit with a clear message."""
+    X, y = _data(n=10)
+    with pytest.raises(ValueError, match=message):
+        NTKRegressorCV(**params).fit(X, y)
+
+
+def test_single_class_is_refused():
+    """A classifier needs two classes."""
+    X, _ = _data(n=10)
+    with pytest.raises(ValueError, match="at least two classes"):
+        NTKClassifierCV().fit(X, np.zeros(10))
+
+
+def test_class_weight_balanced_equals_sample_weight():
+    """class_weight="balanced" equals passing the balanced sample weights."""
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = make_classification(n_samples=30, n_features=4, weights=[0.7],
+                               random_state=3)
+    a = NTKClassifierCV(depths=(1, 2), class_weight="balanced").fit(X, y)
+    b = NTKClassifierCV(depths=(1, 2)).fit(
+        X, y, sample_weight=compute_sample_weight("balanced", y))
+    np.testing.assert_allclose(a.cv_results_["mean_test_score"],
+                               b.cv_results_["mean_test_score"], rtol=1e-12)
+    np.testing.assert_allclose(a.decision_function(X), b.decision_function(X))
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn compliance
+# ---------------------------------------------------------------------------
+ESTIMATORS = [NTKRegressorCV(), NTKClassifierCV()]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    """scikit-learn's estimator checks, with no expected failures."""
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_param_validation(estimator):
+    """Invalid parameter types and values raise InvalidParameterError."""
+    check_param_validation(type(estimator).__name__, clone(estimator))
