@@ -95,8 +95,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     ----------
     .. [1] A. Jacot, F. Gabriel, C. Hongler, "Neural Tangent Kernel:
        Convergence and Generalization in Neural Networks", NeurIPS 2018.
-    .. [2] J. Lee, L. Xiao, S. Schoenholz, Y. Bahri, R. Novak,
-       J. Sohl-Dickstein, J. Pennington, "Wide Neural Networks of Any Depth
+    .. [2] J. Lee, L. Xiao, S. Schoenholz, Y. Bahri, R. Novak, J.
+       Sohl-Dickstein and J. Pennington, "Wide Neural Networks of Any Depth
        Evolve as Linear Models Under Gradient Descent", NeurIPS 2019.
 
     Examples

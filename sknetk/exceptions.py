@@ -2,14 +2,21 @@
 
 Examples
 --------
-Turn the solver's warning into an error, to stop on a singular kernel instead
-of accepting its minimum-norm least-squares solution:
+Stop on a singular kernel instead of accepting its minimum-norm
+least-squares solution:
 
 >>> import warnings
+>>> import numpy as np
+>>> from sknetk import NTKRegressor
 >>> from sknetk.exceptions import IllConditionedKernelWarning
+>>> X = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # a repeated row
 >>> with warnings.catch_warnings():
 ...     warnings.simplefilter("error", IllConditionedKernelWarning)
-...     # fit here
+...     try:
+...         NTKRegressor(alpha=0.0).fit(X, [0.0, 1.0, 2.0])
+...     except IllConditionedKernelWarning as exc:
+...         print(type(exc).__name__)
+IllConditionedKernelWarning
 """
 
 from ._device import GPUUnavailableError

@@ -96,8 +96,8 @@ class FourierFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     References
     ----------
-    .. [1] M. Tancik, P. P. Srinivasan, B. Mildenhall, S. Fridovich-Keil,
-       N. Raghavan, U. Singhal, R. Ramamoorthi, J. T. Barron, R. Ng,
+    .. [1] M. Tancik, P. P. Srinivasan, B. Mildenhall, S. Fridovich-Keil, N.
+       Raghavan, U. Singhal, R. Ramamoorthi, J. T. Barron and R. Ng,
        "Fourier Features Let Networks Learn High Frequency Functions in Low
        Dimensional Domains", NeurIPS 2020.
 
