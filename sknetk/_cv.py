@@ -536,7 +536,8 @@ class _BaseNTKCV(BaseEstimator):
     # -- prediction -----------------------------------------------------------
     def _decision(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False)
+        X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64,
+                          reset=False)
         if sp.issparse(X):
             rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
             X = X.tocsr()
