@@ -352,6 +352,27 @@ def test_kernel_matvec_small_budget_equals_dense_product(count_tiles, kernel, v_
     )
 
 
+def test_kernel_matvec_memory_stays_within_budget():
+    """kernel_matvec never holds K(X, Y): traced peak ~ budget, not n_X n_Y."""
+    import tracemalloc
+
+    X = _data(n=4000, d=4)
+    Y, V = X[:400].copy(), np.ones((400, 2))
+    full_mib = X.shape[0] * Y.shape[0] * 8 / 2**20  # 12.2 MiB
+    budget = 1.0
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        KV = kernel_matvec(X, Y, V, working_memory=budget)
+        peak_mib = (tracemalloc.get_traced_memory()[1] - base) / 2**20
+    finally:
+        tracemalloc.stop()
+    assert KV.shape == (4000, 2)
+    # NumPy buffers and Python objects (thread pool) are both traced: allow
+    # the budget, the (4000, 2) result and some fixed overhead.
+    assert peak_mib < 4 * budget < full_mib / 3, peak_mib
+
+
 def test_kernel_matvec_matches_brute_force_loop():
     """kernel_matvec equals a per-row loop over kernel rows."""
     X, Y = _data(n=11), _data(n=8, seed=1)
