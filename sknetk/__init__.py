@@ -1,12 +1,25 @@
-"""sknetk: infinite-width neural network kernels for scikit-learn."""
+"""sknetk: infinite-width neural network kernels for scikit-learn.
 
-from . import kernels
+The closed-form NTK and NNGP kernels of infinitely wide fully connected
+networks (:mod:`sknetk.kernels`), kernel ridge estimators built on them
+(:class:`NTKRegressor`, :class:`NTKClassifier`) and Fourier features
+(:class:`FourierFeatures`), on CPU with NumPy and on NVIDIA GPUs with CuPy.
+"""
+
+from . import exceptions, kernels
+from ._classification import NTKClassifier
+from ._regression import NTKRegressor
+from .fourier import FourierFeatures
 from .kernels import nngp_diag, nngp_kernel, nngp_ntk_kernels, ntk_diag, ntk_kernel
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "NTKRegressor",
+    "NTKClassifier",
+    "FourierFeatures",
     "kernels",
+    "exceptions",
     "ntk_kernel",
     "nngp_kernel",
     "nngp_ntk_kernels",
