@@ -351,3 +351,72 @@ def test_sklearn_compatible_estimator(estimator, check):
 def test_param_validation(estimator):
     """Invalid parameter types and values raise InvalidParameterError."""
     check_param_validation(type(estimator).__name__, clone(estimator))
+
+
+# ---------------------------------------------------------------------------
+# Kernel cache for plain grid searches (the estimators' ``memory``)
+# ---------------------------------------------------------------------------
+def _counting(monkeypatch):
+    """Count the kernel computations made through ``sknetk._cache``."""
+    import sknetk._cache as cache
+
+    calls = []
+    for name in ("ntk_kernel", "nngp_kernel", "nngp_ntk_kernels"):
+        original = getattr(cache, name)
+
+        def wrapper(*args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cache, name, wrapper)
+    return calls
+
+
+def test_cached_kernel_computes_once(tmp_path, monkeypatch):
+    """Same data and kernel parameters: computed once, then loaded."""
+    from joblib import Memory
+
+    from sknetk._cache import cached_kernel
+
+    calls = _counting(monkeypatch)
+    X, _ = _data(n=15)
+    # (joblib stores Memory(Path) and Memory(str) in different sub-folders.)
+    memory = Memory(str(tmp_path), verbose=0)
+    K1 = cached_kernel(memory, X, depth=2, bias_std=0.1)
+    K2 = cached_kernel(memory, np.asfortranarray(X), depth=2, bias_std=0.1,
+                       n_jobs=1, working_memory=1)
+    K3 = cached_kernel(str(tmp_path), X.tolist(), depth=2, bias_std=0.1,
+                       activation="relu", activation_params={})
+    assert calls == ["ntk_kernel"]
+    np.testing.assert_array_equal(K1, K2)
+    np.testing.assert_array_equal(K1, K3)
+    np.testing.assert_allclose(K1, ntk_kernel(X, depth=2, bias_std=0.1), rtol=1e-15)
+    # Anything that changes the kernel is a new entry.
+    cached_kernel(memory, X, depth=3, bias_std=0.1)
+    cached_kernel(memory, X, depth=2, bias_std=0.2)
+    cached_kernel(memory, X, X[:4], depth=2, bias_std=0.1)
+    cached_kernel(memory, X, kernel="nngp", depth=2, bias_std=0.1)
+    cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1)
+    cached_kernel(memory, X + 1e-12, depth=2, bias_std=0.1)
+    assert calls == ["ntk_kernel"] * 3 + ["ntk_kernel", "nngp_kernel",
+                                          "nngp_ntk_kernels", "ntk_kernel"]
+    _, frozen = nngp_ntk_kernels(X, depth=2, bias_std=0.1, frozen_layers=1)
+    np.testing.assert_allclose(
+        cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1), frozen,
+        rtol=1e-15)
+    assert len(calls) == 7
+
+
+def test_cached_kernel_without_memory_always_computes(monkeypatch):
+    """memory=None caches nothing."""
+    from sknetk._cache import cached_kernel
+
+    calls = _counting(monkeypatch)
+    X, _ = _data(n=8)
+    for _ in range(2):
+        cached_kernel(None, X, depth=1)
+    assert calls == ["ntk_kernel", "ntk_kernel"]
+    with pytest.raises(ValueError, match="frozen_layers"):
+        cached_kernel(None, X, kernel="nngp", frozen_layers=1)
+    with pytest.raises(ValueError, match="depth"):
+        cached_kernel(None, X, depth=0)
