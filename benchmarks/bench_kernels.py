@@ -31,7 +31,7 @@ Usage::
 
 Prints a table and one JSON line; ``--save`` appends the JSON line to
 ``benchmarks/results/kernels_<date>_cpu.jsonl``. The large sizes need about
-``6 * 8 n^2`` bytes for the naive version (4.8 GB at n = 10000).
+``7 * 8 n^2`` bytes for the naive version (5.6 GB at n = 10000).
 """
 
 import argparse
