@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
-from ._device import DEVICES, GPUUnavailableError, check_device, cupy_or_error
+from ._device import DEVICES, cupy_or_error, use_gpu
 from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
 from .kernels import (
     ACTIVATION_NAMES,
@@ -93,9 +93,15 @@ KERNEL_PARAMS_DOC = """
         is stored in ``alpha_``.
 
     device : {{"auto", "cpu", "gpu"}}, default="auto"
-        Where the work runs. In this version ``"auto"`` means the CPU, and
-        ``"gpu"`` raises :class:`~sknetk.exceptions.GPUUnavailableError`
-        (saying whether CuPy or a CUDA device is missing).
+        Where the kernels and the solve run. ``"gpu"`` uses CuPy and a CUDA
+        device (the fused kernel and an in-place cuSOLVER Cholesky) and raises
+        :class:`~sknetk.exceptions.GPUUnavailableError` saying whether CuPy or
+        a device is missing; ``"cpu"`` uses NumPy/SciPy; ``"auto"`` uses the
+        GPU when one is available and the kernel matrix has at least 4 million
+        entries (``sknetk._device.AUTO_GPU_MIN_ENTRIES``). Fitted attributes
+        are NumPy arrays in every case, so a model fitted on a GPU pickles and
+        predicts on a machine without CuPy. CuPy inputs are accepted (copied
+        to the host for validation); ``predict`` then returns a CuPy array.
 
     working_memory : float, default=None
         Memory budget in MiB for the temporaries of the tiled kernel
@@ -114,6 +120,24 @@ def _insert_params_doc(cls):
     doc = KERNEL_PARAMS_DOC.strip("\n")
     cls.__doc__ = cls.__doc__.replace("    {kernel_params}", doc, 1)
     return cls
+
+
+def to_host(X):
+    """Copy a CuPy array to the host; return ``(X, was_cupy)``.
+
+    scikit-learn's input validation is NumPy based, so estimators validate
+    CuPy input on the host; outputs are returned as CuPy again.
+    """
+    if type(X).__module__.split(".")[0] == "cupy":
+        return X.get(), True
+    return X, False
+
+
+def to_input_namespace(result, was_cupy):
+    """Return ``result`` as a CuPy array when the input was one."""
+    if was_cupy:
+        return cupy_or_error().asarray(result)
+    return result
 
 
 def densify(X, *, max_entries=None):
@@ -209,35 +233,35 @@ class _BaseNTK(BaseEstimator):
         """
         KernelSpec.from_params(**self._kernel_params())
 
-    def _compute_device(self):
+    def _compute_device(self, n_entries):
         """Where this fit or prediction runs: the one place that reads ``device``.
 
-        Returns the ``device`` value passed to the ``sknetk.kernels``
-        functions: ``"cpu"`` in this version. ``device="gpu"`` raises
-        :class:`~sknetk.exceptions.GPUUnavailableError`: saying what is
-        missing when CuPy or a CUDA device is absent, and that the GPU path is
-        not available in this version otherwise.
+        Parameters
+        ----------
+        n_entries : int
+            Entries of the kernel matrix the call computes; ``device="auto"``
+            uses the GPU when CuPy and a device are present and
+            ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``.
+
+        Returns
+        -------
+        device : {"cpu", "gpu"}
+            ``device="gpu"`` raises
+            :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
+            missing when CuPy or a CUDA device is absent.
         """
-        check_device(self.device)
-        if self.device == "gpu":
-            cupy_or_error()
-            raise GPUUnavailableError(
-                'device="gpu": CuPy and a CUDA device are present, but the '
-                "estimators of this version of sknetk compute on the CPU only; "
-                'use device="cpu" or "auto".'
-            )
-        return "cpu"
+        return "gpu" if use_gpu(self.device, n_entries) else "cpu"
 
     # -- fit -----------------------------------------------------------------
     def _train_kernel(self, X):
-        """Training kernel ``K(X, X)`` as a float64 array of shape (n, n)."""
+        """Training kernel ``K(X, X)`` on the CPU, float64, shape (n, n)."""
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         return function(
             X,
             **self._kernel_params(),
             working_memory=self.working_memory,
             n_jobs=self.n_jobs,
-            device=self._compute_device(),
+            device="cpu",
         )
 
     def _solve(self, K, y, sample_weight):
@@ -249,10 +273,64 @@ class _BaseNTK(BaseEstimator):
     def _fit_kernel_ridge(self, X, y, sample_weight):
         """Fit on validated dense ``X``, float64 ``y`` and validated weights."""
         self._check_kernel_params()
-        K = self._train_kernel(X)
-        self.dual_coef_ = self._solve(K, y, sample_weight)
+        if self._compute_device(X.shape[0] ** 2) == "gpu":
+            self.dual_coef_ = self._fit_gpu(X, y, sample_weight)
+        else:
+            K = self._train_kernel(X)
+            self.dual_coef_ = self._solve(K, y, sample_weight)
         self.X_fit_ = X
         return self
+
+    def _fit_gpu(self, X, y, sample_weight):
+        """Kernel and solve on the GPU; returns NumPy dual coefficients.
+
+        The kernel is built on the device by the fused kernel and factorised
+        in place by cuSOLVER (one n x n matrix of device memory); on failure
+        the solve warns and falls back to an eigendecomposition. The fitted
+        attributes stay NumPy arrays so the model pickles and predicts without
+        CuPy. CuPy's pool blocks are released after the fit.
+        """
+        from ._gpu_solve import solve_ridge_gpu
+
+        cupy = cupy_or_error()
+        function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
+        Xg = cupy.asarray(X)
+        sqrt_sw = None if sample_weight is None else np.sqrt(sample_weight)
+
+        def make_kernel():
+            K = function(
+                Xg,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                device="gpu",
+            )
+            if sqrt_sw is not None:
+                w = cupy.asarray(sqrt_sw)
+                K *= w[:, None]
+                K *= w[None, :]
+            return K
+
+        first = [make_kernel()]
+        diag = None
+        if self.alpha_scale == "mean_diag":
+            diag = cupy.asnumpy(first[0].diagonal())
+            if sqrt_sw is not None:
+                diag = diag / np.where(sample_weight > 0, sample_weight, 1.0)
+        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
+
+        def kernel_once():
+            return first.pop() if first else make_kernel()
+
+        Y = y if sqrt_sw is None else y * (sqrt_sw if y.ndim == 1 else sqrt_sw[:, None])
+        try:
+            dual = solve_ridge_gpu(kernel_once, cupy.asarray(Y), self.alpha_)
+            if sqrt_sw is not None:
+                w = cupy.asarray(sqrt_sw)
+                dual = dual * (w if dual.ndim == 1 else w[:, None])
+            return cupy.asnumpy(dual)
+        finally:
+            first.clear()
+            cupy.get_default_memory_pool().free_all_blocks()
 
     # -- predict -------------------------------------------------------------
     def _kernel_dot(self, X):
@@ -261,7 +339,6 @@ class _BaseNTK(BaseEstimator):
         ``X`` is validated (dense or sparse). Sparse rows are densified one
         block at a time.
         """
-        device = self._compute_device()
         if sp.issparse(X):
             rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
             X = X.tocsr()
@@ -272,16 +349,30 @@ class _BaseNTK(BaseEstimator):
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + self.dual_coef_.shape[1:])
-        out = kernel_matvec(
-            X,
-            self.X_fit_,
-            self.dual_coef_,
-            kernel=self.kernel,
-            **self._kernel_params(),
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device=device,
-        )
+        device = self._compute_device(X.shape[0] * self.X_fit_.shape[0])
+        if device == "gpu":
+            cupy = cupy_or_error()
+            out = kernel_matvec(
+                cupy.asarray(X),
+                cupy.asarray(self.X_fit_),
+                cupy.asarray(self.dual_coef_),
+                kernel=self.kernel,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                device="gpu",
+            )
+            out = cupy.asnumpy(out)
+        else:
+            out = kernel_matvec(
+                X,
+                self.X_fit_,
+                self.dual_coef_,
+                kernel=self.kernel,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                n_jobs=self.n_jobs,
+                device="cpu",
+            )
         if not np.isfinite(out).all():
             raise ValueError(
                 "The kernel between X and the training data overflows float64 "

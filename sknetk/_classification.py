@@ -12,6 +12,8 @@ from ._base import (
     _insert_params_doc,
     check_fit_sample_weight,
     densify,
+    to_host,
+    to_input_namespace,
 )
 
 
@@ -157,6 +159,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
+        X, _ = to_host(X)
+        y, _ = to_host(y)
         X, y = validate_data(
             self, X, y, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, copy=True
         )
@@ -196,10 +200,11 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             With two classes, positive values favour ``classes_[1]``.
         """
         check_is_fitted(self)
+        X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        return self._kernel_dot(X)
+        return to_input_namespace(self._kernel_dot(X), was_cupy)
 
     def predict(self, X):
         """Predict the class with the largest decision value.
@@ -214,7 +219,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         y_pred : ndarray of shape (n_samples,)
             Predicted labels, of the type of ``classes_``.
         """
-        scores = self.decision_function(X)
+        scores = self.decision_function(to_host(X)[0])
         if scores.ndim == 1:
             indices = (scores > 0).astype(np.intp)
         else:

@@ -10,6 +10,8 @@ from ._base import (
     _insert_params_doc,
     check_fit_sample_weight,
     densify,
+    to_host,
+    to_input_namespace,
 )
 
 
@@ -169,6 +171,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
+        X, _ = to_host(X)
+        y, _ = to_host(y)
         X, y = validate_data(
             self,
             X,
@@ -201,7 +205,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             Predicted values (float64).
         """
         check_is_fitted(self)
+        X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        return self._kernel_dot(X)
+        return to_input_namespace(self._kernel_dot(X), was_cupy)
