@@ -48,6 +48,7 @@ DEFAULT_MODELS = {
     "regression": ("ntk", "nngp", "rf", "svm", "krr-rbf", "mlp"),
 }
 _DEFAULT_SCORING = {"classification": "accuracy", "regression": "r2"}
+_NTK_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 # A numeric target with more distinct integer values than this is regression.
 _MAX_AUTO_CLASSES = 20
 
@@ -288,13 +289,17 @@ def _ntk_estimator(kernel, task, args):
     cv_name = "NTKClassifierCV" if classification else "NTKRegressorCV"
     plain_name = "NTKClassifier" if classification else "NTKRegressor"
     params = {"kernel": kernel, "device": args.device, "n_jobs": args.n_jobs}
+    # The CV estimators search ridges relative to the kernel's scale (which
+    # grows with depth) over five orders of magnitude, and depths 1 to 5.
+    cv_params = {"alphas": _NTK_ALPHAS, "alpha_scale": "mean_diag"}
     plain_module = "sknetk._classification" if classification else "sknetk._regression"
     for module, name in (("sknetk._cv", cv_name), (plain_module, plain_name)):
         try:
             cls = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
             continue
-        return _accepted(cls, **params), name
+        extra = cv_params if name == cv_name else {}
+        return _accepted(cls, **params, **extra), name
     raise CLIError(f"model {kernel!r} needs sknetk.{plain_name}, which is missing.")
 
 
@@ -363,8 +368,10 @@ def _splitter(task, cv, seed):
 def _evaluate(models, X, y, task, scorer, args):
     """Cross-validate every model; return one result dict per model."""
     from sklearn.base import clone
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from ._progress import progress
 
@@ -389,6 +396,10 @@ def _evaluate(models, X, y, task, scorer, args):
             continue
         train, test = splits[fold]
         est = make_pipeline(clone(pre), clone(models[name][0]))
+        if task == "regression":
+            # Standardized targets: kernel models have no intercept, and the
+            # MLP and SVR defaults assume targets of unit scale.
+            est = TransformedTargetRegressor(est, transformer=StandardScaler())
         X_train, X_test = X.iloc[train], X.iloc[test]
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -531,8 +542,9 @@ def _compare(args, out):
     for note in info["notes"]:
         print(f"Note: {note}", file=out)
     print(
-        f"{args.cv}-fold cross-validation, scoring={scoring}, "
-        f"features standardized inside each fold",
+        f"{args.cv}-fold cross-validation, scoring={scoring}, features "
+        + ("and target " if task == "regression" else "")
+        + "standardized inside each fold",
         file=out,
     )
     start = time.perf_counter()
