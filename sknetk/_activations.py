@@ -28,6 +28,8 @@ from scipy.special import erf as _np_erf
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 _PI = math.pi
+#: |correlation| above this is taken as exactly 1 (about 4 ulps below 1.0).
+_SNAP = 1.0 - 4 * 2.0**-53
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,13 @@ class Activation:
             )
         out = dict(self.defaults)
         for key, value in overrides.items():
-            value = float(value)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Activation parameter {key!r} of {self.name!r} must be a "
+                    f"number, got {value!r}."
+                ) from None
             if not math.isfinite(value):
                 raise ValueError(
                     f"Activation parameter {key!r} must be finite, got {value}."
@@ -103,6 +111,10 @@ def _cos_sin_angle(xp, k, q1, q2):
     safe = xp.where(positive, norm, xp.ones_like(norm))
     rho = xp.where(positive, k / safe, xp.zeros_like(norm))
     rho = xp.clip(rho, -1.0, 1.0)
+    # Correlations within a few ulps of +-1 are parallel rows up to rounding;
+    # arccos would turn that rounding into an angle of ~1e-8. Snap them so that
+    # duplicated (or antipodal) rows give identical kernel rows and K stays PSD.
+    rho = xp.where(xp.abs(rho) > _SNAP, xp.sign(rho), rho)
     # (1 - rho)(1 + rho) keeps sin(theta) accurate close to rho = +-1.
     sin_theta = xp.sqrt((1.0 - rho) * (1.0 + rho))
     theta = xp.atan2(sin_theta, rho)
@@ -150,12 +162,19 @@ def _fixed_abrelu(a, b):
 # --------------------------------------------------------------------------
 # erf family: a * erf(b x) + c
 # --------------------------------------------------------------------------
+def _gap(xp, k, q1, q2):
+    """``q1 q2 - k^2 >= 0``, computed without cancellation for huge variances."""
+    root = xp.sqrt(q1) * xp.sqrt(q2)
+    absk = xp.abs(k)
+    return xp.clip((root - absk) * (root + absk), 0.0, None)
+
+
 def _erf_dual(xp, k, q1, q2, a, b, c=0.0):
     b2 = b * b
-    cs = b2 * k
-    p = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
-    root = xp.sqrt(p - 4.0 * cs * cs)  # > 0 always: p - 4 cs^2 >= 1
-    new_c = (a * a * 2 / _PI) * xp.atan2(2.0 * cs, root) + c * c
+    # (1 + 2 b2 q1)(1 + 2 b2 q2) - 4 b2^2 k^2, expanded so that huge rows
+    # do not cancel: 1 + 2 b2 (q1 + q2) + 4 b2^2 (q1 q2 - k^2) >= 1.
+    root = xp.sqrt(1.0 + 2.0 * b2 * (q1 + q2) + 4.0 * b2 * b2 * _gap(xp, k, q1, q2))
+    new_c = (a * a * 2 / _PI) * xp.atan2(2.0 * b2 * k, root) + c * c
     dot = (a * a * b2 * 4 / _PI) / root
     return new_c, dot
 
@@ -184,7 +203,8 @@ _SIGMOID_B = 1 / 2.4020563531719796
 def _gelu_dual(xp, k, q1, q2):
     prod = q1 * q2
     prod1 = (q1 + 1.0) * (q2 + 1.0)
-    delta2 = prod1 - k * k  # >= 1 + q1 + q2 > 0
+    # (q1 + 1)(q2 + 1) - k^2 = 1 + q1 + q2 + (q1 q2 - k^2) >= 1, without cancellation
+    delta2 = 1.0 + q1 + q2 + _gap(xp, k, q1, q2)
     delta = xp.sqrt(delta2)
     angle = xp.atan2(k, delta)
     new_c = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) / (

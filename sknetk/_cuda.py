@@ -45,13 +45,27 @@ __device__ __host__ inline T sknetk_clip1(T x) {
   return x > T(1) ? T(1) : (x < T(-1) ? T(-1) : x);
 }
 
+// q1 q2 - k^2 >= 0 without cancellation for huge variances
+template <typename T>
+__device__ __host__ inline T sknetk_gap(T k, T q1, T q2) {
+  const T root = sqrt(q1) * sqrt(q2);
+  const T absk = k < T(0) ? -k : k;
+  const T gap = (root - absk) * (root + absk);
+  return gap > T(0) ? gap : T(0);
+}
+
 template <typename T>
 __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
                                             T q1, T q2, T& dot) {
   const T pi = T(3.14159265358979323846);
+  // |rho| within a few ulps of 1: parallel rows up to rounding
+  const T snap = T(1) - T(4) * (sizeof(T) == 4 ? T(5.9604644775390625e-08)
+                                               : T(1.1102230246251565e-16));
   if (act == 0 || act == 5) {  // ABReLU family, sign
     const T norm = sqrt(q1) * sqrt(q2);
-    const T rho = norm > T(0) ? sknetk_clip1(sigma / norm) : T(0);
+    T rho = norm > T(0) ? sknetk_clip1(sigma / norm) : T(0);
+    if (rho > snap) rho = T(1);
+    if (rho < -snap) rho = T(-1);
     const T angle = acos(rho);
     if (act == 5) {
       sigma = T(1) - angle * (T(2) / pi);
@@ -65,16 +79,15 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
     sigma = norm * (factor * sin_angle + dot * rho);
   } else if (act == 1) {  // a * erf(b x) + c
     const T a = ap[0], b2 = ap[1] * ap[1], c = ap[2];
-    const T cs = b2 * sigma;
-    const T p = (T(1) + T(2) * b2 * q1) * (T(1) + T(2) * b2 * q2);
-    const T root = sqrt(p - T(4) * cs * cs);
-    sigma = a * a * (T(2) / pi) * atan2(T(2) * cs, root) + c * c;
+    const T root = sqrt(T(1) + T(2) * b2 * (q1 + q2)
+                        + T(4) * b2 * b2 * sknetk_gap(sigma, q1, q2));
+    sigma = a * a * (T(2) / pi) * atan2(T(2) * b2 * sigma, root) + c * c;
     dot = a * a * b2 * (T(4) / pi) / root;
   } else if (act == 2) {  // gelu
     const T k = sigma;
     const T prod = q1 * q2;
     const T prod1 = (q1 + T(1)) * (q2 + T(1));
-    const T delta2 = prod1 - k * k;
+    const T delta2 = T(1) + q1 + q2 + sknetk_gap(k, q1, q2);
     const T delta = sqrt(delta2);
     const T angle = atan2(k, delta);
     sigma = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) / (T(2) * pi)

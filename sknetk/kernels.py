@@ -25,7 +25,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 
-from ._activations import ACTIVATIONS, get_activation
+from ._activations import _SNAP, ACTIVATIONS, get_activation
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._device import check_device, cupy_or_error, use_gpu
 
@@ -347,9 +347,14 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         s2 = np.sqrt(qb[0][layer])
         inv1 = np.divide(1.0, s1, out=np.zeros_like(s1), where=s1 > 0)
         inv2 = np.divide(1.0, s2, out=np.zeros_like(s2), where=s2 > 0)
-        np.multiply(sigma, inv1[:, None], out=rho)
-        rho *= inv2[None, :]
+        # outer products first: a * b == b * a bitwise, so symmetric tiles
+        # stay exactly symmetric
+        np.multiply(inv1[:, None], inv2[None, :], out=rho)
+        rho *= sigma
         np.clip(rho, -1.0, 1.0, out=rho)
+        # |rho| within a few ulps of 1 is parallel up to rounding: snap it, so
+        # that duplicated rows give identical kernel rows (see _activations).
+        np.copyto(rho, np.sign(rho), where=np.abs(rho) > _SNAP)
         # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho)); sigma is free scratch now.
         np.subtract(1.0, rho, out=tmp)
         np.add(1.0, rho, out=sigma)
@@ -368,8 +373,8 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         rho *= sigma
         tmp *= factor
         tmp += rho
-        np.multiply(tmp, s1[:, None], out=sigma)
-        sigma *= s2[None, :]
+        np.multiply(s1[:, None], s2[None, :], out=sigma)
+        sigma *= tmp
         if all_depths or layer == spec.depth - 1:
             nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
             if want_ntk and ntk is None:
@@ -481,6 +486,10 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
 
     def work(i0, i1, j0, j1):
         sigma = (X[i0:i1, :] @ Yv[j0:j1, :].T) * scale
+        if symmetric and i0 == j0:
+            # GEMM on a diagonal tile is not bitwise symmetric; make it so,
+            # so that K(X, X) is exactly symmetric.
+            sigma = (sigma + sigma.T) * 0.5
         qa = ([q[i0:i1] for q in path_x[0]],)
         qb = ([q[j0:j1] for q in path_y[0]],)
         nngps, ntks = _tile_recursion(
@@ -644,8 +653,8 @@ def nngp_ntk_kernels(
     X : array-like of shape (n_samples_X, n_features)
         Input rows.
     Y : array-like of shape (n_samples_Y, n_features), default=None
-        Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric,
-        only one triangle of tiles is computed).
+        Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric on
+        the CPU, where only one triangle of tiles is computed).
     {params}
     frozen_layers : int, default=0
         Number of leading Dense layers kept at initialisation; their
@@ -951,10 +960,13 @@ parameterization, width, working_memory, n_jobs, dtype, device
     (X, Y, V), back = _place(device, dtype, X, Y, V)
     xp = get_namespace(X)
     V = xp.astype(V, X.dtype)
-    if V.shape[0] != Y.shape[0]:
+    if V.ndim not in (1, 2) or V.shape[0] != Y.shape[0]:
         raise ValueError(
-            f"V has {V.shape[0]} rows but Y has {Y.shape[0]}; they must match."
+            f"V must have shape ({Y.shape[0]},) or ({Y.shape[0]}, k) to match "
+            f"the {Y.shape[0]} rows of Y, got {tuple(V.shape)}."
         )
+    if not bool(xp.all(xp.isfinite(V))):
+        raise ValueError("V contains NaN or infinity.")
     return back(_blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs))
 
 
@@ -978,7 +990,7 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
         pieces.append(block @ V)
     if not pieces:
         shape = (0,) + tuple(V.shape[1:])
-        return xp.zeros(shape, dtype=X.dtype)
+        return xp.zeros(shape, dtype=X.dtype, device=_device_of(X))
     return xp.concat(pieces, axis=0)
 
 

@@ -222,11 +222,6 @@ def test_kernel_symmetric_and_psd(activation, bias_std):
         assert eig[0] >= -1e-12 * max(eig[-1], 1e-300), (eig[0], eig[-1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagonal tiles use X_a @ X_a.T from GEMM, which is not bitwise "
-    "symmetric; the docstring promises an exactly symmetric K(X, X)",
-)
 @pytest.mark.parametrize("working_memory", [0.002, None])
 def test_kernel_exactly_symmetric(working_memory):
     """K(X, X) is bitwise symmetric, as documented, whatever the tiling."""
@@ -637,11 +632,6 @@ def test_array_api_strict_bad_inputs():
 # ---------------------------------------------------------------------------
 # Known defects, reported with these reproducers (strict: they flip when fixed)
 # ---------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="_gelu_dual: delta2 = (q1+1)(q2+1) - k^2 cancels to 0 for q > ~1e16 "
-    "(row norm > ~1e8 sqrt(d)), giving inf/NaN",
-)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_gelu_huge_norm_is_finite():
     """GELU kernels stay finite, near the ReLU-like limit q/2, for huge rows."""
@@ -652,7 +642,6 @@ def test_gelu_huge_norm_is_finite():
     np.testing.assert_allclose(nngp[0, 0], q / 2, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="kernel_matvec does not validate V")
 def test_kernel_matvec_rejects_non_finite_v():
     """A NaN in V raises instead of silently returning NaN."""
     X = _data(n=4, d=3)
@@ -660,10 +649,6 @@ def test_kernel_matvec_rejects_non_finite_v():
         kernel_matvec(X, X, np.array([1.0, np.nan, 0.0, 0.0]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_blocked_matvec's empty result is created without device=",
-)
 def test_kernel_matvec_empty_keeps_device():
     """Empty kernel_matvec output lives on the inputs' device."""
     xp = pytest.importorskip("array_api_strict")
