@@ -58,7 +58,7 @@ __all__ = ["NTKRegressorCV", "NTKClassifierCV"]
 # ---------------------------------------------------------------------------
 # Pure building blocks
 # ---------------------------------------------------------------------------
-def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None):
+def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None, U2=None):
     """Exact leave-one-out predictions of kernel ridge regression.
 
     Parameters
@@ -76,6 +76,8 @@ def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None):
         The kernel; needed only when some weights are zero.
     positive : array of bool of shape (n,), default=None
         ``w > 0``; None means all weights are positive.
+    U2 : array of shape (n, n), default=None
+        ``U * U``, to share between ridges (computed when None).
 
     Returns
     -------
@@ -92,7 +94,7 @@ def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None):
     keep = a > float(a.shape[0] * np.finfo(np.float64).eps * top)
     g = xp.where(keep, 1.0 / xp.where(keep, a, xp.ones_like(a)), xp.zeros_like(a))
     c = U @ (g[:, None] * z)
-    d = (U * U) @ g  # diag(U diag(g) U^T) = diag(G) / w
+    d = (U * U if U2 is None else U2) @ g  # diag(U diag(g) U^T)
     safe = d > 0
     residual = c / xp.where(safe, d, xp.ones_like(d))[:, None]
     loo = Y - residual
@@ -481,10 +483,13 @@ class _BaseNTKCV(BaseEstimator):
                 K = stack[depth - 1, ...]
                 evals, V = kernel_eigh(K, sw)
                 U = V if sw is None else xp.sqrt(sw)[:, None] * V
+                del V
                 z = U.T @ Y
+                U2 = U * U
                 for i in indices:
                     ridge = self._ridge(candidates[i]["alpha"], K, sw)
-                    loo, coef = _loo_predictions(evals, U, z, Y, ridge, K, positive)
+                    loo, coef = _loo_predictions(evals, U, z, Y, ridge, K, positive,
+                                                 U2)
                     score = self._score(y_true, to_numpy(loo), sample_weight,
                                         loo=True)
                     scores[i] = score
