@@ -163,7 +163,8 @@ def diag_reg_to_ridge(K_train_train, diag_reg, *, absolute_scale=False):
     n = K.shape[0]
     if n == 0:
         return 0.0
-    return diag_reg * float(xp.sum(xp.linalg.diagonal(K))) / n
+    diagonal = np.diagonal(K) if is_numpy_namespace(xp) else xp.linalg.diagonal(K)
+    return diag_reg * float(xp.sum(diagonal)) / n
 
 
 def kernel_eigh(K_train_train, sample_weight=None):
