@@ -224,9 +224,11 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     from .kernels import _variance_path
 
     xp = _cupy_namespace()
-    qa = cupy.stack(_variance_path(xp, X, spec)[0]).astype(dtype, copy=False)
-    qb = qa if symmetric else cupy.stack(_variance_path(xp, Yv, spec)[0]).astype(
-        dtype, copy=False
+    qa = cupy.ascontiguousarray(
+        cupy.stack(_variance_path(xp, X, spec)[0]).astype(dtype, copy=False)
+    )
+    qb = qa if symmetric else cupy.ascontiguousarray(
+        cupy.stack(_variance_path(xp, Yv, spec)[0]).astype(dtype, copy=False)
     )
     lc = cupy.asarray(layer_constants(spec, d), dtype=dtype)
     ap = cupy.asarray(act_params, dtype=dtype)
@@ -250,21 +252,22 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
             }
         else:
             targets = {name: out[name][0, r0:r1, :] for name in want}
+        # Raw arguments are passed flat (C order), as the body indexes them.
         kernel(
             gram,
-            qa[:, r0:r1].copy() if r0 or r1 != n1 else qa,
-            qb,
-            lc,
+            cupy.ascontiguousarray(qa[:, r0:r1]).reshape(-1),
+            qb.reshape(-1),
+            lc.reshape(-1),
             ap,
             np.int32(act_id),
             np.int64(r1 - r0),
             np.int64(n2),
             np.int32(spec.depth),
-            bool(all_depths),
-            "nngp" in want,
-            "ntk" in want,
-            targets.get("nngp", dummy),
-            targets.get("ntk", dummy),
+            np.bool_(all_depths),
+            np.bool_("nngp" in want),
+            np.bool_("ntk" in want),
+            targets["nngp"].reshape(-1) if "nngp" in targets else dummy,
+            targets["ntk"].reshape(-1) if "ntk" in targets else dummy,
         )
         if all_depths:
             for name in want:

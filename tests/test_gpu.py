@@ -146,3 +146,109 @@ def test_gpu_eigh_fallback_is_minimum_norm_lstsq(cupy):
     np.testing.assert_allclose(K @ sol, K @ lstsq, atol=1e-6 * np.abs(y).max())
     # the NumPy path of the same function agrees too
     np.testing.assert_allclose(eigh_solve(K, y, 0.0), sol, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Estimators
+# ---------------------------------------------------------------------------
+def _regression(n=300, d=5, seed=0, n_targets=None):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=n)
+    if n_targets:
+        y = np.column_stack([y * (k + 1) for k in range(n_targets)])
+    return X, y
+
+
+@pytest.mark.parametrize("kernel", ["ntk", "nngp"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regressor_gpu_equals_cpu(cupy, kernel, weighted):
+    """fit/predict on the GPU equal the CPU within float64 rounding."""
+    from sknetk import NTKRegressor
+
+    X, y = _regression(n_targets=2)
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y)) if weighted else None
+    kw = dict(alpha=1e-3, alpha_scale="mean_diag", kernel=kernel, depth=3,
+              bias_std=0.1)
+    gpu = NTKRegressor(device="gpu", **kw).fit(X, y, sample_weight=sw)
+    cpu = NTKRegressor(device="cpu", **kw).fit(X, y, sample_weight=sw)
+    assert isinstance(gpu.dual_coef_, np.ndarray)
+    assert gpu.alpha_ == pytest.approx(cpu.alpha_, rel=1e-12)
+    Xt = _regression(n=77, seed=2)[0]
+    pg, pc = gpu.predict(Xt), cpu.predict(Xt)
+    assert isinstance(pg, np.ndarray)
+    np.testing.assert_allclose(pg, pc, rtol=1e-8, atol=1e-10 * np.abs(pc).max())
+
+
+def test_classifier_gpu_equals_cpu(cupy):
+    """String labels, multiclass: same decisions on the GPU and the CPU."""
+    from sknetk import NTKClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 4))
+    labels = np.array(["a", "b", "c"])[np.argmax(X[:, :3], axis=1)]
+    gpu = NTKClassifier(alpha=0.1, device="gpu").fit(X, labels)
+    cpu = NTKClassifier(alpha=0.1, device="cpu").fit(X, labels)
+    np.testing.assert_allclose(gpu.decision_function(X), cpu.decision_function(X),
+                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(gpu.predict(X), cpu.predict(X))
+
+
+def test_cupy_input_gives_cupy_output(cupy):
+    """Estimators take CuPy arrays and predict CuPy arrays."""
+    from sknetk import NTKRegressor
+
+    X, y = _regression()
+    model = NTKRegressor(device="gpu").fit(cupy.asarray(X), cupy.asarray(y))
+    pred = model.predict(cupy.asarray(X[:20]))
+    assert isinstance(pred, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(pred), model.predict(X[:20]),
+                               rtol=1e-12)
+
+
+def test_gpu_fit_singular_kernel_warns_and_is_finite(cupy):
+    """alpha = 0 with duplicated rows: a warning and finite predictions."""
+    from sknetk import NTKRegressor
+    from sknetk.exceptions import IllConditionedKernelWarning
+
+    X, y = _regression(n=60)
+    X = np.vstack([X, X[:10]])
+    y = np.concatenate([y, y[:10] + 0.5])
+    model = NTKRegressor(alpha=0.0, device="gpu", activation="identity")
+    with pytest.warns(IllConditionedKernelWarning):
+        model.fit(X, y)
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_gpu_model_pickles_and_predicts_without_cupy(cupy, tmp_path):
+    """A model fitted on the GPU loads and predicts where CuPy is absent."""
+    import pickle
+    import subprocess
+    import sys
+
+    from sknetk import NTKRegressor
+
+    X, y = _regression()
+    model = NTKRegressor(alpha=1e-2, device="auto", depth=2).fit(X, y)
+    Xt = _regression(n=50, seed=3)[0]
+    expected = NTKRegressor(alpha=1e-2, device="gpu", depth=2).fit(X, y).predict(Xt)
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "Xt.npy", Xt)
+    np.save(tmp_path / "expected.npy", expected)
+    script = f"""
+import sys
+sys.modules["cupy"] = None  # any `import cupy` now raises ImportError
+sys.modules["cupyx"] = None
+import pickle, numpy as np
+model = pickle.loads(open({str(tmp_path / "model.pkl")!r}, "rb").read())
+pred = model.predict(np.load({str(tmp_path / "Xt.npy")!r}))
+expected = np.load({str(tmp_path / "expected.npy")!r})
+np.testing.assert_allclose(pred, expected, rtol=1e-8, atol=1e-12)
+from sknetk._device import gpu_available
+assert not gpu_available()
+print("OK")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
