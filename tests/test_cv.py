@@ -420,3 +420,27 @@ def test_cached_kernel_without_memory_always_computes(monkeypatch):
         cached_kernel(None, X, kernel="nngp", frozen_layers=1)
     with pytest.raises(ValueError, match="depth"):
         cached_kernel(None, X, depth=0)
+
+
+def test_non_numpy_namespace_path(monkeypatch):
+    """The device code path (run here on array_api_strict) equals NumPy's."""
+    xp = pytest.importorskip("array_api_strict")
+    from sknetk import _cv
+
+    X, y = _data(n=30, seed=10)
+    w = np.random.default_rng(10).uniform(0.0, 2.0, size=30)
+    w[3] = 0.0
+    for cv in (None, KFold(3)):
+        kw = dict(depths=(1, 2), frozen_layers=[0, 1], alpha_scale="mean_diag", cv=cv)
+        ref = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
+        monkeypatch.setattr(_cv._BaseNTKCV, "_to_device",
+                            lambda self, X: xp.asarray(X))
+        out = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
+        monkeypatch.undo()
+        # The two kernel code paths differ by ~1e-9 on the diagonal.
+        np.testing.assert_allclose(out.cv_results_["mean_test_score"],
+                                   ref.cv_results_["mean_test_score"], rtol=1e-6)
+        assert out.best_params_ == ref.best_params_
+        assert isinstance(out.dual_coef_, np.ndarray)
+        np.testing.assert_allclose(out.predict(X), ref.predict(X), rtol=1e-6,
+                                   atol=1e-9)
