@@ -70,6 +70,16 @@ _CACHE_FRACTION = 0.5
 # solution. It is ``~1e3 * n * eps`` times the mean diagonal (2e-10 of it per
 # thousand rows), far below any ridge that changes a fit.
 _ALPHA_FLOOR = 100.0
+# Cost model of strategy="auto": the time of one pass of kernel blocks over
+# K_nm, per entry, in flops of matrix product on the same device. Measured
+# with the NTK (depth 3, ReLU): on a 2-core CPU a kernel entry costs about as
+# much as 2e4 flops of BLAS (120 ns vs 6 Gflop/s); on an H200 with the fused
+# CUDA kernel about 2e3 (45 ps vs 44 Tflop/s of float64 GEMM).
+_CPU_FLOPS_PER_PASS = 2e4
+_GPU_FLOPS_PER_PASS = 2e3
+# CG iterations assumed by that model (the FALKON preconditioner typically
+# needs 5 to 20 for tol=1e-6).
+_TYPICAL_ITERATIONS = 10
 # Largest relative jitter tried on the centres' kernel before giving up.
 _MAX_JITTER = 1e-2
 
@@ -201,6 +211,18 @@ def _solve_triangular(xp, L, B, *, transpose=False):
     return xp.linalg.solve(L.T if transpose else L, B)
 
 
+def _plus_diagonal(xp, A, value, copy=True):
+    """``A + value * I``; in place when ``copy=False`` and the library allows."""
+    m = A.shape[0]
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        if copy:
+            A = A.copy()
+        idx = xp.arange(m)
+        A[idx, idx] += value
+        return A
+    return A + value * xp.eye(m, dtype=A.dtype, device=_device(A))
+
+
 def _safe_cholesky(xp, A, what):
     """Lower Cholesky factor of ``A + jitter * I``, growing the jitter on failure.
 
@@ -215,12 +237,11 @@ def _safe_cholesky(xp, A, what):
         raise ValueError(f"The {what} contains NaN or infinity.")
     if scale <= 0.0:
         scale = 1.0
-    eye = xp.eye(m, dtype=A.dtype, device=_device(A))
     rel = 10.0 * m * eps
     while True:
         jitter = rel * scale
         try:
-            L = xp.linalg.cholesky(A + jitter * eye)
+            L = xp.linalg.cholesky(_plus_diagonal(xp, A, jitter))
             if bool(xp.all(xp.isfinite(L))):  # CuPy returns NaN, no error
                 return L, jitter
         except np.linalg.LinAlgError:
@@ -256,10 +277,12 @@ class _Preconditioner:
         self.xp = xp
         self.L, self.jitter = _safe_cholesky(xp, K_mm, "centres' kernel K_mm")
         self.alpha = max(alpha, _ALPHA_FLOOR * (n_eff / m) * self.jitter)
-        inner = (n_eff / m) * (self.L.T @ self.L)
-        inner = inner + self.alpha * xp.eye(m, dtype=K_mm.dtype,
-                                            device=_device(K_mm))
-        self.R, _ = _safe_cholesky(xp, inner, "preconditioner's inner matrix")
+        inner = self.L.T @ self.L
+        inner *= n_eff / m
+        self.R, _ = _safe_cholesky(
+            xp, _plus_diagonal(xp, inner, self.alpha, copy=False),
+            "preconditioner's inner matrix",
+        )
 
     def apply(self, v):
         """``B v = L^{-T} R^{-T} v`` (from CG space to coefficients)."""
@@ -366,12 +389,17 @@ class _LocalRowOperator:
             K = self._kernel(i0, i1)
             WK = self._weighted(K, i0, i1)
             part = WK.T @ _as_block(xp, y[i0:i1, ...], self.dtype)
-            out = part if out is None else out + part
+            if out is None:
+                out = part
+            else:
+                out += part
             if blocks is not None:
                 blocks.append(K)
             if self.strategy == "gram":
-                g = K.T @ WK
-                self.gram = g if self.gram is None else self.gram + g
+                if self.gram is None:
+                    self.gram = K.T @ WK
+                else:
+                    self.gram += K.T @ WK
         self.blocks = blocks
         return out
 
@@ -387,14 +415,25 @@ class _LocalRowOperator:
         return out
 
 
-def _choose_strategy(strategy, n, m, itemsize, budget):
+def _choose_strategy(strategy, n, m, itemsize, budget, on_gpu=False, max_iter=100):
+    """Resolve ``strategy="auto"`` (see :func:`nystrom_fit`).
+
+    ``K_nm`` is cached when it fits ``_CACHE_FRACTION`` of the budget.
+    Otherwise the cost of one pass of ``"gram"`` (kernel blocks plus
+    ``2 m`` flops of matrix product per entry of ``K_nm``) is compared, in
+    units of kernel passes, with the ``1 + n_iter`` kernel passes of
+    ``"stream"`` for a typical ``n_iter``.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
     if strategy != "auto":
         return strategy
     if n * m * itemsize <= _CACHE_FRACTION * budget:
         return "cache"
-    return "gram"
+    flops_per_pass = _GPU_FLOPS_PER_PASS if on_gpu else _CPU_FLOPS_PER_PASS
+    gram_passes = 1 + 2 * m / flops_per_pass
+    stream_passes = 1 + min(max_iter, _TYPICAL_ITERATIONS)
+    return "gram" if gram_passes <= stream_passes else "stream"
 
 
 # ---------------------------------------------------------------------------
@@ -465,7 +504,11 @@ def nystrom_fit(
         the iterations never touch ``X`` again. ``"stream"`` recomputes the
         blocks at every iteration (one block in memory; ``1 + n_iter``
         kernel passes over ``X``). ``"auto"`` caches when ``K_nm`` fits half
-        of ``working_memory`` and uses ``"gram"`` otherwise.
+        of ``working_memory``; otherwise it picks ``"gram"`` or ``"stream"``
+        by a cost model: on the CPU, where a kernel entry costs as much as
+        ~2e4 flops of matrix product, ``"gram"`` up to ``m ~ 1e5``; on the
+        GPU (fused kernel, ~2e3 flops per entry) ``"gram"`` up to
+        ``m = 10000`` and ``"stream"`` beyond.
     verbose : int, default=0
         1 prints the strategy and the result; 2 also each CG iteration.
 
@@ -542,7 +585,6 @@ def nystrom_fit(
     xp = get_namespace(K_mm)
     dtype = K_mm.dtype
     itemsize = 4 if dtype == xp.float32 else 8
-    K_mm = (K_mm + K_mm.T) / 2
 
     dask_input = _is_dask(X) or _is_dask(y) or _is_dask(sample_weight)
     if not dask_input:
@@ -560,11 +602,13 @@ def nystrom_fit(
 
         # The cached blocks are spread over the workers' memory.
         strategy = _choose_strategy(strategy, n, m, itemsize,
-                                    budget * n_dask_workers())
+                                    budget * n_dask_workers(), max_iter=max_iter)
         op = DaskRowOperator(X, centers, kernel_fn, sample_weight, strategy)
         rows = max(op.row_chunks)
     else:
-        strategy = _choose_strategy(strategy, n, m, itemsize, budget)
+        strategy = _choose_strategy(strategy, n, m, itemsize, budget,
+                                    on_gpu=is_cupy_namespace(xp),
+                                    max_iter=max_iter)
         op = _LocalRowOperator(X, centers, kernel_fn, sample_weight, rows, strategy,
                                dtype)
     if verbose:

@@ -228,6 +228,20 @@ def test_auto_strategy_from_budget():
     np.testing.assert_allclose(fits["gram"][1], fits["cache"][1], rtol=1e-7)
 
 
+@pytest.mark.parametrize("on_gpu, m, expected", [
+    (False, 5000, "gram"), (False, 20000, "gram"),
+    (True, 5000, "gram"), (True, 20000, "stream"),
+])
+def test_auto_strategy_cost_model(on_gpu, m, expected):
+    """Past the cache: one Gram pass on the CPU, streaming on a GPU at large m."""
+    from sknetk._nystrom import _choose_strategy
+
+    n, budget = 10**6, 2.0**30  # K_nm of 1e6 x m floats never fits 1 GiB
+    assert _choose_strategy("auto", n, m, 8, budget, on_gpu=on_gpu) == expected
+    assert _choose_strategy("auto", 100, m, 8, budget, on_gpu=on_gpu) == "cache"
+    assert _choose_strategy("stream", 100, m, 8, budget) == "stream"
+
+
 def test_memmap_larger_than_budget(tmp_path):
     """fit/predict on a np.memmap larger than working_memory stream through it."""
     n, d, m, budget = 3000, 20, 30, 0.25  # X is 0.46 MiB
@@ -319,3 +333,38 @@ def test_invalid_parameters(kwargs, match):
     params.update(kwargs)
     with pytest.raises(ValueError, match=match):
         nystrom_fit(**params)
+
+
+@pytest.mark.gpu
+def test_cupy_input_matches_numpy():
+    """CuPy in gives CuPy out, equal to the NumPy fit (needs a CUDA device)."""
+    cupy = pytest.importorskip("cupy")
+    from sknetk._device import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no CUDA device")
+    X, y, Xt, _ = teacher_data(1500, n_test=200, seed=11)
+    kernel_fn = kernel_block_function("ntk", **KERNEL)
+    for strategy in STRATEGIES:
+        kwargs = dict(kernel_fn=kernel_fn, n_centers=300, alpha=0.1, tol=1e-10,
+                      max_iter=300, random_state=0, strategy=strategy,
+                      working_memory=0.5)
+        ref = nystrom_fit(X, y, **kwargs)
+        centers, coef, _, _ = nystrom_fit(cupy.asarray(X), cupy.asarray(y), **kwargs)
+        assert isinstance(coef, cupy.ndarray) and isinstance(centers, cupy.ndarray)
+        pred = nystrom_predict(cupy.asarray(Xt), centers, coef, kernel_fn,
+                               working_memory=0.5)
+        assert isinstance(pred, cupy.ndarray)
+        np.testing.assert_allclose(
+            cupy.asnumpy(pred), nystrom_predict(Xt, *ref[:2], kernel_fn),
+            rtol=1e-6, atol=1e-8,
+        )
+    # n_centers = n on the GPU equals exact kernel ridge (CPU reference)
+    Xs, ys = X[:400], y[:400]
+    centers, coef, _, _ = nystrom_fit(cupy.asarray(Xs), cupy.asarray(ys),
+                                      kernel_fn=kernel_fn, n_centers=400, alpha=0.05,
+                                      tol=1e-12, max_iter=50)
+    np.testing.assert_allclose(
+        cupy.asnumpy(nystrom_predict(cupy.asarray(Xt), centers, coef, kernel_fn)),
+        exact_predictions(Xs, ys, Xt, 0.05), rtol=1e-7, atol=1e-9,
+    )
