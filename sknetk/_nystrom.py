@@ -387,8 +387,8 @@ class _LocalRowOperator:
         blocks = [] if self.strategy == "cache" else None
         for i0, i1 in self.ranges:
             K = self._kernel(i0, i1)
-            WK = self._weighted(K, i0, i1)
-            part = WK.T @ _as_block(xp, y[i0:i1, ...], self.dtype)
+            part = K.T @ self._weighted(_as_block(xp, y[i0:i1, ...], self.dtype),
+                                        i0, i1)
             if out is None:
                 out = part
             else:
@@ -396,10 +396,12 @@ class _LocalRowOperator:
             if blocks is not None:
                 blocks.append(K)
             if self.strategy == "gram":
+                g = K.T @ self._weighted(K, i0, i1)
                 if self.gram is None:
-                    self.gram = K.T @ WK
+                    self.gram = g
                 else:
-                    self.gram += K.T @ WK
+                    self.gram += g
+                del g
         self.blocks = blocks
         return out
 
@@ -473,8 +475,9 @@ def nystrom_fit(
         Targets.
     kernel_fn : callable
         ``kernel_fn(A, B=None)`` returns ``K(A, B)`` (``K(A, A)`` when ``B`` is
-        None) in the namespace of ``A``; see :func:`kernel_block_function`.
-        Must be picklable for dask process workers.
+        None; only its lower triangle is read) in the namespace of ``A``; see
+        :func:`kernel_block_function`. Must be picklable for dask process
+        workers.
     n_centers : int
         Number of Nystrom centres ``m``. Cost: ``O(m^2)`` memory for the
         preconditioner, ``O(m^3)`` time for its factorisations, ``O(n m)``
@@ -522,8 +525,9 @@ def nystrom_fit(
         CG iterations run.
     info : dict
         ``strategy``, ``n_centers``, ``block_rows``, ``jitter`` (added to
-        ``K_mm``'s diagonal), ``residuals`` (largest relative residual before
-        each iteration and at the end), ``converged``.
+        ``K_mm``'s diagonal), ``alpha`` (the ridge used: ``alpha``, floored at
+        ``100 * (n_eff / m) * jitter``), ``residuals`` (largest relative
+        residual before each iteration and at the end), ``converged``.
 
     See Also
     --------
@@ -538,6 +542,15 @@ def nystrom_fit(
     close to the identity because ``K_nm^T W K_nm ~ (n_eff / m) K_mm^2``
     when the centres are a uniform sample; with every row as a centre the
     approximation is exact and CG converges in one or two iterations.
+
+    Degenerate data (duplicate or all-zero rows) make ``K_mm`` singular: the
+    jitter keeps its factorisation finite, and the ridge is floored at
+    ``100 * (n_eff / m) * jitter`` (about ``1e3 * n * eps`` times the mean
+    diagonal) so that the directions ``K_mm`` cannot see, which hold only
+    rounding noise magnified by the preconditioner, stay out of the
+    solution. With ``alpha > 0`` the result then matches ``KernelRidge``
+    to ~1e-10 even on such data; with ``alpha = 0`` it is finite and
+    accurate to ~1e-5 where exact interpolation is singular.
 
     References
     ----------
