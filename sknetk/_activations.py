@@ -28,8 +28,10 @@ from scipy.special import erf as _np_erf
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 
 _PI = math.pi
-#: |correlation| above this is taken as exactly 1 (about 4 ulps below 1.0).
-_SNAP = 1.0 - 4 * 2.0**-53
+#: |correlation| above this is taken as exactly 1 (32 units of rounding below
+#: 1.0, an angle of 8e-8): the rounding of a few chained products, which arccos
+#: would otherwise turn into an angle of ~1e-8.
+_SNAP = 1.0 - 32 * 2.0**-53
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Fused CUDA kernel for the layer recursion (CuPy), and GPU memory planning.
 
-One ``cupy.ElementwiseKernel`` reads the Gram entry ``<x, y> / d`` and the two
-rows' per-layer variances and walks all layers in registers, writing the NNGP
+One CUDA kernel (``cupy.RawModule``) reads the Gram entry ``<x, y> / d`` and
+the two rows' per-layer variances and walks all layers in registers, writing the NNGP
 and/or NTK (of every depth, when asked): one read and one write per entry
 instead of one pass over memory per elementwise operation.
 
@@ -36,9 +36,15 @@ _FUSED = {
     "identity": (6, lambda: (0.0, 0.0, 0.0, 0.0)),
 }
 
-# Device function: the dual and derivative dual of each activation. Written
-# as plain C++ templates so that the same text also compiles with a host C++
-# compiler (the CPU test suite checks it against the NumPy path that way).
+# Device functions: the dual and derivative dual of each activation, and the
+# whole recursion for one entry. Written as plain C++ templates so that the
+# same text also compiles with a host C++ compiler: the CPU test suite builds
+# it and checks it against the NumPy path (tests/test_cuda_source.py).
+#
+# Per row and per layer the host precomputes (q, sqrt(q), 1/sqrt(q)) with
+# 1/sqrt(0) := 0, so the ABReLU and sign branches need no square root and no
+# division per entry; rho = k / sqrt(q1 q2) becomes k * (i1 * i2), exactly
+# symmetric in the two rows.
 DUAL_SOURCE = r"""
 template <typename T>
 __device__ __host__ inline T sknetk_clip1(T x) {
@@ -47,23 +53,24 @@ __device__ __host__ inline T sknetk_clip1(T x) {
 
 // q1 q2 - k^2 >= 0 without cancellation for huge variances
 template <typename T>
-__device__ __host__ inline T sknetk_gap(T k, T q1, T q2) {
-  const T root = sqrt(q1) * sqrt(q2);
+__device__ __host__ inline T sknetk_gap(T k, T s1, T s2) {
+  const T root = s1 * s2;
   const T absk = k < T(0) ? -k : k;
   const T gap = (root - absk) * (root + absk);
   return gap > T(0) ? gap : T(0);
 }
 
+// a = (q1, sqrt q1, 1/sqrt q1), b = (q2, sqrt q2, 1/sqrt q2)
 template <typename T>
 __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
-                                            T q1, T q2, T& dot) {
+                                            const T* a, const T* b, T& dot) {
   const T pi = T(3.14159265358979323846);
   // |rho| within a few ulps of 1: parallel rows up to rounding
-  const T snap = T(1) - T(4) * (sizeof(T) == 4 ? T(5.9604644775390625e-08)
-                                               : T(1.1102230246251565e-16));
+  const T snap = sizeof(T) == 4 ? T(1) - T(4) * T(5.9604644775390625e-08)
+                                 : T(1) - T(32) * T(1.1102230246251565e-16);
+  const T q1 = a[0], q2 = b[0];
   if (act == 0 || act == 5) {  // ABReLU family, sign
-    const T norm = sqrt(q1) * sqrt(q2);
-    T rho = norm > T(0) ? sknetk_clip1(sigma / norm) : T(0);
+    T rho = sknetk_clip1(sigma * (a[2] * b[2]));
     if (rho > snap) rho = T(1);
     if (rho < -snap) rho = T(-1);
     const T angle = acos(rho);
@@ -72,22 +79,22 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
       dot = T(0);
       return;
     }
-    const T a = ap[0], b = ap[1];
-    const T factor = (a - b) * (a - b) / (T(2) * pi);
+    const T ca = ap[0], cb = ap[1];
+    const T factor = (ca - cb) * (ca - cb) / (T(2) * pi);
     const T sin_angle = sqrt((T(1) - rho) * (T(1) + rho));
-    dot = (a * a + b * b) / T(2) - factor * angle;
-    sigma = norm * (factor * sin_angle + dot * rho);
+    dot = (ca * ca + cb * cb) / T(2) - factor * angle;
+    sigma = (a[1] * b[1]) * (factor * sin_angle + dot * rho);
   } else if (act == 1) {  // a * erf(b x) + c
-    const T a = ap[0], b2 = ap[1] * ap[1], c = ap[2];
+    const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
     const T root = sqrt(T(1) + T(2) * b2 * (q1 + q2)
-                        + T(4) * b2 * b2 * sknetk_gap(sigma, q1, q2));
-    sigma = a * a * (T(2) / pi) * atan2(T(2) * b2 * sigma, root) + c * c;
-    dot = a * a * b2 * (T(4) / pi) / root;
+                        + T(4) * b2 * b2 * sknetk_gap(sigma, a[1], b[1]));
+    sigma = ca * ca * (T(2) / pi) * atan2(T(2) * b2 * sigma, root) + c * c;
+    dot = ca * ca * b2 * (T(4) / pi) / root;
   } else if (act == 2) {  // gelu
     const T k = sigma;
     const T prod = q1 * q2;
     const T prod1 = (q1 + T(1)) * (q2 + T(1));
-    const T delta2 = T(1) + q1 + q2 + sknetk_gap(k, q1, q2);
+    const T delta2 = T(1) + q1 + q2 + sknetk_gap(k, a[1], b[1]);
     const T delta = sqrt(delta2);
     const T angle = atan2(k, delta);
     sigma = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) / (T(2) * pi)
@@ -96,12 +103,12 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
           + k / delta / (T(2) * pi)
                 * (T(1) / delta2 + (T(1) - prod) / prod1 + T(1));
   } else if (act == 3) {  // a * sin(b x + c)
-    const T a = ap[0], b2 = ap[1] * ap[1], c = ap[2];
+    const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
     const T s = q1 + q2;
     const T e_minus = exp(T(-0.5) * b2 * (s - T(2) * sigma));
     const T e_plus = exp(T(-0.5) * b2 * (s + T(2) * sigma)) * cos(T(2) * c);
-    sigma = a * a / T(2) * (e_minus - e_plus);
-    dot = a * a / T(2) * b2 * (e_minus + e_plus);
+    sigma = ca * ca / T(2) * (e_minus - e_plus);
+    dot = ca * ca / T(2) * b2 * (e_minus + e_plus);
   } else if (act == 4) {  // rbf
     const T gamma = ap[0];
     sigma = exp(-gamma * (q1 + q2 - T(2) * sigma));
@@ -110,33 +117,64 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
     dot = T(1);
   }
 }
-"""
 
-# Per-entry body. ``lc`` holds 5 constants per Dense layer (depth + 1 of them):
-# weight variance, bias variance, NTK scale and shift of the layer's own
-# parameters, and 1/0 for trainable/frozen.
-BODY_SOURCE = r"""
-const ptrdiff_t row = i / n2;
-const ptrdiff_t col = i - row * n2;
-const ptrdiff_t nn = n1 * n2;
-T sigma = g;
-T theta = T(0);
-for (int l = 0; l < depth; ++l) {
-  const T w2 = lc[5 * l], b2 = lc[5 * l + 1];
-  theta = w2 * theta + lc[5 * l + 4] * (lc[5 * l + 2] * sigma + lc[5 * l + 3]);
-  sigma = w2 * sigma + b2;
-  T dot;
-  sknetk_dual<T>(act, &ap[0], sigma, qa[l * n1 + row], qb[l * n2 + col], dot);
-  theta = theta * dot;
-  if (all_depths || l == depth - 1) {
-    const ptrdiff_t k = all_depths ? l : 0;
-    const int r = 5 * (l + 1);
-    if (want_nngp) nngp[k * nn + i] = lc[r] * sigma + lc[r + 1];
-    if (want_ntk)
-      ntk[k * nn + i] = lc[r] * theta + lc[r + 4] * (lc[r + 2] * sigma + lc[r + 3]);
+// The recursion for one entry (row r, column c) of a block with ``rows`` rows.
+// ``ra``: depth x rows x 3 row data, ``cb``: depth x n2 x 3 column data,
+// ``lc``: (depth + 1) x 5 Dense-layer constants (weight variance, bias
+// variance, NTK scale and shift of the layer's own parameters, 1/0 trained).
+// Outputs are written at k * out_stride + r * n2 + c for depth slice k.
+template <typename T>
+__device__ __host__ inline void sknetk_entry(
+    T sigma, long long r, long long c, long long rows, long long n2,
+    const T* ra, const T* cb, const T* lc, const T* ap, int act, int depth,
+    int all_depths, int want_nngp, int want_ntk, long long out_stride,
+    T* nngp, T* ntk) {
+  const long long e = r * n2 + c;
+  T theta = T(0);
+  for (int l = 0; l < depth; ++l) {
+    const T w2 = lc[5 * l], b2 = lc[5 * l + 1];
+    theta = w2 * theta + lc[5 * l + 4] * (lc[5 * l + 2] * sigma + lc[5 * l + 3]);
+    sigma = w2 * sigma + b2;
+    T dot;
+    sknetk_dual<T>(act, ap, sigma, ra + 3 * (l * rows + r), cb + 3 * (l * n2 + c),
+                   dot);
+    theta = theta * dot;
+    if (all_depths || l == depth - 1) {
+      const long long k = all_depths ? l : 0;
+      const int q = 5 * (l + 1);
+      if (want_nngp) nngp[k * out_stride + e] = lc[q] * sigma + lc[q + 1];
+      if (want_ntk)
+        ntk[k * out_stride + e] =
+            lc[q] * theta + lc[q + 4] * (lc[q + 2] * sigma + lc[q + 3]);
+    }
   }
 }
 """
+
+# One thread per column, rows strided over the grid's y dimension: no integer
+# division per entry.
+KERNEL_SOURCE = DUAL_SOURCE + r"""
+#define SKNETK_KERNEL(T)                                                       \
+  extern "C" __global__ void sknetk_recursion_##T(                             \
+      const T* __restrict__ gram, const T* __restrict__ ra,                    \
+      const T* __restrict__ cb, const T* __restrict__ lc,                      \
+      const T* __restrict__ ap, int act, long long rows, long long n2,         \
+      int depth, int all_depths, int want_nngp, int want_ntk,                  \
+      long long out_stride, T* nngp, T* ntk) {                                 \
+    const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
+    if (c >= n2) return;                                                       \
+    for (long long r = blockIdx.y; r < rows; r += gridDim.y) {                 \
+      sknetk_entry<T>(gram[r * n2 + c], r, c, rows, n2, ra, cb, lc, ap, act,   \
+                      depth, all_depths, want_nngp, want_ntk, out_stride,      \
+                      nngp, ntk);                                              \
+    }                                                                          \
+  }
+SKNETK_KERNEL(double)
+SKNETK_KERNEL(float)
+"""
+
+_THREADS = 256
+_MAX_GRID_Y = 65535
 
 
 def fused_activation(spec):
@@ -160,21 +198,33 @@ def layer_constants(spec, n_features):
 _KERNEL_CACHE = {}
 
 
-def _elementwise_kernel():
+def _raw_kernel(dtype):
     import cupy
 
-    kernel = _KERNEL_CACHE.get("recursion")
+    name = "sknetk_recursion_" + ("float" if dtype == np.float32 else "double")
+    kernel = _KERNEL_CACHE.get(name)
     if kernel is None:
-        kernel = cupy.ElementwiseKernel(
-            "T g, raw T qa, raw T qb, raw T lc, raw T ap, int32 act, int64 n1, "
-            "int64 n2, int32 depth, bool all_depths, bool want_nngp, bool want_ntk",
-            "raw T nngp, raw T ntk",
-            BODY_SOURCE,
-            "sknetk_recursion",
-            preamble=DUAL_SOURCE,
-        )
-        _KERNEL_CACHE["recursion"] = kernel
+        module = _KERNEL_CACHE.get("module")
+        if module is None:
+            module = cupy.RawModule(code=KERNEL_SOURCE, options=("-std=c++14",))
+            _KERNEL_CACHE["module"] = module
+        kernel = module.get_function(name)
+        _KERNEL_CACHE[name] = kernel
     return kernel
+
+
+def row_data(xp, q_pre):
+    """``depth x n x 3`` array of ``(q, sqrt(q), 1/sqrt(q))`` per layer and row.
+
+    ``1/sqrt(0)`` is taken as 0, so that zero rows get correlation 0 (angle
+    pi/2), as in the NumPy path.
+    """
+    q = xp.stack(q_pre)
+    s = xp.sqrt(q)
+    positive = s > 0
+    inv = xp.where(positive, 1.0 / xp.where(positive, s, xp.ones_like(s)),
+                   xp.zeros_like(s))
+    return xp.stack([q, s, inv], axis=-1)
 
 
 def free_device_memory():
@@ -224,13 +274,13 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     from .kernels import _variance_path
 
     xp = _cupy_namespace()
-    qa = cupy.ascontiguousarray(
-        cupy.stack(_variance_path(xp, X, spec)[0]).astype(dtype, copy=False)
+    path_x = _variance_path(xp, X, spec)[0]
+    ra_all = cupy.ascontiguousarray(row_data(xp, path_x).astype(dtype, copy=False))
+    cb = ra_all if symmetric else cupy.ascontiguousarray(
+        row_data(xp, _variance_path(xp, Yv, spec)[0]).astype(dtype, copy=False)
     )
-    qb = qa if symmetric else cupy.ascontiguousarray(
-        cupy.stack(_variance_path(xp, Yv, spec)[0]).astype(dtype, copy=False)
-    )
-    lc = cupy.asarray(layer_constants(spec, d), dtype=dtype)
+    q0 = xp.sum(X * X, axis=1) / d if symmetric else None
+    lc = cupy.asarray(layer_constants(spec, d), dtype=dtype).reshape(-1)
     ap = cupy.asarray(act_params, dtype=dtype)
 
     # Rows per block: the Gram scratch (and, for several depths, one output
@@ -239,35 +289,49 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     limit = min(working_memory_bytes, free_device_memory() / 4)
     rows = int(max(1, min(n1, limit // max(per_row, 1))))
     check_fits(rows * per_row, "One block of the Gram matrix")
-    kernel = _elementwise_kernel()
+    kernel = _raw_kernel(dtype)
     scale = dtype.type(1.0 / d)
     dummy = cupy.empty((1,), dtype=dtype)
     for r0 in range(0, n1, rows):
         r1 = min(n1, r0 + rows)
+        m = r1 - r0
         gram = cupy.matmul(X[r0:r1], Yv.T)
         gram *= scale
+        if symmetric:
+            # the diagonal is <x, x> / d exactly as in the variance path, so
+            # that diagonal entries follow the exact correlation-one recursion
+            idx = cupy.arange(m)
+            gram[idx, idx + r0] = q0[r0:r1]
         if all_depths:
             targets = {
-                name: cupy.empty((n_depths, r1 - r0, n2), dtype=dtype) for name in want
+                name: cupy.empty((n_depths, m, n2), dtype=dtype) for name in want
             }
+            stride = m * n2
         else:
             targets = {name: out[name][0, r0:r1, :] for name in want}
-        # Raw arguments are passed flat (C order), as the body indexes them.
+            stride = 0
+        ra = cupy.ascontiguousarray(ra_all[:, r0:r1, :])
+        grid = ((n2 + _THREADS - 1) // _THREADS, min(m, _MAX_GRID_Y), 1)
         kernel(
-            gram,
-            cupy.ascontiguousarray(qa[:, r0:r1]).reshape(-1),
-            qb.reshape(-1),
-            lc.reshape(-1),
-            ap,
-            np.int32(act_id),
-            np.int64(r1 - r0),
-            np.int64(n2),
-            np.int32(spec.depth),
-            np.bool_(all_depths),
-            np.bool_("nngp" in want),
-            np.bool_("ntk" in want),
-            targets["nngp"].reshape(-1) if "nngp" in targets else dummy,
-            targets["ntk"].reshape(-1) if "ntk" in targets else dummy,
+            grid,
+            (_THREADS, 1, 1),
+            (
+                gram,
+                ra,
+                cb,
+                lc,
+                ap,
+                np.int32(act_id),
+                np.int64(m),
+                np.int64(n2),
+                np.int32(spec.depth),
+                np.int32(all_depths),
+                np.int32("nngp" in want),
+                np.int32("ntk" in want),
+                np.int64(stride),
+                targets.get("nngp", dummy),
+                targets.get("ntk", dummy),
+            ),
         )
         if all_depths:
             for name in want:

@@ -470,6 +470,7 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
     n_depths = spec.depth if all_depths else 1
     want_ntk = "ntk" in want
     path_x = _variance_path(xp, X, spec)
+    q0 = xp.sum(X * X, axis=1) / d if symmetric else None
     path_y = path_x if symmetric else _variance_path(xp, Yv, spec)
     out = {
         name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=_device_of(X))
@@ -487,9 +488,11 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
     def work(i0, i1, j0, j1):
         sigma = (X[i0:i1, :] @ Yv[j0:j1, :].T) * scale
         if symmetric and i0 == j0:
-            # GEMM on a diagonal tile is not bitwise symmetric; make it so,
-            # so that K(X, X) is exactly symmetric.
+            # GEMM on a diagonal tile is not bitwise symmetric: make it so, and
+            # put <x, x> / d of the variance path on the diagonal, so that the
+            # diagonal follows the exact correlation-one recursion.
             sigma = (sigma + sigma.T) * 0.5
+            sigma = _set_diagonal(xp, sigma, q0[i0:i1])
         qa = ([q[i0:i1] for q in path_x[0]],)
         qb = ([q[j0:j1] for q in path_y[0]],)
         nngps, ntks = _tile_recursion(
@@ -512,6 +515,16 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
             delayed(work)(*tile) for tile in tiles
         )
     return out
+
+
+def _set_diagonal(xp, A, values):
+    """``A`` with its diagonal replaced by ``values`` (square ``A``)."""
+    if xp is np:
+        np.fill_diagonal(A, values)
+        return A
+    n = A.shape[0]
+    eye = xp.eye(n, dtype=xp.bool, device=_device_of(A))
+    return xp.where(eye, values[None, :], A)
 
 
 def _device_of(x):

@@ -26,21 +26,15 @@ using std::sqrt; using std::acos; using std::atan2; using std::exp; using std::c
 #define __device__
 #define __host__
 %(dual)s
-template <typename T> struct Raw {
-  T* p;
-  T& operator[](std::ptrdiff_t k) const { return p[k]; }
-};
-extern "C" void run(const double* G, const double* qa_, const double* qb_,
-                    const double* lc_, const double* ap_, int act, long long n1,
-                    long long n2, int depth, bool all_depths, bool want_nngp,
-                    bool want_ntk, double* nngp_, double* ntk_) {
-  typedef double T;
-  Raw<const T> qa{qa_}, qb{qb_}, lc{lc_}, ap{ap_};
-  Raw<T> nngp{nngp_}, ntk{ntk_};
-  for (std::ptrdiff_t i = 0; i < n1 * n2; ++i) {
-    const T g = G[i];
-    %(body)s
-  }
+extern "C" void run(const double* G, const double* ra, const double* cb,
+                    const double* lc, const double* ap, int act, long long n1,
+                    long long n2, int depth, int all_depths, int want_nngp,
+                    int want_ntk, double* nngp, double* ntk) {
+  for (long long r = 0; r < n1; ++r)
+    for (long long c = 0; c < n2; ++c)
+      sknetk_entry<double>(G[r * n2 + c], r, c, n1, n2, ra, cb, lc, ap, act,
+                           depth, all_depths, want_nngp, want_ntk, n1 * n2,
+                           nngp, ntk);
 }
 """
 
@@ -52,7 +46,7 @@ def host_kernel(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cuda_source")
     src = folder / "recursion.cpp"
     lib = folder / "recursion.so"
-    src.write_text(HARNESS % {"dual": _cuda.DUAL_SOURCE, "body": _cuda.BODY_SOURCE})
+    src.write_text(HARNESS % {"dual": _cuda.DUAL_SOURCE})
     subprocess.run(
         [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
         check=True,
@@ -65,9 +59,9 @@ def host_kernel(tmp_path_factory):
         ctypes.c_longlong,
         ctypes.c_longlong,
         ctypes.c_int,
-        ctypes.c_bool,
-        ctypes.c_bool,
-        ctypes.c_bool,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
         dptr,
         dptr,
     ]
@@ -77,8 +71,8 @@ def host_kernel(tmp_path_factory):
 def _run_host(fn, X, Y, spec, all_depths):
     d = X.shape[1]
     act_id, params = _cuda.fused_activation(spec)
-    qa = np.ascontiguousarray(np.stack(_variance_path(np, X, spec)[0]))
-    qb = np.ascontiguousarray(np.stack(_variance_path(np, Y, spec)[0]))
+    qa = np.ascontiguousarray(_cuda.row_data(np, _variance_path(np, X, spec)[0]))
+    qb = np.ascontiguousarray(_cuda.row_data(np, _variance_path(np, Y, spec)[0]))
     lc = np.ascontiguousarray(_cuda.layer_constants(spec, d).ravel())
     G = np.ascontiguousarray(X @ Y.T / d)
     n_out = spec.depth if all_depths else 1
