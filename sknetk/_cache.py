@@ -70,9 +70,14 @@ def cached_kernel(
         Which kernel.
     all_depths : bool, default=False
         Return the kernels of every depth ``1..depth`` stacked (one pass).
-    working_memory, n_jobs, device
-        As in :func:`~sknetk.kernels.ntk_kernel`. They do not change the
-        kernel's value, so they are not part of the cache key.
+    working_memory : float, default=None
+        Memory budget in MiB of the tiled computation.
+    n_jobs : int, default=-1
+        Threads over kernel tiles.
+    device : {"auto", "cpu", "gpu"}, default="auto"
+        Where the kernel is computed. These three are as in
+        :func:`~sknetk.kernels.ntk_kernel`; they do not change the kernel's
+        value, so they are not part of the cache key.
     **kernel_params
         ``depth``, ``activation``, ``activation_params``, ``weight_std``,
         ``bias_std``, ``parameterization``, ``width`` and ``frozen_layers``

@@ -830,10 +830,10 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         alpha_scale="absolute",
         cv=None,
         scoring=None,
-        class_weight=None,
         device="auto",
         working_memory=None,
         n_jobs=-1,
+        class_weight=None,
     ):
         self.alphas = alphas
         self.depths = depths
@@ -848,10 +848,10 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         self.alpha_scale = alpha_scale
         self.cv = cv
         self.scoring = scoring
-        self.class_weight = class_weight
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.class_weight = class_weight
 
     def _score(self, y_true, pred, sample_weight, loo):
         identity = _IdentityClassifier(self.classes_)

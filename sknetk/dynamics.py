@@ -397,8 +397,8 @@ def gradient_flow_predict(
 
     See Also
     --------
-    gradient_flow_train_predict : the training outputs' trajectory.
-    ensemble_covariance : the covariance around this mean.
+    gradient_flow_train_predict : The training outputs' trajectory.
+    ensemble_covariance : The covariance around this mean.
 
     Examples
     --------

@@ -39,7 +39,7 @@ def kernel_spectrum(
     return_eigenvectors=False,
     **kernel_params,
 ):
-    """Eigenvalues of the training kernel and each direction's learning time.
+    """Compute the kernel's eigenvalues and each eigendirection's learning time.
 
     Parameters
     ----------
@@ -87,8 +87,8 @@ def kernel_spectrum(
 
     See Also
     --------
-    falloff_index : where the spectrum drops below a fraction of its top.
-    sknetk.dynamics.gradient_flow_predict : the predictions along the flow.
+    falloff_index : Where the spectrum drops below a fraction of its top.
+    sknetk.dynamics.gradient_flow_predict : The predictions along the flow.
 
     Examples
     --------
