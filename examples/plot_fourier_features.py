@@ -194,7 +194,7 @@ fig.tight_layout()
 # the training pixels (for example with
 # :class:`~sklearn.model_selection.GridSearchCV` over a pipeline
 # ``FourierFeatures -> NTKRegressor``).
-scales = [0.5, 1, 2, 4, 8, 16]
+scales = [1, 2, 4, 8, 16]
 sweep = np.array(
     [
         [

@@ -1,7 +1,7 @@
 """
-===================================================================
+====================================================================
 NTK regression in one dimension, next to RBF kernel ridge and an MLP
-===================================================================
+====================================================================
 
 An infinitely wide ReLU network trained by gradient descent on squared loss
 predicts exactly as kernel ridge regression with its Neural Tangent Kernel.
@@ -68,7 +68,7 @@ fig.tight_layout()
 # The NTK regressor uses a depth-3 ReLU network with unit weight and bias
 # standard deviations, and a small ridge. The RBF kernel ridge needs its
 # bandwidth ``gamma`` tuned, which we do by 5-fold cross-validation. The MLP
-# has two hidden layers of 256 ReLU units trained by L-BFGS.
+# has two hidden layers of 64 ReLU units trained by L-BFGS.
 ntk = NTKRegressor(alpha=1e-2, depth=3, bias_std=1.0).fit(X_train, y_train)
 
 rbf = GridSearchCV(
@@ -78,7 +78,7 @@ rbf = GridSearchCV(
 ).fit(X_train, y_train)
 
 mlp = MLPRegressor(
-    hidden_layer_sizes=(256, 256),
+    hidden_layer_sizes=(64, 64),
     solver="lbfgs",
     alpha=1e-3,
     max_iter=2000,
@@ -88,7 +88,7 @@ mlp = MLPRegressor(
 models = {
     "NTK (depth 3)": ntk,
     f"RBF kernel ridge (gamma={rbf.best_params_['gamma']:.2g})": rbf,
-    "MLP 256-256 (trained)": mlp,
+    "MLP 64-64 (trained)": mlp,
 }
 y_true = target(X_grid.ravel())
 for name, model in models.items():
@@ -100,8 +100,10 @@ for name, model in models.items():
 # -----------
 # Inside the data the three fits are close. Outside it, the RBF prediction
 # decays back to zero (its kernel vanishes far from the data), while the NTK
-# and the trained ReLU network both continue roughly linearly: the NTK of a
-# ReLU network is positively homogeneous in ``(x, 1)``, like the network.
+# and the trained ReLU network both continue along straight lines, with
+# different slopes: far from the data, a ReLU network is linear along any
+# ray, and so is the NTK's prediction, which is positively homogeneous in
+# ``(x, 1)`` like the network.
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.axvspan(-4.5, -3, color="0.92")
 ax.axvspan(3, 4.5, color="0.92")
