@@ -6,8 +6,9 @@ networks (:mod:`sknetk.kernels`), kernel ridge estimators built on them
 (:class:`FourierFeatures`), on CPU with NumPy and on NVIDIA GPUs with CuPy.
 """
 
-from . import exceptions, kernels
+from . import dynamics, exceptions, kernels, spectrum
 from ._classification import NTKClassifier
+from ._cv import NTKClassifierCV, NTKRegressorCV
 from ._regression import NTKRegressor
 from .fourier import FourierFeatures
 from .kernels import nngp_diag, nngp_kernel, nngp_ntk_kernels, ntk_diag, ntk_kernel
@@ -18,6 +19,10 @@ __all__ = [
     "NTKRegressor",
     "NTKClassifier",
     "FourierFeatures",
+    "NTKRegressorCV",
+    "NTKClassifierCV",
+    "dynamics",
+    "spectrum",
     "kernels",
     "exceptions",
     "ntk_kernel",

@@ -618,7 +618,12 @@ _PARAMS_DOC = """
         ``"cpu"`` computes with NumPy; ``"auto"`` computes where a CuPy input
         lives, and moves NumPy input to the GPU only when one is available and
         the kernel has at least ``AUTO_GPU_MIN_ENTRIES`` (4 million) entries.
-        Outputs mirror inputs: NumPy in, NumPy out; CuPy in, CuPy out.""".format(
+        Outputs mirror inputs: NumPy in, NumPy out; CuPy in, CuPy out.
+    frozen_layers : int, default=0
+        Number of leading Dense layers kept at initialisation (Arora et al.
+        2020): their parameters add nothing to the NTK; the NNGP is unchanged.
+        ``depth`` trains the readout only (NTK = NNGP in the "ntk"
+        parameterization).""".format(
     activations=", ".join(ACTIVATION_NAMES)
 )
 
@@ -669,9 +674,6 @@ def nngp_ntk_kernels(
         Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric on
         the CPU, where only one triangle of tiles is computed).
     {params}
-    frozen_layers : int, default=0
-        Number of leading Dense layers kept at initialisation; their
-        parameters add nothing to the NTK (the NNGP is unchanged).
 
     Returns
     -------
@@ -719,6 +721,7 @@ def ntk_kernel(
     n_jobs=-1,
     dtype=None,
     device="auto",
+    frozen_layers=0,
 ):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
 
@@ -755,7 +758,7 @@ def ntk_kernel(
            [0.0796, 0.5   ]])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width)
+                      parameterization, width, frozen_layers)
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs)
     return back(_finish(out["ntk"], all_depths))
@@ -777,6 +780,7 @@ def nngp_kernel(
     n_jobs=-1,
     dtype=None,
     device="auto",
+    frozen_layers=0,
 ):
     """NNGP kernel: the output covariance of an infinitely wide random network.
 
@@ -810,7 +814,7 @@ def nngp_kernel(
            [0.0796, 0.25  ]])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width)
+                      parameterization, width, frozen_layers)
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs)
     return back(_finish(out["nngp"], all_depths))
@@ -837,6 +841,7 @@ def ntk_diag(
     width=None,
     all_depths=False,
     dtype=None,
+    frozen_layers=0,
 ):
     """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
 
@@ -848,7 +853,7 @@ def ntk_diag(
     X : array-like of shape (n_samples, n_features)
         Input rows.
     depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, all_depths, dtype
+parameterization, width, all_depths, dtype, frozen_layers
         As in :func:`ntk_kernel`.
 
     Returns
@@ -864,7 +869,7 @@ parameterization, width, all_depths, dtype
     array([0.5, 2. ])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width)
+                      parameterization, width, frozen_layers)
     return _diag(X, spec, "ntk", all_depths, dtype)
 
 
@@ -880,6 +885,7 @@ def nngp_diag(
     width=None,
     all_depths=False,
     dtype=None,
+    frozen_layers=0,
 ):
     """Diagonal ``NNGP(x, x)``: the output variance of each row.
 
@@ -888,7 +894,7 @@ def nngp_diag(
     X : array-like of shape (n_samples, n_features)
         Input rows.
     depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, all_depths, dtype
+parameterization, width, all_depths, dtype, frozen_layers
         As in :func:`nngp_kernel`.
 
     Returns
@@ -904,7 +910,7 @@ parameterization, width, all_depths, dtype
     array([0.25, 1.  ])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width)
+                      parameterization, width, frozen_layers)
     return _diag(X, spec, "nngp", all_depths, dtype)
 
 
@@ -925,6 +931,7 @@ def kernel_matvec(
     n_jobs=-1,
     dtype=None,
     device="auto",
+    frozen_layers=0,
 ):
     """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
 
@@ -943,7 +950,8 @@ def kernel_matvec(
     kernel : {"ntk", "nngp"}, default="ntk"
         Which kernel.
     depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, working_memory, n_jobs, dtype, device
+parameterization, width, working_memory, n_jobs, dtype, device, \
+frozen_layers
         As in :func:`ntk_kernel`.
 
     Returns
@@ -964,7 +972,7 @@ parameterization, width, working_memory, n_jobs, dtype, device
     if kernel not in ("ntk", "nngp"):
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width)
+                      parameterization, width, frozen_layers)
     if Y is None:
         raise ValueError("kernel_matvec needs Y (the kernel's columns).")
     xp_v = get_namespace(V)
