@@ -138,17 +138,25 @@ def _task_kernel(Xb, C, kernel_fn):
     return kernel_fn(Xb, _like(C, Xb))
 
 
-def _task_rhs(Xb, yb, wb, C, kernel_fn, gram):
-    """``(K_b^T W_b y_b, K_b^T W_b K_b or None)`` for one row block."""
+def _task_rhs(Xb, yb, wb, C, kernel_fn, B):
+    """``(K_b^T W_b y_b, F_b^T W_b F_b or None)``, ``F_b = K_b B``, for one block."""
+    from ._nystrom import _times_upper
+
     K = kernel_fn(Xb, _like(C, Xb))
-    WK = _weighted(K, _like(wb, Xb))
-    rhs = to_numpy(WK.T @ _like(np.asarray(yb, dtype=K.dtype), Xb))
-    return rhs, (to_numpy(K.T @ WK) if gram else None)
+    w = _like(wb, Xb)
+    yb = _like(np.asarray(to_numpy(yb), dtype=K.dtype), Xb)
+    rhs = to_numpy(K.T @ _weighted(yb, w))
+    if B is None:
+        return rhs, None
+    F = _times_upper(get_namespace(K), K, _like(B, Xb))
+    if w is not None:
+        F = get_namespace(F).sqrt(w)[:, None] * F
+    return rhs, to_numpy(F.T @ F)
 
 
 def _task_rhs_cached(K, yb, wb):
-    WK = _weighted(K, _like(wb, K))
-    return to_numpy(WK.T @ _like(np.asarray(yb, dtype=K.dtype), K))
+    yb = _like(np.asarray(to_numpy(yb), dtype=K.dtype), K)
+    return to_numpy(K.T @ _weighted(yb, _like(wb, K)))
 
 
 def _task_normal(Xb, wb, C, v, kernel_fn):
@@ -266,7 +274,7 @@ def dask_knm_rhs(X, y, centers, kernel_fn, sample_weight=None):
     """
     op = DaskRowOperator(X, centers, kernel_fn, sample_weight, "stream")
     y2 = y if y.ndim == 2 else y[:, None]
-    out = op.rhs(y2)
+    out = op.knm_rhs(y2)
     return out if y.ndim == 2 else out[:, 0]
 
 
@@ -306,12 +314,12 @@ def dask_knm_normal(X, v, centers, kernel_fn, sample_weight=None):
     """
     op = DaskRowOperator(X, centers, kernel_fn, sample_weight, "stream")
     v2 = v if v.ndim == 2 else v[:, None]
-    out = op.normal(v2)
+    out = op.knm_normal(v2)
     return out if v.ndim == 2 else out[:, 0]
 
 
-def dask_knm_gram(X, centers, kernel_fn, sample_weight=None):
-    """``K_nm^T W K_nm`` (m x m) from one pass of dask tasks over the rows.
+def dask_knm_gram(X, centers, kernel_fn, sample_weight=None, upper=None):
+    """``(K_nm U)^T W (K_nm U)`` (m x m) from one pass of dask tasks over the rows.
 
     Parameters
     ----------
@@ -323,6 +331,9 @@ def dask_knm_gram(X, centers, kernel_fn, sample_weight=None):
         ``kernel_fn(A, B)``.
     sample_weight : array of shape (n_samples,), default=None
         Row weights ``W``.
+    upper : ndarray of shape (m, m), default=None
+        An upper-triangular ``U`` (the solver passes its preconditioner);
+        ``None`` means the identity, i.e. ``K_nm^T W K_nm``.
 
     Returns
     -------
@@ -343,7 +354,9 @@ def dask_knm_gram(X, centers, kernel_fn, sample_weight=None):
     True
     """
     op = DaskRowOperator(X, centers, kernel_fn, sample_weight, "gram")
-    op.rhs(np.zeros((X.shape[0], 1)))
+    if upper is None:
+        upper = np.eye(len(centers))
+    op.knm_rhs(np.zeros((X.shape[0], 1)), upper=upper)
     return op.gram
 
 
@@ -351,8 +364,10 @@ class DaskRowOperator:
     """Products with ``K_nm`` for a dask ``X``, as tasks on the current cluster.
 
     The interface of :class:`sknetk._nystrom._LocalRowOperator`: :meth:`rhs`
-    returns ``K_nm^T W y`` (and prepares the strategy), :meth:`normal`
-    returns ``K_nm^T W K_nm v``; both take and return NumPy arrays.
+    returns ``K_nm^T W y`` (and prepares the strategy), :meth:`apply` returns
+    ``B^T K_nm^T W K_nm B v`` for the preconditioner ``B``; the lower-level
+    :meth:`knm_rhs` and :meth:`knm_normal` give the plain products. All take
+    and return NumPy arrays.
 
     Parameters
     ----------
@@ -367,14 +382,13 @@ class DaskRowOperator:
         Row weights (NumPy or dask).
     strategy : {"cache", "gram", "stream"}
         ``"cache"`` persists the blocks of ``K_nm`` in the workers' memory
-        (spread over the cluster); ``"gram"`` sums ``K_b^T W_b K_b`` over the
-        blocks once and then works on the ``m x m`` result locally;
-        ``"stream"`` recomputes the blocks in every product.
-    budget : float, default=None
-        Unused; kept for a signature parallel to the local operator.
+        (spread over the cluster); ``"gram"`` sums the preconditioned
+        ``(K_b B)^T W_b (K_b B)`` over the blocks once and then works on the
+        ``m x m`` result locally; ``"stream"`` recomputes the blocks in every
+        product.
     """
 
-    def __init__(self, X, centers, kernel_fn, sample_weight, strategy, budget=None):
+    def __init__(self, X, centers, kernel_fn, sample_weight, strategy):
         self.X = _by_rows(X)
         self.row_chunks = self.X.chunks[0]
         self.blocks_X = _row_blocks(self.X)
@@ -393,8 +407,13 @@ class DaskRowOperator:
         self.blocks_K = None
         self.gram = None
 
-    def rhs(self, y):
-        """``K_nm^T W y`` for ``y`` of shape (n_samples, n_targets)."""
+    def knm_rhs(self, y, upper=None):
+        """``K_nm^T W y`` for ``y`` of shape (n_samples, n_targets).
+
+        With ``strategy="cache"`` it also persists the kernel blocks; with
+        ``"gram"``, ``upper`` (an upper-triangular ``U``, m x m) is required
+        and ``gram`` becomes ``(K_nm U)^T W (K_nm U)``.
+        """
         dask, _ = _dask()
         yb = _row_blocks(_by_rows(y, self.row_chunks))
         if self.strategy == "cache":
@@ -404,27 +423,26 @@ class DaskRowOperator:
             task = dask.delayed(_task_rhs_cached, pure=True)
             parts = [task(K, b, w) for K, b, w in zip(self.blocks_K, yb, self.blocks_w)]
             return dask.compute(_tree_sum(parts))[0]
-        gram = self.strategy == "gram"
+        U = None
+        if self.strategy == "gram":
+            U = _constant(to_numpy(upper))
         task = dask.delayed(_task_rhs, pure=True, nout=2)
         pairs = [
-            task(Xb, b, w, self.C, self.kernel_fn, gram)
+            task(Xb, b, w, self.C, self.kernel_fn, U)
             for Xb, b, w in zip(self.blocks_X, yb, self.blocks_w)
         ]
         first = dask.delayed(_first, pure=True)
         rhs = _tree_sum([first(p) for p in pairs])
-        if not gram:
+        if U is None:
             return dask.compute(rhs)[0]
         second = dask.delayed(_second, pure=True)
         rhs, self.gram = dask.compute(rhs, _tree_sum([second(p) for p in pairs]))
         return rhs
 
-    def normal(self, v):
+    def knm_normal(self, v):
         """``K_nm^T W K_nm v`` for ``v`` of shape (m, n_targets)."""
         dask, _ = _dask()
-        v = to_numpy(v)
-        if self.strategy == "gram":
-            return self.gram @ v
-        vd = dask.delayed(v, pure=True)
+        vd = dask.delayed(to_numpy(v), pure=True)
         if self.blocks_K is not None:
             task = dask.delayed(_task_normal_cached, pure=True)
             parts = [task(K, w, vd) for K, w in zip(self.blocks_K, self.blocks_w)]
@@ -436,7 +454,14 @@ class DaskRowOperator:
             ]
         return dask.compute(_tree_sum(parts))[0]
 
-    def to_host(self, v):
-        """Vectors handed to :meth:`normal` are NumPy."""
-        return to_numpy(v)
+    # -- the interface of sknetk._nystrom._LocalRowOperator ------------------
+    def rhs(self, y, precond):
+        """``K_nm^T W y``; prepares the cache or the preconditioned Gram."""
+        upper = precond.explicit() if self.strategy == "gram" else None
+        return self.knm_rhs(y, upper=upper)
 
+    def apply(self, v, precond):
+        """``B^T K_nm^T W K_nm B v`` (NumPy in and out)."""
+        if self.strategy == "gram":
+            return self.gram @ v
+        return precond.apply_t(self.knm_normal(precond.apply(v)))

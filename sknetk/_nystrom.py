@@ -275,6 +275,7 @@ class _Preconditioner:
     def __init__(self, xp, K_mm, n_eff, alpha):
         m = K_mm.shape[0]
         self.xp = xp
+        self._B = None
         self.L, self.jitter = _safe_cholesky(xp, K_mm, "centres' kernel K_mm")
         self.alpha = max(alpha, _ALPHA_FLOOR * (n_eff / m) * self.jitter)
         inner = self.L.T @ self.L
@@ -283,6 +284,15 @@ class _Preconditioner:
             xp, _plus_diagonal(xp, inner, self.alpha, copy=False),
             "preconditioner's inner matrix",
         )
+
+    def explicit(self):
+        """``B`` as a dense upper-triangular matrix (``L^{-T}`` and ``R^{-T}``
+        are both upper triangular), computed once."""
+        if self._B is None:
+            m = self.L.shape[0]
+            eye = self.xp.eye(m, dtype=self.L.dtype, device=_device(self.L))
+            self._B = self.apply(eye)
+        return self._B
 
     def apply(self, v):
         """``B v = L^{-T} R^{-T} v`` (from CG space to coefficients)."""
@@ -352,12 +362,44 @@ def _as_block(xp, A, dtype):
     return xp.astype(A, dtype) if A.dtype != dtype else A
 
 
+def _times_upper(xp, A, U):
+    """``A @ U`` for an upper-triangular ``U``, in place on ``A`` when possible.
+
+    On NumPy (C-ordered float ``A``) this is BLAS ``trmm``: half the flops of
+    a matrix product and no second block in memory. ``A`` is overwritten.
+    """
+    if (
+        is_numpy_namespace(xp)
+        and A.dtype in (np.float64, np.float32)
+        and A.dtype == U.dtype
+        and A.flags.c_contiguous
+        and A.flags.writeable
+        and U.flags.c_contiguous
+    ):
+        from scipy.linalg import blas
+
+        trmm = blas.dtrmm if A.dtype == np.float64 else blas.strmm
+        # (A U)^T = U^T A^T: the transposes are Fortran-ordered views
+        out = trmm(1.0, U.T, A.T, side=0, trans_a=0, lower=1, overwrite_b=1)
+        if np.shares_memory(out, A):
+            return A
+        return out.T  # pragma: no cover - BLAS made a copy
+    return A @ U
+
+
 class _LocalRowOperator:
     """The products with ``K_nm`` for an in-memory (or memory-mapped) ``X``.
 
     ``strategy`` is one of ``"cache"`` (the blocks of ``K_nm`` are kept),
-    ``"gram"`` (one pass accumulates ``G = K_nm^T W K_nm``, m x m) or
-    ``"stream"`` (each product recomputes the blocks).
+    ``"gram"`` (one pass accumulates the preconditioned Gram matrix
+    ``(K_nm B)^T W (K_nm B)``, m x m) or ``"stream"`` (each product recomputes
+    the blocks).
+
+    The Gram matrix is formed in the preconditioned basis on purpose: the
+    plain ``K_nm^T W K_nm`` carries rounding errors of ``eps * ||K||^2`` in
+    every direction, which ``B`` (of norm up to ``1 / jitter``) magnifies
+    past the identity for ill-conditioned kernels and makes CG diverge,
+    whereas ``K_nm B`` holds well-scaled Nystrom features.
     """
 
     def __init__(self, X, centers, kernel_fn, sample_weight, rows, strategy, dtype):
@@ -374,17 +416,19 @@ class _LocalRowOperator:
         Xb = _as_block(self.xp, self.X[i0:i1, ...], self.dtype)
         return self.kernel_fn(Xb, self.centers)
 
-    def _weighted(self, A, i0, i1):
-        """Rows ``i0:i1`` of ``W A`` for a block ``A`` of those rows."""
+    def _weighted(self, A, i0, i1, power=1.0):
+        """Rows ``i0:i1`` of ``W^power A`` for a block ``A`` of those rows."""
         if self.w is None:
             return A
-        return self.w[i0:i1, None] * A
+        w = self.w[i0:i1, None]
+        return (w if power == 1.0 else self.xp.sqrt(w)) * A
 
-    def rhs(self, y):
-        """``K_nm^T W y``; also fills the cache or the Gram matrix."""
+    def rhs(self, y, precond):
+        """``K_nm^T W y``; also fills the cache or the preconditioned Gram."""
         xp = self.xp
         out = None
         blocks = [] if self.strategy == "cache" else None
+        B = precond.explicit() if self.strategy == "gram" else None
         for i0, i1 in self.ranges:
             K = self._kernel(i0, i1)
             part = K.T @ self._weighted(_as_block(xp, y[i0:i1, ...], self.dtype),
@@ -395,36 +439,39 @@ class _LocalRowOperator:
                 out += part
             if blocks is not None:
                 blocks.append(K)
-            if self.strategy == "gram":
-                g = K.T @ self._weighted(K, i0, i1)
+            if B is not None:
+                F = self._weighted(_times_upper(xp, K, B), i0, i1, power=0.5)
+                g = F.T @ F
                 if self.gram is None:
                     self.gram = g
                 else:
                     self.gram += g
-                del g
+                del F, g
         self.blocks = blocks
         return out
 
-    def normal(self, v):
-        """``K_nm^T W K_nm v``."""
+    def apply(self, v, precond):
+        """``B^T K_nm^T W K_nm B v``."""
         if self.strategy == "gram":
             return self.gram @ v
+        Bv = precond.apply(v)
         out = None
         for k, (i0, i1) in enumerate(self.ranges):
             K = self.blocks[k] if self.blocks is not None else self._kernel(i0, i1)
-            part = K.T @ self._weighted(K @ v, i0, i1)
+            part = K.T @ self._weighted(K @ Bv, i0, i1)
             out = part if out is None else out + part
-        return out
+        return precond.apply_t(out)
 
 
 def _choose_strategy(strategy, n, m, itemsize, budget, on_gpu=False, max_iter=100):
     """Resolve ``strategy="auto"`` (see :func:`nystrom_fit`).
 
     ``K_nm`` is cached when it fits ``_CACHE_FRACTION`` of the budget.
-    Otherwise the cost of one pass of ``"gram"`` (kernel blocks plus
-    ``2 m`` flops of matrix product per entry of ``K_nm``) is compared, in
-    units of kernel passes, with the ``1 + n_iter`` kernel passes of
-    ``"stream"`` for a typical ``n_iter``.
+    Otherwise the cost of one pass of ``"gram"`` (kernel blocks plus, per
+    entry of ``K_nm``, ``3 m`` flops of BLAS on the CPU (``trmm`` and a
+    matrix product) or ``4 m`` on the GPU) is compared, in units of kernel
+    passes, with the ``1 + n_iter`` kernel passes of ``"stream"`` for a
+    typical ``n_iter``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
@@ -433,7 +480,7 @@ def _choose_strategy(strategy, n, m, itemsize, budget, on_gpu=False, max_iter=10
     if n * m * itemsize <= _CACHE_FRACTION * budget:
         return "cache"
     flops_per_pass = _GPU_FLOPS_PER_PASS if on_gpu else _CPU_FLOPS_PER_PASS
-    gram_passes = 1 + 2 * m / flops_per_pass
+    gram_passes = 1 + (3 if not on_gpu else 4) * m / flops_per_pass
     stream_passes = 1 + min(max_iter, _TYPICAL_ITERATIONS)
     return "gram" if gram_passes <= stream_passes else "stream"
 
@@ -502,16 +549,16 @@ def nystrom_fit(
     strategy : {"auto", "cache", "gram", "stream"}, default="auto"
         How the products with ``K_nm`` are formed. ``"cache"`` keeps ``K_nm``
         (``n m`` floats) and each iteration is two matrix-vector products.
-        ``"gram"`` streams the blocks once to accumulate
-        ``K_nm^T W K_nm`` (``m^2`` floats, ``2 n m^2`` flops), after which
-        the iterations never touch ``X`` again. ``"stream"`` recomputes the
-        blocks at every iteration (one block in memory; ``1 + n_iter``
-        kernel passes over ``X``). ``"auto"`` caches when ``K_nm`` fits half
-        of ``working_memory``; otherwise it picks ``"gram"`` or ``"stream"``
-        by a cost model: on the CPU, where a kernel entry costs as much as
-        ~2e4 flops of matrix product, ``"gram"`` up to ``m ~ 1e5``; on the
-        GPU (fused kernel, ~2e3 flops per entry) ``"gram"`` up to
-        ``m = 10000`` and ``"stream"`` beyond.
+        ``"gram"`` streams the blocks once to accumulate the preconditioned
+        Gram matrix ``(K_nm B)^T W (K_nm B)`` (``m^2`` floats, ``3 n m^2``
+        flops), after which the iterations never touch ``X`` again.
+        ``"stream"`` recomputes the blocks at every iteration (one block in
+        memory; ``1 + n_iter`` kernel passes over ``X``). ``"auto"`` caches
+        when ``K_nm`` fits half of ``working_memory``; otherwise it picks
+        ``"gram"`` or ``"stream"`` by a cost model: on the CPU, where a
+        kernel entry costs as much as ~2e4 flops of matrix product,
+        ``"gram"`` up to ``m ~ 7e4``; on the GPU (fused kernel, ~2e3 flops
+        per entry) ``"gram"`` up to ``m = 5000`` and ``"stream"`` beyond.
     verbose : int, default=0
         1 prints the strategy and the result; 2 also each CG iteration.
 
@@ -634,12 +681,11 @@ def nystrom_fit(
     precond = _Preconditioner(xp, K_mm, n_eff, float(alpha))
     del K_mm
     alpha = precond.alpha
-    c = precond.apply_t(_from_operator(xp, op.rhs(y), centers))
+    c = precond.apply_t(_from_operator(xp, op.rhs(y, precond), centers))
 
     def apply_M(v):
-        Bv = precond.apply(v)
-        HBv = _from_operator(xp, op.normal(_to_operator(op, Bv)), centers)
-        return precond.apply_t(HBv) + alpha * precond.ridge(v)
+        data = _from_operator(xp, op.apply(v, precond), centers)
+        return data + alpha * precond.ridge(v)
 
     beta, n_iter, residuals = _conjugate_gradient(
         xp, apply_M, c, tol=float(tol), max_iter=int(max_iter), verbose=verbose
@@ -765,8 +811,3 @@ def _from_operator(xp, a, like):
     if get_namespace(a) is xp:
         return a
     return xp.asarray(a, device=_device(like))
-
-
-def _to_operator(op, v):
-    """Hand ``v`` to the operator (dask operators take NumPy)."""
-    return op.to_host(v) if hasattr(op, "to_host") else v

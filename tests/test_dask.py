@@ -67,6 +67,9 @@ def test_products_equal_dense(client, data):
                                K.T @ (K @ v[:, 0]), rtol=1e-12)
     np.testing.assert_allclose(dask_knm_gram(Xd, C, kernel_fn(), w),
                                K.T @ (w[:, None] * K), rtol=1e-12)
+    U = np.triu(np.random.default_rng(2).normal(size=(C.shape[0], C.shape[0])))
+    np.testing.assert_allclose(dask_knm_gram(Xd, C, kernel_fn(), w, upper=U),
+                               (K @ U).T @ (w[:, None] * (K @ U)), rtol=1e-10)
 
 
 def test_kernel_matvec_is_lazy_dask_array(client, data):
