@@ -24,6 +24,7 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
+from threadpoolctl import threadpool_limits
 
 from ._activations import _SNAP, ACTIVATIONS, get_activation
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
@@ -511,9 +512,11 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
         for tile in tiles:
             work(*tile)
     else:
-        Parallel(n_jobs=threads, backend="threading")(
-            delayed(work)(*tile) for tile in tiles
-        )
+        # The tile GEMMs are small: one BLAS thread each, our threads over tiles.
+        with threadpool_limits(limits=1, user_api="blas"):
+            Parallel(n_jobs=threads, backend="threading")(
+                delayed(work)(*tile) for tile in tiles
+            )
     return out
 
 
