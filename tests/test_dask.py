@@ -141,3 +141,28 @@ def test_gridsearch_under_joblib_dask_backend(client):
         lambda dask_scheduler: list(dask_scheduler.task_prefixes)
     )
     assert any(p.startswith("batch_of__fit_and_score") for p in prefixes)
+
+
+def test_estimators_accept_dask_arrays(client, data):
+    """NTKRegressor/NTKClassifier fit on dask arrays; predict returns dask arrays."""
+    from sknetk._classification import NTKClassifier
+    from sknetk._regression import NTKRegressor
+
+    if "solver" not in NTKRegressor().get_params():
+        pytest.skip("the estimators do not take solver= yet")
+    X, Y, _ = data
+    Xd = da.from_array(X, chunks=(150, 4))
+    params = dict(depth=2, bias_std=0.1, alpha=0.05, n_centers=80, random_state=0,
+                  tol=1e-10, n_jobs=1)
+    model = NTKRegressor(**params).fit(Xd, Y)
+    assert model.solver_ == "nystrom"
+    ref = NTKRegressor(solver="nystrom", **params).fit(X, Y)
+    pred = model.predict(Xd)
+    assert isinstance(pred, da.Array)
+    np.testing.assert_allclose(pred.compute(), ref.predict(X), rtol=1e-7, atol=1e-9)
+    labels = np.array(["a", "b", "c"])[(Y[:, 0] > 0).astype(int) + (Y[:, 1] > 0)]
+    clf = NTKClassifier(**params).fit(Xd, labels)
+    clf_ref = NTKClassifier(solver="nystrom", **params).fit(X, labels)
+    out = clf.predict(Xd)
+    assert isinstance(out, da.Array)
+    np.testing.assert_array_equal(out.compute(), clf_ref.predict(X))

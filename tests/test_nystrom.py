@@ -394,3 +394,75 @@ def test_cupy_input_matches_numpy():
         cupy.asnumpy(nystrom_predict(cupy.asarray(Xt), centers, coef, kernel_fn)),
         exact_predictions(Xs, ys, Xt, 0.05), rtol=1e-7, atol=1e-9,
     )
+
+
+# ---------------------------------------------------------------------------
+# Through the estimators (skipped until they take solver="nystrom")
+# ---------------------------------------------------------------------------
+def _estimators_with_solver():
+    from sknetk._classification import NTKClassifier
+    from sknetk._regression import NTKRegressor
+
+    if "solver" not in NTKRegressor().get_params():
+        pytest.skip("the estimators do not take solver= yet")
+    return NTKRegressor, NTKClassifier
+
+
+def test_estimator_nystrom_all_centres_equals_cholesky():
+    """NTKRegressor(solver='nystrom', n_centers >= n) predicts as 'cholesky'."""
+    NTKRegressor, NTKClassifier = _estimators_with_solver()
+    X, y, Xt, _ = teacher_data(200, n_test=50, seed=12)
+    params = dict(alpha=0.1, depth=2, bias_std=0.1, alpha_scale="mean_diag")
+    exact = NTKRegressor(solver="cholesky", **params).fit(X, y)
+    approx = NTKRegressor(solver="nystrom", n_centers=500, tol=1e-12,
+                          **params).fit(X, y)
+    assert approx.solver_ == "nystrom" and exact.solver_ == "cholesky"
+    assert approx.alpha_ == pytest.approx(exact.alpha_)
+    assert 1 <= approx.n_iter_ <= 3
+    np.testing.assert_allclose(approx.predict(Xt), exact.predict(Xt), rtol=1e-7,
+                               atol=1e-9)
+    labels = (y > np.median(y)).astype(int)
+    clf_exact = NTKClassifier(solver="cholesky", **params).fit(X, labels)
+    clf = NTKClassifier(solver="nystrom", n_centers=500, tol=1e-12, **params)
+    clf.fit(X, labels)
+    np.testing.assert_allclose(clf.decision_function(Xt),
+                               clf_exact.decision_function(Xt), rtol=1e-7, atol=1e-9)
+
+
+def test_estimator_auto_solver_follows_budget(capsys):
+    """solver='auto' is exact while the n x n kernel fits working_memory."""
+    NTKRegressor, _ = _estimators_with_solver()
+    X, y, _, _ = teacher_data(300, seed=13)  # the kernel takes 0.69 MiB
+    small = NTKRegressor(working_memory=0.5, n_centers=100, verbose=1).fit(X, y)
+    assert small.solver_ == "nystrom" and small.X_fit_.shape == (100, 5)
+    assert "nystrom" in capsys.readouterr().out
+    big = NTKRegressor(working_memory=1.0).fit(X, y)
+    assert big.solver_ == "cholesky" and big.n_iter_ == 1
+
+
+def test_estimator_memmap_is_not_copied(tmp_path):
+    """fit/predict stream a memmap through the Nystrom solver (no full copy)."""
+    NTKRegressor, _ = _estimators_with_solver()
+    n, d = 2000, 20
+    X, y, _, _ = teacher_data(n, d=d, seed=14)
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=(n, d))
+    mm[:] = X
+    mm.flush()
+    Xmm = np.memmap(path, dtype=np.float64, mode="r", shape=(n, d))
+    params = dict(solver="nystrom", n_centers=50, working_memory=0.2,
+                  random_state=0, tol=1e-10)
+    model = NTKRegressor(**params).fit(Xmm, y)
+    ref = NTKRegressor(**params).fit(X, y)
+    np.testing.assert_allclose(model.predict(Xmm), ref.predict(X), rtol=1e-8)
+
+
+def test_estimator_nystrom_common_checks():
+    """Both estimators with solver='nystrom' pass scikit-learn's common checks."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    NTKRegressor, NTKClassifier = _estimators_with_solver()
+    # tol well below the checks' rtol=1e-7 (sample-weight equivalence)
+    params = dict(solver="nystrom", n_centers=30, random_state=0, tol=1e-10)
+    for est in (NTKRegressor(**params), NTKClassifier(**params)):
+        check_estimator(est)
