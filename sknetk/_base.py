@@ -5,26 +5,33 @@
 the one place where the compute device is chosen (:meth:`_compute_device`),
 the training kernel (:meth:`_train_kernel`), the solve (:meth:`_solve`) and
 the tiled prediction ``K(X, X_fit_) @ dual_coef_`` (:meth:`_kernel_dot`).
-A new estimator option (finite training time, another solver) overrides one
-of these methods.
+A finite training time ``t`` changes only :meth:`_solve` (and the GPU
+solve): the dual coefficients come from :func:`sknetk.dynamics.gradient_flow_dual_coef`
+instead of the Cholesky solve. ``memory`` changes only where the kernels come
+from (:meth:`_train_kernel`, :meth:`_kernel_dot`, :meth:`_kernel_blocks`).
 """
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
+from ._array_api import get_namespace, is_numpy_namespace
+from ._cache import cached_kernel
 from ._device import DEVICES, cupy_or_error, use_gpu
 from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
+from .dynamics import gradient_flow_dual_coef
 from .kernels import (
     ACTIVATION_NAMES,
     PARAMETERIZATIONS,
     KernelSpec,
     kernel_matvec,
     nngp_kernel,
+    nngp_ntk_kernels,
     ntk_kernel,
 )
 
@@ -83,6 +90,14 @@ KERNEL_PARAMS_DOC = """
         Hidden width. Only the ``"standard"`` parameterization's NTK
         depends on it, and it is required there.
 
+    frozen_layers : int, default=0
+        Number of leading Dense layers kept at their initialisation (Arora
+        et al., 2020): only the later layers and the readout are trained, so
+        the NTK keeps only their terms. ``0`` trains every layer;
+        ``frozen_layers=depth`` trains the readout alone (in the ``"ntk"``
+        parameterization, the NNGP kernel). At most ``depth``, and only with
+        ``kernel="ntk"`` (the NNGP already trains the readout alone).
+
     alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
         How ``alpha`` is interpreted. ``"absolute"``: the ridge added to the
         kernel's diagonal, as in ``KernelRidge``. ``"mean_diag"``: ``alpha``
@@ -91,6 +106,29 @@ KERNEL_PARAMS_DOC = """
         default ``trace / n`` scaling. The NTK's scale grows with depth, so
         a relative ridge keeps the same meaning across depths. The value used
         is stored in ``alpha_``.
+
+    t : float, default=None
+        Training time of gradient flow on the squared loss, with the learning
+        rate folded in (``t = learning_rate * time``); ``None`` trains to
+        convergence. The model is then the mean of the infinite ensemble of
+        networks trained for time ``t`` from a zero-mean initialisation, with
+        the ridge ``alpha_`` added to the kernel, exactly as neural-tangents'
+        ``gradient_descent_mse_ensemble``: the loss is averaged over the
+        ``N = y.size`` training values, so the residual along the kernel's
+        eigenvalue ``a`` (ridge included) decays as ``exp(-a t / N)``.
+        ``t=0`` predicts zero, and ``t=inf`` is the same as ``None``. A finite
+        ``t`` costs an eigendecomposition of the training kernel instead of a
+        Cholesky factorisation.
+
+    memory : str or object with the joblib.Memory interface, default=None
+        Cache of kernel matrices, as in ``Pipeline``: a folder path or a
+        :class:`joblib.Memory`. The kernels between the training rows and
+        between prediction rows and training rows are then stored, keyed by
+        the data and the kernel parameters, so a grid search over parameters
+        that do not change the kernel (``alpha``, ``alpha_scale``, ``t``)
+        computes each fold's kernels once. Used by the CPU code path only
+        (the GPU path never caches); prediction with a cache forms the full
+        ``n_test x n_train`` kernel instead of streaming it.
 
     device : {{"auto", "cpu", "gpu"}}, default="auto"
         Where the kernels and the solve run. ``"gpu"`` uses CuPy and a CUDA
@@ -188,6 +226,17 @@ def check_fit_sample_weight(sample_weight, X):
     return sample_weight
 
 
+def _check_finite_kernel(K):
+    """Refuse a kernel with NaN or infinity (as :func:`solve_kernel_ridge` does)."""
+    xp = get_namespace(K)
+    if not bool(xp.all(xp.isfinite(K))):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?). Scale the features (e.g. "
+            "StandardScaler) before the estimator."
+        )
+
+
 class _BaseNTK(BaseEstimator):
     """Kernel ridge regression with an infinite-width network kernel (base).
 
@@ -198,6 +247,9 @@ class _BaseNTK(BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "frozen_layers": [Interval(Integral, 0, None, closed="left")],
+        "t": [Interval(Real, 0, None, closed="both"), None],
+        "memory": [None, str, HasMethods(["cache"])],
         "kernel": [StrOptions(set(KERNELS))],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATION_NAMES))],
@@ -223,15 +275,41 @@ class _BaseNTK(BaseEstimator):
             bias_std=self.bias_std,
             parameterization=self.parameterization,
             width=self.width,
+            frozen_layers=self.frozen_layers,
         )
+
+    def _params_for(self, kernel):
+        """:meth:`_kernel_params` for ``kernel`` ("ntk" or "nngp").
+
+        The NNGP does not depend on ``frozen_layers`` (it is the covariance
+        of the untrained network), so the NNGP blocks an NTK model needs for
+        its uncertainty are computed (and cached) with ``frozen_layers=0``.
+        """
+        params = self._kernel_params()
+        if kernel == "nngp":
+            params["frozen_layers"] = 0
+        return params
 
     def _check_kernel_params(self):
         """Checks beyond the declarative constraints (raise ``ValueError``).
 
-        Unknown activation parameters, non-finite values, and
-        ``parameterization="standard"`` without ``width``.
+        Unknown activation parameters, non-finite values,
+        ``parameterization="standard"`` without ``width``, ``frozen_layers``
+        above ``depth``, and ``frozen_layers`` with ``kernel="nngp"``.
         """
         KernelSpec.from_params(**self._kernel_params())
+        if self.kernel == "nngp" and self.frozen_layers:
+            raise ValueError(
+                'frozen_layers applies to kernel="ntk" only (the NNGP already '
+                f"trains the readout alone); got frozen_layers={self.frozen_layers!r}. "
+                'Use kernel="ntk" with frozen_layers=depth for the readout-only NTK.'
+            )
+
+    def _flow_time(self):
+        """The finite training time ``t`` as a float, or None when converged."""
+        if self.t is None or math.isinf(self.t):
+            return None
+        return float(self.t)
 
     def _compute_device(self, n_entries):
         """Where this fit or prediction runs: the one place that reads ``device``.
@@ -254,7 +332,23 @@ class _BaseNTK(BaseEstimator):
 
     # -- fit -----------------------------------------------------------------
     def _train_kernel(self, X):
-        """Training kernel ``K(X, X)`` on the CPU, float64, shape (n, n)."""
+        """Training kernel ``K(X, X)`` on the CPU, float64, shape (n, n).
+
+        With ``memory``, it is loaded from the cache when the same data and
+        kernel parameters were seen before (the returned array is writable:
+        :meth:`_solve` may overwrite it).
+        """
+        if self.memory is not None:
+            K = cached_kernel(
+                self.memory,
+                X,
+                kernel=self.kernel,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                n_jobs=self.n_jobs,
+                device="cpu",
+            )
+            return np.require(K, dtype=np.float64, requirements=["W"])
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         return function(
             X,
@@ -265,10 +359,23 @@ class _BaseNTK(BaseEstimator):
         )
 
     def _solve(self, K, y, sample_weight):
-        """Set ``alpha_`` and return the dual coefficients; may overwrite ``K``."""
+        """Set ``alpha_`` and return the dual coefficients; may overwrite ``K``.
+
+        Converged (``t=None``): the Cholesky solve of ``K + alpha_ I``. A
+        finite ``t``: :func:`~sknetk.dynamics.gradient_flow_dual_coef`, from
+        one eigendecomposition of the (weighted) kernel.
+        """
         diag = np.diagonal(K).copy() if self.alpha_scale == "mean_diag" else None
         self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
-        return solve_kernel_ridge(K, y, self.alpha_, sample_weight, overwrite_K=True)
+        t = self._flow_time()
+        if t is None:
+            return solve_kernel_ridge(
+                K, y, self.alpha_, sample_weight, overwrite_K=True
+            )
+        _check_finite_kernel(K)
+        return gradient_flow_dual_coef(
+            K, y, t=t, ridge=self.alpha_, sample_weight=sample_weight
+        )
 
     def _fit_kernel_ridge(self, X, y, sample_weight):
         """Fit on validated dense ``X``, float64 ``y`` and validated weights."""
@@ -289,12 +396,20 @@ class _BaseNTK(BaseEstimator):
         the solve warns and falls back to an eigendecomposition. The fitted
         attributes stay NumPy arrays so the model pickles and predicts without
         CuPy. CuPy's pool blocks are released after the fit.
+
+        A finite ``t`` runs :func:`~sknetk.dynamics.gradient_flow_dual_coef`
+        on the CuPy kernel (cuSOLVER ``syevd``): the same array-API code as on
+        the CPU, with about four ``n x n`` matrices of device memory (the
+        kernel, its symmetrised copy, the eigenvectors and the solver's
+        workspace) instead of one.
         """
         from ._gpu_solve import solve_ridge_gpu
 
         cupy = cupy_or_error()
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         Xg = cupy.asarray(X)
+        if self._flow_time() is not None:
+            return self._fit_gpu_flow(cupy, function, Xg, y, sample_weight)
         sqrt_sw = None if sample_weight is None else np.sqrt(sample_weight)
 
         def make_kernel():
@@ -332,41 +447,81 @@ class _BaseNTK(BaseEstimator):
             first.clear()
             cupy.get_default_memory_pool().free_all_blocks()
 
+    def _fit_gpu_flow(self, cupy, function, Xg, y, sample_weight):
+        """Finite-time dual coefficients on the GPU (see :meth:`_fit_gpu`)."""
+        K = function(
+            Xg, **self._kernel_params(), working_memory=self.working_memory,
+            device="gpu",
+        )
+        try:
+            diag = None
+            if self.alpha_scale == "mean_diag":
+                diag = cupy.asnumpy(K.diagonal())
+            self.alpha_ = effective_alpha(
+                self.alpha, self.alpha_scale, diag, sample_weight
+            )
+            _check_finite_kernel(K)
+            w = None if sample_weight is None else cupy.asarray(sample_weight)
+            dual = gradient_flow_dual_coef(
+                K, cupy.asarray(y), t=self._flow_time(), ridge=self.alpha_,
+                sample_weight=w,
+            )
+            return cupy.asnumpy(dual)
+        finally:
+            del K
+            cupy.get_default_memory_pool().free_all_blocks()
+
     # -- predict -------------------------------------------------------------
-    def _kernel_dot(self, X):
-        """``K(X, X_fit_) @ dual_coef_``, streamed over row blocks of ``X``.
+    def _kernel_dot(self, X, coef=None):
+        """``K(X, X_fit_) @ coef``, streamed over row blocks of ``X``.
 
         ``X`` is validated (dense or sparse). Sparse rows are densified one
-        block at a time.
+        block at a time. ``coef`` (NumPy, ``(n_train,)`` or
+        ``(n_train, k)``) defaults to ``dual_coef_``. With ``memory`` on the
+        CPU, the whole ``K(X, X_fit_)`` is taken from (or put in) the cache.
         """
+        if coef is None:
+            coef = self.dual_coef_
         if sp.issparse(X):
             rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
             X = X.tocsr()
             parts = [
-                self._kernel_dot(X[i : i + rows].toarray())
+                self._kernel_dot(X[i : i + rows].toarray(), coef)
                 for i in range(0, X.shape[0], rows)
             ]
             if parts:
                 return np.concatenate(parts, axis=0)
-            return np.zeros((0,) + self.dual_coef_.shape[1:])
+            return np.zeros((0,) + coef.shape[1:])
         device = self._compute_device(X.shape[0] * self.X_fit_.shape[0])
         if device == "gpu":
             cupy = cupy_or_error()
             out = kernel_matvec(
                 cupy.asarray(X),
                 cupy.asarray(self.X_fit_),
-                cupy.asarray(self.dual_coef_),
+                cupy.asarray(coef),
                 kernel=self.kernel,
                 **self._kernel_params(),
                 working_memory=self.working_memory,
                 device="gpu",
             )
             out = cupy.asnumpy(out)
+        elif self.memory is not None:
+            K = cached_kernel(
+                self.memory,
+                X,
+                self.X_fit_,
+                kernel=self.kernel,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                n_jobs=self.n_jobs,
+                device="cpu",
+            )
+            out = K @ coef
         else:
             out = kernel_matvec(
                 X,
                 self.X_fit_,
-                self.dual_coef_,
+                coef,
                 kernel=self.kernel,
                 **self._kernel_params(),
                 working_memory=self.working_memory,
@@ -380,6 +535,40 @@ class _BaseNTK(BaseEstimator):
                 "Scale the features (e.g. StandardScaler) before the estimator."
             )
         return out
+
+    # -- dense linear algebra at predict time ------------------------------
+    def _device_converter(self, n_entries):
+        """``(asarray, device)`` for the dense linear algebra of one call.
+
+        ``asarray`` moves NumPy arrays to where the work runs (CuPy on the
+        GPU, chosen by :meth:`_compute_device` as for fitting) and
+        ``device`` is the value to pass to the kernel functions. The code
+        using it is array-API generic (tests run it on ``array_api_strict``
+        by replacing this method).
+        """
+        if self._compute_device(n_entries) == "gpu":
+            return cupy_or_error().asarray, "gpu"
+        return np.asarray, "cpu"
+
+    def _kernel_blocks(self, A, B, kernels, device):
+        """``{name: K_name(A, B)}`` for ``name`` in ``kernels`` (``B=None``: A, A).
+
+        Both kernels come from one pass of the recursion, or, with
+        ``memory`` and NumPy arrays, each from the cache.
+        """
+        common = dict(working_memory=self.working_memory, n_jobs=self.n_jobs,
+                      device=device)
+        numpy_in = is_numpy_namespace(get_namespace(A, B))
+        if len(kernels) == 1 or (self.memory is not None and numpy_in):
+            return {
+                name: cached_kernel(
+                    self.memory if numpy_in else None, A, B, kernel=name,
+                    **self._params_for(name), **common,
+                )
+                for name in kernels
+            }
+        nngp, ntk = nngp_ntk_kernels(A, B, **self._kernel_params(), **common)
+        return {"nngp": nngp, "ntk": ntk}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -86,6 +86,12 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     in :class:`NTKRegressor`. Fitting raises ``ValueError`` when fewer than
     two classes have a positive total weight.
 
+    A finite ``t`` gives the decision values of the network trained for time
+    ``t`` on the one-vs-all targets (``N = n_samples * n_classes`` training
+    values, or ``n_samples`` with two classes); stopping early is a
+    regulariser that acts like a ridge, but damps each eigendirection of the
+    kernel by ``1 - exp(-a t / N)`` instead of ``a / (a + alpha)``.
+
     Examples
     --------
     >>> from sklearn.datasets import load_iris
@@ -104,6 +110,20 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     >>> proba = CalibratedClassifierCV(model, cv=3).fit(X, y).predict_proba(X[:2])
     >>> proba.shape
     (2, 3)
+
+    Early stopping instead of a ridge, searched by a grid search that caches
+    the kernels (each fold's kernel is computed once for all ``t``):
+
+    >>> from tempfile import TemporaryDirectory
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> X = StandardScaler().fit_transform(X)
+    >>> with TemporaryDirectory() as cache:
+    ...     search = GridSearchCV(
+    ...         NTKClassifier(alpha=0.0, memory=cache),
+    ...         {"t": [1.0, 10.0, 100.0]}, cv=3,
+    ...     ).fit(X, y)
+    >>> search.best_params_["t"] in (1.0, 10.0, 100.0)
+    True
     """
 
     _parameter_constraints: dict = {**_BaseNTK._parameter_constraints}
@@ -120,7 +140,10 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         bias_std=0.0,
         parameterization="ntk",
         width=None,
+        frozen_layers=0,
         alpha_scale="absolute",
+        t=None,
+        memory=None,
         device="auto",
         working_memory=None,
         n_jobs=-1,
@@ -134,7 +157,10 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self.bias_std = bias_std
         self.parameterization = parameterization
         self.width = width
+        self.frozen_layers = frozen_layers
         self.alpha_scale = alpha_scale
+        self.t = t
+        self.memory = memory
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs

@@ -1,9 +1,15 @@
-"""NTK regression: the infinitely wide network trained to convergence."""
+"""NTK regression: the infinitely wide network, trained to convergence or for time t."""
+
+import math
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import MultiOutputMixin, RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._array_api import device as array_device
+from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
@@ -13,6 +19,13 @@ from ._base import (
     to_host,
     to_input_namespace,
 )
+from .dynamics import (
+    ensemble_covariance,
+    gp_posterior,
+    gradient_flow_dual_coef,
+    kernel_eigh,
+)
+from .kernels import nngp_diag
 
 
 @_insert_params_doc
@@ -29,6 +42,14 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     With ``kernel="nngp"`` it is the same for a network whose readout layer
     alone is trained: the posterior mean of the network's Gaussian process.
+
+    Beyond the converged mean, the same model gives the network after a
+    finite training time ``t`` (and, from one eigendecomposition, the whole
+    learning curve: :meth:`predict_trajectory`), and the predictive
+    uncertainty of ``predict(X, return_std=True)`` or ``return_cov=True``,
+    as in ``GaussianProcessRegressor``: the NNGP posterior for
+    ``kernel="nngp"`` and the spread of the infinite ensemble of trained
+    networks for ``kernel="ntk"`` [2]_.
 
     Use it where you would use ``KernelRidge`` with an RBF kernel, with a
     kernel that has no bandwidth to tune and the inductive bias of a deep
@@ -62,6 +83,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         The ridge actually added to the diagonal (``alpha``, or ``alpha``
         times the mean diagonal with ``alpha_scale="mean_diag"``).
 
+    y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Training targets (a float64 copy), needed by
+        :meth:`predict_trajectory`.
+
     n_features_in_ : int
         Number of features seen during :term:`fit`.
 
@@ -93,6 +118,32 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     :class:`~sknetk.exceptions.IllConditionedKernelWarning` and uses the
     minimum-norm least-squares solution; it never returns NaN.
 
+    **Training time.** With ``K + alpha_ I = V diag(a) V^T`` and ``N`` the
+    number of training values (``y.size``), the network trained for time
+    ``t`` predicts ``K(x, X) V diag((1 - exp(-a t / N)) / a) V^T y``
+    (sample weights ``w`` put ``diag(sqrt(w)) K diag(sqrt(w))`` in the
+    decomposition). Each eigendirection is learnt at its own rate: large
+    eigenvalues (smooth patterns) first. These are the mean predictions of
+    neural-tangents' ``gradient_descent_mse_ensemble`` with
+    ``learning_rate * t`` as ``t`` and ``diag_reg`` as ``alpha`` (with
+    ``alpha_scale="mean_diag"`` unless ``diag_reg_absolute_scale=True``).
+
+    **Uncertainty.** ``kernel="nngp"``: the Gaussian-process posterior of
+    the random network with noise variance ``alpha_`` (``alpha_ / w_i`` with
+    weights), ``K** - K* (K + alpha_ I)^-1 K*^T``; with a finite ``t``,
+    neural-tangents' readout-only ensemble covariance, which tends to it as
+    ``t`` grows. ``kernel="ntk"``: the covariance of the infinite ensemble of
+    networks trained for time ``t`` from random initialisations (Lee et al.
+    2019), ``K** - P K*^T - K* P^T + P K P^T`` with ``K`` the NNGP and
+    ``P = Theta* V diag((1 - exp(-a t / N)) / a) V^T``. Both equal
+    neural-tangents' ``gp_inference`` / ``gradient_descent_mse_ensemble``
+    covariances and exclude observation noise. Computing them (and
+    :meth:`predict_trajectory`) recomputes the training kernels and one
+    eigendecomposition per call, O(n^3): the fitted model stores only the
+    training data and targets (O(n) memory) rather than ``n x n``
+    eigenvectors; pass ``memory`` to load the training kernels from a cache
+    instead of recomputing them.
+
     References
     ----------
     .. [1] A. Jacot, F. Gabriel, C. Hongler, "Neural Tangent Kernel:
@@ -116,6 +167,23 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     ... )
     >>> round(model.fit(X[:200], y[:200]).score(X[200:], y[200:]), 2)
     0.89
+
+    Predictive uncertainty and training time:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-2, 2, size=(40, 1))
+    >>> y = np.sin(2 * X[:, 0])
+    >>> gp = NTKRegressor(kernel="nngp", alpha=1e-3, bias_std=0.5).fit(X, y)
+    >>> mean, std = gp.predict([[0.5], [10.0]], return_std=True)
+    >>> bool(std[0] < std[1])  # more uncertain far from the data
+    True
+    >>> early = NTKRegressor(alpha=1e-3, t=10.0).fit(X, y)
+    >>> curve = early.predict_trajectory(X, times=[1.0, 10.0, 1e6])
+    >>> curve.shape
+    (3, 40)
+    >>> bool(np.allclose(curve[1], early.predict(X)))
+    True
     """
 
     _parameter_constraints: dict = {**_BaseNTK._parameter_constraints}
@@ -132,7 +200,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         bias_std=0.0,
         parameterization="ntk",
         width=None,
+        frozen_layers=0,
         alpha_scale="absolute",
+        t=None,
+        memory=None,
         device="auto",
         working_memory=None,
         n_jobs=-1,
@@ -146,7 +217,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self.bias_std = bias_std
         self.parameterization = parameterization
         self.width = width
+        self.frozen_layers = frozen_layers
         self.alpha_scale = alpha_scale
+        self.t = t
+        self.memory = memory
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
@@ -185,10 +259,15 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         )
         X = densify(X)
         sample_weight = check_fit_sample_weight(sample_weight, X)
-        return self._fit_kernel_ridge(X, y, sample_weight)
+        self._fit_kernel_ridge(X, y, sample_weight)
+        self.y_fit_ = np.array(y, dtype=np.float64, copy=True)
+        self._fit_sample_weight = (
+            None if sample_weight is None else np.array(sample_weight, copy=True)
+        )
+        return self
 
-    def predict(self, X):
-        """Predict with the trained infinite network.
+    def predict(self, X, return_std=False, return_cov=False):
+        """Predict with the trained infinite network, optionally with uncertainty.
 
         The kernel between ``X`` and the training rows is computed in blocks
         within ``working_memory``, so ``X`` can have many more rows than fit
@@ -199,14 +278,200 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Samples.
 
+        return_std : bool, default=False
+            Also return the standard deviation of the prediction at each
+            sample: the NNGP posterior (``kernel="nngp"``) or the spread of
+            the ensemble of trained networks (``kernel="ntk"``); see Notes.
+            Only the variances are computed (never the ``n_test x n_test``
+            covariance), over blocks of at least ``n_train`` rows.
+
+        return_cov : bool, default=False
+            Also return the covariance of the predictions between the
+            samples. At most one of ``return_std`` and ``return_cov``.
+
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
             Predicted values (float64).
+
+        y_std : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Standard deviations, the same for every target (repeated along
+            the targets' axis). Only when ``return_std=True``.
+
+        y_cov : ndarray of shape (n_samples, n_samples) or \
+                (n_samples, n_samples, n_targets)
+            Covariance, the same for every target. Only when
+            ``return_cov=True``.
+        """
+        check_is_fitted(self)
+        if return_std and return_cov:
+            raise ValueError(
+                "At most one of return_std or return_cov can be requested."
+            )
+        X, was_cupy = to_host(X)
+        X = validate_data(
+            self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
+        )
+        if not (return_std or return_cov):
+            return to_input_namespace(self._kernel_dot(X), was_cupy)
+        mean, cov = self._mean_and_uncertainty(X, full=return_cov)
+        extra = self.y_fit_.shape[1:]
+        if return_std:
+            spread = np.sqrt(np.maximum(cov, 0.0))
+            spread = np.repeat(spread[:, None], extra[0], axis=1) if extra else spread
+        else:
+            spread = np.repeat(cov[:, :, None], extra[0], axis=2) if extra else cov
+        return (
+            to_input_namespace(mean, was_cupy),
+            to_input_namespace(spread, was_cupy),
+        )
+
+    def predict_trajectory(self, X, times):
+        """Predictions of the network trained for each time in ``times``.
+
+        One eigendecomposition of the training kernel serves every time, and
+        the test kernel is streamed once for all of them, so a learning curve
+        over hundreds of times costs about one fit and one prediction.
+        ``t`` of the estimator plays no role here: the model at time
+        ``times[i]`` is that of ``set_params(t=times[i]).fit(...)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        times : array-like of shape (n_times,)
+            Training times ``>= 0``, with the learning rate folded in as for
+            ``t``; ``inf`` gives the converged model.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_times, n_samples) or \
+                (n_times, n_samples, n_targets)
+            ``y_pred[i]`` is the prediction after training for ``times[i]``.
+
+        Notes
+        -----
+        The training kernel is recomputed (or loaded from ``memory``) and
+        decomposed at each call: O(n^3) time and about three ``n x n``
+        matrices of memory, which the fitted model does not keep.
         """
         check_is_fitted(self)
         X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        return to_input_namespace(self._kernel_dot(X), was_cupy)
+        times = np.asarray(times, dtype=np.float64)
+        if times.ndim != 1 or times.size == 0:
+            raise ValueError(
+                "times must be a non-empty 1-D array-like of training times, "
+                f"got shape {times.shape}."
+            )
+        if np.any(np.isnan(times)) or np.any(times < 0):
+            raise ValueError(f"times must be >= 0 (inf allowed), got {times!r}.")
+        n = self.X_fit_.shape[0]
+        asarray, device = self._device_converter(n * n)
+        K = self._kernel_blocks(asarray(self.X_fit_), None, (self.kernel,), device)
+        duals = gradient_flow_dual_coef(
+            K[self.kernel],
+            asarray(self.y_fit_),
+            times,
+            ridge=self.alpha_,
+            sample_weight=self._fit_weight(asarray),
+        )
+        del K
+        # (n_times, n, ...) -> (n, n_times * n_targets): one pass over K(X, X_fit_)
+        coef = np.moveaxis(to_numpy(duals), 0, 1).reshape(n, -1)
+        out = self._kernel_dot(X, coef)
+        out = out.reshape((X.shape[0], times.size) + self.y_fit_.shape[1:])
+        out = np.ascontiguousarray(np.moveaxis(out, 1, 0))
+        return to_input_namespace(out, was_cupy)
+
+    # -- uncertainty -----------------------------------------------------------
+    def _fit_weight(self, asarray):
+        w = self._fit_sample_weight
+        return None if w is None else asarray(w)
+
+    def _mean_and_uncertainty(self, X, full):
+        """Mean and covariance (``full``) or variances, as NumPy arrays.
+
+        The training side (kernels and one eigendecomposition) is computed
+        once; the test rows then go through in blocks (variances) or at once
+        (covariance).
+        """
+        n = self.X_fit_.shape[0]
+        asarray, device = self._device_converter(n * n)
+        X_fit = asarray(self.X_fit_)
+        sw = self._fit_weight(asarray)
+        ridge = self.alpha_
+        t = self._flow_time()
+        n_targets = 1 if self.y_fit_.ndim == 1 else self.y_fit_.shape[1]
+        names = ("nngp",) if self.kernel == "nngp" else ("nngp", "ntk")
+        train = self._kernel_blocks(X_fit, None, names, device)
+        K = train["nngp"]
+        eigh = kernel_eigh(train[self.kernel], sw)
+        del train
+        if self.kernel == "nngp" and t is not None:
+            # neural-tangents' readout-only covariance at time t is
+            # K** - K* V diag((1 - exp(-2 a t / N)) / a) V^T K*^T: the ensemble
+            # covariance of ``ensemble_covariance`` with the NNGP on the
+            # training rows plus the observation noise (alpha_ / w_i).
+            K = _add_noise(K, ridge, self._fit_sample_weight)
+        dual = asarray(self.dual_coef_)
+        nngp_params = self._params_for("nngp")
+
+        def block(Xb):
+            Xb = asarray(Xb)
+            test = self._kernel_blocks(Xb, X_fit, names, device)
+            if full:
+                Kss = self._kernel_blocks(Xb, None, ("nngp",), device)["nngp"]
+            else:
+                Kss = nngp_diag(Xb, **nngp_params)
+            mean = test[self.kernel] @ dual
+            if self.kernel == "nngp" and t is None:
+                _, cov = gp_posterior(None, test["nngp"], Kss, None, ridge,
+                                      sample_weight=sw, eigh=eigh)
+            else:
+                cov = ensemble_covariance(
+                    K, test["nngp"], Kss,
+                    ntk_test_train=test.get("ntk"),
+                    t=math.inf if t is None else t,
+                    ridge=ridge, n_targets=n_targets, sample_weight=sw, eigh=eigh,
+                )
+            return to_numpy(mean), to_numpy(cov)
+
+        if full:
+            return block(densify(X))
+        # Blocks of at least n rows: each block costs O(n^2) per row plus, for
+        # the ensemble covariance, O(n^3) once, so the total stays within a
+        # small factor of one block's work.
+        budget = (self.working_memory or get_config()["working_memory"]) * 2**20
+        rows = max(n, int(budget // (8 * 6 * max(n, 1))), 1)
+        if sp.issparse(X):
+            X = X.tocsr()
+        parts = []
+        for start in range(0, X.shape[0], rows):
+            Xb = X[start : start + rows]
+            parts.append(block(Xb.toarray() if sp.issparse(Xb) else Xb))
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+
+
+def _add_noise(K, ridge, sample_weight):
+    """``K + ridge * diag(1 / w)`` over the rows of positive weight.
+
+    Zero-weight rows keep ``K``'s diagonal: the weighted decomposition gives
+    them no weight, so their entries do not enter the covariance.
+    """
+    n = K.shape[0]
+    if sample_weight is None:
+        noise = np.full(n, ridge)
+    else:
+        positive = sample_weight > 0
+        noise = np.where(positive, ridge / np.where(positive, sample_weight, 1.0), 0.0)
+    xp = get_namespace(K)
+    if is_numpy_namespace(xp):
+        K = np.require(K, requirements=["W"])
+        K[np.diag_indices(n)] += noise
+        return K
+    eye = xp.eye(n, dtype=K.dtype, device=array_device(K))
+    return K + eye * xp.asarray(noise, device=array_device(K))[None, :]
