@@ -42,7 +42,7 @@ X, y = load_diabetes(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
                                                     random_state=0)
 
-alphas = np.logspace(-3, 1, 9)  # relative to the kernel's mean diagonal
+alphas = np.logspace(-3, 1, 5)  # relative to the kernel's mean diagonal
 depths = [1, 2, 3, 4, 5]
 
 
@@ -58,7 +58,7 @@ def with_scaling(regressor):
 # ------------------------------
 # Parameters of a step inside the pipeline inside the target transformer are
 # addressed by their path: ``regressor__ntkregressor__alpha``. Every one of
-# the 45 candidates is fitted on each of 5 folds, 225 fits in all, each
+# the 25 candidates is fitted on each of 5 folds, 125 fits in all, each
 # computing its own kernel. Each fit here is small, so the estimator runs in
 # one thread (``n_jobs=1``); to use several cores, parallelise the search
 # itself with ``GridSearchCV(n_jobs=...)``.
