@@ -115,10 +115,12 @@ KERNEL_PARAMS_DOC = """
         the ridge ``alpha_`` added to the kernel, exactly as neural-tangents'
         ``gradient_descent_mse_ensemble``: the loss is averaged over the
         ``N = y.size`` training values, so the residual along the kernel's
-        eigenvalue ``a`` (ridge included) decays as ``exp(-a t / N)``.
-        ``t=0`` predicts zero, and ``t=inf`` is the same as ``None``. A finite
-        ``t`` costs an eigendecomposition of the training kernel instead of a
-        Cholesky factorisation.
+        eigenvalue ``a`` (ridge included) decays as ``exp(-a t / N)``. With
+        ``sample_weight`` the loss is the weighted mean (``N = sum(w) *
+        n_targets``), so that an integer weight equals repeating the row at
+        every ``t``. ``t=0`` predicts zero, and ``t=inf`` is the same as
+        ``None``. A finite ``t`` costs an eigendecomposition of the training
+        kernel instead of a Cholesky factorisation.
 
     memory : str or object with the joblib.Memory interface, default=None
         Cache of kernel matrices, as in ``Pipeline``: a folder path or a
@@ -224,6 +226,21 @@ def check_fit_sample_weight(sample_weight, X):
     if not np.isfinite(sample_weight).all():
         raise ValueError("sample_weight contains NaN or infinity.")
     return sample_weight
+
+
+def _time_scale(sample_weight):
+    """Learning-rate factor that makes the weighted loss a weighted *mean*.
+
+    The functions of :mod:`sknetk.dynamics` divide the (weighted) squared
+    loss by ``N = n_samples * n_targets``, as neural-tangents does without
+    weights. The estimators divide by ``sum(w) * n_targets`` instead, so that
+    an integer weight is the same as repeating the row and a zero weight the
+    same as removing it, at every training time: the factor is
+    ``n_samples / sum(w)`` (1 without weights).
+    """
+    if sample_weight is None:
+        return 1.0
+    return float(len(sample_weight) / np.sum(sample_weight))
 
 
 def _check_finite_kernel(K):
@@ -374,7 +391,8 @@ class _BaseNTK(BaseEstimator):
             )
         _check_finite_kernel(K)
         return gradient_flow_dual_coef(
-            K, y, t=t, ridge=self.alpha_, sample_weight=sample_weight
+            K, y, t=t, ridge=self.alpha_, learning_rate=_time_scale(sample_weight),
+            sample_weight=sample_weight,
         )
 
     def _fit_kernel_ridge(self, X, y, sample_weight):
@@ -464,7 +482,7 @@ class _BaseNTK(BaseEstimator):
             w = None if sample_weight is None else cupy.asarray(sample_weight)
             dual = gradient_flow_dual_coef(
                 K, cupy.asarray(y), t=self._flow_time(), ridge=self.alpha_,
-                sample_weight=w,
+                learning_rate=_time_scale(sample_weight), sample_weight=w,
             )
             return cupy.asnumpy(dual)
         finally:

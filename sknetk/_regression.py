@@ -14,6 +14,7 @@ from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
     _insert_params_doc,
+    _time_scale,
     check_fit_sample_weight,
     densify,
     to_host,
@@ -120,10 +121,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     **Training time.** With ``K + alpha_ I = V diag(a) V^T`` and ``N`` the
     number of training values (``y.size``), the network trained for time
-    ``t`` predicts ``K(x, X) V diag((1 - exp(-a t / N)) / a) V^T y``
-    (sample weights ``w`` put ``diag(sqrt(w)) K diag(sqrt(w))`` in the
-    decomposition). Each eigendirection is learnt at its own rate: large
-    eigenvalues (smooth patterns) first. These are the mean predictions of
+    ``t`` predicts ``K(x, X) V diag((1 - exp(-a t / N)) / a) V^T y``.
+    Sample weights ``w`` put ``diag(sqrt(w)) K diag(sqrt(w))`` in the
+    decomposition and make the loss a weighted mean (``N = sum(w) *
+    n_targets``), so that integer weights equal repeated rows at any ``t``.
+    Each eigendirection is learnt at its own rate: large eigenvalues
+    (smooth patterns) first. These are the mean predictions of
     neural-tangents' ``gradient_descent_mse_ensemble`` with
     ``learning_rate * t`` as ``t`` and ``diag_reg`` as ``alpha`` (with
     ``alpha_scale="mean_diag"`` unless ``diag_reg_absolute_scale=True``).
@@ -139,9 +142,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     neural-tangents' ``gp_inference`` / ``gradient_descent_mse_ensemble``
     covariances and exclude observation noise. Computing them (and
     :meth:`predict_trajectory`) recomputes the training kernels and one
-    eigendecomposition per call, O(n^3): the fitted model stores only the
-    training data and targets (O(n) memory) rather than ``n x n``
-    eigenvectors; pass ``memory`` to load the training kernels from a cache
+    eigendecomposition per call, O(n^3): the fitted model keeps the
+    training data and targets, not ``n x n`` kernels or eigenvectors; pass ``memory`` to load the training kernels from a cache
     instead of recomputing them.
 
     References
@@ -327,7 +329,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         )
 
     def predict_trajectory(self, X, times):
-        """Predictions of the network trained for each time in ``times``.
+        """Predict with the network trained for each of the given times.
 
         One eigendecomposition of the training kernel serves every time, and
         the test kernel is streamed once for all of them, so a learning curve
@@ -377,6 +379,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             asarray(self.y_fit_),
             times,
             ridge=self.alpha_,
+            learning_rate=_time_scale(self._fit_sample_weight),
             sample_weight=self._fit_weight(asarray),
         )
         del K
@@ -435,8 +438,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                 cov = ensemble_covariance(
                     K, test["nngp"], Kss,
                     ntk_test_train=test.get("ntk"),
-                    t=math.inf if t is None else t,
-                    ridge=ridge, n_targets=n_targets, sample_weight=sw, eigh=eigh,
+                    t=math.inf if t is None else t, ridge=ridge,
+                    learning_rate=_time_scale(self._fit_sample_weight),
+                    n_targets=n_targets, sample_weight=sw, eigh=eigh,
                 )
             return to_numpy(mean), to_numpy(cov)
 

@@ -5,7 +5,8 @@ import inspect
 from pathlib import Path
 
 import pytest
-from sklearn.base import BaseEstimator
+from joblib import Memory
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.estimator_checks import (
     check_param_validation,
     parametrize_with_checks,
@@ -13,11 +14,13 @@ from sklearn.utils.estimator_checks import (
 
 import sknetk
 from sknetk._classification import NTKClassifier
+from sknetk._cv import NTKClassifierCV, NTKRegressorCV
 from sknetk._regression import NTKRegressor
 from sknetk.fourier import FourierFeatures
 
 # Defaults first, then non-default settings; the small working memory makes
-# the kernels and predictions go through many tiles.
+# the kernels and predictions go through many tiles. ``Memory(None)`` runs the
+# cached-kernel code path without writing to disk.
 ESTIMATORS = [
     NTKRegressor(),
     NTKRegressor(
@@ -28,10 +31,16 @@ ESTIMATORS = [
         working_memory=0.05,
         n_jobs=1,
     ),
+    NTKRegressor(
+        alpha=0.1, depth=2, frozen_layers=1, t=1e3, memory=Memory(None, verbose=0)
+    ),
     NTKClassifier(),
     NTKClassifier(
         activation="erf", parameterization="standard", width=64, working_memory=0.05
     ),
+    NTKClassifier(kernel="nngp", t=5.0, memory=Memory(None, verbose=0)),
+    NTKRegressorCV(),
+    NTKClassifierCV(),
     FourierFeatures(n_components=16),
     FourierFeatures(n_components=4, kind="positional", scale=3.0),
     FourierFeatures(kind="basic"),
@@ -45,11 +54,14 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 @pytest.mark.parametrize(
-    "estimator", [NTKRegressor(), NTKClassifier(), FourierFeatures()], ids=repr
+    "estimator",
+    [NTKRegressor(), NTKClassifier(), FourierFeatures(), NTKRegressorCV(),
+     NTKClassifierCV()],
+    ids=lambda est: type(est).__name__,
 )
 def test_param_validation(estimator):
     """Invalid parameter types and values raise ``InvalidParameterError``."""
-    check_param_validation(type(estimator).__name__, estimator)
+    check_param_validation(type(estimator).__name__, clone(estimator))
 
 
 def _public_estimator_classes():
@@ -59,7 +71,8 @@ def _public_estimator_classes():
         if inspect.isclass(obj) and issubclass(obj, BaseEstimator):
             classes.add(obj)
     # Until the package exports them, the estimators defined here count too.
-    return classes | {NTKRegressor, NTKClassifier, FourierFeatures}
+    return classes | {NTKRegressor, NTKClassifier, FourierFeatures, NTKRegressorCV,
+                      NTKClassifierCV}
 
 
 def _classes_under_common_checks():

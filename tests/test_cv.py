@@ -9,16 +9,11 @@ scikit-learn's estimator checks.
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils.estimator_checks import (
-    check_param_validation,
-    parametrize_with_checks,
-)
 
 from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
 from sknetk.dynamics import kernel_eigh
@@ -333,24 +328,6 @@ def test_class_weight_balanced_equals_sample_weight():
     np.testing.assert_allclose(a.cv_results_["mean_test_score"],
                                b.cv_results_["mean_test_score"], rtol=1e-12)
     np.testing.assert_allclose(a.decision_function(X), b.decision_function(X))
-
-
-# ---------------------------------------------------------------------------
-# scikit-learn compliance
-# ---------------------------------------------------------------------------
-ESTIMATORS = [NTKRegressorCV(), NTKClassifierCV()]
-
-
-@parametrize_with_checks(ESTIMATORS)
-def test_sklearn_compatible_estimator(estimator, check):
-    """scikit-learn's estimator checks, with no expected failures."""
-    check(estimator)
-
-
-@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
-def test_param_validation(estimator):
-    """Invalid parameter types and values raise InvalidParameterError."""
-    check_param_validation(type(estimator).__name__, clone(estimator))
 
 
 # ---------------------------------------------------------------------------

@@ -127,13 +127,17 @@ def test_uncertainty_matches_neural_tangents(case, kernel):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("n_targets", [None, 2])
 def test_finite_time_equals_matrix_exponential(rng, kernel, weighted, n_targets):
-    """Mean at time t is ``K_* W^1/2 (I - e^{-Bt/N}) B^-1 W^1/2 y`` (scipy expm)."""
+    """Mean at time t is ``K_* W^1/2 (I - e^{-Bt/N}) B^-1 W^1/2 y`` (scipy expm).
+
+    ``N = sum(w) * n_targets``: the weighted loss is a weighted mean.
+    """
     X, y, X_test = _data(rng, n_targets=n_targets)
     w = rng.uniform(0.3, 2.0, size=len(X)) if weighted else None
     t, ridge = 7.0, 0.05
+    N = y.size if w is None else w.sum() * y.size / len(X)
     model = NTKRegressor(alpha=ridge, kernel=kernel, t=t, **NETWORK).fit(X, y, w)
     function = ntk_kernel if kernel == "ntk" else nngp_kernel
-    F = _flow_matrix(function(X, **NETWORK), t / y.size, ridge, w)
+    F = _flow_matrix(function(X, **NETWORK), t / N, ridge, w)
     assert_allclose(model.dual_coef_, F @ y, rtol=1e-9, atol=1e-12)
     expected = function(X_test, X, **NETWORK) @ F @ y
     assert_allclose(model.predict(X_test), expected, rtol=1e-9, atol=1e-12)
@@ -147,7 +151,8 @@ def test_finite_time_covariance_equals_matrix_exponential(rng, kernel, weighted)
     """
     X, y, X_test = _data(rng, n_targets=2)
     w = rng.uniform(0.3, 2.0, size=len(X)) if weighted else None
-    t, ridge, N = 30.0, 0.02, y.size
+    t, ridge = 30.0, 0.02
+    N = y.size if w is None else w.sum() * y.size / len(X)
     model = NTKRegressor(alpha=ridge, kernel=kernel, t=t, **NETWORK).fit(X, y, w)
     K, Theta = nngp_ntk_kernels(X, **NETWORK)
     Ks, Thetas = nngp_ntk_kernels(X_test, X, **NETWORK)
@@ -205,15 +210,14 @@ def test_finite_time_on_singular_kernel_is_finite_without_warning(rng):
 @pytest.mark.parametrize("kernel", ["ntk", "nngp"])
 @pytest.mark.parametrize("t", [3.0, None])
 def test_integer_weights_equal_repeated_rows(rng, kernel, t):
-    """Weight k = the row repeated k times (0 = removed), time rescaled by sum(w)/n."""
+    """Weight k = the row repeated k times (0 = removed), at every training time."""
     X, y, X_test = _data(rng, n=15)
     w = rng.integers(0, 4, size=len(X)).astype(float)
     w[:2] = (0.0, 3.0)
     params = dict(alpha=0.03, alpha_scale="mean_diag", kernel=kernel, **NETWORK)
     weighted = NTKRegressor(t=t, **params).fit(X, y, w)
-    t_rep = None if t is None else t * w.sum() / len(X)
     idx = np.repeat(np.arange(len(X)), w.astype(int))
-    repeated = NTKRegressor(t=t_rep, **params).fit(X[idx], y[idx])
+    repeated = NTKRegressor(t=t, **params).fit(X[idx], y[idx])
     assert weighted.alpha_ == pytest.approx(repeated.alpha_, rel=1e-12)
     for a, b in zip(weighted.predict(X_test, return_cov=True),
                     repeated.predict(X_test, return_cov=True)):
@@ -223,7 +227,7 @@ def test_integer_weights_equal_repeated_rows(rng, kernel, t):
                     rtol=1e-7, atol=1e-9)
     times = np.array([0.5, 5.0, np.inf])
     assert_allclose(weighted.predict_trajectory(X_test, times),
-                    repeated.predict_trajectory(X_test, times * w.sum() / len(X)),
+                    repeated.predict_trajectory(X_test, times),
                     rtol=1e-8, atol=1e-11)
 
 
