@@ -547,6 +547,15 @@ def _compare(args, out):
         f"{info['n_columns']} columns, {task}{classes})",
         file=out,
     )
+    if {"ntk", "nngp"} & set(names):
+        # The leave-one-out search holds max(depths) + 3 kernels of n x n.
+        n_train = info["n_samples"] * (args.cv - 1) // args.cv
+        gib = (5 + 3) * 8 * n_train**2 / 2**30
+        if gib > 2:
+            info["notes"].append(
+                f"the ntk/nngp models need about {gib:.0f} GiB per fold; "
+                "lower it with --max-samples"
+            )
     for note in info["notes"]:
         print(f"Note: {note}", file=out)
     print(
@@ -813,3 +822,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"sknetk {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. ``sknetk compare | head``: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -299,6 +299,23 @@ def test_compare_float_target_rejected_for_classification(capsys, tmp_path):
     assert code == 2 and "--task regression" in err
 
 
+def test_compare_warns_about_kernel_memory(capsys, tmp_path, monkeypatch):
+    """Large data with kernel models prints the memory they need per fold."""
+    from sknetk import cli
+
+    monkeypatch.setattr(cli, "_evaluate", lambda *args: [])  # do not fit
+    rows = "".join(f"{i % 97},{i % 2}\n" for i in range(9000))
+    path = _write(tmp_path, "x,y\n" + rows)
+    code, out, _ = run(capsys, "compare", "--csv", path, "--target", "y",
+                       "--models", "ntk", "-q")
+    assert code == 0
+    # 7200 training rows per fold: 8 float64 matrices of 7200 x 7200 = 3.1 GiB.
+    assert "need about 3 GiB per fold" in out
+    code, out, _ = run(capsys, "compare", "--csv", path, "--target", "y",
+                       "--models", "ntk", "--max-samples", "2000", "-q")
+    assert "GiB" not in out and "subsampled 2000 of 9000 rows" in out
+
+
 def test_compare_model_failure_reported(capsys, monkeypatch):
     """A model that raises is reported as failed, others still run, exit code 1."""
     from sknetk import cli
