@@ -499,3 +499,27 @@ def test_gpu_finite_time_equals_cpu(rng, kernel):
     assert isinstance(std, cupy.ndarray)
     assert_allclose(cupy.asnumpy(std), cpu.predict(X_test, return_std=True)[1],
                     rtol=1e-6, atol=1e-9)
+
+
+def test_gpu_flow_fit_logic_on_numpy(rng):
+    """The finite-t GPU fit, with NumPy standing in for CuPy, equals the CPU fit."""
+    from types import SimpleNamespace
+
+    fake_cupy = SimpleNamespace(
+        asarray=np.asarray,
+        asnumpy=np.asarray,
+        get_default_memory_pool=lambda: SimpleNamespace(free_all_blocks=lambda: None),
+    )
+
+    def kernel_on_cpu(X, device, **params):
+        assert device == "gpu"
+        return ntk_kernel(X, device="cpu", **params)
+
+    X, y, _ = _data(rng, n_targets=2)
+    w = rng.uniform(0.0, 2.0, size=len(X))
+    model = NTKRegressor(alpha=0.01, alpha_scale="mean_diag", t=5.0, frozen_layers=1,
+                         **NETWORK)
+    ref = clone(model).fit(X, y, w)
+    dual = model._fit_gpu_flow(fake_cupy, kernel_on_cpu, X, y, w)
+    assert model.alpha_ == pytest.approx(ref.alpha_, rel=1e-12)
+    assert_allclose(dual, ref.dual_coef_, rtol=1e-10, atol=1e-13)
