@@ -2,8 +2,8 @@
 
 References: a leave-one-out loop refitting ``KernelRidge(kernel="precomputed")``
 without each row; ``GridSearchCV`` over ``KernelRidge`` on the same kernels
-(and over :class:`~sknetk.NTKRegressor` / ``NTKClassifier`` when available);
-scikit-learn's estimator checks.
+(and over :class:`~sknetk.NTKRegressor` / ``NTKClassifier`` when available).
+scikit-learn's common estimator checks run in ``test_common.py``.
 """
 
 import numpy as np
