@@ -133,9 +133,9 @@ def diag_reg_to_ridge(K_train_train, diag_reg, *, absolute_scale=False):
     K_train_train : array of shape (n_train, n_train)
         Training kernel.
     diag_reg : float
-        neural-tangents' ``diag_reg`` (>= 0).
+        The neural-tangents ``diag_reg`` (>= 0).
     absolute_scale : bool, default=False
-        neural-tangents' ``diag_reg_absolute_scale``.
+        The neural-tangents ``diag_reg_absolute_scale``.
 
     Returns
     -------

@@ -68,7 +68,7 @@ class FourierFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     Attributes
     ----------
-    B_ : ndarray of shape (n_frequencies, n_features_in_)
+    B_ : ndarray of shape (n_frequencies, `n_features_in_`)
         The frequency matrix, in the dtype of the data seen in :term:`fit`
         (float32 or float64). ``n_frequencies`` is ``n_components`` for
         ``"gaussian"``, ``n_components * n_features_in_`` for

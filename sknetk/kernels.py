@@ -76,6 +76,14 @@ class KernelSpec:
         Number of leading Dense layers kept at initialisation (not trained):
         their parameters contribute nothing to the NTK. ``0`` trains all
         layers; ``depth`` trains the readout only.
+
+    Examples
+    --------
+    >>> from sknetk.kernels import KernelSpec
+    >>> spec = KernelSpec.from_params(depth=2, activation="leaky_relu",
+    ...                               activation_params={"alpha": 0.1})
+    >>> spec.depth, dict(spec.activation_params)
+    (2, {'alpha': 0.1})
     """
 
     depth: int = 3
@@ -583,52 +591,59 @@ def _n_rows(A):
 # ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
-_PARAMS_DOC = """
-    depth : int, default=3
+_PARAM_DOCS = {
+    "depth": """    depth : int, default=3
         Number of hidden ``Dense -> activation`` blocks; a linear readout
-        follows them.
-    activation : str, default="relu"
-        One of ``{activations}``.
-    activation_params : dict, default=None
-        Parameters of the activation, e.g. ``{{"alpha": 0.1}}`` for
-        ``leaky_relu``, ``{{"a": 1, "b": 1, "c": 0}}`` for ``erf``/``sin``/``cos``,
-        ``{{"a": 0, "b": 1}}`` for ``abrelu``, ``{{"gamma": 1}}`` for ``rbf``.
-    weight_std : float, default=1.0
-        Standard deviation of every Dense layer's weights.
-    bias_std : float or None, default=0.0
+        follows them.""",
+    "activation": """    activation : str, default="relu"
+        One of ``{activations}``.""".format(activations=", ".join(ACTIVATION_NAMES)),
+    "activation_params": """    activation_params : dict, default=None
+        Parameters of the activation, e.g. ``{"alpha": 0.1}`` for
+        ``leaky_relu``, ``{"a": 1, "b": 1, "c": 0}`` for ``erf``/``sin``/``cos``,
+        ``{"a": 0, "b": 1}`` for ``abrelu``, ``{"gamma": 1}`` for ``rbf``.""",
+    "weight_std": """    weight_std : float, default=1.0
+        Standard deviation of every Dense layer's weights.""",
+    "bias_std": """    bias_std : float or None, default=0.0
         Standard deviation of the biases; ``None`` means no bias parameter
-        (differs from ``0.0`` in the ``"standard"`` parameterization only).
-    parameterization : {{"ntk", "standard"}}, default="ntk"
-        Parameterization of the Dense layers, as in neural-tangents.
-    width : int, default=None
+        (differs from ``0.0`` in the ``"standard"`` parameterization only).""",
+    "parameterization": """    parameterization : {"ntk", "standard"}, default="ntk"
+        Parameterization of the Dense layers, as in neural-tangents.""",
+    "width": """    width : int, default=None
         Hidden width. Required for ``parameterization="standard"``, whose
-        NTK depends on it; ignored otherwise.
-    all_depths : bool, default=False
-        If True, return the kernels of the networks with ``1, ..., depth``
-        hidden blocks, stacked along a new first axis (one recursion pass).
-    working_memory : float, default=None
+        NTK depends on it; ignored otherwise.""",
+    "all_depths": """    all_depths : bool, default=False
+        If True, return the results of the networks with ``1, ..., depth``
+        hidden blocks, stacked along a new first axis (one recursion pass).""",
+    "working_memory": """    working_memory : float, default=None
         Budget in MiB for the temporaries of the tiled computation; defaults
         to ``sklearn.get_config()["working_memory"]``. Smaller budgets give
-        more, smaller tiles and the same result.
-    n_jobs : int, default=-1
-        Threads over tiles (NumPy inputs). ``-1`` uses every core.
-    dtype : {{None, "float64", "float32"}}, default=None
+        more, smaller tiles and the same result.""",
+    "n_jobs": """    n_jobs : int, default=-1
+        Threads over tiles (NumPy inputs). ``-1`` uses every core.""",
+    "dtype": """    dtype : {None, "float64", "float32"}, default=None
         Compute and output precision. ``None`` means float64, whatever the
-        input dtype (float32 inputs are promoted).
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
+        input dtype (float32 inputs are promoted).""",
+    "device": """    device : {"auto", "cpu", "gpu"}, default="auto"
         Where to compute. ``"gpu"`` needs CuPy and a CUDA device (it raises
-        :class:`~sknetk._device.GPUUnavailableError` saying which is missing);
-        ``"cpu"`` computes with NumPy; ``"auto"`` computes where a CuPy input
-        lives, and moves NumPy input to the GPU only when one is available and
-        the kernel has at least ``AUTO_GPU_MIN_ENTRIES`` (4 million) entries.
-        Outputs mirror inputs: NumPy in, NumPy out; CuPy in, CuPy out.
-    frozen_layers : int, default=0
+        :class:`~sknetk.exceptions.GPUUnavailableError` saying which is
+        missing); ``"cpu"`` computes with NumPy; ``"auto"`` computes where a
+        CuPy input lives, and moves NumPy input to the GPU only when one is
+        available and the kernel has at least ``AUTO_GPU_MIN_ENTRIES``
+        (4 million) entries. Outputs mirror inputs: NumPy in, NumPy out;
+        CuPy in, CuPy out.""",
+    "frozen_layers": """    frozen_layers : int, default=0
         Number of leading Dense layers kept at initialisation (Arora et al.
         2020): their parameters add nothing to the NTK; the NNGP is unchanged.
         ``depth`` trains the readout only (NTK = NNGP in the "ntk"
-        parameterization).""".format(
-    activations=", ".join(ACTIVATION_NAMES)
-)
+        parameterization).""",
+}
+
+_NETWORK = ("depth", "activation", "activation_params", "weight_std", "bias_std",
+            "parameterization", "width")
+
+
+def _params_doc(*names):
+    return "\n".join(_PARAM_DOCS[name] for name in names)
 
 
 def _spec_from(depth, activation, activation_params, weight_std, bias_std,
@@ -686,7 +701,7 @@ def nngp_ntk_kernels(
 
     See Also
     --------
-    ntk_kernel, nngp_kernel : one kernel at a time.
+    ntk_kernel, nngp_kernel : One kernel at a time.
 
     Examples
     --------
@@ -747,8 +762,8 @@ def ntk_kernel(
 
     See Also
     --------
-    nngp_kernel : the NNGP kernel (training the readout only).
-    ntk_diag : the diagonal ``K(x, x)`` alone, in O(n).
+    nngp_kernel : The NNGP kernel (training the readout only).
+    ntk_diag : The diagonal ``K(x, x)`` alone, in O(n).
 
     Examples
     --------
@@ -805,7 +820,7 @@ def nngp_kernel(
 
     See Also
     --------
-    ntk_kernel : the Neural Tangent Kernel.
+    ntk_kernel : The Neural Tangent Kernel.
 
     Examples
     --------
@@ -855,9 +870,7 @@ def ntk_diag(
     ----------
     X : array-like of shape (n_samples, n_features)
         Input rows.
-    depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, all_depths, dtype, frozen_layers
-        As in :func:`ntk_kernel`.
+    {params}
 
     Returns
     -------
@@ -896,9 +909,7 @@ def nngp_diag(
     ----------
     X : array-like of shape (n_samples, n_features)
         Input rows.
-    depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, all_depths, dtype, frozen_layers
-        As in :func:`nngp_kernel`.
+    {params}
 
     Returns
     -------
@@ -952,10 +963,7 @@ def kernel_matvec(
         The vectors to multiply.
     kernel : {"ntk", "nngp"}, default="ntk"
         Which kernel.
-    depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width, working_memory, n_jobs, dtype, device, \
-frozen_layers
-        As in :func:`ntk_kernel`.
+    {params}
 
     Returns
     -------
@@ -1018,5 +1026,16 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
     return xp.concat(pieces, axis=0)
 
 
-for _f in (nngp_ntk_kernels, ntk_kernel, nngp_kernel):
-    _f.__doc__ = _f.__doc__.replace("    {params}", _PARAMS_DOC.strip("\n"), 1)
+for _f, _names in (
+    (nngp_ntk_kernels, _NETWORK + ("all_depths", "working_memory", "n_jobs",
+                                   "dtype", "device", "frozen_layers")),
+    (ntk_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
+                             "device", "frozen_layers")),
+    (nngp_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
+                              "device", "frozen_layers")),
+    (ntk_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
+    (nngp_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
+    (kernel_matvec, _NETWORK + ("working_memory", "n_jobs", "dtype", "device",
+                                "frozen_layers")),
+):
+    _f.__doc__ = _f.__doc__.replace("    {params}", _params_doc(*_names), 1)
