@@ -243,6 +243,17 @@ def _time_scale(sample_weight):
     return float(len(sample_weight) / np.sum(sample_weight))
 
 
+def check_finite_prediction(out):
+    """Return ``out`` (NumPy), or raise when the test kernel overflowed."""
+    if not np.isfinite(out).all():
+        raise ValueError(
+            "The kernel between X and the training data overflows float64 "
+            "(NaN or infinity): the rows of X are too large in magnitude. "
+            "Scale the features (e.g. StandardScaler) before the estimator."
+        )
+    return out
+
+
 def _check_finite_kernel(K):
     """Refuse a kernel with NaN or infinity (as :func:`solve_kernel_ridge` does)."""
     xp = get_namespace(K)
@@ -546,13 +557,7 @@ class _BaseNTK(BaseEstimator):
                 n_jobs=self.n_jobs,
                 device="cpu",
             )
-        if not np.isfinite(out).all():
-            raise ValueError(
-                "The kernel between X and the training data overflows float64 "
-                "(NaN or infinity): the rows of X are too large in magnitude. "
-                "Scale the features (e.g. StandardScaler) before the estimator."
-            )
-        return out
+        return check_finite_prediction(out)
 
     # -- dense linear algebra at predict time ------------------------------
     def _device_converter(self, n_entries):

@@ -15,6 +15,7 @@ from ._base import (
     _BaseNTK,
     _insert_params_doc,
     _time_scale,
+    check_finite_prediction,
     check_fit_sample_weight,
     densify,
     to_host,
@@ -143,8 +144,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     covariances and exclude observation noise. Computing them (and
     :meth:`predict_trajectory`) recomputes the training kernels and one
     eigendecomposition per call, O(n^3): the fitted model keeps the
-    training data and targets, not ``n x n`` kernels or eigenvectors; pass ``memory`` to load the training kernels from a cache
-    instead of recomputing them.
+    training data and targets, not ``n x n`` kernels or eigenvectors; pass
+    ``memory`` to load the training kernels from a cache instead of
+    recomputing them.
 
     References
     ----------
@@ -442,7 +444,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                     learning_rate=_time_scale(self._fit_sample_weight),
                     n_targets=n_targets, sample_weight=sw, eigh=eigh,
                 )
-            return to_numpy(mean), to_numpy(cov)
+            return (check_finite_prediction(to_numpy(mean)),
+                    check_finite_prediction(to_numpy(cov)))
 
         if full:
             return block(densify(X))

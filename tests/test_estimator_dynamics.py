@@ -329,6 +329,20 @@ def test_std_streams_in_blocks_and_equals_covariance_diagonal(rng):
         assert_allclose(std_sparse, std, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("kernel", ["ntk", "nngp"])
+def test_uncertainty_of_overflowing_X_raises_instead_of_nan(rng, kernel):
+    """Rows so large that the kernels overflow raise, as predict does."""
+    X, y, X_test = _data(rng)
+    model = NTKRegressor(kernel=kernel, t=1.0).fit(X, y)
+    for option in ("return_std", "return_cov"):
+        with pytest.raises(ValueError, match="overflows"):
+            model.predict(X_test * 1e200, **{option: True})
+    with pytest.raises(ValueError, match="overflows"):
+        model.predict_trajectory(X_test * 1e200, [1.0])
+
+
 def test_return_std_and_return_cov_together_raise(rng):
     """Asking for both is an error, as in GaussianProcessRegressor."""
     X, y, X_test = _data(rng)
