@@ -29,8 +29,8 @@ PYEOF
 
 status=0
 echo "== gpu tests =="
-timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" \
-  tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="--import-mode=importlib" \
+  --continue-on-collection-errors tests 2>&1 | tee "$OUT/gpu_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== bench_gpu =="

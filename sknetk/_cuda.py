@@ -152,25 +152,34 @@ __device__ __host__ inline void sknetk_entry(
 """
 
 # One thread per column, rows strided over the grid's y dimension: no integer
-# division per entry.
+# division per entry. One kernel per (dtype, activation): the activation id is
+# a compile-time constant, so only its branch is compiled (fewer registers,
+# higher occupancy). The Gram scale 1/d is applied as the entry is loaded,
+# saving a pass over the block.
 KERNEL_SOURCE = DUAL_SOURCE + r"""
-#define SKNETK_KERNEL(T)                                                       \
-  extern "C" __global__ void sknetk_recursion_##T(                             \
-      const T* __restrict__ gram, const T* __restrict__ ra,                    \
+#define SKNETK_KERNEL(T, A)                                                    \
+  extern "C" __global__ void sknetk_recursion_##T##_##A(                       \
+      const T* __restrict__ gram, T scale, const T* __restrict__ ra,           \
       const T* __restrict__ cb, const T* __restrict__ lc,                      \
-      const T* __restrict__ ap, int act, long long rows, long long n2,         \
-      int depth, int all_depths, int want_nngp, int want_ntk,                  \
-      long long out_stride, T* nngp, T* ntk) {                                 \
+      const T* __restrict__ ap, long long rows, long long n2, int depth,       \
+      int all_depths, int want_nngp, int want_ntk, long long out_stride,       \
+      T* nngp, T* ntk) {                                                       \
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
     if (c >= n2) return;                                                       \
     for (long long r = blockIdx.y; r < rows; r += gridDim.y) {                 \
-      sknetk_entry<T>(gram[r * n2 + c], r, c, rows, n2, ra, cb, lc, ap, act,   \
-                      depth, all_depths, want_nngp, want_ntk, out_stride,      \
-                      nngp, ntk);                                              \
+      sknetk_entry<T>(gram[r * n2 + c] * scale, r, c, rows, n2, ra, cb, lc,    \
+                      ap, A, depth, all_depths, want_nngp, want_ntk,           \
+                      out_stride, nngp, ntk);                                  \
     }                                                                          \
   }
-SKNETK_KERNEL(double)
-SKNETK_KERNEL(float)
+#define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A) SKNETK_KERNEL(float, A)
+SKNETK_KERNELS(0)
+SKNETK_KERNELS(1)
+SKNETK_KERNELS(2)
+SKNETK_KERNELS(3)
+SKNETK_KERNELS(4)
+SKNETK_KERNELS(5)
+SKNETK_KERNELS(6)
 """
 
 _THREADS = 256
@@ -198,10 +207,12 @@ def layer_constants(spec, n_features):
 _KERNEL_CACHE = {}
 
 
-def _raw_kernel(dtype):
+def _raw_kernel(dtype, act_id):
     import cupy
 
-    name = "sknetk_recursion_" + ("float" if dtype == np.float32 else "double")
+    name = "sknetk_recursion_{}_{}".format(
+        "float" if dtype == np.float32 else "double", int(act_id)
+    )
     kernel = _KERNEL_CACHE.get(name)
     if kernel is None:
         module = _KERNEL_CACHE.get("module")
@@ -279,7 +290,8 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     cb = ra_all if symmetric else cupy.ascontiguousarray(
         row_data(xp, _variance_path(xp, Yv, spec)[0]).astype(dtype, copy=False)
     )
-    q0 = xp.sum(X * X, axis=1) / d if symmetric else None
+    # squared norms, undivided: the kernel scales every Gram entry by 1/d
+    sq = xp.sum(X * X, axis=1) if symmetric else None
     lc = cupy.asarray(layer_constants(spec, d), dtype=dtype).reshape(-1)
     ap = cupy.asarray(act_params, dtype=dtype)
 
@@ -289,19 +301,18 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     limit = min(working_memory_bytes, free_device_memory() / 4)
     rows = int(max(1, min(n1, limit // max(per_row, 1))))
     check_fits(rows * per_row, "One block of the Gram matrix")
-    kernel = _raw_kernel(dtype)
+    kernel = _raw_kernel(dtype, act_id)
     scale = dtype.type(1.0 / d)
     dummy = cupy.empty((1,), dtype=dtype)
     for r0 in range(0, n1, rows):
         r1 = min(n1, r0 + rows)
         m = r1 - r0
         gram = cupy.matmul(X[r0:r1], Yv.T)
-        gram *= scale
         if symmetric:
-            # the diagonal is <x, x> / d exactly as in the variance path, so
-            # that diagonal entries follow the exact correlation-one recursion
+            # the diagonal is <x, x> as in the variance path, so that diagonal
+            # entries follow the exact correlation-one recursion
             idx = cupy.arange(m)
-            gram[idx, idx + r0] = q0[r0:r1]
+            gram[idx, idx + r0] = sq[r0:r1]
         if all_depths:
             targets = {
                 name: cupy.empty((n_depths, m, n2), dtype=dtype) for name in want
@@ -317,11 +328,11 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
             (_THREADS, 1, 1),
             (
                 gram,
+                scale,
                 ra,
                 cb,
                 lc,
                 ap,
-                np.int32(act_id),
                 np.int64(m),
                 np.int64(n2),
                 np.int32(spec.depth),

@@ -132,3 +132,89 @@ def test_cuda_source_matches_numpy(host_kernel, act, params, parameterization,
     scale = max(np.abs(ref_ntk).max(), np.abs(ref_nngp).max(), 1e-300)
     np.testing.assert_allclose(nngp, ref_nngp, rtol=0, atol=1e-7 * scale)
     np.testing.assert_allclose(ntk, ref_ntk, rtol=0, atol=1e-7 * scale)
+
+
+LAUNCH_HARNESS = r"""
+#include <cmath>
+#include <cstddef>
+using std::sqrt; using std::acos; using std::atan2; using std::exp; using std::cos;
+#define __device__
+#define __host__
+#define __global__
+struct sknetk_dim3 { unsigned x, y, z; };
+static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
+%(kernel)s
+// Emulates kernel<<<grid, block>>>(...) for the double kernel of ``act``.
+extern "C" void launch(int act, unsigned gx, unsigned gy, unsigned bx,
+                       const double* gram, double scale, const double* ra,
+                       const double* cb, const double* lc, const double* ap,
+                       long long rows, long long n2, int depth, int all_depths,
+                       int want_nngp, int want_ntk, long long out_stride,
+                       double* nngp, double* ntk) {
+  typedef void (*kernel_t)(const double*, double, const double*, const double*,
+                           const double*, const double*, long long, long long,
+                           int, int, int, int, long long, double*, double*);
+  const kernel_t kernels[7] = {
+      sknetk_recursion_double_0, sknetk_recursion_double_1,
+      sknetk_recursion_double_2, sknetk_recursion_double_3,
+      sknetk_recursion_double_4, sknetk_recursion_double_5,
+      sknetk_recursion_double_6};
+  gridDim = {gx, gy, 1};
+  blockDim = {bx, 1, 1};
+  for (unsigned by = 0; by < gy; ++by)
+    for (unsigned b = 0; b < gx; ++b)
+      for (unsigned t = 0; t < bx; ++t) {
+        blockIdx = {b, by, 0};
+        threadIdx = {t, 0, 0};
+        kernels[act](gram, scale, ra, cb, lc, ap, rows, n2, depth, all_depths,
+                     want_nngp, want_ntk, out_stride, nngp, ntk);
+      }
+}
+"""
+
+
+@pytest.mark.parametrize("act, params, parameterization, bias_std", CASES[::2])
+def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
+                                             parameterization, bias_std):
+    """The full RawModule source (all 14 kernels) compiles; an emulated launch
+    with the grid the Python side uses, Gram scaling folded in, equals NumPy."""
+    if CXX is None:
+        pytest.skip("no C++ compiler on this machine")
+    src, lib = tmp_path / "kernels.cpp", tmp_path / "kernels.so"
+    src.write_text(LAUNCH_HARNESS % {"kernel": _cuda.KERNEL_SOURCE})
+    subprocess.run(
+        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
+        check=True, capture_output=True,
+    )
+    fn = ctypes.CDLL(str(lib)).launch
+    dptr = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
+    fn.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
+                   dptr, ctypes.c_double, dptr, dptr, dptr, dptr,
+                   ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int,
+                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_longlong,
+                   dptr, dptr]
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(13, 5)), rng.normal(size=(300, 5))
+    spec = KernelSpec.from_params(
+        depth=3, activation=act, activation_params=params, weight_std=1.1,
+        bias_std=bias_std, parameterization=parameterization, width=32,
+    )
+    act_id, ap = _cuda.fused_activation(spec)
+    ra = np.ascontiguousarray(_cuda.row_data(np, _variance_path(np, X, spec)[0]))
+    cb = np.ascontiguousarray(_cuda.row_data(np, _variance_path(np, Y, spec)[0]))
+    lc = np.ascontiguousarray(_cuda.layer_constants(spec, 5).ravel())
+    gram = np.ascontiguousarray(X @ Y.T)
+    nngp = np.zeros((3, 13, 300))
+    ntk = np.zeros_like(nngp)
+    threads = _cuda._THREADS
+    fn(act_id, (300 + threads - 1) // threads, 4, threads, gram, 1 / 5, ra, cb,
+       lc, np.asarray(ap, dtype=np.float64), 13, 300, 3, 1, 1, 1, 13 * 300,
+       nngp, ntk)
+    ref_nngp, ref_ntk = nngp_ntk_kernels(
+        X, Y, depth=3, activation=act, activation_params=params, weight_std=1.1,
+        bias_std=bias_std, parameterization=parameterization, width=32,
+        all_depths=True,
+    )
+    scale = max(np.abs(ref_ntk).max(), np.abs(ref_nngp).max())
+    np.testing.assert_allclose(nngp, ref_nngp, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(ntk, ref_ntk, rtol=0, atol=1e-10 * scale)
