@@ -9,6 +9,9 @@ A finite training time ``t`` changes only :meth:`_solve` (and the GPU
 solve): the dual coefficients come from :func:`sknetk.dynamics.gradient_flow_dual_coef`
 instead of the Cholesky solve. ``memory`` changes only where the kernels come
 from (:meth:`_train_kernel`, :meth:`_kernel_dot`, :meth:`_kernel_blocks`).
+``solver`` is read in one place (:meth:`_choose_solver`); the Nystrom solver
+(:mod:`sknetk._nystrom`) keeps its centres in ``X_fit_``, so prediction is
+the same ``K(X, X_fit_) @ dual_coef_`` for both solvers.
 """
 
 import math
@@ -18,20 +21,24 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, _num_samples
 
-from ._array_api import get_namespace, is_numpy_namespace
+from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._cache import cached_kernel
 from ._device import DEVICES, cupy_or_error, use_gpu
+from ._nystrom import _is_dask, kernel_block_function, nystrom_fit, nystrom_predict
 from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
 from .kernels import (
     ACTIVATION_NAMES,
     PARAMETERIZATIONS,
     KernelSpec,
+    _budget_bytes,
     kernel_matvec,
+    nngp_diag,
     nngp_kernel,
     nngp_ntk_kernels,
+    ntk_diag,
     ntk_kernel,
 )
 
@@ -43,6 +50,9 @@ from .kernels import (
 SPARSE_DENSIFY_MAX_ENTRIES = 10_000_000
 
 KERNELS = ("ntk", "nngp")
+
+#: Values of the estimators' ``solver`` parameter.
+SOLVERS = ("auto", "cholesky", "nystrom")
 
 #: Sparse formats taken as they are; others are converted to CSR (which also
 #: checks them for NaN and infinity).
@@ -150,7 +160,46 @@ KERNEL_PARAMS_DOC = """
         never holds the full ``n_test x n_train`` kernel.
 
     n_jobs : int, default=-1
-        Number of threads computing kernel tiles; ``-1`` uses every core.""".format(
+        Number of threads computing kernel tiles; ``-1`` uses every core.
+
+    solver : {{"auto", "cholesky", "nystrom"}}, default="auto"
+        ``"cholesky"``: the exact solver, with the ``n x n`` training kernel
+        in memory and O(n^3) time. ``"nystrom"``: kernel ridge restricted to
+        ``n_centers`` training rows drawn uniformly (FALKON), solved by
+        conjugate gradient with the centres' Cholesky preconditioner while
+        the kernel rows are streamed in blocks within ``working_memory``:
+        O(n m) time per iteration and no ``n x n`` matrix; with
+        ``n_centers >= n_samples`` it equals the exact solver. ``"auto"``:
+        the exact solver while the ``n x n`` float64 kernel (``8 n^2``
+        bytes) fits ``working_memory``, and for a finite ``t`` or with
+        ``memory``; the Nystrom solver beyond and for dask arrays.
+        ``verbose`` says which. A finite ``t``, ``memory``,
+        ``predict(return_std=True)``, ``return_cov`` and
+        ``predict_trajectory`` need the exact kernel, and raise
+        ``ValueError`` with ``"nystrom"``. See :ref:`scaling`.
+
+    n_centers : int, default=5000
+        Number of Nystrom centres ``m`` (``solver="nystrom"``): O(m^2)
+        memory and O(m^3) time for the preconditioner. More centres bring
+        the model closer to the exact one.
+
+    max_iter : int, default=100
+        Largest number of conjugate-gradient iterations of the Nystrom
+        solver; a ``ConvergenceWarning`` says when it is reached first.
+
+    tol : float, default=1e-6
+        The Nystrom solver's conjugate gradient stops when every target's
+        residual of the preconditioned normal equations is at most ``tol``
+        times its initial value.
+
+    random_state : int, RandomState instance or None, default=None
+        Seed of the uniform draw of the Nystrom centres; pass an int for
+        reproducible fits. The exact solver is deterministic and ignores it.
+
+    verbose : int, default=0
+        ``1`` prints the solver ``"auto"`` chose and the Nystrom solver's
+        strategy and conjugate-gradient summary; ``2`` also every
+        iteration.""".format(
     activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
 )
 
@@ -210,6 +259,55 @@ def densify(X, *, max_entries=None):
             "TruncatedSVD) or pass a dense array."
         )
     return X.toarray()
+
+
+def n_rows(X):
+    """Number of rows of unvalidated ``X`` (0 when it has none or is invalid).
+
+    Lets ``solver="auto"`` decide before the validation, which copies ``X``
+    for the exact solver only; invalid input then fails in the validation.
+    """
+    try:
+        return _num_samples(X)
+    except TypeError:
+        return 0
+
+
+def validate_dask_fit(estimator, X, y):
+    """Light validation of a dask ``X`` (chunked by rows) for fit.
+
+    ``X`` stays lazy: it is cast to float64, rechunked to one chunk over the
+    features, and checked for NaN and infinity in one pass on the cluster.
+    ``y`` is brought to the client as NumPy (``n_samples`` values per
+    target). Sets ``n_features_in_`` (dask arrays have no feature names).
+    """
+    import dask.array as da
+
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D dask array for X, got shape {X.shape}."
+        )
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(
+        X.dtype, np.complexfloating
+    ):
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(
+            f"Found array with shape {X.shape}: at least one sample and one "
+            "feature are required."
+        )
+    X = X.astype(np.float64).rechunk({1: -1})
+    y = np.asarray(y.compute() if isinstance(y, da.Array) else y)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"y has {y.shape[0]} rows but X has {X.shape[0]}; they must match."
+        )
+    if not bool(da.isfinite(X).all().compute()):
+        raise ValueError("Input X contains NaN or infinity.")
+    estimator.n_features_in_ = X.shape[1]
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    return X, y
 
 
 def check_fit_sample_weight(sample_weight, X):
@@ -290,6 +388,12 @@ class _BaseNTK(BaseEstimator):
         "device": [StrOptions(set(DEVICES))],
         "working_memory": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Integral, None],
+        "solver": [StrOptions(set(SOLVERS))],
+        "n_centers": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     # -- kernel parameters ---------------------------------------------------
@@ -406,9 +510,134 @@ class _BaseNTK(BaseEstimator):
             sample_weight=sample_weight,
         )
 
-    def _fit_kernel_ridge(self, X, y, sample_weight):
-        """Fit on validated dense ``X``, float64 ``y`` and validated weights."""
+    def _choose_solver(self, n_samples, dask_input=False):
+        """``"cholesky"`` or ``"nystrom"`` for this fit: the one reader of ``solver``.
+
+        Called before the input validation, which copies ``X`` for the exact
+        solver only (the Nystrom solver reads ``X`` block by block, so a
+        memmap is never loaded whole). Raises ``ValueError`` for the
+        combinations that cannot work: dask input with ``"cholesky"``, and a
+        finite ``t`` or ``memory`` (which need the exact kernel) with
+        ``"nystrom"`` or dask input.
+        """
+        exact_only = [
+            name
+            for name, value in (
+                ("a finite t", self._flow_time()),
+                ("memory", self.memory),
+            )
+            if value is not None
+        ]
+        exact_only = " and ".join(exact_only)
+        if self.solver == "cholesky":
+            if dask_input:
+                raise ValueError(
+                    'solver="cholesky" needs the n x n kernel in one process; '
+                    'fit dask arrays with solver="nystrom" or "auto".'
+                )
+            return "cholesky"
+        if self.solver == "nystrom" or dask_input:
+            if exact_only:
+                raise ValueError(
+                    f"The Nystrom solver cannot fit with {exact_only}, which "
+                    'needs the exact training kernel: use solver="cholesky" '
+                    '(or "auto") on NumPy input, or set t=None and memory=None.'
+                )
+            return "nystrom"
+        need, budget = 8 * n_samples**2, _budget_bytes(self.working_memory)
+        if exact_only:
+            solver, why = "cholesky", f"{exact_only} needs the exact kernel"
+        elif need <= budget:
+            solver, why = "cholesky", "it fits"
+        else:
+            solver, why = "nystrom", "it does not fit"
+        if self.verbose:
+            print(
+                f"[{type(self).__name__}] solver='auto': the {n_samples} x "
+                f"{n_samples} kernel needs {need / 2**20:.1f} MiB and "
+                f"working_memory is {budget / 2**20:.1f} MiB; {why}: "
+                f"using {solver!r}."
+            )
+        return solver
+
+    def _nystrom_kernel_fn(self, device):
+        """Picklable ``kernel_fn(A, B=None)`` for :mod:`sknetk._nystrom`."""
+        return kernel_block_function(
+            self.kernel,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+            device=device,
+            **self._kernel_params(),
+        )
+
+    def _train_diag(self, X):
+        """``K(x, x)`` of the training rows in O(n), by row blocks (memmap, dask)."""
+        function = ntk_diag if self.kernel == "ntk" else nngp_diag
+        params = self._kernel_params()
+        if _is_dask(X):
+            return np.asarray(
+                X.map_blocks(
+                    function, drop_axis=1, dtype=np.float64, **params
+                ).compute()
+            )
+        rows = max(1, int(_budget_bytes(self.working_memory) // (16 * X.shape[1])))
+        parts = [
+            to_numpy(function(np.asarray(X[i : i + rows]), **params))
+            for i in range(0, X.shape[0], rows)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _fit_nystrom(self, X, y, sample_weight):
+        """Nystrom + preconditioned CG (:mod:`sknetk._nystrom`); NumPy attributes.
+
+        Only the centres are kept: ``X_fit_`` holds them and the prediction
+        ``K(X, X_fit_) @ dual_coef_`` of :meth:`_kernel_dot` is unchanged.
+        On the GPU, ``X`` (``n x d``) is copied to the device and every block,
+        factor and CG vector stays there; dask input runs its row blocks on
+        the current cluster, each worker choosing its device from ``device``.
+        """
+        diag = self._train_diag(X) if self.alpha_scale == "mean_diag" else None
+        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
+        if _is_dask(X):
+            device = self.device
+        else:
+            n_entries = X.shape[0] * min(self.n_centers, X.shape[0])
+            device = self._compute_device(n_entries)
+        cupy = cupy_or_error() if device == "gpu" and not _is_dask(X) else None
+        try:
+            centers, coef, n_iter, _ = nystrom_fit(
+                X if cupy is None else cupy.asarray(X),
+                y,
+                kernel_fn=self._nystrom_kernel_fn(device),
+                n_centers=self.n_centers,
+                alpha=self.alpha_,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                random_state=self.random_state,
+                working_memory=self.working_memory,
+                sample_weight=sample_weight,
+                verbose=self.verbose,
+            )
+            self.X_fit_ = np.array(to_numpy(centers), dtype=np.float64, copy=True)
+            self.dual_coef_ = to_numpy(coef)
+        finally:
+            if cupy is not None:
+                cupy.get_default_memory_pool().free_all_blocks()
+        self.n_iter_ = n_iter
+        return self
+
+    def _fit_kernel_ridge(self, X, y, sample_weight, solver="cholesky"):
+        """Fit on validated ``X``, float64 ``y`` and validated weights.
+
+        ``solver`` is what :meth:`_choose_solver` returned. The exact solver
+        needs a dense in-memory ``X``; the Nystrom solver also takes a
+        memmap or a dask array.
+        """
         self._check_kernel_params()
+        self.solver_ = solver
+        if solver == "nystrom":
+            return self._fit_nystrom(X, y, sample_weight)
+        self.n_iter_ = None
         if self._compute_device(X.shape[0] ** 2) == "gpu":
             self.dual_coef_ = self._fit_gpu(X, y, sample_weight)
         else:
@@ -501,6 +730,32 @@ class _BaseNTK(BaseEstimator):
             cupy.get_default_memory_pool().free_all_blocks()
 
     # -- predict -------------------------------------------------------------
+    def _check_exact(self, what):
+        """Raise when ``what`` needs the exact solver and the fit was Nystrom."""
+        if getattr(self, "solver_", "cholesky") == "nystrom":
+            raise ValueError(
+                f"{what} needs the exact training kernel, but this model was "
+                'fitted by the Nystrom solver: refit with solver="cholesky".'
+            )
+
+    def _dask_kernel_dot(self, X):
+        """Lazy ``K(X, X_fit_) @ dual_coef_`` for a dask ``X``: a dask array.
+
+        Each row chunk is one task on the current cluster; the result has
+        ``X``'s row chunks and nothing is computed until asked.
+        """
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has shape {X.shape}, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return nystrom_predict(
+            X.astype(np.float64).rechunk({1: -1}),
+            self.X_fit_,
+            self.dual_coef_,
+            self._nystrom_kernel_fn(self.device),
+        )
+
     def _kernel_dot(self, X, coef=None):
         """``K(X, X_fit_) @ coef``, streamed over row blocks of ``X``.
 

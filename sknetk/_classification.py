@@ -4,17 +4,21 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._array_api import to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
     _insert_params_doc,
     check_fit_sample_weight,
     densify,
+    n_rows,
     to_host,
     to_input_namespace,
+    validate_dask_fit,
 )
+from ._nystrom import _is_dask
 
 
 @_insert_params_doc
@@ -31,7 +35,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     Use it as a training-free, deterministic stand-in for an
     ``MLPClassifier`` of the same architecture, or where an RBF-kernel
     ``SVC``/``KernelRidge`` would be used, on up to tens of thousands of
-    samples (the exact solver needs the ``n x n`` kernel). Labels of any type
+    samples with the exact solver (it needs the ``n x n`` kernel), and on
+    millions with ``solver="nystrom"`` (:ref:`scaling`). Labels of any type
     are accepted (strings, non-contiguous integers).
 
     There is no ``predict_proba``: the decision values are regression outputs,
@@ -54,16 +59,24 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     classes_ : ndarray of shape (n_classes,)
         The class labels.
 
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training data (a float64 copy), needed for prediction.
+    X_fit_ : ndarray of shape (n_samples, n_features) or (n_centers, n_features)
+        Training data (a float64 copy), needed for prediction; with the
+        Nystrom solver, its centres only.
 
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        Dual coefficients of the one-vs-all problems; one column per class,
-        or a single vector (for ``classes_[1]`` against ``classes_[0]``) with
-        two classes.
+        Dual coefficients of the one-vs-all problems, one row per row of
+        ``X_fit_``; one column per class, or a single vector (for
+        ``classes_[1]`` against ``classes_[0]``) with two classes.
 
     alpha_ : float
         The ridge actually added to the diagonal.
+
+    solver_ : {"cholesky", "nystrom"}
+        The solver of the last :term:`fit` (what ``solver="auto"`` chose).
+
+    n_iter_ : int or None
+        Conjugate-gradient iterations of the Nystrom solver; ``None`` for
+        the exact solver, which does not iterate.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -147,6 +160,12 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         device="auto",
         working_memory=None,
         n_jobs=-1,
+        solver="auto",
+        n_centers=5000,
+        max_iter=100,
+        tol=1e-6,
+        random_state=None,
+        verbose=0,
     ):
         self.alpha = alpha
         self.kernel = kernel
@@ -164,6 +183,12 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.solver = solver
+        self.n_centers = n_centers
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -172,7 +197,9 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data.
+            Training data. With the Nystrom solver, also a ``numpy.memmap``
+            (read block by block, never copied whole) or a dask array chunked
+            by rows (fitted on the current dask cluster).
 
         y : array-like of shape (n_samples,)
             Class labels of any type.
@@ -185,14 +212,27 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
-        X, _ = to_host(X)
-        y, _ = to_host(y)
-        X, y = validate_data(
-            self, X, y, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, copy=True
-        )
-        X = densify(X)
+        solver = self._choose_solver(n_rows(X), _is_dask(X))
+        if _is_dask(X):
+            X, y = validate_dask_fit(self, X, y)
+            y = column_or_1d(y, warn=True)
+            sample_weight = check_fit_sample_weight(
+                sample_weight, np.empty((X.shape[0], 0))
+            )
+        else:
+            X, _ = to_host(X)
+            y, _ = to_host(y)
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=ACCEPT_SPARSE,
+                dtype=np.float64,
+                copy=solver == "cholesky",
+            )
+            X = densify(X)
+            sample_weight = check_fit_sample_weight(sample_weight, X)
         check_classification_targets(y)
-        sample_weight = check_fit_sample_weight(sample_weight, X)
         binarizer = LabelBinarizer(pos_label=1, neg_label=-1)
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_
@@ -210,7 +250,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 f"weight; got {n_present} class(es) among the labels "
                 f"{self.classes_.tolist()}."
             )
-        return self._fit_kernel_ridge(X, Y, sample_weight)
+        return self._fit_kernel_ridge(X, Y, sample_weight, solver)
 
     def decision_function(self, X):
         """One-vs-all decision values: the network outputs for each class.
@@ -218,7 +258,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+            Samples; a dask array chunked by rows gives a lazy dask array.
 
         Returns
         -------
@@ -226,6 +266,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             With two classes, positive values favour ``classes_[1]``.
         """
         check_is_fitted(self)
+        if _is_dask(X):
+            return self._dask_kernel_dot(X)
         X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
@@ -238,16 +280,27 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+            Samples; a dask array chunked by rows gives a lazy dask array.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
             Predicted labels, of the type of ``classes_``.
         """
-        scores = self.decision_function(to_host(X)[0])
-        if scores.ndim == 1:
-            indices = (scores > 0).astype(np.intp)
-        else:
-            indices = np.argmax(scores, axis=1)
-        return self.classes_[indices]
+        if _is_dask(X):
+            scores = self.decision_function(X)
+            return scores.map_blocks(
+                _labels_of,
+                classes=self.classes_,
+                drop_axis=list(range(1, scores.ndim)),
+                dtype=self.classes_.dtype,
+            )
+        return _labels_of(self.decision_function(to_host(X)[0]), self.classes_)
+
+
+def _labels_of(scores, classes):
+    """Labels for decision values (NumPy, or a CuPy block of a dask array)."""
+    scores = to_numpy(scores)
+    if scores.ndim == 1:
+        return classes[(scores > 0).astype(np.intp)]
+    return classes[np.argmax(scores, axis=1)]

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import MultiOutputMixin, RegressorMixin, _fit_context
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import device as array_device
@@ -18,9 +19,12 @@ from ._base import (
     check_finite_prediction,
     check_fit_sample_weight,
     densify,
+    n_rows,
     to_host,
     to_input_namespace,
+    validate_dask_fit,
 )
+from ._nystrom import _is_dask
 from .dynamics import (
     ensemble_covariance,
     gp_posterior,
@@ -59,7 +63,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     ``MLPRegressor``. The model has no intercept and its kernels depend on
     the scale of ``X``: standardise the features (and centre ``y`` or use
     ``TransformedTargetRegressor``). The exact solver needs the ``n x n``
-    training kernel in memory and O(n^3) time.
+    training kernel in memory and O(n^3) time; beyond tens of thousands of
+    rows, ``solver="nystrom"`` (chosen by ``"auto"`` when the kernel does not
+    fit ``working_memory``) fits millions of rows, memmaps and dask arrays
+    (:ref:`scaling`).
 
     Read more in the :ref:`User Guide <estimators>`.
 
@@ -75,11 +82,14 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     Attributes
     ----------
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training data (a float64 copy), needed for prediction.
+    X_fit_ : ndarray of shape (n_samples, n_features) or (n_centers, n_features)
+        Training data (a float64 copy), needed for prediction; with the
+        Nystrom solver, its centres only.
 
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Dual coefficients: the prediction is ``K(X, X_fit_) @ dual_coef_``.
+        Dual coefficients, one row per row of ``X_fit_`` (``n_centers`` rows
+        with the Nystrom solver): the prediction is
+        ``K(X, X_fit_) @ dual_coef_``.
 
     alpha_ : float
         The ridge actually added to the diagonal (``alpha``, or ``alpha``
@@ -88,6 +98,13 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Training targets (a float64 copy), needed by
         :meth:`predict_trajectory`.
+
+    solver_ : {"cholesky", "nystrom"}
+        The solver of the last :term:`fit` (what ``solver="auto"`` chose).
+
+    n_iter_ : int or None
+        Conjugate-gradient iterations of the Nystrom solver; ``None`` for
+        the exact solver, which does not iterate.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -211,6 +228,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         device="auto",
         working_memory=None,
         n_jobs=-1,
+        solver="auto",
+        n_centers=5000,
+        max_iter=100,
+        tol=1e-6,
+        random_state=None,
+        verbose=0,
     ):
         self.alpha = alpha
         self.kernel = kernel
@@ -228,6 +251,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.solver = solver
+        self.n_centers = n_centers
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -236,7 +265,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data.
+            Training data. With the Nystrom solver, also a ``numpy.memmap``
+            (read block by block, never copied whole) or a dask array chunked
+            by rows (fitted on the current dask cluster).
 
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Target values.
@@ -249,21 +280,31 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
-        X, _ = to_host(X)
-        y, _ = to_host(y)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=ACCEPT_SPARSE,
-            dtype=np.float64,
-            copy=True,
-            multi_output=True,
-            y_numeric=True,
-        )
-        X = densify(X)
-        sample_weight = check_fit_sample_weight(sample_weight, X)
-        self._fit_kernel_ridge(X, y, sample_weight)
+        solver = self._choose_solver(n_rows(X), _is_dask(X))
+        if _is_dask(X):
+            X, y = validate_dask_fit(self, X, y)
+            y = check_array(
+                y, ensure_2d=False, dtype=np.float64, input_name="y"
+            )
+            sample_weight = check_fit_sample_weight(
+                sample_weight, np.empty((X.shape[0], 0))
+            )
+        else:
+            X, _ = to_host(X)
+            y, _ = to_host(y)
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=ACCEPT_SPARSE,
+                dtype=np.float64,
+                copy=solver == "cholesky",
+                multi_output=True,
+                y_numeric=True,
+            )
+            X = densify(X)
+            sample_weight = check_fit_sample_weight(sample_weight, X)
+        self._fit_kernel_ridge(X, y, sample_weight, solver)
         self.y_fit_ = np.array(y, dtype=np.float64, copy=True)
         self._fit_sample_weight = (
             None if sample_weight is None else np.array(sample_weight, copy=True)
@@ -280,14 +321,17 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+            Samples; also a ``numpy.memmap`` (read block by block) or a dask
+            array chunked by rows, for which the prediction is a lazy dask
+            array with the same row chunks.
 
         return_std : bool, default=False
             Also return the standard deviation of the prediction at each
             sample: the NNGP posterior (``kernel="nngp"``) or the spread of
             the ensemble of trained networks (``kernel="ntk"``); see Notes.
             Only the variances are computed (never the ``n_test x n_test``
-            covariance), over blocks of at least ``n_train`` rows.
+            covariance), over blocks of at least ``n_train`` rows. Needs
+            the exact solver (``ValueError`` after a Nystrom fit).
 
         return_cov : bool, default=False
             Also return the covariance of the predictions between the
@@ -312,6 +356,15 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             raise ValueError(
                 "At most one of return_std or return_cov can be requested."
             )
+        if return_std or return_cov:
+            self._check_exact("return_std or return_cov")
+        if _is_dask(X):
+            if return_std or return_cov:
+                raise ValueError(
+                    "return_std and return_cov take NumPy or CuPy input, not "
+                    "dask arrays."
+                )
+            return self._dask_kernel_dot(X)
         X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
@@ -358,9 +411,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         -----
         The training kernel is recomputed (or loaded from ``memory``) and
         decomposed at each call: O(n^3) time and about three ``n x n``
-        matrices of memory, which the fitted model does not keep.
+        matrices of memory, which the fitted model does not keep. It needs
+        the exact solver: after a Nystrom fit it raises ``ValueError``.
         """
         check_is_fitted(self)
+        self._check_exact("predict_trajectory")
         X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False

@@ -1,18 +1,23 @@
 """Tests of the Nystrom + preconditioned-CG solver (sknetk._nystrom)."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+from joblib import Memory
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_ridge import KernelRidge
 
+from sknetk._classification import NTKClassifier
 from sknetk._nystrom import (
     kernel_block_function,
     nystrom_fit,
     nystrom_predict,
     sample_centers,
 )
+from sknetk._regression import NTKRegressor
 from sknetk.kernels import ntk_kernel
 
 KERNEL = dict(depth=2, activation="relu", weight_std=1.0, bias_std=0.1)
@@ -397,72 +402,159 @@ def test_cupy_input_matches_numpy():
 
 
 # ---------------------------------------------------------------------------
-# Through the estimators (skipped until they take solver="nystrom")
+# Through the estimators
 # ---------------------------------------------------------------------------
-def _estimators_with_solver():
-    from sknetk._classification import NTKClassifier
-    from sknetk._regression import NTKRegressor
-
-    if "solver" not in NTKRegressor().get_params():
-        pytest.skip("the estimators do not take solver= yet")
-    return NTKRegressor, NTKClassifier
-
-
-def test_estimator_nystrom_all_centres_equals_cholesky():
-    """NTKRegressor(solver='nystrom', n_centers >= n) predicts as 'cholesky'."""
-    NTKRegressor, NTKClassifier = _estimators_with_solver()
+@pytest.mark.parametrize(
+    "kernel, frozen_layers", [("ntk", 0), ("ntk", 1), ("nngp", 0)]
+)
+def test_estimator_nystrom_all_centres_equals_cholesky(kernel, frozen_layers):
+    """solver='nystrom' with n_centers >= n predicts as solver='cholesky'."""
     X, y, Xt, _ = teacher_data(200, n_test=50, seed=12)
-    params = dict(alpha=0.1, depth=2, bias_std=0.1, alpha_scale="mean_diag")
-    exact = NTKRegressor(solver="cholesky", **params).fit(X, y)
+    w = np.random.default_rng(0).uniform(0.0, 2.0, size=200)
+    params = dict(alpha=0.1, depth=2, bias_std=0.1, alpha_scale="mean_diag",
+                  kernel=kernel, frozen_layers=frozen_layers)
+    exact = NTKRegressor(solver="cholesky", **params).fit(X, y, sample_weight=w)
     approx = NTKRegressor(solver="nystrom", n_centers=500, tol=1e-12,
-                          **params).fit(X, y)
+                          **params).fit(X, y, sample_weight=w)
     assert approx.solver_ == "nystrom" and exact.solver_ == "cholesky"
-    assert approx.alpha_ == pytest.approx(exact.alpha_)
-    assert 1 <= approx.n_iter_ <= 3
+    assert exact.n_iter_ is None and approx.n_iter_ >= 1
+    assert approx.alpha_ == pytest.approx(exact.alpha_, rel=1e-12)
     np.testing.assert_allclose(approx.predict(Xt), exact.predict(Xt), rtol=1e-7,
                                atol=1e-9)
-    labels = (y > np.median(y)).astype(int)
+    # without weights the preconditioner is exact: CG needs one or two steps
+    unweighted = clone(approx).fit(X, y)
+    assert 1 <= unweighted.n_iter_ <= 3
+    np.testing.assert_allclose(unweighted.predict(Xt),
+                               clone(exact).fit(X, y).predict(Xt), rtol=1e-7,
+                               atol=1e-9)
+    labels = np.array(["a", "b", "c"])[np.digitize(y, np.quantile(y, [0.3, 0.6]))]
     clf_exact = NTKClassifier(solver="cholesky", **params).fit(X, labels)
     clf = NTKClassifier(solver="nystrom", n_centers=500, tol=1e-12, **params)
     clf.fit(X, labels)
     np.testing.assert_allclose(clf.decision_function(Xt),
                                clf_exact.decision_function(Xt), rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(clf.predict(Xt), clf_exact.predict(Xt))
+
+
+def test_estimator_nystrom_equals_solver_function():
+    """With fewer centres, the estimator is nystrom_fit on the same kernel."""
+    X, y, Xt, _ = teacher_data(300, n_test=40, seed=15)
+    model = NTKRegressor(alpha=0.05, depth=2, bias_std=0.1, solver="nystrom",
+                         n_centers=40, random_state=3, tol=1e-10).fit(X, y)
+    centers, coef, n_iter, _ = nystrom_fit(
+        X, y, kernel_fn=kernel_block_function("ntk", **KERNEL), n_centers=40,
+        alpha=0.05, random_state=3, tol=1e-10,
+    )
+    np.testing.assert_array_equal(model.X_fit_, centers)
+    assert model.n_iter_ == n_iter
+    np.testing.assert_allclose(model.dual_coef_, coef, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(Xt), ntk_kernel(Xt, centers, **KERNEL)
+                               @ coef, rtol=1e-10)
+    other = clone(model).set_params(random_state=4).fit(X, y)
+    assert not np.array_equal(other.X_fit_, model.X_fit_)
 
 
 def test_estimator_auto_solver_follows_budget(capsys):
     """solver='auto' is exact while the n x n kernel fits working_memory."""
-    NTKRegressor, _ = _estimators_with_solver()
     X, y, _, _ = teacher_data(300, seed=13)  # the kernel takes 0.69 MiB
     small = NTKRegressor(working_memory=0.5, n_centers=100, verbose=1).fit(X, y)
     assert small.solver_ == "nystrom" and small.X_fit_.shape == (100, 5)
-    assert "nystrom" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "solver='auto'" in out and "using 'nystrom'" in out
+    assert "[nystrom] CG:" in out  # the solver's own summary
     big = NTKRegressor(working_memory=1.0).fit(X, y)
-    assert big.solver_ == "cholesky" and big.n_iter_ == 1
+    assert big.solver_ == "cholesky" and big.n_iter_ is None
+    assert big.X_fit_.shape == X.shape
+    assert capsys.readouterr().out == ""  # verbose=0 prints nothing
+    # A finite t and memory need the exact kernel: "auto" keeps it.
+    for extra in (dict(t=10.0), dict(memory=Memory(None, verbose=0))):
+        model = NTKRegressor(working_memory=0.5, verbose=1, **extra).fit(X, y)
+        assert model.solver_ == "cholesky"
+        assert "needs the exact kernel: using 'cholesky'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [dict(t=10.0), dict(memory=Memory(None))],
+                         ids=["t", "memory"])
+def test_estimator_nystrom_refuses_exact_only_options(extra):
+    """A finite t and memory with solver='nystrom' raise a ValueError at fit."""
+    X, y, _, _ = teacher_data(50, seed=16)
+    for Estimator in (NTKRegressor, NTKClassifier):
+        target = y if Estimator is NTKRegressor else y > 0
+        with pytest.raises(ValueError, match="exact training kernel"):
+            Estimator(solver="nystrom", **extra).fit(X, target)
+    # t=inf is the converged model: allowed
+    NTKRegressor(solver="nystrom", t=np.inf, n_centers=10).fit(X, y)
+
+
+def test_estimator_nystrom_refuses_uncertainty_and_trajectory():
+    """return_std, return_cov and predict_trajectory need the exact solver."""
+    X, y, Xt, _ = teacher_data(60, n_test=5, seed=17)
+    model = NTKRegressor(solver="nystrom", n_centers=20, random_state=0).fit(X, y)
+    for kwargs in (dict(return_std=True), dict(return_cov=True)):
+        with pytest.raises(ValueError, match='solver="cholesky"'):
+            model.predict(Xt, **kwargs)
+    with pytest.raises(ValueError, match='solver="cholesky"'):
+        model.predict_trajectory(Xt, [1.0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+def test_estimator_nystrom_degenerate_data_is_finite(alpha):
+    """Duplicate and all-zero rows give finite fits and predictions."""
+    rng = np.random.default_rng(18)
+    X = np.repeat(rng.normal(size=(10, 3)), 6, axis=0)
+    X[:7] = 0.0
+    y = rng.normal(size=60)
+    model = NTKRegressor(alpha=alpha, solver="nystrom", n_centers=30,
+                         random_state=0).fit(X, y)
+    assert np.isfinite(model.dual_coef_).all()
+    assert np.isfinite(model.predict(np.vstack([X, np.zeros((1, 3))]))).all()
 
 
 def test_estimator_memmap_is_not_copied(tmp_path):
-    """fit/predict stream a memmap through the Nystrom solver (no full copy)."""
-    NTKRegressor, _ = _estimators_with_solver()
-    n, d = 2000, 20
+    """fit/predict stream a memmap: peak memory stays below the size of X."""
+    n, d = 20_000, 50  # X takes 8 MB
     X, y, _, _ = teacher_data(n, d=d, seed=14)
     path = tmp_path / "X.dat"
     mm = np.memmap(path, dtype=np.float64, mode="w+", shape=(n, d))
     mm[:] = X
     mm.flush()
+    del mm
     Xmm = np.memmap(path, dtype=np.float64, mode="r", shape=(n, d))
-    params = dict(solver="nystrom", n_centers=50, working_memory=0.2,
-                  random_state=0, tol=1e-10)
-    model = NTKRegressor(**params).fit(Xmm, y)
+    params = dict(solver="nystrom", n_centers=50, working_memory=0.5,
+                  random_state=0, tol=1e-10, n_jobs=1)
     ref = NTKRegressor(**params).fit(X, y)
-    np.testing.assert_allclose(model.predict(Xmm), ref.predict(X), rtol=1e-8)
+    ref_pred = ref.predict(X)
+    tracemalloc.start()
+    try:
+        model = NTKRegressor(**params).fit(Xmm, y)
+        pred = model.predict(Xmm)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 2, f"peak {peak} B for X of {X.nbytes} B"
+    np.testing.assert_allclose(pred, ref_pred, rtol=1e-8)
+    # the exact solver copies X (it keeps X_fit_): same validation, copy=True
+    exact = NTKRegressor(solver="cholesky").fit(Xmm[:100], y[:100])
+    assert not np.shares_memory(exact.X_fit_, Xmm)
 
 
-def test_estimator_nystrom_common_checks():
-    """Both estimators with solver='nystrom' pass scikit-learn's common checks."""
-    from sklearn.utils.estimator_checks import check_estimator
+@pytest.mark.gpu
+def test_estimator_nystrom_on_gpu_matches_cpu():
+    """device='gpu' runs the Nystrom solver on CuPy; NumPy attributes, same fit."""
+    cupy = pytest.importorskip("cupy")
+    from sknetk._device import gpu_available
 
-    NTKRegressor, NTKClassifier = _estimators_with_solver()
-    # tol well below the checks' rtol=1e-7 (sample-weight equivalence)
-    params = dict(solver="nystrom", n_centers=30, random_state=0, tol=1e-10)
-    for est in (NTKRegressor(**params), NTKClassifier(**params)):
-        check_estimator(est)
+    if not gpu_available():
+        pytest.skip("no CUDA device")
+    X, y, Xt, _ = teacher_data(2000, n_test=100, seed=19)
+    params = dict(alpha=0.05, depth=2, bias_std=0.1, solver="nystrom",
+                  n_centers=300, random_state=0, tol=1e-10)
+    cpu = NTKRegressor(device="cpu", **params).fit(X, y)
+    gpu = NTKRegressor(device="gpu", **params).fit(X, y)
+    assert isinstance(gpu.X_fit_, np.ndarray) and isinstance(gpu.dual_coef_,
+                                                              np.ndarray)
+    np.testing.assert_array_equal(gpu.X_fit_, cpu.X_fit_)
+    np.testing.assert_allclose(gpu.predict(Xt), cpu.predict(Xt), rtol=1e-7,
+                               atol=1e-9)
+    out = gpu.predict(cupy.asarray(Xt))
+    assert isinstance(out, cupy.ndarray)
