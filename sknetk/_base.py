@@ -637,7 +637,7 @@ class _BaseNTK(BaseEstimator):
         self.solver_ = solver
         if solver == "nystrom":
             return self._fit_nystrom(X, y, sample_weight)
-        self.n_iter_ = None
+        self.n_iter_ = 1
         if self._compute_device(X.shape[0] ** 2) == "gpu":
             self.dual_coef_ = self._fit_gpu(X, y, sample_weight)
         else:

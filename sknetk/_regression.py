@@ -102,9 +102,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     solver_ : {"cholesky", "nystrom"}
         The solver of the last :term:`fit` (what ``solver="auto"`` chose).
 
-    n_iter_ : int or None
-        Conjugate-gradient iterations of the Nystrom solver; ``None`` for
-        the exact solver, which does not iterate.
+    n_iter_ : int
+        Conjugate-gradient iterations of the Nystrom solver; 1 for the exact
+        solver (one direct solve).
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.

@@ -39,6 +39,15 @@ ESTIMATORS = [
         activation="erf", parameterization="standard", width=64, working_memory=0.05
     ),
     NTKClassifier(kernel="nngp", t=5.0, memory=Memory(None, verbose=0)),
+    # The Nystrom solver: fewer centres than the rows of most checks (a real
+    # approximation), and a tolerance well below the checks' rtol=1e-7. The
+    # sample-weight equivalence check repeats 15 rows into 27: with at least
+    # 27 centres every row is one and both fits are exact (with fewer, the
+    # repeated rows change the uniform draw of centres, so integer weights
+    # equal repetitions only in distribution; n_centers=20 passed by the
+    # luck of the seed, failing for 8 of 20 seeds).
+    NTKRegressor(solver="nystrom", n_centers=30, tol=1e-10),
+    NTKClassifier(solver="nystrom", n_centers=30, tol=1e-10),
     NTKRegressorCV(),
     NTKClassifierCV(),
     FourierFeatures(n_components=16),
