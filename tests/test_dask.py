@@ -6,6 +6,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
+from sknetk._classification import NTKClassifier  # noqa: E402
 from sknetk._dask import (  # noqa: E402
     dask_kernel_matvec,
     dask_knm_gram,
@@ -18,6 +19,7 @@ from sknetk._nystrom import (  # noqa: E402
     nystrom_fit,
     nystrom_predict,
 )
+from sknetk._regression import NTKRegressor  # noqa: E402
 from sknetk.kernels import ntk_kernel  # noqa: E402
 
 KERNEL = dict(depth=2, bias_std=0.1)
@@ -119,9 +121,9 @@ def test_auto_strategy_counts_cluster_memory(client, data):
         == "gram"
 
 
-def test_gridsearch_under_joblib_dask_backend(client):
+@pytest.mark.parametrize("solver", ["cholesky", "nystrom"])
+def test_gridsearch_under_joblib_dask_backend(client, solver):
     """GridSearchCV runs its fits on the cluster with the joblib dask backend."""
-    regression = pytest.importorskip("sknetk._regression")
     from joblib import parallel_backend
     from sklearn.model_selection import GridSearchCV
 
@@ -129,7 +131,7 @@ def test_gridsearch_under_joblib_dask_backend(client):
     X = rng.normal(size=(120, 3))
     y = np.sin(X[:, 0]) + 0.05 * rng.normal(size=120)
     grid = {"depth": [1, 2], "alpha": [0.01, 0.1]}
-    estimator = regression.NTKRegressor(n_jobs=1)
+    estimator = NTKRegressor(n_jobs=1, solver=solver, n_centers=30, random_state=0)
     serial = GridSearchCV(estimator, grid, cv=3).fit(X, y)
     with parallel_backend("dask"):
         parallel = GridSearchCV(estimator, grid, cv=3, n_jobs=-1).fit(X, y)
@@ -145,11 +147,6 @@ def test_gridsearch_under_joblib_dask_backend(client):
 
 def test_estimators_accept_dask_arrays(client, data):
     """NTKRegressor/NTKClassifier fit on dask arrays; predict returns dask arrays."""
-    from sknetk._classification import NTKClassifier
-    from sknetk._regression import NTKRegressor
-
-    if "solver" not in NTKRegressor().get_params():
-        pytest.skip("the estimators do not take solver= yet")
     X, Y, _ = data
     Xd = da.from_array(X, chunks=(150, 4))
     params = dict(depth=2, bias_std=0.1, alpha=0.05, n_centers=80, random_state=0,
@@ -166,3 +163,49 @@ def test_estimators_accept_dask_arrays(client, data):
     out = clf.predict(Xd)
     assert isinstance(out, da.Array)
     np.testing.assert_array_equal(out.compute(), clf_ref.predict(X))
+
+
+def test_estimators_dask_weights_and_mean_diag(client, data):
+    """Dask X, y and weights with alpha_scale='mean_diag' equal the NumPy fit."""
+    X, Y, w = data
+    params = dict(depth=2, bias_std=0.1, alpha=0.05, alpha_scale="mean_diag",
+                  n_centers=60, random_state=1, tol=1e-10, n_jobs=1,
+                  solver="nystrom")
+    Xd = da.from_array(X, chunks=(150, 4))
+    model = NTKRegressor(**params).fit(
+        Xd, da.from_array(Y[:, 0], chunks=150), sample_weight=da.from_array(w)
+    )
+    ref = NTKRegressor(**params).fit(X, Y[:, 0], sample_weight=w)
+    assert model.alpha_ == pytest.approx(ref.alpha_, rel=1e-12)
+    assert model.n_features_in_ == 4
+    np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-7,
+                               atol=1e-9)
+
+
+def test_predict_dask_after_exact_fit(client, data):
+    """A model fitted exactly on NumPy predicts dask arrays lazily, the same."""
+    X, Y, _ = data
+    model = NTKRegressor(solver="cholesky", alpha=0.1, n_jobs=1, **KERNEL)
+    model.fit(X[:200], Y[:200])
+    pred = model.predict(da.from_array(X, chunks=(250, 2)))  # chunked by columns too
+    assert isinstance(pred, da.Array) and pred.chunks[0] == (250, 250, 100)
+    np.testing.assert_allclose(pred.compute(), model.predict(X), rtol=1e-10)
+    with pytest.raises(ValueError, match="expecting 4 features"):
+        model.predict(da.from_array(X[:, :3]))
+
+
+def test_estimators_dask_refusals(client, data):
+    """Dask input with the exact solver, t, memory or NaN raises ValueError."""
+    X, Y, _ = data
+    Xd = da.from_array(X, chunks=(150, 4))
+    with pytest.raises(ValueError, match='solver="cholesky" needs'):
+        NTKRegressor(solver="cholesky").fit(Xd, Y)
+    with pytest.raises(ValueError, match="finite t"):
+        NTKRegressor(t=1.0).fit(Xd, Y)
+    bad = X.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        NTKClassifier().fit(da.from_array(bad, chunks=(150, 4)), Y[:, 0] > 0)
+    model = NTKRegressor(n_centers=20, random_state=0).fit(Xd, Y)
+    with pytest.raises(ValueError, match="return_std"):
+        model.predict(Xd, return_std=True)
