@@ -48,7 +48,6 @@ from .kernels import (
     KernelSpec,
     kernel_matvec,
     nngp_kernel,
-    nngp_ntk_kernels,
     ntk_kernel,
 )
 
@@ -371,30 +370,17 @@ class _BaseNTKCV(BaseEstimator):
 
     def _kernel_stack(self, X, depth, activation, frozen_layers):
         """Kernels of depths ``1..depth``, shape (depth, n, n), one pass."""
-        params = self._kernel_params(depth, activation, frozen_layers)
-        common = dict(
-            all_depths=True,
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device=self.device,
-        )
-        if self.kernel == "nngp":
-            params.pop("frozen_layers")
-            return nngp_kernel(X, **params, **common)
-        if frozen_layers == 0:
-            params.pop("frozen_layers")
-            return ntk_kernel(X, **params, **common)
-        return nngp_ntk_kernels(X, **params, **common)[1]
+        return self._kernel_matrix(X, None, depth, activation, frozen_layers,
+                                   all_depths=True)
 
-    def _kernel_matrix(self, X, Y, depth, activation, frozen_layers):
-        params = self._kernel_params(depth, activation, frozen_layers)
-        common = dict(working_memory=self.working_memory, n_jobs=self.n_jobs,
-                      device=self.device)
-        if self.kernel == "ntk" and frozen_layers:
-            return nngp_ntk_kernels(X, Y, **params, **common)[1]
-        params.pop("frozen_layers")
+    def _kernel_matrix(self, X, Y, depth, activation, frozen_layers,
+                       all_depths=False):
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
-        return function(X, Y, **params, **common)
+        return function(
+            X, Y, **self._kernel_params(depth, activation, frozen_layers),
+            all_depths=all_depths, working_memory=self.working_memory,
+            n_jobs=self.n_jobs, device=self.device,
+        )
 
     def _to_device(self, X):
         """``X`` moved to the GPU when the work should run there."""
@@ -556,24 +542,10 @@ class _BaseNTKCV(BaseEstimator):
     def _dense_decision(self, X):
         params = self._kernel_params(self.depth_, self.activation_,
                                      self.frozen_layers_)
-        if not self.frozen_layers_:
-            params.pop("frozen_layers")
-            return kernel_matvec(
-                X, self.X_fit_, self.dual_coef_, kernel=self.kernel, **params,
-                working_memory=self.working_memory, n_jobs=self.n_jobs,
-                device=self.device)
-        # kernel_matvec has no frozen_layers: stream row blocks by hand.
-        budget = (self.working_memory or _sklearn_working_memory()) * 2**20
-        rows = max(1, int(budget / (4 * 8 * max(self.X_fit_.shape[0], 1))))
-        parts = [
-            self._kernel_matrix(X[i : i + rows], self.X_fit_, self.depth_,
-                                self.activation_, self.frozen_layers_)
-            @ self.dual_coef_
-            for i in range(0, X.shape[0], rows)
-        ]
-        if parts:
-            return np.concatenate(parts, axis=0)
-        return np.zeros((0,) + self.dual_coef_.shape[1:])
+        return kernel_matvec(
+            X, self.X_fit_, self.dual_coef_, kernel=self.kernel, **params,
+            working_memory=self.working_memory, n_jobs=self.n_jobs,
+            device=self.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -586,12 +558,6 @@ def _diagonal(K):
     if is_numpy_namespace(xp):
         return np.diagonal(K)
     return xp.linalg.diagonal(K)
-
-
-def _sklearn_working_memory():
-    from sklearn import get_config
-
-    return get_config()["working_memory"]
 
 
 def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
