@@ -605,7 +605,7 @@ class _BaseNTK(BaseEstimator):
             device = self._compute_device(n_entries)
         cupy = cupy_or_error() if device == "gpu" and not _is_dask(X) else None
         try:
-            centers, coef, n_iter, _ = nystrom_fit(
+            centers, coef, n_iter, info = nystrom_fit(
                 X if cupy is None else cupy.asarray(X),
                 y,
                 kernel_fn=self._nystrom_kernel_fn(device),
@@ -618,8 +618,10 @@ class _BaseNTK(BaseEstimator):
                 sample_weight=sample_weight,
                 verbose=self.verbose,
             )
-            self.X_fit_ = np.array(to_numpy(centers), dtype=np.float64, copy=True)
+            self.X_fit_ = np.asarray(to_numpy(centers), dtype=np.float64)
             self.dual_coef_ = to_numpy(coef)
+            # the ridge used: alpha_, floored for degenerate centres
+            self.alpha_ = float(info["alpha"])
         finally:
             if cupy is not None:
                 cupy.get_default_memory_pool().free_all_blocks()

@@ -69,7 +69,9 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         ``classes_[1]`` against ``classes_[0]``) with two classes.
 
     alpha_ : float
-        The ridge actually added to the diagonal.
+        The ridge actually added to the diagonal. The Nystrom solver floors
+        it at about ``1e3 * n * eps`` times the mean diagonal, which only
+        matters for ``alpha=0`` or duplicate centres.
 
     solver_ : {"cholesky", "nystrom"}
         The solver of the last :term:`fit` (what ``solver="auto"`` chose).

@@ -93,7 +93,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     alpha_ : float
         The ridge actually added to the diagonal (``alpha``, or ``alpha``
-        times the mean diagonal with ``alpha_scale="mean_diag"``).
+        times the mean diagonal with ``alpha_scale="mean_diag"``). The Nystrom
+        solver floors it at about ``1e3 * n * eps`` times the mean diagonal,
+        which only matters for ``alpha=0`` or duplicate centres.
 
     y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Training targets (a float64 copy), needed by
