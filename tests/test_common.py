@@ -19,8 +19,10 @@ from sknetk._regression import NTKRegressor
 from sknetk.fourier import FourierFeatures
 
 # Defaults first, then non-default settings; the small working memory makes
-# the kernels and predictions go through many tiles. ``Memory(None)`` runs the
-# cached-kernel code path without writing to disk.
+# the kernels and predictions go through many tiles (with solver="auto", it
+# also switches to the Nystrom solver, with every row a centre, beyond 80
+# rows; solver="cholesky" keeps the tiled exact path). ``Memory(None)`` runs
+# the cached-kernel code path without writing to disk.
 ESTIMATORS = [
     NTKRegressor(),
     NTKRegressor(
@@ -30,6 +32,7 @@ ESTIMATORS = [
         bias_std=0.5,
         working_memory=0.05,
         n_jobs=1,
+        solver="cholesky",
     ),
     NTKRegressor(
         alpha=0.1, depth=2, frozen_layers=1, t=1e3, memory=Memory(None, verbose=0)
@@ -46,7 +49,8 @@ ESTIMATORS = [
     # repeated rows change the uniform draw of centres, so integer weights
     # equal repetitions only in distribution; n_centers=20 passed by the
     # luck of the seed, failing for 8 of 20 seeds).
-    NTKRegressor(solver="nystrom", n_centers=30, tol=1e-10),
+    NTKRegressor(solver="nystrom", n_centers=30, tol=1e-10, depth=2,
+                 frozen_layers=1, alpha_scale="mean_diag", bias_std=0.1),
     NTKClassifier(solver="nystrom", n_centers=30, tol=1e-10),
     NTKRegressorCV(),
     NTKClassifierCV(),
