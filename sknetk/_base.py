@@ -604,9 +604,12 @@ class _BaseNTK(BaseEstimator):
             n_entries = X.shape[0] * min(self.n_centers, X.shape[0])
             device = self._compute_device(n_entries)
         cupy = cupy_or_error() if device == "gpu" and not _is_dask(X) else None
+        if cupy is not None:
+            # On the device, the kernel of CuPy input runs there ("auto").
+            X, device = cupy.asarray(X), "auto"
         try:
             centers, coef, n_iter, info = nystrom_fit(
-                X if cupy is None else cupy.asarray(X),
+                X,
                 y,
                 kernel_fn=self._nystrom_kernel_fn(device),
                 n_centers=self.n_centers,
