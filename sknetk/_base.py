@@ -171,7 +171,8 @@ KERNEL_PARAMS_DOC = """
         O(n m) time per iteration and no ``n x n`` matrix; with
         ``n_centers >= n_samples`` it equals the exact solver. ``"auto"``:
         the exact solver while the ``n x n`` float64 kernel (``8 n^2``
-        bytes) fits ``working_memory``, and for a finite ``t`` or with
+        bytes) fits ``working_memory`` (on the GPU: 90% of the device's free
+        memory, since the GPU fit factorises in place), and for a finite ``t`` or with
         ``memory``; the Nystrom solver beyond and for dask arrays.
         ``verbose`` says which. A finite ``t``, ``memory``,
         ``predict(return_std=True)``, ``return_cov`` and
@@ -544,7 +545,15 @@ class _BaseNTK(BaseEstimator):
                     '(or "auto") on NumPy input, or set t=None and memory=None.'
                 )
             return "nystrom"
-        need, budget = 8 * n_samples**2, _budget_bytes(self.working_memory)
+        need = 8 * n_samples**2
+        if self._compute_device(n_samples**2) == "gpu":
+            # On the GPU the exact fit factorises in place: one n x n matrix
+            # of device memory, judged against what the device has free.
+            from ._cuda import free_device_memory
+
+            budget, where = 0.9 * free_device_memory(), "free GPU memory"
+        else:
+            budget, where = _budget_bytes(self.working_memory), "working_memory"
         if exact_only:
             solver, why = "cholesky", f"{exact_only} needs the exact kernel"
         elif need <= budget:
@@ -555,7 +564,7 @@ class _BaseNTK(BaseEstimator):
             print(
                 f"[{type(self).__name__}] solver='auto': the {n_samples} x "
                 f"{n_samples} kernel needs {need / 2**20:.1f} MiB and "
-                f"working_memory is {budget / 2**20:.1f} MiB; {why}: "
+                f"{where} is {budget / 2**20:.1f} MiB; {why}: "
                 f"using {solver!r}."
             )
         return solver
