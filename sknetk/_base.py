@@ -198,9 +198,10 @@ KERNEL_PARAMS_DOC = """
         reproducible fits. The exact solver is deterministic and ignores it.
 
     verbose : int, default=0
-        ``1`` prints the solver ``"auto"`` chose and the Nystrom solver's
-        strategy and conjugate-gradient summary; ``2`` also every
-        iteration.""".format(
+        ``1`` shows a progress bar over the kernel tiles (and prediction row
+        blocks) on standard error, tqdm's when it is installed, and prints
+        the solver ``"auto"`` chose and the Nystrom solver's strategy and
+        conjugate-gradient summary; ``2`` also every iteration.""".format(
     activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
 )
 
@@ -489,6 +490,7 @@ class _BaseNTK(BaseEstimator):
             working_memory=self.working_memory,
             n_jobs=self.n_jobs,
             device="cpu",
+            verbose=self.verbose,
         )
 
     def _solve(self, K, y, sample_weight):
@@ -825,6 +827,7 @@ class _BaseNTK(BaseEstimator):
                 working_memory=self.working_memory,
                 n_jobs=self.n_jobs,
                 device="cpu",
+                verbose=self.verbose,
             )
         return check_finite_prediction(out)
 

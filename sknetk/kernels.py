@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from ._activations import _SNAP, ACTIVATIONS, get_activation
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._device import check_device, cupy_or_error, use_gpu
+from ._progress import progress
 
 __all__ = [
     "ntk_kernel",
@@ -460,7 +461,8 @@ def _n_threads(xp, n_jobs, n_tiles):
     return max(1, min(effective_n_jobs(n_jobs), n_tiles))
 
 
-def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
+def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
+                     verbose=0):
     """Fill the requested kernel matrices of ``(X, Y)`` tile by tile.
 
     ``want`` is a subset of ``{"nngp", "ntk"}``. Returns a dict of arrays of
@@ -516,7 +518,9 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs):
                 if symmetric and j0 != i0:
                     target[k, j0:j1, i0:i1] = block.T
 
-    if threads == 1 or len(tiles) == 1:
+    n_tiles = len(tiles)
+    tiles = progress(tiles, desc=f"kernel tiles ({n1} x {n2})", verbose=verbose)
+    if threads == 1 or n_tiles == 1:
         for tile in tiles:
             work(*tile)
     else:
@@ -631,6 +635,9 @@ _PARAM_DOCS = {
         available and the kernel has at least ``AUTO_GPU_MIN_ENTRIES``
         (4 million) entries. Outputs mirror inputs: NumPy in, NumPy out;
         CuPy in, CuPy out.""",
+    "verbose": """    verbose : int, default=0
+        ``0`` is silent; ``>= 1`` shows a progress bar over the tiles (or row
+        blocks) on standard error, with tqdm when it is installed.""",
     "frozen_layers": """    frozen_layers : int, default=0
         Number of leading Dense layers kept at initialisation (Arora et al.
         2020): their parameters add nothing to the NTK; the NNGP is unchanged.
@@ -681,6 +688,7 @@ def nngp_ntk_kernels(
     dtype=None,
     device="auto",
     frozen_layers=0,
+    verbose=0,
 ):
     """NNGP and NTK kernels together, from one pass of the recursion.
 
@@ -718,7 +726,7 @@ def nngp_ntk_kernels(
                       parameterization, width, frozen_layers)
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths,
-                           working_memory, n_jobs)
+                           working_memory, n_jobs, verbose)
     return (back(_finish(out["nngp"], all_depths)),
             back(_finish(out["ntk"], all_depths)))
 
@@ -740,6 +748,7 @@ def ntk_kernel(
     dtype=None,
     device="auto",
     frozen_layers=0,
+    verbose=0,
 ):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
 
@@ -778,7 +787,9 @@ def ntk_kernel(
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width, frozen_layers)
     (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs)
+    out = _compute_kernels(
+        X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs, verbose
+    )
     return back(_finish(out["ntk"], all_depths))
 
 
@@ -799,6 +810,7 @@ def nngp_kernel(
     dtype=None,
     device="auto",
     frozen_layers=0,
+    verbose=0,
 ):
     """NNGP kernel: the output covariance of an infinitely wide random network.
 
@@ -834,7 +846,9 @@ def nngp_kernel(
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width, frozen_layers)
     (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs)
+    out = _compute_kernels(
+        X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs, verbose
+    )
     return back(_finish(out["nngp"], all_depths))
 
 
@@ -946,6 +960,7 @@ def kernel_matvec(
     dtype=None,
     device="auto",
     frozen_layers=0,
+    verbose=0,
 ):
     """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
 
@@ -999,7 +1014,9 @@ def kernel_matvec(
         )
     if not bool(xp.all(xp.isfinite(V))):
         raise ValueError("V contains NaN or infinity.")
-    return back(_blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs))
+    return back(
+        _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose)
+    )
 
 
 def _row_block(n_rows_y, budget, itemsize):
@@ -1007,14 +1024,16 @@ def _row_block(n_rows_y, budget, itemsize):
     return max(1, int(budget / 2 / (max(n_rows_y, 1) * itemsize)))
 
 
-def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
+def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
     xp = get_namespace(X)
     budget = _budget_bytes(working_memory)
     itemsize = 4 if X.dtype == xp.float32 else 8
     rows = _row_block(Y.shape[0], budget, itemsize)
     pieces = []
     n = X.shape[0]
-    for i0 in range(0, n, rows):
+    starts = progress(range(0, n, rows), desc=f"kernel rows ({n} x {Y.shape[0]})",
+                      verbose=verbose)
+    for i0 in starts:
         block = _compute_kernels(
             X[i0 : min(i0 + rows, n), :], Y, spec, (kernel,), False,
             budget / 2 / 2**20, n_jobs,
@@ -1028,14 +1047,15 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs):
 
 for _f, _names in (
     (nngp_ntk_kernels, _NETWORK + ("all_depths", "working_memory", "n_jobs",
-                                   "dtype", "device", "frozen_layers")),
+                                   "dtype", "device", "frozen_layers",
+                                   "verbose")),
     (ntk_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
-                             "device", "frozen_layers")),
+                             "device", "frozen_layers", "verbose")),
     (nngp_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
-                              "device", "frozen_layers")),
+                              "device", "frozen_layers", "verbose")),
     (ntk_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
     (nngp_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
     (kernel_matvec, _NETWORK + ("working_memory", "n_jobs", "dtype", "device",
-                                "frozen_layers")),
+                                "frozen_layers", "verbose")),
 ):
     _f.__doc__ = _f.__doc__.replace("    {params}", _params_doc(*_names), 1)
