@@ -40,6 +40,7 @@ from ._base import (
     densify,
 )
 from ._device import DEVICES, check_device, cupy_or_error, use_gpu
+from ._progress import progress
 from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
 from .dynamics import kernel_eigh
 from .kernels import (
@@ -218,7 +219,11 @@ _SHARED_DOC = """
         computations, defaulting to ``sklearn.get_config()["working_memory"]``.
 
     n_jobs : int, default=-1
-        Number of threads computing kernel tiles; ``-1`` uses every core."""
+        Number of threads computing kernel tiles; ``-1`` uses every core.
+
+    verbose : int, default=0
+        ``0`` is silent; ``>= 1`` shows progress bars on standard error over
+        the kernel tiles and over the depths (and folds) of the search."""
 
 
 def _insert_doc(cls, **fmt):
@@ -298,6 +303,7 @@ class _BaseNTKCV(BaseEstimator):
         "device": [StrOptions(set(DEVICES))],
         "working_memory": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     # -- the grid -------------------------------------------------------------
@@ -379,7 +385,7 @@ class _BaseNTKCV(BaseEstimator):
         return function(
             X, Y, **self._kernel_params(depth, activation, frozen_layers),
             all_depths=all_depths, working_memory=self.working_memory,
-            n_jobs=self.n_jobs, device=self.device,
+            n_jobs=self.n_jobs, device=self.device, verbose=self.verbose,
         )
 
     def _to_device(self, X):
@@ -465,7 +471,10 @@ class _BaseNTKCV(BaseEstimator):
         positive = None if sw is None else sw > 0
         for (act, frozen), by_depth in groups.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
-            for depth, indices in by_depth.items():
+            for depth, indices in progress(
+                list(by_depth.items()), desc="leave-one-out over depths",
+                verbose=self.verbose,
+            ):
                 K = stack[depth - 1, ...]
                 evals, V = kernel_eigh(K, sw)
                 U = V if sw is None else xp.sqrt(sw)[:, None] * V
@@ -496,7 +505,10 @@ class _BaseNTKCV(BaseEstimator):
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in by_depth.items():
                 K = stack[depth - 1, ...]
-                for k, (train, test) in enumerate(splits):
+                for k, (train, test) in progress(
+                    list(enumerate(splits)), desc=f"folds (depth {depth})",
+                    verbose=self.verbose,
+                ):
                     K_tr = _take2(xp, K, train, train)
                     K_te = _take2(xp, K, test, train)
                     dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
@@ -653,6 +665,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         device="auto",
         working_memory=None,
         n_jobs=-1,
+        verbose=0,
     ):
         self.alphas = alphas
         self.depths = depths
@@ -670,6 +683,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     def _score(self, y_true, pred, sample_weight, loo):
         pred = pred.reshape(y_true.shape)
@@ -799,6 +813,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         device="auto",
         working_memory=None,
         n_jobs=-1,
+        verbose=0,
         class_weight=None,
     ):
         self.alphas = alphas
@@ -817,6 +832,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.verbose = verbose
         self.class_weight = class_weight
 
     def _score(self, y_true, pred, sample_weight, loo):

@@ -39,3 +39,18 @@ def test_estimator_verbose(X, capsys):
     NTKRegressor(working_memory=0.5, solver="cholesky", verbose=1).fit(X, y).predict(X)
     err = capsys.readouterr().err
     assert "kernel tiles" in err and "kernel rows" in err
+
+
+@pytest.mark.parametrize("cv", [None, 3])
+def test_cv_estimator_verbose(X, capsys, cv):
+    """NTKRegressorCV(verbose=1) reports the search; the choice is unchanged."""
+    from sknetk import NTKRegressorCV
+
+    y = np.sin(X[:, 0])
+    quiet = NTKRegressorCV(alphas=(0.1, 1.0), depths=(1, 2), cv=cv).fit(X, y)
+    assert capsys.readouterr().err == ""
+    loud = NTKRegressorCV(alphas=(0.1, 1.0), depths=(1, 2), cv=cv, verbose=1)
+    loud.fit(X, y)
+    err = capsys.readouterr().err
+    assert ("leave-one-out" in err) if cv is None else ("folds" in err)
+    assert (loud.alpha_, loud.depth_) == (quiet.alpha_, quiet.depth_)
