@@ -118,45 +118,76 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
   }
 }
 
-// The recursion for one entry (row r, column c) of a block with ``rows`` rows.
+// The recursion for R entries of one column c: rows r0 .. r0 + nr - 1 of a
+// block with ``rows`` rows (nr <= R; the other slots repeat row r0 and are
+// not written). The layer loop is outside and the R independent entries
+// inside, so that their dependency chains interleave (instruction-level
+// parallelism); the column's data are loaded once per layer.
 // ``ra``: depth x rows x 3 row data, ``cb``: depth x n2 x 3 column data,
 // ``lc``: (depth + 1) x 5 Dense-layer constants (weight variance, bias
 // variance, NTK scale and shift of the layer's own parameters, 1/0 trained).
+// ``g``: the R Gram entries, already divided by d.
 // Outputs are written at k * out_stride + r * n2 + c for depth slice k.
+template <typename T, int R>
+__device__ __host__ inline void sknetk_entries(
+    const T* g, long long r0, int nr, long long c, long long rows, long long n2,
+    const T* ra, const T* cb, const T* lc, const T* ap, int act, int depth,
+    int all_depths, int want_nngp, int want_ntk, long long out_stride,
+    T* nngp, T* ntk) {
+  T sigma[R], theta[R];
+  for (int k = 0; k < R; ++k) {
+    sigma[k] = g[k];
+    theta[k] = T(0);
+  }
+  for (int l = 0; l < depth; ++l) {
+    const T w2 = lc[5 * l], b2 = lc[5 * l + 1], sc = lc[5 * l + 2];
+    const T sh = lc[5 * l + 3], tr = lc[5 * l + 4];
+    const T* bp = cb + 3 * (l * n2 + c);
+    const T b[3] = {bp[0], bp[1], bp[2]};
+#ifdef __CUDACC__
+#pragma unroll
+#endif
+    for (int k = 0; k < R; ++k) {
+      const long long r = r0 + (k < nr ? k : 0);
+      theta[k] = w2 * theta[k] + tr * (sc * sigma[k] + sh);
+      sigma[k] = w2 * sigma[k] + b2;
+      T dot;
+      sknetk_dual<T>(act, ap, sigma[k], ra + 3 * (l * rows + r), b, dot);
+      theta[k] = theta[k] * dot;
+    }
+    if (all_depths || l == depth - 1) {
+      const long long kd = all_depths ? l : 0;
+      const int q = 5 * (l + 1);
+      for (int k = 0; k < nr; ++k) {
+        const long long e = kd * out_stride + (r0 + k) * n2 + c;
+        if (want_nngp) nngp[e] = lc[q] * sigma[k] + lc[q + 1];
+        if (want_ntk)
+          ntk[e] = lc[q] * theta[k] + lc[q + 4] * (lc[q + 2] * sigma[k] + lc[q + 3]);
+      }
+    }
+  }
+}
+
+// One entry (row r, column c): R = 1.
 template <typename T>
 __device__ __host__ inline void sknetk_entry(
     T sigma, long long r, long long c, long long rows, long long n2,
     const T* ra, const T* cb, const T* lc, const T* ap, int act, int depth,
     int all_depths, int want_nngp, int want_ntk, long long out_stride,
     T* nngp, T* ntk) {
-  const long long e = r * n2 + c;
-  T theta = T(0);
-  for (int l = 0; l < depth; ++l) {
-    const T w2 = lc[5 * l], b2 = lc[5 * l + 1];
-    theta = w2 * theta + lc[5 * l + 4] * (lc[5 * l + 2] * sigma + lc[5 * l + 3]);
-    sigma = w2 * sigma + b2;
-    T dot;
-    sknetk_dual<T>(act, ap, sigma, ra + 3 * (l * rows + r), cb + 3 * (l * n2 + c),
-                   dot);
-    theta = theta * dot;
-    if (all_depths || l == depth - 1) {
-      const long long k = all_depths ? l : 0;
-      const int q = 5 * (l + 1);
-      if (want_nngp) nngp[k * out_stride + e] = lc[q] * sigma + lc[q + 1];
-      if (want_ntk)
-        ntk[k * out_stride + e] =
-            lc[q] * theta + lc[q + 4] * (lc[q + 2] * sigma + lc[q + 3]);
-    }
-  }
+  sknetk_entries<T, 1>(&sigma, r, 1, c, rows, n2, ra, cb, lc, ap, act, depth,
+                       all_depths, want_nngp, want_ntk, out_stride, nngp, ntk);
 }
 """
 
-# One thread per column, rows strided over the grid's y dimension: no integer
-# division per entry. One kernel per (dtype, activation): the activation id is
-# a compile-time constant, so only its branch is compiled (fewer registers,
+# One thread per column and SKNETK_ROWS rows at a time, strided over the
+# grid's y dimension: no integer division per entry. One kernel per (dtype,
+# activation): the activation id is a compile-time constant, so only its
+# branch is compiled (fewer registers,
 # higher occupancy). The Gram scale 1/d is applied as the entry is loaded,
 # saving a pass over the block.
 KERNEL_SOURCE = DUAL_SOURCE + r"""
+#define SKNETK_ROWS 4
 #define SKNETK_KERNEL(T, A)                                                    \
   extern "C" __global__ void sknetk_recursion_##T##_##A(                       \
       const T* __restrict__ gram, T scale, const T* __restrict__ ra,           \
@@ -166,10 +197,15 @@ KERNEL_SOURCE = DUAL_SOURCE + r"""
       T* nngp, T* ntk) {                                                       \
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
     if (c >= n2) return;                                                       \
-    for (long long r = blockIdx.y; r < rows; r += gridDim.y) {                 \
-      sknetk_entry<T>(gram[r * n2 + c] * scale, r, c, rows, n2, ra, cb, lc,    \
-                      ap, A, depth, all_depths, want_nngp, want_ntk,           \
-                      out_stride, nngp, ntk);                                  \
+    for (long long r0 = (long long)blockIdx.y * SKNETK_ROWS; r0 < rows;        \
+         r0 += (long long)gridDim.y * SKNETK_ROWS) {                           \
+      const int nr = rows - r0 < SKNETK_ROWS ? (int)(rows - r0) : SKNETK_ROWS; \
+      T g[SKNETK_ROWS];                                                        \
+      for (int k = 0; k < SKNETK_ROWS; ++k)                                    \
+        g[k] = gram[(r0 + (k < nr ? k : 0)) * n2 + c] * scale;                 \
+      sknetk_entries<T, SKNETK_ROWS>(g, r0, nr, c, rows, n2, ra, cb, lc, ap,   \
+                                     A, depth, all_depths, want_nngp,          \
+                                     want_ntk, out_stride, nngp, ntk);         \
     }                                                                          \
   }
 #define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A) SKNETK_KERNEL(float, A)
@@ -184,6 +220,7 @@ SKNETK_KERNELS(6)
 
 _THREADS = 256
 _MAX_GRID_Y = 65535
+_ROWS_PER_THREAD = 4  # SKNETK_ROWS in KERNEL_SOURCE
 
 
 def fused_activation(spec):
@@ -322,7 +359,11 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
             targets = {name: out[name][0, r0:r1, :] for name in want}
             stride = 0
         ra = cupy.ascontiguousarray(ra_all[:, r0:r1, :])
-        grid = ((n2 + _THREADS - 1) // _THREADS, min(m, _MAX_GRID_Y), 1)
+        grid = (
+            (n2 + _THREADS - 1) // _THREADS,
+            min((m + _ROWS_PER_THREAD - 1) // _ROWS_PER_THREAD, _MAX_GRID_Y),
+            1,
+        )
         kernel(
             grid,
             (_THREADS, 1, 1),

@@ -207,7 +207,8 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     nngp = np.zeros((3, 13, 300))
     ntk = np.zeros_like(nngp)
     threads = _cuda._THREADS
-    fn(act_id, (300 + threads - 1) // threads, 4, threads, gram, 1 / 5, ra, cb,
+    # grid.y = 2 < ceil(13 / 4): rows are strided, and the last group is partial
+    fn(act_id, (300 + threads - 1) // threads, 2, threads, gram, 1 / 5, ra, cb,
        lc, np.asarray(ap, dtype=np.float64), 13, 300, 3, 1, 1, 1, 13 * 300,
        nngp, ntk)
     ref_nngp, ref_ntk = nngp_ntk_kernels(
