@@ -180,15 +180,14 @@ __device__ __host__ inline void sknetk_entry(
 }
 """
 
-# One thread per column and SKNETK_ROWS rows at a time, strided over the
+# One thread per column and ROWS rows at a time, strided over the
 # grid's y dimension: no integer division per entry. One kernel per (dtype,
 # activation): the activation id is a compile-time constant, so only its
 # branch is compiled (fewer registers,
 # higher occupancy). The Gram scale 1/d is applied as the entry is loaded,
 # saving a pass over the block.
 KERNEL_SOURCE = DUAL_SOURCE + r"""
-#define SKNETK_ROWS 4
-#define SKNETK_KERNEL(T, A)                                                    \
+#define SKNETK_KERNEL(T, A, ROWS)                                              \
   extern "C" __global__ void sknetk_recursion_##T##_##A(                       \
       const T* __restrict__ gram, T scale, const T* __restrict__ ra,           \
       const T* __restrict__ cb, const T* __restrict__ lc,                      \
@@ -197,18 +196,20 @@ KERNEL_SOURCE = DUAL_SOURCE + r"""
       T* nngp, T* ntk) {                                                       \
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
     if (c >= n2) return;                                                       \
-    for (long long r0 = (long long)blockIdx.y * SKNETK_ROWS; r0 < rows;        \
-         r0 += (long long)gridDim.y * SKNETK_ROWS) {                           \
-      const int nr = rows - r0 < SKNETK_ROWS ? (int)(rows - r0) : SKNETK_ROWS; \
-      T g[SKNETK_ROWS];                                                        \
-      for (int k = 0; k < SKNETK_ROWS; ++k)                                    \
+    for (long long r0 = (long long)blockIdx.y * ROWS; r0 < rows;               \
+         r0 += (long long)gridDim.y * ROWS) {                                  \
+      const int nr = rows - r0 < ROWS ? (int)(rows - r0) : ROWS;               \
+      T g[ROWS];                                                               \
+      for (int k = 0; k < ROWS; ++k)                                           \
         g[k] = gram[(r0 + (k < nr ? k : 0)) * n2 + c] * scale;                 \
-      sknetk_entries<T, SKNETK_ROWS>(g, r0, nr, c, rows, n2, ra, cb, lc, ap,   \
-                                     A, depth, all_depths, want_nngp,          \
-                                     want_ntk, out_stride, nngp, ntk);         \
+      sknetk_entries<T, ROWS>(g, r0, nr, c, rows, n2, ra, cb, lc, ap, A,       \
+                              depth, all_depths, want_nngp, want_ntk,          \
+                              out_stride, nngp, ntk);                          \
     }                                                                          \
   }
-#define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A) SKNETK_KERNEL(float, A)
+// Rows per thread: 4 in float32 (measured faster on an H200), 1 in float64
+// (four double-precision chains cost occupancy and were slower there).
+#define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A, 1) SKNETK_KERNEL(float, A, 4)
 SKNETK_KERNELS(0)
 SKNETK_KERNELS(1)
 SKNETK_KERNELS(2)
@@ -220,7 +221,8 @@ SKNETK_KERNELS(6)
 
 _THREADS = 256
 _MAX_GRID_Y = 65535
-_ROWS_PER_THREAD = 4  # SKNETK_ROWS in KERNEL_SOURCE
+#: Rows per thread of the kernels in KERNEL_SOURCE, by dtype.
+_ROWS_PER_THREAD = {np.dtype(np.float64): 1, np.dtype(np.float32): 4}
 
 
 def fused_activation(spec):
@@ -359,9 +361,10 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
             targets = {name: out[name][0, r0:r1, :] for name in want}
             stride = 0
         ra = cupy.ascontiguousarray(ra_all[:, r0:r1, :])
+        per_thread = _ROWS_PER_THREAD[np.dtype(dtype)]
         grid = (
             (n2 + _THREADS - 1) // _THREADS,
-            min((m + _ROWS_PER_THREAD - 1) // _ROWS_PER_THREAD, _MAX_GRID_Y),
+            min((m + per_thread - 1) // per_thread, _MAX_GRID_Y),
             1,
         )
         kernel(
