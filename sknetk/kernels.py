@@ -107,8 +107,13 @@ class KernelSpec:
         parameterization="ntk",
         width=None,
         frozen_layers=0,
+        ntk=True,
     ):
-        """Validate user-facing parameters and build a spec."""
+        """Validate user-facing parameters and build a spec.
+
+        ``ntk=False`` (NNGP only) does not require ``width`` in the
+        ``"standard"`` parameterization, whose NNGP does not depend on it.
+        """
         if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
         act = get_activation(activation)
@@ -136,7 +141,7 @@ class KernelSpec:
                 f"parameterization must be one of {PARAMETERIZATIONS}, "
                 f"got {parameterization!r}."
             )
-        if parameterization == "standard":
+        if parameterization == "standard" and ntk:
             if width is None:
                 raise ValueError(
                     "The 'standard' parameterization's NTK depends on the hidden "
@@ -187,6 +192,8 @@ class KernelSpec:
             scale, shift = w2, b2
         else:
             n_in = n_features if index == 0 else self.width
+            if n_in is None:  # NNGP-only spec: the NTK scale is never used
+                n_in = math.nan
             scale, shift = float(n_in), (0.0 if self.bias_std is None else 1.0)
         return w2, b2, scale, shift, index >= self.frozen_layers
 
@@ -613,8 +620,9 @@ _PARAM_DOCS = {
     "parameterization": """    parameterization : {"ntk", "standard"}, default="ntk"
         Parameterization of the Dense layers, as in neural-tangents.""",
     "width": """    width : int, default=None
-        Hidden width. Required for ``parameterization="standard"``, whose
-        NTK depends on it; ignored otherwise.""",
+        Hidden width. Required for the NTK in ``parameterization="standard"``,
+        which depends on it; ignored otherwise (the NNGP does not depend on
+        it).""",
     "all_depths": """    all_depths : bool, default=False
         If True, return the results of the networks with ``1, ..., depth``
         hidden blocks, stacked along a new first axis (one recursion pass).""",
@@ -654,8 +662,9 @@ def _params_doc(*names):
 
 
 def _spec_from(depth, activation, activation_params, weight_std, bias_std,
-               parameterization, width, frozen_layers=0):
+               parameterization, width, frozen_layers=0, ntk=True):
     return KernelSpec.from_params(
+        ntk=ntk,
         depth=depth,
         activation=activation,
         activation_params=activation_params,
@@ -844,7 +853,7 @@ def nngp_kernel(
            [0.0796, 0.25  ]])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+                      parameterization, width, frozen_layers, ntk=False)
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(
         X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs, verbose
@@ -938,7 +947,7 @@ def nngp_diag(
     array([0.25, 1.  ])
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+                      parameterization, width, frozen_layers, ntk=False)
     return _diag(X, spec, "nngp", all_depths, dtype)
 
 
@@ -998,7 +1007,8 @@ def kernel_matvec(
     if kernel not in ("ntk", "nngp"):
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+                      parameterization, width, frozen_layers,
+                      ntk=kernel == "ntk")
     if Y is None:
         raise ValueError("kernel_matvec needs Y (the kernel's columns).")
     xp_v = get_namespace(V)

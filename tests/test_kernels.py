@@ -660,3 +660,16 @@ def test_kernel_matvec_empty_keeps_device():
     out = kernel_matvec(X[:0, :], X, xp.ones(4, dtype=xp.float64, device=device))
     assert out.shape == (0,)
     assert out.device == device
+
+
+def test_standard_nngp_needs_no_width():
+    """The standard-parameterization NNGP does not depend on the width, so the
+    NNGP functions do not ask for it; the NTK ones do."""
+    X = _data()
+    kw = dict(depth=3, parameterization="standard", bias_std=0.3, weight_std=1.2)
+    ref = nngp_kernel(X, width=64, **kw)
+    np.testing.assert_array_equal(nngp_kernel(X, **kw), ref)
+    np.testing.assert_array_equal(nngp_kernel(X, width=4096, **kw), ref)
+    np.testing.assert_allclose(nngp_diag(X, **kw), np.diag(ref), rtol=1e-6)
+    with pytest.raises(ValueError, match="width"):
+        ntk_kernel(X, **kw)
