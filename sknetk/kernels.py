@@ -305,28 +305,42 @@ def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
     theta = None
     nngps, ntks = [], []
     for layer in range(spec.depth):
-        w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
+        w2, b2, *_ = spec._dense(layer, n_features)
         if want_ntk:
-            contribution = scale * sigma + shift if trainable else None
-            if theta is None:
-                theta = contribution
-            else:
-                theta = w2 * theta
-                if contribution is not None:
-                    theta = theta + contribution
+            theta = _dense_ntk(spec, layer, sigma, theta, n_features)
         sigma = w2 * sigma + b2
         q1 = qa[0][layer][:, None]
         q2 = qb[0][layer][None, :]
         sigma, dot = act.dual(xp, sigma, q1, q2, **params)
         if theta is not None:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
-        if all_depths or layer == spec.depth - 1:
-            nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
-            if want_ntk and ntk is None:
-                ntk = xp.zeros_like(nngp)
-            nngps.append(nngp)
-            ntks.append(ntk)
+        _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
+                 nngps, ntks)
     return nngps, ntks
+
+
+def _dense_ntk(spec, layer, sigma, theta, n_features):
+    """NTK after Dense layer ``layer`` with input covariance ``sigma``.
+
+    ``theta`` is ``None`` while no layer has been trained (a zero NTK).
+    """
+    w2, _, scale, shift, trainable = spec._dense(layer, n_features)
+    contribution = scale * sigma + shift if trainable else None
+    if theta is None:
+        return contribution
+    theta = w2 * theta
+    return theta if contribution is None else theta + contribution
+
+
+def _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
+             nngps, ntks):
+    """Append the readout kernels after hidden block ``layer`` when wanted."""
+    if all_depths or layer == spec.depth - 1:
+        nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
+        if want_ntk and ntk is None:
+            ntk = xp.zeros_like(nngp)
+        nngps.append(nngp)
+        ntks.append(ntk)
 
 
 def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b):
@@ -392,12 +406,8 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         tmp += rho
         np.multiply(s1[:, None], s2[None, :], out=sigma)
         sigma *= tmp
-        if all_depths or layer == spec.depth - 1:
-            nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
-            if want_ntk and ntk is None:
-                ntk = np.zeros_like(nngp)
-            nngps.append(nngp)
-            ntks.append(ntk)
+        _collect(np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
+                 nngps, ntks)
     return nngps, ntks
 
 
@@ -409,24 +419,12 @@ def _diag_recursion(xp, X, spec, want_ntk, all_depths):
     theta = None
     nngps, ntks = [], []
     for layer in range(spec.depth):
-        w2, b2, scale, shift, trainable = spec._dense(layer, d)
         if want_ntk:
-            contribution = scale * sigma + shift if trainable else None
-            if theta is None:
-                theta = contribution
-            else:
-                theta = w2 * theta
-                if contribution is not None:
-                    theta = theta + contribution
+            theta = _dense_ntk(spec, layer, sigma, theta, d)
         sigma = q_out[layer]
         if theta is not None:
             theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
-        if all_depths or layer == spec.depth - 1:
-            nngp, ntk = _readout(spec, layer, sigma, theta, d, want_ntk)
-            if want_ntk and ntk is None:
-                ntk = xp.zeros_like(nngp)
-            nngps.append(nngp)
-            ntks.append(ntk)
+        _collect(xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks)
     return nngps, ntks
 
 

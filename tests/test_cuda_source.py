@@ -144,58 +144,36 @@ using std::sqrt; using std::acos; using std::atan2; using std::exp; using std::c
 struct sknetk_dim3 { unsigned x, y, z; };
 static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
 %(kernel)s
-// Emulates kernel<<<grid, block>>>(...) for the double kernel of ``act``.
-extern "C" void launch(int act, unsigned gx, unsigned gy, unsigned bx,
-                       const double* gram, double scale, const double* ra,
-                       const double* cb, const double* lc, const double* ap,
-                       long long rows, long long n2, int depth, int all_depths,
-                       int want_nngp, int want_ntk, long long out_stride,
-                       double* nngp, double* ntk) {
-  typedef void (*kernel_t)(const double*, double, const double*, const double*,
-                           const double*, const double*, long long, long long,
-                           int, int, int, int, long long, double*, double*);
-  const kernel_t kernels[7] = {
-      sknetk_recursion_double_0, sknetk_recursion_double_1,
-      sknetk_recursion_double_2, sknetk_recursion_double_3,
-      sknetk_recursion_double_4, sknetk_recursion_double_5,
-      sknetk_recursion_double_6};
-  gridDim = {gx, gy, 1};
-  blockDim = {bx, 1, 1};
-  for (unsigned by = 0; by < gy; ++by)
-    for (unsigned b = 0; b < gx; ++b)
-      for (unsigned t = 0; t < bx; ++t) {
-        blockIdx = {b, by, 0};
-        threadIdx = {t, 0, 0};
-        kernels[act](gram, scale, ra, cb, lc, ap, rows, n2, depth, all_depths,
-                     want_nngp, want_ntk, out_stride, nngp, ntk);
-      }
-}
-// The same for the float kernels (four rows per thread).
-extern "C" void launch_f(int act, unsigned gx, unsigned gy, unsigned bx,
-                         const float* gram, float scale, const float* ra,
-                         const float* cb, const float* lc, const float* ap,
-                         long long rows, long long n2, int depth, int all_depths,
-                         int want_nngp, int want_ntk, long long out_stride,
-                         float* nngp, float* ntk) {
-  typedef void (*kernel_t)(const float*, float, const float*, const float*,
-                           const float*, const float*, long long, long long,
-                           int, int, int, int, long long, float*, float*);
-  const kernel_t kernels[7] = {
-      sknetk_recursion_float_0, sknetk_recursion_float_1,
-      sknetk_recursion_float_2, sknetk_recursion_float_3,
-      sknetk_recursion_float_4, sknetk_recursion_float_5,
-      sknetk_recursion_float_6};
-  gridDim = {gx, gy, 1};
-  blockDim = {bx, 1, 1};
-  for (unsigned by = 0; by < gy; ++by)
-    for (unsigned b = 0; b < gx; ++b)
-      for (unsigned t = 0; t < bx; ++t) {
-        blockIdx = {b, by, 0};
-        threadIdx = {t, 0, 0};
-        kernels[act](gram, scale, ra, cb, lc, ap, rows, n2, depth, all_depths,
-                     want_nngp, want_ntk, out_stride, nngp, ntk);
-      }
-}
+// Emulates kernel<<<grid, block>>>(...) for the kernel of ``act`` in type T;
+// ``launch`` (double) and ``launch_f`` (float).
+#define SKNETK_LAUNCH(NAME, T)                                                 \
+  extern "C" void NAME(int act, unsigned gx, unsigned gy, unsigned bx,         \
+                       const T* gram, T scale, const T* ra, const T* cb,       \
+                       const T* lc, const T* ap, long long rows, long long n2, \
+                       int depth, int all_depths, int want_nngp, int want_ntk, \
+                       long long out_stride, T* nngp, T* ntk) {                \
+    typedef void (*kernel_t)(const T*, T, const T*, const T*, const T*,        \
+                             const T*, long long, long long, int, int, int,    \
+                             int, long long, T*, T*);                          \
+    const kernel_t kernels[7] = {                                              \
+        sknetk_recursion_##T##_0, sknetk_recursion_##T##_1,                    \
+        sknetk_recursion_##T##_2, sknetk_recursion_##T##_3,                    \
+        sknetk_recursion_##T##_4, sknetk_recursion_##T##_5,                    \
+        sknetk_recursion_##T##_6};                                             \
+    gridDim = {gx, gy, 1};                                                     \
+    blockDim = {bx, 1, 1};                                                     \
+    for (unsigned by = 0; by < gy; ++by)                                       \
+      for (unsigned b = 0; b < gx; ++b)                                        \
+        for (unsigned t = 0; t < bx; ++t) {                                    \
+          blockIdx = {b, by, 0};                                               \
+          threadIdx = {t, 0, 0};                                               \
+          kernels[act](gram, scale, ra, cb, lc, ap, rows, n2, depth,           \
+                       all_depths, want_nngp, want_ntk, out_stride, nngp,      \
+                       ntk);                                                   \
+        }                                                                      \
+  }
+SKNETK_LAUNCH(launch, double)
+SKNETK_LAUNCH(launch_f, float)
 """
 
 
