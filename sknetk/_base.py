@@ -27,7 +27,7 @@ from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._cache import cached_kernel
 from ._device import DEVICES, cupy_or_error, use_gpu
 from ._nystrom import _is_dask, kernel_block_function, nystrom_fit, nystrom_predict
-from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
+from ._solver import ALPHA_SCALES, blas_matmul, effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
 from .kernels import (
     ACTIVATION_NAMES,
@@ -816,7 +816,7 @@ class _BaseNTK(BaseEstimator):
                 n_jobs=self.n_jobs,
                 device="cpu",
             )
-            out = K @ coef
+            out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
         else:
             out = kernel_matvec(
                 X,

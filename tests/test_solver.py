@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn.linear_model._ridge import _solve_cholesky_kernel
 
-from sknetk._solver import effective_alpha, solve_kernel_ridge
+from sknetk._solver import blas_matmul, effective_alpha, solve_kernel_ridge
 from sknetk.exceptions import IllConditionedKernelWarning
 
 
@@ -248,3 +248,16 @@ def test_array_api_strict_rejects_non_finite(xp):
     """Non-finite kernels are refused on the xp path too."""
     with pytest.raises(ValueError, match="NaN or infinity"):
         solve_kernel_ridge(xp.asarray(np.full((2, 2), np.nan)), xp.ones(2), 1.0)
+
+
+@pytest.mark.parametrize("b_shape", [(6,), (6, 1), (6, 3)])
+def test_blas_matmul_equals_matmul(rng, b_shape):
+    A = rng.normal(size=(5, 6))
+    B = rng.normal(size=b_shape)
+    got = blas_matmul(A, B)
+    assert got.shape == (A @ B).shape
+    assert_allclose(got, A @ B, rtol=1e-13)
+    # Inputs the BLAS path does not take fall back to ``@``.
+    assert_allclose(blas_matmul(np.asfortranarray(A), B), A @ B, rtol=1e-13)
+    assert_allclose(blas_matmul(A.astype(np.float32), B), A @ B, rtol=1e-6)
+    assert blas_matmul(A[:0], B).shape == (0,) + b_shape[1:]
