@@ -11,6 +11,9 @@ nothing). Measures, on the current device:
 2. ``NTKRegressor(device="gpu")`` fit + predict end to end for n = 50000,
    float64.
 3. The same n = 10000 fit + predict on the GPU and on the CPU, as a ratio.
+4. With ``--rows-sweep "float64=1;float64=2;..."``: the kernel of item 1 at
+   the largest size, once per rows-per-thread setting of the fused CUDA
+   kernel (``SKNETK_CUDA_ROWS_PER_THREAD``), to tune it on the device at hand.
 
 Prints a table and one JSON line; with ``--out DIR`` also writes
 ``DIR/bench_gpu.json``.
@@ -142,6 +145,44 @@ def bench_fit(n, d, device, rng, dtype=np.float64):
             "finite": bool(np.all(np.isfinite(pred)))}, pred
 
 
+def rows_sweep(settings, n, d, bandwidth, rng):
+    """Time the fused kernel at ``n`` once per rows-per-thread setting."""
+    from sknetk import _cuda
+
+    results = []
+    saved = os.environ.get(_cuda.ROWS_ENV)
+    parsed = []
+    try:
+        for setting in [s.strip() for s in settings.split(";") if s.strip()]:
+            os.environ[_cuda.ROWS_ENV] = setting
+            parsed.append((setting, _cuda.rows_per_thread()))  # fail fast
+        for setting, rows in parsed:
+            os.environ[_cuda.ROWS_ENV] = setting
+            for dtype in (np.float64, np.float32):
+                try:
+                    r = bench_kernel(n, d, 3, dtype, bandwidth, rng)
+                except Exception as exc:  # report and go on
+                    r = {"n": n, "dtype": np.dtype(dtype).name, "error": repr(exc)}
+                r["rows_per_thread"] = rows[np.dtype(dtype).name]
+                r["setting"] = setting
+                results.append(r)
+                print("rows sweep", json.dumps(r), flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop(_cuda.ROWS_ENV, None)
+        else:
+            os.environ[_cuda.ROWS_ENV] = saved
+    if results:
+        print(f"\n{'setting':>22} {'dtype':>8} {'rows':>5} {'seconds':>9} {'frac':>6}")
+        for r in results:
+            if "error" in r:
+                print(f"{r['setting']:>22} {r['dtype']:>8}  ERROR {r['error']}")
+                continue
+            print(f"{r['setting']:>22} {r['dtype']:>8} {r['rows_per_thread']:>5} "
+                  f"{r['seconds']:9.4f} {r['fraction_of_roofline']:6.2f}")
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.environ.get("OUT"))
@@ -149,6 +190,9 @@ def main(argv=None):
     parser.add_argument("--fit-n", type=int, default=50000)
     parser.add_argument("--compare-n", type=int, default=10000)
     parser.add_argument("--d", type=int, default=100)
+    parser.add_argument("--rows-sweep", default="",
+                        help="';'-separated SKNETK_CUDA_ROWS_PER_THREAD settings "
+                             "to time the largest kernel with (both dtypes)")
     args = parser.parse_args(argv)
 
     import cupy  # noqa: F401  (fail early and clearly without CuPy)
@@ -179,6 +223,8 @@ def main(argv=None):
         print(f"{r['n']:>7} {r['dtype']:>8} {r['seconds']:9.4f} "
               f"{r['entries_per_s']:11.3e} {r['roofline_s']:11.4f} "
               f"{r['fraction_of_roofline']:6.2f}")
+
+    sweep = rows_sweep(args.rows_sweep, max(sizes), args.d, bw, rng)
 
     fits = {}
     for key, (n, device) in {
@@ -211,6 +257,7 @@ def main(argv=None):
         "bandwidth_bytes_per_s": bw,
         "kernel": rows,
         "fit": {k: v for k, v in fits.items() if not k.endswith("_pred")},
+        "rows_sweep": sweep,
         "gpu_vs_cpu_ratio": ratio,
         "gpu_cpu_prediction_rel_diff": agree,
         "baseline": "roofline (matmul + one read/write pass); CPU for the ratio",

@@ -14,6 +14,7 @@ CuPy is imported inside the functions only.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -186,7 +187,7 @@ __device__ __host__ inline void sknetk_entry(
 # branch is compiled (fewer registers,
 # higher occupancy). The Gram scale 1/d is applied as the entry is loaded,
 # saving a pass over the block.
-KERNEL_SOURCE = DUAL_SOURCE + r"""
+_KERNEL_TEMPLATE = r"""
 #define SKNETK_KERNEL(T, A, ROWS)                                              \
   extern "C" __global__ void sknetk_recursion_##T##_##A(                       \
       const T* __restrict__ gram, T scale, const T* __restrict__ ra,           \
@@ -207,9 +208,8 @@ KERNEL_SOURCE = DUAL_SOURCE + r"""
                               out_stride, nngp, ntk);                          \
     }                                                                          \
   }
-// Rows per thread: 4 in float32 (measured faster on an H200), 1 in float64
-// (four double-precision chains cost occupancy and were slower there).
-#define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A, 1) SKNETK_KERNEL(float, A, 4)
+#define SKNETK_KERNELS(A) SKNETK_KERNEL(double, A, %(rows64)d) \
+                          SKNETK_KERNEL(float, A, %(rows32)d)
 SKNETK_KERNELS(0)
 SKNETK_KERNELS(1)
 SKNETK_KERNELS(2)
@@ -221,8 +221,55 @@ SKNETK_KERNELS(6)
 
 _THREADS = 256
 _MAX_GRID_Y = 65535
-#: Rows per thread of the kernels in KERNEL_SOURCE, by dtype.
-_ROWS_PER_THREAD = {np.dtype(np.float64): 1, np.dtype(np.float32): 4}
+#: Rows per thread by dtype: 4 in float32 (measured faster on an H200), 1 in
+#: float64 (four double-precision chains cost occupancy and were slower there).
+_DEFAULT_ROWS_PER_THREAD = {"float64": 1, "float32": 4}
+#: Developer knob for tuning on a new GPU, e.g. ``"float64=2,float32=4"``;
+#: read at each launch, one compiled module per setting.
+ROWS_ENV = "SKNETK_CUDA_ROWS_PER_THREAD"
+_MAX_ROWS_PER_THREAD = 8
+
+
+def rows_per_thread():
+    """``{"float64": r64, "float32": r32}``: rows each CUDA thread computes.
+
+    The defaults, overridden by the environment variable named by
+    :data:`ROWS_ENV` (``"float64=2"``, ``"float32=2,float64=2"``; each value an
+    integer in 1..8). A benchmark sets it to compare configurations on the
+    device at hand; users have no reason to.
+    """
+    rows = dict(_DEFAULT_ROWS_PER_THREAD)
+    text = os.environ.get(ROWS_ENV, "").strip()
+    if not text:
+        return rows
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in rows or not value.isdigit() or not (
+            1 <= int(value) <= _MAX_ROWS_PER_THREAD
+        ):
+            raise ValueError(
+                f"{ROWS_ENV}={text!r}: expected comma-separated float64=<r> "
+                f"and/or float32=<r> with r in 1..{_MAX_ROWS_PER_THREAD}."
+            )
+        rows[key] = int(value)
+    return rows
+
+
+def kernel_source(rows=None):
+    """CUDA source of the 14 fused kernels (7 activations x 2 dtypes).
+
+    ``rows`` maps ``"float64"`` and ``"float32"`` to rows per thread (default:
+    :func:`rows_per_thread`).
+    """
+    rows = rows_per_thread() if rows is None else rows
+    return DUAL_SOURCE + _KERNEL_TEMPLATE % {
+        "rows64": int(rows["float64"]), "rows32": int(rows["float32"])
+    }
+
+
+#: The source with the default rows per thread (what the tests compile).
+KERNEL_SOURCE = kernel_source(_DEFAULT_ROWS_PER_THREAD)
 
 
 def fused_activation(spec):
@@ -246,20 +293,23 @@ def layer_constants(spec, n_features):
 _KERNEL_CACHE = {}
 
 
-def _raw_kernel(dtype, act_id):
+def _raw_kernel(dtype, act_id, rows):
+    """The compiled kernel for ``dtype`` and activation ``act_id``, with the
+    rows per thread of ``rows`` (one RawModule per distinct ``rows``)."""
     import cupy
 
+    key = (rows["float64"], rows["float32"])
     name = "sknetk_recursion_{}_{}".format(
         "float" if dtype == np.float32 else "double", int(act_id)
     )
-    kernel = _KERNEL_CACHE.get(name)
+    kernel = _KERNEL_CACHE.get((key, name))
     if kernel is None:
-        module = _KERNEL_CACHE.get("module")
+        module = _KERNEL_CACHE.get((key, "module"))
         if module is None:
-            module = cupy.RawModule(code=KERNEL_SOURCE, options=("-std=c++14",))
-            _KERNEL_CACHE["module"] = module
+            module = cupy.RawModule(code=kernel_source(rows), options=("-std=c++14",))
+            _KERNEL_CACHE[(key, "module")] = module
         kernel = module.get_function(name)
-        _KERNEL_CACHE[name] = kernel
+        _KERNEL_CACHE[(key, name)] = kernel
     return kernel
 
 
@@ -340,7 +390,8 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     limit = min(working_memory_bytes, free_device_memory() / 4)
     rows = int(max(1, min(n1, limit // max(per_row, 1))))
     check_fits(rows * per_row, "One block of the Gram matrix")
-    kernel = _raw_kernel(dtype, act_id)
+    rows_cfg = rows_per_thread()
+    kernel = _raw_kernel(dtype, act_id, rows_cfg)
     scale = dtype.type(1.0 / d)
     dummy = cupy.empty((1,), dtype=dtype)
     for r0 in range(0, n1, rows):
@@ -361,7 +412,7 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
             targets = {name: out[name][0, r0:r1, :] for name in want}
             stride = 0
         ra = cupy.ascontiguousarray(ra_all[:, r0:r1, :])
-        per_thread = _ROWS_PER_THREAD[np.dtype(dtype)]
+        per_thread = rows_cfg[np.dtype(dtype).name]
         grid = (
             (n2 + _THREADS - 1) // _THREADS,
             min((m + per_thread - 1) // per_thread, _MAX_GRID_Y),

@@ -177,16 +177,29 @@ SKNETK_LAUNCH(launch_f, float)
 """
 
 
+# Rows per thread to emulate: the defaults (KERNEL_SOURCE) and the settings
+# a benchmark may try through SKNETK_CUDA_ROWS_PER_THREAD.
+ROW_SETTINGS = [None, {"float64": 2, "float32": 3}, {"float64": 4, "float32": 1}]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("act, params, parameterization, bias_std", CASES[::2])
+@pytest.mark.parametrize(
+    "act, params, parameterization, bias_std, rows",
+    [case + (None,) for case in CASES[::2]]
+    + [CASES[0] + (rows,) for rows in ROW_SETTINGS[1:]]
+    + [CASES[7] + (rows,) for rows in ROW_SETTINGS[1:]],
+)
 def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
-                                             parameterization, bias_std, dtype):
+                                             parameterization, bias_std, rows,
+                                             dtype):
     """The full RawModule source (all 14 kernels) compiles; an emulated launch
-    with the grid the Python side uses, Gram scaling folded in, equals NumPy."""
+    with the grid the Python side uses, Gram scaling folded in, equals NumPy,
+    for the default rows per thread and other settings."""
     if CXX is None:
         pytest.skip("no C++ compiler on this machine")
     src, lib = tmp_path / "kernels.cpp", tmp_path / "kernels.so"
-    src.write_text(LAUNCH_HARNESS % {"kernel": _cuda.KERNEL_SOURCE})
+    source = _cuda.KERNEL_SOURCE if rows is None else _cuda.kernel_source(rows)
+    src.write_text(LAUNCH_HARNESS % {"kernel": source})
     subprocess.run(
         [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
         check=True, capture_output=True,
@@ -217,8 +230,8 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     nngp = np.zeros((3, 13, 300), dtype=dtype)
     ntk = np.zeros_like(nngp)
     threads = _cuda._THREADS
-    # grid.y = 2 < 13 rows: rows are strided, and (float32, four rows per
-    # thread) the last group is partial
+    # grid.y = 2 < 13 rows: rows are strided, and with several rows per
+    # thread the last group is partial
     fn(act_id, (300 + threads - 1) // threads, 2, threads, gram, 1 / 5, ra, cb,
        lc, prep(ap), 13, 300, 3, 1, 1, 1, 13 * 300, nngp, ntk)
     ref_nngp, ref_ntk = nngp_ntk_kernels(
@@ -230,3 +243,19 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     tol = 2e-4 if single else 1e-10
     np.testing.assert_allclose(nngp, ref_nngp, rtol=0, atol=tol * scale)
     np.testing.assert_allclose(ntk, ref_ntk, rtol=0, atol=tol * scale)
+
+
+def test_rows_per_thread_setting(monkeypatch):
+    """Defaults, the environment override, and a clear error for bad values."""
+    monkeypatch.delenv(_cuda.ROWS_ENV, raising=False)
+    assert _cuda.rows_per_thread() == {"float64": 1, "float32": 4}
+    assert _cuda.kernel_source() == _cuda.KERNEL_SOURCE
+    monkeypatch.setenv(_cuda.ROWS_ENV, " float64=2 ")
+    assert _cuda.rows_per_thread() == {"float64": 2, "float32": 4}
+    assert "SKNETK_KERNEL(double, A, 2)" in _cuda.kernel_source()
+    monkeypatch.setenv(_cuda.ROWS_ENV, "float32=1,float64=3")
+    assert _cuda.rows_per_thread() == {"float64": 3, "float32": 1}
+    for bad in ["float64=0", "float64=9", "float16=2", "float64", "float64=x"]:
+        monkeypatch.setenv(_cuda.ROWS_ENV, bad)
+        with pytest.raises(ValueError, match=_cuda.ROWS_ENV):
+            _cuda.rows_per_thread()

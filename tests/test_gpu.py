@@ -58,6 +58,24 @@ def test_fused_kernel_equals_numpy(cupy, activation, parameterization):
         np.testing.assert_allclose(cupy.asnumpy(g), r, rtol=0, atol=1e-10 * scale)
 
 
+@pytest.mark.parametrize("rows", ["float64=2,float32=2", "float64=4,float32=1"])
+def test_rows_per_thread_settings_equal_numpy(cupy, monkeypatch, rows):
+    """Other rows-per-thread settings (a tuning knob) give the same kernels."""
+    from sknetk import _cuda
+
+    monkeypatch.setenv(_cuda.ROWS_ENV, rows)
+    X, Y = _data(n1=37, n2=300)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 2e-4)):
+        kw = dict(depth=4, bias_std=0.1, all_depths=True)
+        ref = nngp_ntk_kernels(X, Y, **kw)
+        got = nngp_ntk_kernels(cupy.asarray(X, dtype=dtype),
+                               cupy.asarray(Y, dtype=dtype),
+                               dtype=np.dtype(dtype).name, **kw)
+        for r, g in zip(ref, got):
+            np.testing.assert_allclose(cupy.asnumpy(g), r, rtol=0,
+                                       atol=tol * np.abs(r).max())
+
+
 def test_symmetric_and_float32(cupy):
     """K(X, X) on the GPU, float64 and float32."""
     X, _ = _data(n1=64)
