@@ -30,6 +30,7 @@ from ._activations import _SNAP, ACTIVATIONS, get_activation
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._device import check_device, cupy_or_error, use_gpu
 from ._progress import progress
+from ._solver import blas_matmul
 
 __all__ = [
     "ntk_kernel",
@@ -1046,7 +1047,9 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
             X[i0 : min(i0 + rows, n), :], Y, spec, (kernel,), False,
             budget / 2 / 2**20, n_jobs,
         )[kernel][0, ...]
-        pieces.append(block @ V)
+        # NumPy float64 goes through SciPy's BLAS, the library of the
+        # Cholesky solve that follows in a grid search (see blas_matmul).
+        pieces.append(blas_matmul(block, V) if is_numpy_namespace(xp) else block @ V)
     if not pieces:
         shape = (0,) + tuple(V.shape[1:])
         return xp.zeros(shape, dtype=X.dtype, device=_device_of(X))
