@@ -91,12 +91,37 @@ def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None, U2=None):
     xp = get_namespace(evals, U)
     a = evals + ridge
     top = float(xp.max(xp.abs(a))) if a.shape[0] else 0.0
-    keep = a > float(a.shape[0] * np.finfo(np.float64).eps * top)
+    cutoff = float(a.shape[0] * np.finfo(np.float64).eps * top)
+    keep = a > cutoff
     g = xp.where(keep, 1.0 / xp.where(keep, a, xp.ones_like(a)), xp.zeros_like(a))
     c = U @ (g[:, None] * z)
-    d = (U * U if U2 is None else U2) @ g  # diag(U diag(g) U^T)
-    safe = d > 0
-    residual = c / xp.where(safe, d, xp.ones_like(d))[:, None]
+    if U2 is None:
+        U2 = U * U
+    d = U2 @ g  # diag(U diag(g) U^T)
+    if bool(xp.all(keep)):
+        safe = d > 0
+        residual = c / xp.where(safe, d, xp.ones_like(d))[:, None]
+    else:
+        # A ridge below rounding level: the coefficients are the
+        # pseudo-inverse's (as the solver's), but the null directions cannot
+        # be dropped from the leave-one-out identity for the rows that have
+        # a component there (one of two duplicate rows, say): their c_i and
+        # G_ii are then dominated by those directions, whose ratio is the
+        # limit ridge -> 0 of the exact residual (y_i minus the twin's
+        # target). Flooring the null directions' shift at the cutoff keeps
+        # it (an all-zero kernel, cutoff 0: the residual is y_i, as the
+        # model predicts 0). Other rows have no component there in exact
+        # arithmetic; their rounding-level components would be amplified,
+        # so they keep the pseudo-inverse's ratio.
+        dropped = xp.astype(~keep, a.dtype)
+        p = U2 @ dropped  # squared norm of each row's null component
+        q = U @ (dropped[:, None] * z)
+        norm = xp.sum(U2, axis=1)
+        involved = p > math.sqrt(np.finfo(np.float64).eps) * norm
+        d = xp.where(involved, cutoff * d + p, d)
+        c_loo = xp.where(involved[:, None], cutoff * c + q, c)
+        safe = d > 0
+        residual = c_loo / xp.where(safe, d, xp.ones_like(d))[:, None]
     loo = Y - residual
     if positive is not None and not bool(xp.all(positive)):
         full = K @ c
@@ -397,11 +422,12 @@ class _BaseNTKCV(BaseEstimator):
         return X
 
     # -- fit ------------------------------------------------------------------
-    def _search(self, X, Y, y_true, sample_weight):
+    def _search(self, X, Y, y_true, sample_weight, groups=None):
         """Score every candidate, then refit the best one on all rows.
 
         ``Y`` holds the float regression targets (n, n_targets); ``y_true``
-        is what scoring compares against (the targets, or the labels).
+        is what scoring compares against (the targets, or the labels);
+        ``groups`` goes to the splitter.
         """
         candidates, fixed = self._grid()
         Xd = self._to_device(X)
@@ -410,23 +436,23 @@ class _BaseNTKCV(BaseEstimator):
         sw = None if sample_weight is None else (
             xp.asarray(sample_weight) if not is_numpy_namespace(xp) else sample_weight
         )
-        groups = {}
+        by_kernel = {}
         for i, p in enumerate(candidates):
             key = (p.get("activation", fixed["activation"]),
                    p.get("frozen_layers", fixed["frozen_layers"]))
-            groups.setdefault(key, {}).setdefault(p["depth"], []).append(i)
+            by_kernel.setdefault(key, {}).setdefault(p["depth"], []).append(i)
 
         kept = None
         if self.cv is None:
             scores, kept = self._search_loo(Xd, Yd, y_true, sw, sample_weight,
-                                            candidates, groups)
+                                            candidates, by_kernel)
             split_scores, n_splits = None, 0
         else:
             cv = check_cv(self.cv, y_true, classifier=self._is_classifier)
-            splits = list(cv.split(X, y_true))
+            splits = list(cv.split(X, y_true, groups))
             n_splits = len(splits)
             scores, split_scores = self._search_splits(
-                Xd, Yd, y_true, sw, sample_weight, candidates, groups, splits)
+                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel, splits)
 
         ranking_scores = np.where(np.isfinite(scores), scores, -np.inf)
         rank = rankdata(-ranking_scores, method="min").astype(np.int32)
@@ -464,12 +490,12 @@ class _BaseNTKCV(BaseEstimator):
     def _ridge(self, alpha, K, sw):
         return effective_alpha(alpha, self.alpha_scale, _diagonal(K), sw)
 
-    def _search_loo(self, X, Y, y_true, sw, sample_weight, candidates, groups):
+    def _search_loo(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel):
         xp = get_namespace(X)
         scores = np.full(len(candidates), np.nan)
         kept = None  # (index, dual_coef, ridge) of the best so far
         positive = None if sw is None else sw > 0
-        for (act, frozen), by_depth in groups.items():
+        for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in progress(
                 list(by_depth.items()), desc="leave-one-out over depths",
@@ -497,11 +523,11 @@ class _BaseNTKCV(BaseEstimator):
             del stack
         return scores, kept
 
-    def _search_splits(self, X, Y, y_true, sw, sample_weight, candidates, groups,
+    def _search_splits(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel,
                        splits):
         xp = get_namespace(X)
         split_scores = np.full((len(candidates), len(splits)), np.nan)
-        for (act, frozen), by_depth in groups.items():
+        for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in by_depth.items():
                 K = stack[depth - 1, ...]
@@ -698,7 +724,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         return float(scorer(_IdentityRegressor(), pred, y_true, **kwargs))
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Search the grid, then refit the best model on all rows.
 
         Parameters
@@ -712,6 +738,11 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         sample_weight : float or array-like of shape (n_samples,), default=None
             Non-negative weights.
 
+        groups : array-like of shape (n_samples,), default=None
+            Group labels of the samples, for a group splitter such as
+            ``GroupKFold`` in ``cv`` (as ``GridSearchCV.fit`` takes them).
+            Ignored by the leave-one-out search (``cv=None``).
+
         Returns
         -------
         self : object
@@ -720,7 +751,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         X, y, sample_weight = _check_fit_input(
             self, X, y, sample_weight, multi_output=True, y_numeric=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        coef = self._search(X, Y, y, sample_weight)
+        coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
         return self
 
@@ -847,10 +878,22 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
                                         sample_weight=sample_weight))
         scorer = check_scoring(identity, scoring=self.scoring)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-        return float(scorer(identity, decision, y_true, **kwargs))
+        try:
+            return float(scorer(identity, decision, y_true, **kwargs))
+        except AttributeError as exc:
+            if "predict_proba" not in str(exc):
+                raise
+            raise ValueError(
+                f"scoring={self.scoring!r} needs predict_proba, but "
+                f"{type(self).__name__} scores its candidates by decision "
+                "values, which are not probabilities. Use a scorer of decision "
+                "values or labels (e.g. 'roc_auc' for two classes, 'accuracy', "
+                "'balanced_accuracy', 'f1_macro'), or calibrate the final model "
+                "with sklearn.calibration.CalibratedClassifierCV."
+            ) from exc
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Search the grid on one-vs-all targets, then refit the best model.
 
         Parameters
@@ -863,6 +906,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
 
         sample_weight : float or array-like of shape (n_samples,), default=None
             Non-negative weights.
+
+        groups : array-like of shape (n_samples,), default=None
+            Group labels of the samples, for a group splitter such as
+            ``GroupKFold`` in ``cv`` (as ``GridSearchCV.fit`` takes them).
+            Ignored by the leave-one-out search (``cv=None``).
 
         Returns
         -------
@@ -882,7 +930,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         if self.class_weight is not None:
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else sample_weight * cw
-        coef = self._search(X, Y, y, sample_weight)
+        coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if Y.shape[1] == 1 else coef
         return self
 

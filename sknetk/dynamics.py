@@ -23,7 +23,7 @@ neural-tangents' ``predict.gradient_descent_mse_ensemble`` and
 """
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -694,7 +694,11 @@ def ensemble_covariance(
     Ths = Ks if ntk_test_train is None else _check_cross(
         xp, ntk_test_train, "ntk_test_train", m, n
     )
-    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets < 1:
+    if (
+        isinstance(n_targets, bool)
+        or not isinstance(n_targets, Integral)
+        or n_targets < 1
+    ):
         raise ValueError(f"n_targets must be an integer >= 1, got {n_targets!r}.")
     times, scalar = _check_times(t)
     ridge = _check_ridge(ridge)

@@ -210,7 +210,21 @@ def falloff_index(eigenvalues, rtol=1e-3):
     xp = get_namespace(eigenvalues)
     if is_numpy_namespace(xp):
         eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    if eigenvalues.ndim != 1:
+        raise ValueError(
+            "eigenvalues must be a 1-D array (one spectrum), got shape "
+            f"{tuple(eigenvalues.shape)}."
+        )
+    if (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, Real)
+        or not math.isfinite(rtol)
+        or rtol < 0
+    ):
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}.")
     if eigenvalues.shape[0] == 0:
         return 0
+    if not bool(xp.all(xp.isfinite(eigenvalues))):
+        raise ValueError("eigenvalues contain NaN or infinity.")
     top = xp.max(eigenvalues)
     return int(xp.sum(xp.astype(eigenvalues >= rtol * top, xp.int64)))
