@@ -450,6 +450,7 @@ class _BaseNTKCV(BaseEstimator):
         else:
             cv = check_cv(self.cv, y_true, classifier=self._is_classifier)
             splits = list(cv.split(X, y_true, groups))
+            _check_split_weights(splits, sample_weight)
             n_splits = len(splits)
             scores, split_scores = self._search_splits(
                 Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel, splits)
@@ -589,6 +590,27 @@ class _BaseNTKCV(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _check_split_weights(splits, sample_weight):
+    """Refuse a split whose training or test part has no positive weight.
+
+    Such a part can be neither fitted nor scored (a weighted score divides by
+    the total weight); say which split it is instead of failing inside a
+    metric.
+    """
+    if sample_weight is None:
+        return
+    for k, (train, test) in enumerate(splits):
+        for part, rows in (("training", train), ("test", test)):
+            if not np.any(sample_weight[rows] > 0):
+                raise ValueError(
+                    f"Split {k} of cv has no {part} sample with a positive "
+                    "sample_weight, so it cannot be "
+                    f"{'fitted' if part == 'training' else 'scored'}. Use a "
+                    "splitter that spreads the weighted samples over the "
+                    "folds (e.g. shuffle=True)."
+                )
 
 
 def _diagonal(K):

@@ -14,12 +14,14 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import get_namespace, is_numpy_namespace
+from ._base import densify
 from .kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 
 __all__ = ["kernel_spectrum", "falloff_index"]
@@ -43,8 +45,11 @@ def kernel_spectrum(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Training inputs (NumPy, or any array-API array such as CuPy).
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Training inputs (NumPy, or any array-API array such as CuPy). Sparse
+        input (or a transformer's sparse output, e.g. ``OneHotEncoder``'s)
+        is densified, up to ``sknetk._base.SPARSE_DENSIFY_MAX_ENTRIES``
+        entries.
     transformer : transformer, default=None
         Applied to ``X`` first (e.g. :class:`~sknetk.fourier.FourierFeatures`):
         used as is when already fitted, else a clone is fitted on ``X``.
@@ -138,6 +143,9 @@ def kernel_spectrum(
             X = transformer.transform(X)
         except NotFittedError:
             X = clone(transformer).fit_transform(X)
+
+    if sp.issparse(X):  # e.g. a OneHotEncoder: the kernels need dense rows
+        X = densify(X)
 
     frozen = kernel_params.pop("frozen_layers", 0)
     if kernel == "nngp":

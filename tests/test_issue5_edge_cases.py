@@ -452,3 +452,39 @@ def test_frozen_spectrum_equals_dense_eigenvalues(frozen_layers):
     evals = np.clip(np.linalg.eigvalsh(Theta)[::-1], 0, None)
     assert_allclose(result.eigenvalues, evals / evals[0], rtol=1e-9, atol=1e-14)
     assert math.isclose(result.scale, evals[0], rel_tol=1e-12)
+
+
+def test_spectrum_of_sparse_transformer_output_equals_dense():
+    """A sparse transformer output (OneHotEncoder's default) is densified."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    X = np.array([[0, 1], [1, 0], [2, 2], [0, 0], [1, 2], [2, 1]])
+    sparse = kernel_spectrum(X, transformer=OneHotEncoder(), depth=2,
+                             bias_std=0.1)
+    dense = kernel_spectrum(X, transformer=OneHotEncoder(sparse_output=False),
+                            depth=2, bias_std=0.1)
+    assert_array_equal(sparse.eigenvalues, dense.eigenvalues)
+    Z = OneHotEncoder(sparse_output=False).fit_transform(X)
+    evals = np.clip(np.linalg.eigvalsh(ntk_kernel(Z, depth=2, bias_std=0.1)), 0,
+                    None)[::-1]
+    assert_allclose(dense.eigenvalues, evals / evals[0], rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("Estimator", [NTKRegressorCV, NTKClassifierCV])
+def test_split_without_positive_weight_raises_clearly(Estimator):
+    """A fold part with zero total weight can be neither fitted nor scored."""
+    X, y, _ = _data(0, n=12)
+    y = (y > 0).astype(int) if Estimator is NTKClassifierCV else y
+    w = np.ones(12)
+    w[:4] = 0.0  # the whole first test fold of KFold(3)
+    with pytest.raises(ValueError, match="Split 0 of cv has no test sample"):
+        Estimator(alphas=[1.0], depths=[1], cv=KFold(3)).fit(X, y, sample_weight=w)
+    w = np.zeros(12)
+    w[:4] = 1.0  # the training part of the first split has no weight
+    with pytest.raises(ValueError, match="Split 0 of cv has no training sample"):
+        Estimator(alphas=[1.0], depths=[1], cv=KFold(3)).fit(X, y, sample_weight=w)
+    # Leave-one-out needs no such check: zero weights are simply not scored.
+    w = np.ones(12)
+    w[:4] = 0.0
+    model = Estimator(alphas=[1.0], depths=[1]).fit(X, y, sample_weight=w)
+    assert np.all(np.isfinite(model.cv_results_["mean_test_score"]))
