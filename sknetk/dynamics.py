@@ -90,6 +90,8 @@ def _check_times(t):
         )
     scalar = times.ndim == 0
     times = times.reshape(-1)
+    if times.size == 0:
+        raise ValueError("t must hold at least one time, got an empty sequence.")
     if np.any(np.isnan(times)) or np.any(times < 0):
         raise ValueError(f"t must hold times >= 0 (inf allowed), got {t!r}.")
     return times, scalar

@@ -37,7 +37,12 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sknetk._classification import NTKClassifier
 from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
 from sknetk._regression import NTKRegressor
-from sknetk.dynamics import ensemble_covariance, kernel_eigh
+from sknetk.dynamics import (
+    ensemble_covariance,
+    gradient_flow_dual_coef,
+    gradient_flow_predict,
+    kernel_eigh,
+)
 from sknetk.fourier import FourierFeatures
 from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 from sknetk.spectrum import falloff_index, kernel_spectrum
@@ -107,6 +112,45 @@ def test_loo_with_ridge_below_rounding_is_the_ridgeless_limit(seed, depth):
     assert model.cv_results_["mean_test_score"][0] == pytest.approx(
         _neg_mse(y, ref), rel=1e-8
     )
+
+
+def test_weighted_loo_with_ridge_below_rounding_is_the_ridgeless_limit():
+    """Weights (zero on one twin): the weighted minimum-norm refit of each row."""
+    X, y, rng = _data(4, n=12)
+    X = np.vstack([X, X[:2], X[:1]])
+    y = np.r_[y, rng.normal(size=3)]
+    n = len(X)
+    w = rng.uniform(0.5, 2.0, size=n)
+    w[[5, 13]] = 0.0
+    K = ntk_kernel(X, depth=2, bias_std=0.1)
+    K = (K + K.T) / 2
+    ref = np.empty(n)
+    for i in range(n):
+        rest = np.arange(n) != i
+        s = np.sqrt(w[rest])
+        A = s[:, None] * K[np.ix_(rest, rest)] * s[None, :]
+        pinv = np.linalg.pinv(A, rcond=1e-10, hermitian=True)
+        ref[i] = K[i, rest] @ (s * (pinv @ (s * y[rest])))
+    evals, V = kernel_eigh(K, w)
+    U = np.sqrt(w)[:, None] * V
+    for ridge in (1e-18, 1e-16):
+        loo, _ = _loo_predictions(evals, U, U.T @ y[:, None], y[:, None], ridge,
+                                  K, w > 0)
+        assert_allclose(loo[:, 0], ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
+
+
+def test_empty_time_lists_raise_clearly():
+    """t=[] in the dynamics functions says so (no bare stacking error)."""
+    X, y, rng = _data(0, n=6)
+    K, Theta = nngp_ntk_kernels(X)
+    Ks, Thetas = nngp_ntk_kernels(X[:2], X)
+    for call in (
+        lambda: gradient_flow_predict(Theta, Thetas, y, t=[]),
+        lambda: gradient_flow_dual_coef(Theta, y, t=np.array([])),
+        lambda: ensemble_covariance(K, Ks, np.diag(K)[:2], t=[]),
+    ):
+        with pytest.raises(ValueError, match="at least one time"):
+            call()
 
 
 def test_loo_of_an_all_zero_kernel_predicts_zero():
