@@ -225,8 +225,10 @@ _SHARED_DOC = """
 
     cv : int, cross-validation generator or iterable, default=None
         ``None``: efficient exact leave-one-out. Otherwise as in
-        ``GridSearchCV`` (an int is a number of {int_cv} folds); the kernel
-        is still computed once per depth over all rows and sliced per fold.
+        ``GridSearchCV`` (an int is a number of {int_cv} folds; group
+        splitters such as ``GroupKFold`` take ``groups`` from :meth:`fit`);
+        the kernel is still computed once per depth over all rows and sliced
+        per fold.
 
     scoring : str or callable, default=None
         A scorer name or callable ``scorer(estimator, X, y)``. ``None``
