@@ -47,6 +47,23 @@ _FUSED = {
 # division per entry; rho = k / sqrt(q1 q2) becomes k * (i1 * i2), exactly
 # symmetric in the two rows.
 DUAL_SOURCE = r"""
+// The math functions by precision, named explicitly so that float32 code can
+// never be promoted to the double-precision routines.
+__device__ __host__ inline float sknetk_acos(float x) { return acosf(x); }
+__device__ __host__ inline double sknetk_acos(double x) { return acos(x); }
+__device__ __host__ inline float sknetk_sqrt(float x) { return sqrtf(x); }
+__device__ __host__ inline double sknetk_sqrt(double x) { return sqrt(x); }
+__device__ __host__ inline float sknetk_exp(float x) { return expf(x); }
+__device__ __host__ inline double sknetk_exp(double x) { return exp(x); }
+__device__ __host__ inline float sknetk_cos(float x) { return cosf(x); }
+__device__ __host__ inline double sknetk_cos(double x) { return cos(x); }
+__device__ __host__ inline float sknetk_atan2(float y, float x) {
+  return atan2f(y, x);
+}
+__device__ __host__ inline double sknetk_atan2(double y, double x) {
+  return atan2(y, x);
+}
+
 template <typename T>
 __device__ __host__ inline T sknetk_clip1(T x) {
   return x > T(1) ? T(1) : (x < T(-1) ? T(-1) : x);
@@ -74,7 +91,7 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
     T rho = sknetk_clip1(sigma * (a[2] * b[2]));
     if (rho > snap) rho = T(1);
     if (rho < -snap) rho = T(-1);
-    const T angle = acos(rho);
+    const T angle = sknetk_acos(rho);
     if (act == 5) {
       sigma = T(1) - angle * (T(2) / pi);
       dot = T(0);
@@ -82,22 +99,22 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
     }
     const T ca = ap[0], cb = ap[1];
     const T factor = (ca - cb) * (ca - cb) / (T(2) * pi);
-    const T sin_angle = sqrt((T(1) - rho) * (T(1) + rho));
+    const T sin_angle = sknetk_sqrt((T(1) - rho) * (T(1) + rho));
     dot = (ca * ca + cb * cb) / T(2) - factor * angle;
     sigma = (a[1] * b[1]) * (factor * sin_angle + dot * rho);
   } else if (act == 1) {  // a * erf(b x) + c
     const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
-    const T root = sqrt(T(1) + T(2) * b2 * (q1 + q2)
+    const T root = sknetk_sqrt(T(1) + T(2) * b2 * (q1 + q2)
                         + T(4) * b2 * b2 * sknetk_gap(sigma, a[1], b[1]));
-    sigma = ca * ca * (T(2) / pi) * atan2(T(2) * b2 * sigma, root) + c * c;
+    sigma = ca * ca * (T(2) / pi) * sknetk_atan2(T(2) * b2 * sigma, root) + c * c;
     dot = ca * ca * b2 * (T(4) / pi) / root;
   } else if (act == 2) {  // gelu
     const T k = sigma;
     const T prod = q1 * q2;
     const T prod1 = (q1 + T(1)) * (q2 + T(1));
     const T delta2 = T(1) + q1 + q2 + sknetk_gap(k, a[1], b[1]);
-    const T delta = sqrt(delta2);
-    const T angle = atan2(k, delta);
+    const T delta = sknetk_sqrt(delta2);
+    const T angle = sknetk_atan2(k, delta);
     sigma = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) / (T(2) * pi)
             + T(0.25) * k;
     dot = T(0.25) + angle / (T(2) * pi)
@@ -106,13 +123,14 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
   } else if (act == 3) {  // a * sin(b x + c)
     const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
     const T s = q1 + q2;
-    const T e_minus = exp(T(-0.5) * b2 * (s - T(2) * sigma));
-    const T e_plus = exp(T(-0.5) * b2 * (s + T(2) * sigma)) * cos(T(2) * c);
+    const T e_minus = sknetk_exp(T(-0.5) * b2 * (s - T(2) * sigma));
+    const T e_plus =
+        sknetk_exp(T(-0.5) * b2 * (s + T(2) * sigma)) * sknetk_cos(T(2) * c);
     sigma = ca * ca / T(2) * (e_minus - e_plus);
     dot = ca * ca / T(2) * b2 * (e_minus + e_plus);
   } else if (act == 4) {  // rbf
     const T gamma = ap[0];
-    sigma = exp(-gamma * (q1 + q2 - T(2) * sigma));
+    sigma = sknetk_exp(-gamma * (q1 + q2 - T(2) * sigma));
     dot = T(2) * gamma * sigma;
   } else {  // identity
     dot = T(1);

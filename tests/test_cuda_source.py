@@ -48,7 +48,8 @@ def host_kernel(tmp_path_factory):
     lib = folder / "recursion.so"
     src.write_text(HARNESS % {"dual": _cuda.DUAL_SOURCE})
     subprocess.run(
-        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
+        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", "-Werror=double-promotion",
+         str(src), "-o", str(lib)],
         check=True,
         capture_output=True,
     )
@@ -201,7 +202,8 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     source = _cuda.KERNEL_SOURCE if rows is None else _cuda.kernel_source(rows)
     src.write_text(LAUNCH_HARNESS % {"kernel": source})
     subprocess.run(
-        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", str(src), "-o", str(lib)],
+        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", "-Werror=double-promotion",
+         str(src), "-o", str(lib)],
         check=True, capture_output=True,
     )
     single = dtype == np.float32
