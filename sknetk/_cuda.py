@@ -20,13 +20,24 @@ import numpy as np
 
 _PI = math.pi
 
-# activation name -> (id in the CUDA switch, function of params -> 4 floats)
 _SIGMOID_B = 1 / 2.4020563531719796
+
+
+def _abrelu(a, b):
+    """ABReLU-family constants ``(a, b, (a - b)^2 / (2 pi), (a^2 + b^2) / 2)``.
+
+    The last two are what the dual needs; computed once here, so that the
+    kernel spends no division per entry on them.
+    """
+    return (a, b, (a - b) * (a - b) / (2 * _PI), (a * a + b * b) / 2)
+
+
+# activation name -> (id in the CUDA switch, function of params -> 4 floats)
 _FUSED = {
-    "relu": (0, lambda: (0.0, 1.0, 0.0, 0.0)),
-    "abs": (0, lambda: (-1.0, 1.0, 0.0, 0.0)),
-    "leaky_relu": (0, lambda alpha: (alpha, 1.0, 0.0, 0.0)),
-    "abrelu": (0, lambda a, b: (a, b, 0.0, 0.0)),
+    "relu": (0, lambda: _abrelu(0.0, 1.0)),
+    "abs": (0, lambda: _abrelu(-1.0, 1.0)),
+    "leaky_relu": (0, lambda alpha: _abrelu(alpha, 1.0)),
+    "abrelu": (0, lambda a, b: _abrelu(a, b)),
     "erf": (1, lambda a, b, c: (a, b, c, 0.0)),
     "sigmoid_like": (1, lambda: (0.5, _SIGMOID_B, 0.5, 0.0)),
     "gelu": (2, lambda: (0.0, 0.0, 0.0, 0.0)),
@@ -97,10 +108,10 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
       dot = T(0);
       return;
     }
-    const T ca = ap[0], cb = ap[1];
-    const T factor = (ca - cb) * (ca - cb) / (T(2) * pi);
+    // ap = (a, b, (a - b)^2 / (2 pi), (a^2 + b^2) / 2), from the host
+    const T factor = ap[2];
     const T sin_angle = sknetk_sqrt((T(1) - rho) * (T(1) + rho));
-    dot = (ca * ca + cb * cb) / T(2) - factor * angle;
+    dot = ap[3] - factor * angle;
     sigma = (a[1] * b[1]) * (factor * sin_angle + dot * rho);
   } else if (act == 1) {  // a * erf(b x) + c
     const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
