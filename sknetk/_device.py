@@ -1,10 +1,13 @@
 """Choosing where the work runs: ``device="auto" | "cpu" | "gpu"``.
 
-CuPy is imported lazily, only by :func:`cupy_or_error` and :func:`gpu_available`;
-importing sknetk never touches a GPU.
+CuPy is imported lazily, only by :func:`cupy_or_error`, :func:`gpu_available`
+and :func:`predict_device` (when asked for ``"gpu"``); importing sknetk never
+touches a GPU. A CuPy that fails to import, whatever the error, counts as
+missing, so ``"auto"`` then computes on the CPU.
 """
 
 import functools
+import warnings
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -14,6 +17,10 @@ DEVICES = ("auto", "cpu", "gpu")
 AUTO_GPU_MIN_ENTRIES = 4_000_000
 
 _INSTALL_HINT = 'Install the GPU extra with: pip install "sknetk[gpu]"'
+_DEVICE_HINT = (
+    "Check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES, or use "
+    'device="cpu".'
+)
 
 
 class GPUUnavailableError(RuntimeError):
@@ -27,12 +34,22 @@ def _probe_cupy():
         import cupy
     except ImportError as exc:  # pragma: no cover - depends on the machine
         return None, f"CuPy is not installed ({exc}). {_INSTALL_HINT}"
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        # A broken installation (CUDA libraries missing or of the wrong
+        # version) may fail with any error: "auto" must still run on the CPU.
+        return None, (
+            f"CuPy is installed but fails to import ({type(exc).__name__}: "
+            f"{exc}). Reinstall it for your CUDA version: {_INSTALL_HINT}"
+        )
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # pragma: no cover - depends on the machine
-        return None, f"CuPy is installed but no CUDA device is usable ({exc})."
+        return None, (
+            f"CuPy is installed but no CUDA device is usable ({exc}). "
+            f"{_DEVICE_HINT}"
+        )
     if n < 1:  # pragma: no cover - depends on the machine
-        return None, "CuPy is installed but no CUDA device was found."
+        return None, f"CuPy is installed but no CUDA device was found. {_DEVICE_HINT}"
     return cupy, ""
 
 
@@ -53,7 +70,7 @@ def cupy_or_error():
 
 def check_device(device):
     """Validate the ``device`` parameter value."""
-    if device not in DEVICES:
+    if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
     return device
 
@@ -86,3 +103,46 @@ def use_gpu(device, n_entries, is_cupy_input=False):
     if is_cupy_input:
         return True
     return n_entries >= AUTO_GPU_MIN_ENTRIES and gpu_available()
+
+
+def predict_device(device):
+    """The ``device`` a fitted model predicts with, so that it predicts anywhere.
+
+    A model fitted with ``device="gpu"`` keeps that value, but its fitted
+    attributes are NumPy arrays: loaded on a machine where CuPy or a CUDA
+    device is missing, it predicts on the CPU, with a ``UserWarning`` saying
+    so, instead of raising :class:`GPUUnavailableError`. Other values, and
+    ``"gpu"`` where a GPU is usable, are returned unchanged.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "gpu"}
+        The estimator's ``device`` parameter.
+
+    Returns
+    -------
+    device : {"auto", "cpu", "gpu"}
+        ``"cpu"`` in place of an unusable ``"gpu"``.
+
+    Examples
+    --------
+    >>> from sknetk._device import predict_device
+    >>> predict_device("auto"), predict_device("cpu")
+    ('auto', 'cpu')
+    """
+    check_device(device)
+    if device != "gpu":
+        return device
+    cupy, reason = _probe_cupy()
+    if cupy is not None:  # pragma: no cover - depends on the machine
+        return device
+    warnings.warn(
+        f'This model has device="gpu" but no GPU is usable here: {reason} '
+        'Predicting on the CPU instead (set device="cpu" to silence this '
+        "warning); the fitted attributes are NumPy arrays, so the predictions "
+        "are the same up to rounding.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return "cpu"
+

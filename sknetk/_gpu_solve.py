@@ -2,19 +2,40 @@
 
 CuPy's ``cupy.linalg.cholesky`` returns NaNs silently for a matrix that is not
 positive definite unless told otherwise; here the factorisation status
-(``devInfo``) is always read back and a failed factorisation raises
-:class:`numpy.linalg.LinAlgError`, so that callers can fall back (eigh) with a
-warning instead of returning NaN.
+(``devInfo``) is always read back, and the factor is judged by the CPU
+solver's rule (:func:`sknetk._solver.solve_kernel_ridge`): a failed
+factorisation, or one whose smallest pivot is below ``n * eps`` times the
+largest (singular to working precision), raises
+:class:`numpy.linalg.LinAlgError`, so that :func:`solve_ridge_gpu` falls back
+to the same pseudo-inverse as the CPU, with the same warning, instead of
+returning NaN or a solution dominated by rounding.
 
 :func:`cholesky_solve_inplace` factorises ``K + alpha I`` in place (cuSOLVER
 ``potrf``/``potrs``), so a fit needs one n x n matrix of GPU memory, not two.
+
+Every function here also runs on other array namespaces (``array_api_strict``
+in the CPU test suite) through ``xp.linalg``: only the in-place cuSOLVER calls
+are CuPy specific.
 """
 
 import warnings
 
 import numpy as np
 
+from ._array_api import device as _device
+from ._array_api import get_namespace, is_cupy_namespace
+from ._solver import (
+    _FINITE_CHECK_ENTRIES,
+    _pinv_solve,
+    _pivots_ok,
+    _triangular_solve,
+)
 from .exceptions import IllConditionedKernelWarning
+
+_SINGULAR = (
+    "singular to working precision (smallest Cholesky pivot below n * eps "
+    "times the largest)"
+)
 
 
 def _cusolver_functions(dtype):
@@ -38,12 +59,84 @@ def _lower_fill_mode():
 
 
 def add_to_diagonal(K, value):
-    """``K[i, i] += value`` in place, for a square C-contiguous CuPy matrix."""
+    """``K + value * I``: in place for a square C-contiguous CuPy matrix.
+
+    Other namespaces (which may not allow writing through a view) get a new
+    array; use the returned one.
+    """
     n = K.shape[0]
-    if value:
+    if not value:
+        return K
+    xp = get_namespace(K)
+    if is_cupy_namespace(xp):
         diag = K.reshape(-1)[:: n + 1]
         diag += value
-    return K
+        return K
+    return K + value * xp.eye(n, dtype=K.dtype, device=_device(K))
+
+
+def _all_finite(xp, A):
+    """True when ``A`` holds no NaN or infinity, checked in row blocks.
+
+    The boolean temporary of one block has at most ``_FINITE_CHECK_ENTRIES``
+    entries, so the check needs no extra ``n x n`` memory on the device; the
+    blocks' verdicts stay on the device and are read back once.
+    """
+    n = A.shape[0]
+    rows = max(1, _FINITE_CHECK_ENTRIES // max(A.shape[1], 1))
+    # (slice stops within the axis: the array API leaves others unspecified)
+    verdicts = [
+        xp.all(xp.isfinite(A[i : min(i + rows, n), ...])) for i in range(0, n, rows)
+    ]
+    return not verdicts or bool(xp.all(xp.stack(verdicts)))
+
+
+def _check_factor(xp, status, pivots, n):
+    """Raise ``LinAlgError`` unless the Cholesky factor is usable.
+
+    ``status`` is LAPACK's ``info`` (0: success), ``pivots`` the factor's
+    diagonal ``L_jj``. The rule is the CPU solver's: a failed factorisation,
+    a non-finite pivot or a smallest pivot ``L_jj**2`` below ``n * eps``
+    times the largest.
+    """
+    if status != 0:
+        raise np.linalg.LinAlgError(
+            f"Cholesky factorisation failed (info={status}): the kernel matrix "
+            "K + alpha*I is not positive definite."
+        )
+    if not bool(xp.all(xp.isfinite(pivots))):
+        raise np.linalg.LinAlgError(
+            "Cholesky factorisation gave non-finite values: the kernel matrix "
+            "K + alpha*I is not positive definite."
+        )
+    if not _pivots_ok(pivots, n, xp):
+        raise np.linalg.LinAlgError(
+            f"The kernel matrix K + alpha*I is {_SINGULAR}."
+        )
+
+
+def _cholesky_solve_xp(xp, K, Y):
+    """:func:`cholesky_solve_inplace` for namespaces other than CuPy."""
+    n = K.shape[0]
+    one_d = Y.ndim == 1
+    B = xp.reshape(xp.astype(Y, K.dtype), (n, -1))
+    if n == 0:
+        return B[:, 0] if one_d else B
+    try:
+        L = xp.linalg.cholesky(K)
+    except np.linalg.LinAlgError:
+        L = None
+    if L is None:
+        _check_factor(xp, 1, None, n)
+    _check_factor(xp, 0, xp.linalg.diagonal(L), n)
+    z = _triangular_solve(xp, L, B, lower=True)
+    X = _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+    if not bool(xp.all(xp.isfinite(X))):
+        raise np.linalg.LinAlgError(
+            "The Cholesky solve is not finite: the kernel matrix K + alpha*I "
+            "is numerically singular."
+        )
+    return X[:, 0] if one_d else X
 
 
 def cholesky_solve_inplace(K, Y):
@@ -52,17 +145,26 @@ def cholesky_solve_inplace(K, Y):
     ``K`` (square, C-contiguous CuPy array) is overwritten by its Cholesky
     factor; ``Y`` is not modified.
 
+    On other array namespaces ``K`` is left as it is (``xp.linalg``).
+
     Raises
     ------
     numpy.linalg.LinAlgError
-        If the factorisation fails (``K`` not numerically positive definite)
-        or the solution is not finite.
+        If the factorisation fails (``K`` not numerically positive definite),
+        its smallest pivot is below ``n * eps`` times the largest (the CPU
+        solver's rule) or the solution is not finite.
     """
+    xp = get_namespace(K, Y)
+    n = K.shape[0]
+    if K.ndim != 2 or K.shape[1] != n:
+        raise ValueError("K must be a square matrix.")
+    if not is_cupy_namespace(xp):
+        return _cholesky_solve_xp(xp, K, Y)
+
     import cupy
     from cupy.cuda import device as cuda_device
 
-    n = K.shape[0]
-    if K.ndim != 2 or K.shape[1] != n or not K.flags.c_contiguous:
+    if not K.flags.c_contiguous:
         raise ValueError("K must be a square C-contiguous matrix.")
     one_d = Y.ndim == 1
     B = cupy.array(Y.reshape(n, -1), dtype=K.dtype, order="F", copy=True)
@@ -75,13 +177,9 @@ def cholesky_solve_inplace(K, Y):
     lwork = buffer_size(handle, lower, n, K.data.ptr, n)
     work = cupy.empty(max(int(lwork), 1), dtype=K.dtype)
     potrf(handle, lower, n, K.data.ptr, n, work.data.ptr, lwork, info.data.ptr)
-    status = int(info.get()[0])
-    if status != 0:
-        raise np.linalg.LinAlgError(
-            f"Cholesky factorisation failed on the GPU (cuSOLVER info={status}): "
-            "the kernel matrix is not numerically positive definite."
-        )
     del work
+    # The factor's diagonal is the same in either storage order.
+    _check_factor(cupy, int(info.get()[0]), K.diagonal(), n)
     potrs(handle, lower, n, B.shape[1], K.data.ptr, n, B.data.ptr, n, info.data.ptr)
     status = int(info.get()[0])
     if status != 0 or not bool(cupy.isfinite(B).all()):
@@ -95,22 +193,16 @@ def cholesky_solve_inplace(K, Y):
 def eigh_solve(K, Y, alpha):
     """Solve ``(K + alpha I) X = Y`` by eigendecomposition, dropping null directions.
 
-    Eigenvalues of ``K + alpha I`` below ``n * eps * max`` are treated as zero
-    (a pseudo-inverse), so duplicated rows with ``alpha = 0`` give a finite,
-    minimum-norm solution. Works on any array namespace with ``linalg.eigh``.
+    The CPU solver's pseudo-inverse: eigenvalues of ``K + alpha I`` of
+    magnitude below ``n * eps * max|eigenvalue|`` are treated as zero, so
+    duplicated rows with ``alpha = 0`` give a finite, minimum-norm solution.
+    Works on any array namespace with ``linalg.eigh``.
     """
-    from ._array_api import get_namespace
-
-    xp = get_namespace(K)
+    xp = get_namespace(K, Y)
     n = K.shape[0]
     w, V = xp.linalg.eigh(K)
-    w = w + alpha
-    eps = float(np.finfo(np.float64 if K.dtype == xp.float64 else np.float32).eps)
-    cutoff = max(n, 1) * eps * float(xp.max(xp.abs(w))) if n else 0.0
-    keep = w > cutoff
-    inv = xp.where(keep, 1.0 / xp.where(keep, w, xp.ones_like(w)), xp.zeros_like(w))
     Y2 = Y if Y.ndim == 2 else Y[:, None]
-    X = V @ (inv[:, None] * (V.T @ Y2))
+    X = _pinv_solve(xp, w + alpha, V, xp.astype(Y2, V.dtype), n)
     return X if Y.ndim == 2 else X[:, 0]
 
 
@@ -131,23 +223,45 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
     -------
     X : cupy.ndarray
         The solution, finite.
-    """
-    import cupy
 
+    Raises
+    ------
+    ValueError
+        If the kernel holds NaN or infinity (as the CPU solver).
+
+    Warns
+    -----
+    IllConditionedKernelWarning
+        When the Cholesky factor is unusable by the CPU solver's rule; the
+        pseudo-inverse of :func:`eigh_solve` is then returned.
+    """
     K = make_kernel()
-    add_to_diagonal(K, alpha)
+    xp = get_namespace(K, Y)
+    on_gpu = is_cupy_namespace(xp)
+    if not _all_finite(xp, K):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?). Scale the features (e.g. "
+            "StandardScaler) before the estimator."
+        )
+    K = add_to_diagonal(K, alpha)
     try:
         return cholesky_solve_inplace(K, Y)
     except np.linalg.LinAlgError as exc:
         warnings.warn(
-            f"{exc} Falling back to an eigendecomposition (pseudo-inverse); "
-            "consider a larger alpha.",
+            f"{exc} Solving it by eigendecomposition instead, treating "
+            "eigenvalues below n * eps * max|eigenvalue| as zero (minimum-norm "
+            "least-squares solution). Increase alpha, or use "
+            "alpha_scale='mean_diag', to get a well-posed problem.",
             IllConditionedKernelWarning,
             stacklevel=3,
         )
     del K
-    cupy.get_default_memory_pool().free_all_blocks()
+    if on_gpu:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
     X = eigh_solve(make_kernel(), Y, alpha)
-    if not bool(cupy.isfinite(X).all()):  # pragma: no cover - defensive
+    if not bool(xp.all(xp.isfinite(X))):  # pragma: no cover - defensive
         raise np.linalg.LinAlgError("The eigendecomposition fallback was not finite.")
     return X

@@ -769,7 +769,8 @@ def nystrom_predict(X, centers, coef, kernel_fn, working_memory=None):
         for i0, i1 in _row_ranges(X.shape[0], rows)
     ]
     if not pieces:
-        return xp.zeros((0,) + tuple(coef.shape[1:]), dtype=dtype)
+        return xp.zeros((0,) + tuple(coef.shape[1:]), dtype=dtype,
+                        device=_device(centers))
     return pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
 
 
