@@ -394,6 +394,32 @@ def test_float32_diagonal_is_accurate(xps, activation):
     assert_allclose(K_numpy, K_strict, rtol=0, atol=1e-5 * np.abs(exact).max())
 
 
+@pytest.mark.xfail(
+    strict=True, raises=ValueError,
+    reason='kernels._place sends non-NumPy, non-CuPy input to the GPU under '
+    'device="auto" on a GPU machine, then refuses it with a ValueError about '
+    'device="gpu", which the user did not ask for',
+)
+def test_auto_keeps_other_array_libraries_where_they_are(xps, monkeypatch):
+    """On a machine with a GPU, "auto" computes array_api_strict input where
+    it lives (only NumPy input is moved to the GPU), whatever its size."""
+    import sknetk._device as device_module
+
+    monkeypatch.setattr(device_module, "gpu_available", lambda: True)
+    monkeypatch.setattr(device_module, "AUTO_GPU_MIN_ENTRIES", 1)
+    X, _ = _data(n=6)
+    Xs = xps.asarray(X)
+    for out, ref in (
+        (ntk_kernel(Xs, device="auto"), ntk_kernel(X, device="cpu")),
+        (nngp_ntk_kernels(Xs, Xs[:2, :], device="auto")[1],
+         nngp_ntk_kernels(X, X[:2], device="cpu")[1]),
+        (kernel_matvec(Xs, Xs, xps.ones(6, dtype=xps.float64), device="auto"),
+         kernel_matvec(X, X, np.ones(6), device="cpu")),
+    ):
+        assert get_namespace(out) is xps
+        assert_allclose(_strict_to_numpy(out), ref, rtol=1e-12, atol=1e-14)
+
+
 def _duplicated_rows_kernel():
     X, _ = _data(n=40, seed=5)
     X = np.vstack([X, X[:5]])
