@@ -25,7 +25,7 @@ from sklearn.utils.validation import _check_sample_weight, _num_samples
 
 from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._cache import cached_kernel
-from ._device import DEVICES, cupy_or_error, use_gpu
+from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
 from ._nystrom import _is_dask, kernel_block_function, nystrom_fit, nystrom_predict
 from ._solver import ALPHA_SCALES, blas_matmul, effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
@@ -445,7 +445,7 @@ class _BaseNTK(BaseEstimator):
             return None
         return float(self.t)
 
-    def _compute_device(self, n_entries):
+    def _compute_device(self, n_entries, *, predict=False):
         """Where this fit or prediction runs: the one place that reads ``device``.
 
         Parameters
@@ -454,6 +454,12 @@ class _BaseNTK(BaseEstimator):
             Entries of the kernel matrix the call computes; ``device="auto"``
             uses the GPU when CuPy and a device are present and
             ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``.
+        predict : bool, default=False
+            True for the computations of a fitted model (prediction,
+            uncertainty, trajectories): ``device="gpu"`` then runs on the CPU,
+            with a warning, where no GPU is usable
+            (:func:`sknetk._device.predict_device`), so that a model fitted
+            on a GPU predicts anywhere.
 
         Returns
         -------
@@ -462,7 +468,8 @@ class _BaseNTK(BaseEstimator):
             :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
             missing when CuPy or a CUDA device is absent.
         """
-        return "gpu" if use_gpu(self.device, n_entries) else "cpu"
+        device = predict_device(self.device) if predict else self.device
+        return "gpu" if use_gpu(device, n_entries) else "cpu"
 
     # -- fit -----------------------------------------------------------------
     def _train_kernel(self, X):
@@ -769,7 +776,7 @@ class _BaseNTK(BaseEstimator):
             X.astype(np.float64).rechunk({1: -1}),
             self.X_fit_,
             self.dual_coef_,
-            self._nystrom_kernel_fn(self.device),
+            self._nystrom_kernel_fn(predict_device(self.device)),
         )
 
     def _kernel_dot(self, X, coef=None):
@@ -792,7 +799,8 @@ class _BaseNTK(BaseEstimator):
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + coef.shape[1:])
-        device = self._compute_device(X.shape[0] * self.X_fit_.shape[0])
+        device = self._compute_device(X.shape[0] * self.X_fit_.shape[0],
+                                      predict=True)
         if device == "gpu":
             cupy = cupy_or_error()
             out = kernel_matvec(
@@ -841,7 +849,7 @@ class _BaseNTK(BaseEstimator):
         using it is array-API generic (tests run it on ``array_api_strict``
         by replacing this method).
         """
-        if self._compute_device(n_entries) == "gpu":
+        if self._compute_device(n_entries, predict=True) == "gpu":
             return cupy_or_error().asarray, "gpu"
         return np.asarray, "cpu"
 

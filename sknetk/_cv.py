@@ -39,7 +39,7 @@ from ._base import (
     check_fit_sample_weight,
     densify,
 )
-from ._device import DEVICES, check_device, cupy_or_error, use_gpu
+from ._device import DEVICES, check_device, cupy_or_error, predict_device, use_gpu
 from ._progress import progress
 from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
 from .dynamics import kernel_eigh
@@ -586,7 +586,7 @@ class _BaseNTKCV(BaseEstimator):
         return kernel_matvec(
             X, self.X_fit_, self.dual_coef_, kernel=self.kernel, **params,
             working_memory=self.working_memory, n_jobs=self.n_jobs,
-            device=self.device)
+            device=predict_device(self.device))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

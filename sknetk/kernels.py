@@ -489,6 +489,15 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
     path_x = _variance_path(xp, X, spec)
     q0 = xp.sum(X * X, axis=1) / d if symmetric else None
     path_y = path_x if symmetric else _variance_path(xp, Yv, spec)
+    # K(x, x) from the exact correlation-one recursion (the diagonal
+    # functions'), written on the diagonal: in float32 the tile recursion's
+    # correlation of a row with itself is 1 only up to a few ulps, which the
+    # arc-cosine turns into a relative error of ~3e-4.
+    exact_diag = (
+        dict(zip(("nngp", "ntk"),
+                 _diag_recursion(xp, X, spec, want_ntk, all_depths)))
+        if symmetric else None
+    )
     out = {
         name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=_device_of(X))
         for name in want
@@ -520,6 +529,8 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
                 continue
             target = out[name]
             for k, block in enumerate(blocks):
+                if symmetric and i0 == j0:
+                    block = _set_diagonal(xp, block, exact_diag[name][k][i0:i1])
                 target[k, i0:i1, j0:j1] = block
                 if symmetric and j0 != i0:
                     target[k, j0:j1, i0:i1] = block.T
@@ -572,14 +583,16 @@ def _place(device, dtype, *arrays):
     n1 = _n_rows(X)
     n2 = n1 if Y is None else _n_rows(Y)
     gpu = use_gpu(device, n1 * n2, is_cupy_input=cupy_in)
-    X, Y = _prepare(X, Y, xp_in, _compute_dtype(xp_in, dtype))
-    rest = list(arrays[2:])
-    if gpu and not cupy_in:
-        if not is_numpy_namespace(xp_in):
+    if gpu and not cupy_in and not is_numpy_namespace(xp_in):
+        if device == "gpu":
             raise ValueError(
                 'device="gpu" takes NumPy or CuPy input, got arrays of '
                 f"{xp_in.__name__}."
             )
+        gpu = False  # "auto": other array libraries compute where they live
+    X, Y = _prepare(X, Y, xp_in, _compute_dtype(xp_in, dtype))
+    rest = list(arrays[2:])
+    if gpu and not cupy_in:
         cupy = cupy_or_error()
         moved = [None if a is None else cupy.asarray(a) for a in (X, Y, *rest)]
         return moved, cupy.asnumpy
@@ -642,6 +655,11 @@ _PARAM_DOCS = {
         available and the kernel has at least ``AUTO_GPU_MIN_ENTRIES``
         (4 million) entries. Outputs mirror inputs: NumPy in, NumPy out;
         CuPy in, CuPy out.""",
+    "diag_device": """    device : {"auto", "cpu", "gpu"}, default="auto"
+        Where to compute. ``"auto"`` computes where the input lives (the
+        work is O(n_samples)); ``"gpu"`` needs CuPy and a CUDA device (it
+        raises :class:`~sknetk.exceptions.GPUUnavailableError` saying which
+        is missing); ``"cpu"`` computes with NumPy. Outputs mirror inputs.""",
     "verbose": """    verbose : int, default=0
         ``0`` is silent; ``>= 1`` shows a progress bar over the tiles (or row
         blocks) on standard error, with tqdm when it is installed.""",
@@ -860,13 +878,22 @@ def nngp_kernel(
     return back(_finish(out["nngp"], all_depths))
 
 
-def _diag(X, spec, which, all_depths, dtype):
-    # O(n) work: always where the input lives.
-    xp = get_namespace(X)
-    X, _ = _prepare(X, None, xp, _compute_dtype(xp, dtype))
+def _diag(X, spec, which, all_depths, dtype, device):
+    check_device(device)
+    if device == "auto":  # O(n) work: where the input lives
+        xp = get_namespace(X)
+        X, _ = _prepare(X, None, xp, _compute_dtype(xp, dtype))
+        back = _same
+    else:
+        (X, _), back = _place(device, dtype, X, None)
+        xp = get_namespace(X)
     nngps, ntks = _diag_recursion(xp, X, spec, which == "ntk", all_depths)
     blocks = ntks if which == "ntk" else nngps
-    return xp.stack(blocks) if all_depths else blocks[0]
+    return back(xp.stack(blocks) if all_depths else blocks[0])
+
+
+def _same(a):
+    return a
 
 
 def ntk_diag(
@@ -881,6 +908,7 @@ def ntk_diag(
     width=None,
     all_depths=False,
     dtype=None,
+    device="auto",
     frozen_layers=0,
 ):
     """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
@@ -908,7 +936,7 @@ def ntk_diag(
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width, frozen_layers)
-    return _diag(X, spec, "ntk", all_depths, dtype)
+    return _diag(X, spec, "ntk", all_depths, dtype, device)
 
 
 def nngp_diag(
@@ -923,6 +951,7 @@ def nngp_diag(
     width=None,
     all_depths=False,
     dtype=None,
+    device="auto",
     frozen_layers=0,
 ):
     """Diagonal ``NNGP(x, x)``: the output variance of each row.
@@ -947,7 +976,7 @@ def nngp_diag(
     """
     spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
                       parameterization, width, frozen_layers, ntk=False)
-    return _diag(X, spec, "nngp", all_depths, dtype)
+    return _diag(X, spec, "nngp", all_depths, dtype, device)
 
 
 def kernel_matvec(
@@ -1064,8 +1093,8 @@ for _f, _names in (
                              "device", "frozen_layers", "verbose")),
     (nngp_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
                               "device", "frozen_layers", "verbose")),
-    (ntk_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
-    (nngp_diag, _NETWORK + ("all_depths", "dtype", "frozen_layers")),
+    (ntk_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
+    (nngp_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
     (kernel_matvec, _NETWORK + ("working_memory", "n_jobs", "dtype", "device",
                                 "frozen_layers", "verbose")),
 ):

