@@ -38,6 +38,8 @@ from ._base import (
     SPARSE_DENSIFY_MAX_ENTRIES,
     check_fit_sample_weight,
     densify,
+    to_host,
+    to_input_namespace,
 )
 from ._device import DEVICES, check_device, cupy_or_error, predict_device, use_gpu
 from ._progress import progress
@@ -567,7 +569,9 @@ class _BaseNTKCV(BaseEstimator):
 
     # -- prediction -----------------------------------------------------------
     def _decision(self, X):
+        """Decision values; CuPy in gives CuPy out (computed from the host copy)."""
         check_is_fitted(self)
+        X, was_cupy = to_host(X)
         X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64,
                           reset=False)
         if sp.issparse(X):
@@ -578,7 +582,7 @@ class _BaseNTKCV(BaseEstimator):
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + self.dual_coef_.shape[1:])
-        return self._dense_decision(X)
+        return to_input_namespace(self._dense_decision(X), was_cupy)
 
     def _dense_decision(self, X):
         params = self._kernel_params(self.depth_, self.activation_,
@@ -623,6 +627,11 @@ def _diagonal(K):
 
 
 def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
+    # scikit-learn's validation is NumPy based: CuPy input is validated (and
+    # searched) on the host, as by NTKRegressor and NTKClassifier.
+    X, _ = to_host(X)
+    y, _ = to_host(y)
+    sample_weight, _ = to_host(sample_weight)
     X, y = validate_data(estimator, X, y, accept_sparse=ACCEPT_SPARSE, dtype=np.float64,
                          copy=True, **kwargs)
     X = densify(X)
@@ -987,7 +996,8 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
             Predicted class labels.
         """
         check_is_fitted(self)
-        return _IdentityClassifier(self.classes_).predict(self.decision_function(X))
+        return _IdentityClassifier(self.classes_).predict(
+            self.decision_function(to_host(X)[0]))
 
 
 _insert_doc(

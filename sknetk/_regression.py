@@ -294,6 +294,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         else:
             X, _ = to_host(X)
             y, _ = to_host(y)
+            sample_weight, _ = to_host(sample_weight)
             X, y = validate_data(
                 self,
                 X,

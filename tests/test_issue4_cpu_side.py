@@ -644,3 +644,50 @@ def test_prediction_streams_many_rows():
     assert peak - pred.nbytes <= 4 * 2**20 < full_kernel / 10
     assert_allclose(pred[:200], ntk_kernel(X_test[:200], X, depth=2)
                     @ model.dual_coef_, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# CuPy input to every estimator, with a stand-in array type (no GPU needed)
+# ---------------------------------------------------------------------------
+class _FakeCupyArray:
+    """Quacks like ``cupy.ndarray`` where sknetk looks: its type's module is
+    ``cupy...``, ``.get()`` copies to the host, and implicit conversion to
+    NumPy is refused (as CuPy refuses it)."""
+
+    __module__ = "cupy._core.core"
+
+    def __init__(self, array):
+        self.array = np.asarray(array)
+
+    def get(self):
+        return self.array.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed.")
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_cupy_input_is_validated_on_the_host_and_mirrored(Estimator, monkeypatch):
+    """CuPy X, y and sample_weight fit every estimator (validated on the host);
+    predict/decision_function return CuPy; same values as NumPy input."""
+    monkeypatch.setattr(_base, "cupy_or_error",
+                        lambda: SimpleNamespace(asarray=_FakeCupyArray))
+    X, y = _data(n=25)
+    y = _target(Estimator, y)
+    w = np.linspace(0.5, 2.0, X.shape[0])
+    params = dict(device="cpu")
+    if "CV" in Estimator.__name__:
+        params.update(alphas=[1e-3, 0.1], depths=[1, 2])
+    ref = Estimator(**params).fit(X, y, sample_weight=w)
+    model = Estimator(**params).fit(_FakeCupyArray(X), _FakeCupyArray(y),
+                                    sample_weight=_FakeCupyArray(w))
+    assert isinstance(model.dual_coef_, np.ndarray)
+    assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-12)
+    Xt = _data(n=7, seed=1)[0]
+    method = "predict" if "Regressor" in Estimator.__name__ else "decision_function"
+    out = getattr(model, method)(_FakeCupyArray(Xt))
+    assert isinstance(out, _FakeCupyArray)
+    assert_allclose(out.array, getattr(ref, method)(Xt), rtol=1e-12)
+    if "Classifier" in Estimator.__name__:
+        np.testing.assert_array_equal(model.predict(_FakeCupyArray(Xt)),
+                                      ref.predict(Xt))
