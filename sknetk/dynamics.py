@@ -57,14 +57,16 @@ def _check_square(K, name):
         raise ValueError(f"{name} must be a square matrix, got shape {K.shape}.")
 
 
-def _check_ridge(ridge):
+def _check_ridge(ridge, name="ridge"):
+    """``ridge`` as a float, or a ValueError naming ``name`` unless it is a
+    finite real number >= 0."""
     if (
         isinstance(ridge, bool)
         or not isinstance(ridge, Real)
         or not math.isfinite(ridge)
         or ridge < 0
     ):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
+        raise ValueError(f"{name} must be a finite number >= 0, got {ridge!r}.")
     return float(ridge)
 
 
@@ -156,7 +158,7 @@ def diag_reg_to_ridge(K_train_train, diag_reg, *, absolute_scale=False):
     >>> diag_reg_to_ridge(K, 0.5, absolute_scale=True)
     0.5
     """
-    diag_reg = _check_ridge(diag_reg)
+    diag_reg = _check_ridge(diag_reg, "diag_reg")
     if absolute_scale:
         return diag_reg
     xp = get_namespace(K_train_train)

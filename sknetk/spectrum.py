@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import get_namespace, is_numpy_namespace
 from ._base import densify
+from .dynamics import _check_ridge
 from .kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 
 __all__ = ["kernel_spectrum", "falloff_index"]
@@ -125,13 +126,7 @@ def kernel_spectrum(
     ):
         raise ValueError(f"learning_rate must be a finite number > 0, got "
                          f"{learning_rate!r}.")
-    if (
-        isinstance(ridge, bool)
-        or not isinstance(ridge, Real)
-        or not ridge >= 0
-        or not math.isfinite(ridge)
-    ):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}.")
+    ridge = _check_ridge(ridge)
     if isinstance(n_targets, bool) or not isinstance(n_targets, Integral) or (
         n_targets < 1
     ):
@@ -223,13 +218,7 @@ def falloff_index(eigenvalues, rtol=1e-3):
             "eigenvalues must be a 1-D array (one spectrum), got shape "
             f"{tuple(eigenvalues.shape)}."
         )
-    if (
-        isinstance(rtol, bool)
-        or not isinstance(rtol, Real)
-        or not math.isfinite(rtol)
-        or rtol < 0
-    ):
-        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}.")
+    rtol = _check_ridge(rtol, "rtol")
     if eigenvalues.shape[0] == 0:
         return 0
     if not bool(xp.all(xp.isfinite(eigenvalues))):
