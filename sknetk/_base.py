@@ -489,7 +489,8 @@ class _BaseNTK(BaseEstimator):
                 n_jobs=self.n_jobs,
                 device="cpu",
             )
-            return np.require(K, dtype=np.float64, requirements=["W"])
+            # a read-only memory map on a cache hit: copied to a plain array
+            return np.require(np.asarray(K), dtype=np.float64, requirements=["W"])
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         return function(
             X,
