@@ -15,6 +15,7 @@ the same ``K(X, X_fit_) @ dual_coef_`` for both solvers.
 """
 
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -271,28 +272,170 @@ def n_rows(X):
     """
     try:
         return _num_samples(X)
-    except TypeError:
+    except (TypeError, ValueError):
+        # TypeError: not array-like; ValueError: a dask array of unknown
+        # chunk sizes (only the Nystrom solver takes dask input anyway)
         return 0
+
+
+def plain_labels(labels):
+    """``labels`` as a list of plain Python values, for error messages.
+
+    ``ndarray.tolist()`` keeps NumPy scalars stored in object arrays (and
+    pandas gives NumPy scalars too), which print as ``np.int64(1)`` since
+    NumPy 2; this prints ``1``.
+    """
+    return [
+        value.item() if isinstance(value, np.generic) else value
+        for value in np.asarray(labels, dtype=object).ravel()
+    ]
+
+
+def check_weighted_classes(estimator, Y, classes, sample_weight,
+                           weights="sample_weight"):
+    """The class rule shared by the classifiers: two classes of positive weight.
+
+    Parameters
+    ----------
+    estimator : str
+        Name of the estimator, for the messages.
+    Y : ndarray of shape (n_samples, n_columns)
+        ``LabelBinarizer(neg_label=-1).fit_transform(y)``: one column with
+        two classes (``+1`` for ``classes[1]``), one per class beyond.
+    classes : ndarray of shape (n_classes,)
+        The binarizer's ``classes_``.
+    sample_weight : ndarray of shape (n_samples,) or None
+        The final weights (``class_weight`` already multiplied in).
+    weights : str, default="sample_weight"
+        What made the weights, for the messages.
+
+    Raises ``ValueError`` when fewer than two classes have a positive total
+    weight (the one-vs-all targets would then be constant and every
+    prediction the same class), and warns (``UserWarning``) about classes of
+    zero total weight in a fit that still has two or more: their targets are
+    ``-1`` on every weighted sample, so they are (almost) never predicted.
+    """
+    n_classes = len(classes)
+    Y = np.asarray(Y).reshape(Y.shape[0], -1)
+    if n_classes <= 2:
+        codes = (Y[:, 0] > 0).astype(np.intp) if n_classes == 2 else np.zeros(
+            Y.shape[0], dtype=np.intp
+        )
+    else:
+        codes = np.argmax(Y, axis=1)
+    totals = np.bincount(codes, weights=sample_weight, minlength=n_classes)
+    empty = totals <= 0
+    n_present = int(np.sum(~empty))
+    labels = plain_labels(classes)
+    if n_present < 2:
+        weighted = "" if sample_weight is None else f" (by {weights})"
+        raise ValueError(
+            f"{estimator} needs samples of at least two classes with positive "
+            f"weight; got {n_present} class(es) of positive total weight"
+            f"{weighted} among the labels {labels}."
+        )
+    if np.any(empty):
+        warnings.warn(
+            f"{estimator}: the class(es) {[labels[i] for i in np.flatnonzero(empty)]} "
+            f"have zero total weight (by {weights}): their one-vs-all targets "
+            "are -1 on every weighted sample, so they are (almost) never "
+            "predicted.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def check_regression_targets(y):
+    """``y`` as finite float64 regression targets, before any kernel work.
+
+    ``y`` has passed scikit-learn's validation (``validate_data`` with
+    ``y_numeric=True``, which converts object arrays only). As for
+    ``Ridge`` and ``KernelRidge``, numeric strings (``"1.5"``) and booleans
+    are converted to float64; anything else raises a ``ValueError`` naming
+    ``y`` and a bad value, as do NaN and infinity (``"nan"`` included).
+    """
+    if sp.issparse(y):
+        raise TypeError(
+            "A sparse y is not supported: pass y.toarray() (regression "
+            "targets are dense, one column per target)."
+        )
+    y = np.asarray(y)
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"y must be 1-D (n_samples,) or 2-D (n_samples, n_targets), got "
+            f"shape {y.shape}."
+        )
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise ValueError(f"y must hold real numbers, got dtype {y.dtype}.")
+    try:
+        out = y.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        bad = next(
+            (v for v in y.ravel().tolist() if not _is_float_like(v)), None
+        )
+        raise ValueError(
+            f"y must hold numbers for regression; got dtype {y.dtype} with "
+            f"the non-numeric value {bad!r}. For class labels use a "
+            "classifier (e.g. NTKClassifier)."
+        ) from exc
+    if not np.isfinite(out).all():
+        raise ValueError("Input y contains NaN or infinity.")
+    return out
+
+
+def _is_float_like(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _known_dask_rows(X):
+    """A dask ``X`` with known chunk sizes (computing them when unknown).
+
+    Boolean indexing (``X[X[:, 0] > 0]``) leaves the chunk sizes unknown
+    (NaN); the fit needs the number of rows, so the sizes are computed, which
+    evaluates ``X``'s graph once more.
+    """
+    if any(math.isnan(size) for sizes in X.chunks for size in sizes):
+        X = X.compute_chunk_sizes()
+    return X
+
+
+def check_dask_X(X):
+    """Shape and dtype checks of a dask ``X`` (fit and predict; stays lazy).
+
+    Real numbers and booleans are accepted (cast to float64 later, as
+    scikit-learn casts NumPy input); anything else raises ``ValueError``.
+    """
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D dask array for X, got shape {X.shape}."
+        )
+    if X.dtype != np.bool_ and (
+        not np.issubdtype(X.dtype, np.number)
+        or np.issubdtype(X.dtype, np.complexfloating)
+    ):
+        raise ValueError(
+            f"X must hold real numbers (or booleans), got dtype {X.dtype}."
+        )
 
 
 def validate_dask_fit(estimator, X, y):
     """Light validation of a dask ``X`` (chunked by rows) for fit.
 
-    ``X`` stays lazy: it is cast to float64, rechunked to one chunk over the
-    features, and checked for NaN and infinity in one pass on the cluster.
-    ``y`` is brought to the client as NumPy (``n_samples`` values per
-    target). Sets ``n_features_in_`` (dask arrays have no feature names).
+    ``X`` stays lazy: it is cast to float64 (booleans included), rechunked
+    to one chunk over the features, and checked for NaN and infinity in one
+    pass on the cluster; unknown chunk sizes (after boolean indexing) are
+    computed first. ``y`` is brought to the client as NumPy (``n_samples``
+    values per target). Sets ``n_features_in_`` (dask arrays have no feature
+    names).
     """
     import dask.array as da
 
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2-D dask array for X, got shape {X.shape}."
-        )
-    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(
-        X.dtype, np.complexfloating
-    ):
-        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}.")
+    check_dask_X(X)
+    X = _known_dask_rows(X)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(
             f"Found array with shape {X.shape}: at least one sample and one "
@@ -766,9 +909,11 @@ class _BaseNTK(BaseEstimator):
         """Lazy ``K(X, X_fit_) @ dual_coef_`` for a dask ``X``: a dask array.
 
         Each row chunk is one task on the current cluster; the result has
-        ``X``'s row chunks and nothing is computed until asked.
+        ``X``'s row chunks and nothing is computed until asked (unknown row
+        chunk sizes stay unknown). Booleans are cast to float64.
         """
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+        check_dask_X(X)
+        if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has shape {X.shape}, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."

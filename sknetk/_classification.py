@@ -12,6 +12,7 @@ from ._base import (
     _BaseNTK,
     _insert_params_doc,
     check_fit_sample_weight,
+    check_weighted_classes,
     densify,
     n_rows,
     to_host,
@@ -239,20 +240,9 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         binarizer = LabelBinarizer(pos_label=1, neg_label=-1)
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_
-        present = Y if sample_weight is None else Y[sample_weight > 0]
-        if len(self.classes_) == 1:
-            n_present = 1
-        elif len(self.classes_) == 2:
-            n_present = int(np.any(present > 0)) + int(np.any(present < 0))
+        check_weighted_classes(type(self).__name__, Y, self.classes_, sample_weight)
+        if len(self.classes_) == 2:
             Y = Y[:, 0]
-        else:
-            n_present = int(np.sum(np.any(present > 0, axis=0)))
-        if n_present < 2:
-            raise ValueError(
-                "NTKClassifier needs samples of at least two classes with positive "
-                f"weight; got {n_present} class(es) among the labels "
-                f"{self.classes_.tolist()}."
-            )
         return self._fit_kernel_ridge(X, Y, sample_weight, solver)
 
     def decision_function(self, X):

@@ -37,6 +37,8 @@ from ._base import (
     KERNELS,
     SPARSE_DENSIFY_MAX_ENTRIES,
     check_fit_sample_weight,
+    check_regression_targets,
+    check_weighted_classes,
     densify,
     to_host,
     to_input_namespace,
@@ -783,6 +785,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         """
         X, y, sample_weight = _check_fit_input(
             self, X, y, sample_weight, multi_output=True, y_numeric=True)
+        y = check_regression_targets(y)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
@@ -955,14 +958,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         self._binarizer = LabelBinarizer(pos_label=1, neg_label=-1)
         Y = self._binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = self._binarizer.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "NTKClassifierCV needs samples of at least two classes; got "
-                f"{len(self.classes_)} class: {self.classes_.tolist()}."
-            )
         if self.class_weight is not None:
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else sample_weight * cw
+        check_weighted_classes(type(self).__name__, Y, self.classes_, sample_weight,
+                               weights="sample_weight and class_weight")
         coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if Y.shape[1] == 1 else coef
         return self

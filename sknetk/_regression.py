@@ -18,6 +18,7 @@ from ._base import (
     _time_scale,
     check_finite_prediction,
     check_fit_sample_weight,
+    check_regression_targets,
     densify,
     n_rows,
     to_host,
@@ -286,7 +287,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         if _is_dask(X):
             X, y = validate_dask_fit(self, X, y)
             y = check_array(
-                y, ensure_2d=False, dtype=np.float64, input_name="y"
+                y, ensure_2d=False, dtype=None, ensure_all_finite=False,
+                input_name="y",
             )
             sample_weight = check_fit_sample_weight(
                 sample_weight, np.empty((X.shape[0], 0))
@@ -307,6 +309,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             )
             X = densify(X)
             sample_weight = check_fit_sample_weight(sample_weight, X)
+        y = check_regression_targets(y)
         self._fit_kernel_ridge(X, y, sample_weight, solver)
         self.y_fit_ = np.array(y, dtype=np.float64, copy=True)
         self._fit_sample_weight = (
