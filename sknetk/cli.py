@@ -133,10 +133,13 @@ def _check_target(y, task, cv):
                 "regression; use --task classification."
             )
         return y.to_numpy(dtype=float)
+    from ._base import plain_labels
+
     counts = y.value_counts()
+    labels = plain_labels(counts.index)  # 1, not np.int64(1)
     if len(counts) < 2:
         raise CLIError(
-            f"target {y.name!r} has a single class ({counts.index[0]!r}); "
+            f"target {y.name!r} has a single class ({labels[0]!r}); "
             "classification needs at least two."
         )
     if pd.api.types.is_float_dtype(y) and not (y == y.round()).all():
@@ -146,7 +149,7 @@ def _check_target(y, task, cv):
         )
     if counts.min() < cv:
         raise CLIError(
-            f"class {counts.idxmin()!r} of target {y.name!r} has only "
+            f"class {labels[int(counts.argmin())]!r} of target {y.name!r} has only "
             f"{counts.min()} samples, fewer than --cv={cv} folds; lower --cv."
         )
     return y.to_numpy()
