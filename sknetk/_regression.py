@@ -27,12 +27,14 @@ from ._base import (
 )
 from ._nystrom import _is_dask
 from .dynamics import (
+    _decomposition,
+    _flow_filters,
     ensemble_covariance,
     gp_posterior,
     gradient_flow_dual_coef,
     kernel_eigh,
 )
-from .kernels import nngp_diag
+from .kernels import _budget_bytes, nngp_diag
 
 
 @_insert_params_doc
@@ -341,7 +343,14 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
         return_cov : bool, default=False
             Also return the covariance of the predictions between the
-            samples. At most one of ``return_std`` and ``return_cov``.
+            samples. At most one of ``return_std`` and ``return_cov``. It is
+            computed in place in the ``n_samples x n_samples`` output, by row
+            blocks within ``working_memory`` (and at most an eighth of the
+            output): the memory is the output plus a few
+            ``n_samples x n_train`` matrices and one block, about 1.3 times
+            the output for 5,000 samples and 200 training rows. With
+            several targets the output repeats the covariance per target
+            and one more ``n_samples x n_samples`` copy is held.
 
         Returns
         -------
@@ -382,8 +391,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         if return_std:
             spread = np.sqrt(np.maximum(cov, 0.0))
             spread = np.repeat(spread[:, None], extra[0], axis=1) if extra else spread
+        elif extra and extra[0] > 1:
+            # one copy per target: the output, plus ``cov`` (1 / n_targets)
+            spread = np.repeat(cov[:, :, None], extra[0], axis=2)
         else:
-            spread = np.repeat(cov[:, :, None], extra[0], axis=2) if extra else cov
+            spread = cov[:, :, None] if extra else cov  # no copy
         return (
             to_input_namespace(mean, was_cupy),
             to_input_namespace(spread, was_cupy),
@@ -454,6 +466,50 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         return to_input_namespace(out, was_cupy)
 
     # -- uncertainty -----------------------------------------------------------
+    def _covariance_in_place(self, Kss, test, K, eigh, sw, n_targets):
+        """The ``n_test x n_test`` covariance, written over the prior ``Kss``.
+
+        The same covariances as :func:`~sknetk.dynamics.gp_posterior` and
+        :func:`~sknetk.dynamics.ensemble_covariance`, written as
+        ``Kss - sum(L @ R.T)`` with ``n_test x n_train`` factors ``L`` and
+        ``R``, and subtracted from ``Kss`` by row blocks within
+        ``working_memory``. The memory is then the output itself, a few
+        ``n_test x n_train`` factors and one block, instead of four
+        ``n_test x n_test`` temporaries.
+        """
+        xp, evals, U = _decomposition(None, sw, eigh)
+        ridge, t = self.alpha_, self._flow_time()
+        if self.kernel == "nngp" and t is None:
+            # K** - K* U g U^T K*^T  (g = 1 / (a + ridge))
+            filters, _, _ = _flow_filters(xp, evals, [math.inf], ridge, 1.0, 1)
+            KsU = test["nngp"] @ U
+            pairs = [(KsU * filters[0, :][None, :], KsU)]
+        else:
+            # K** - P K*^T - K* P^T + P K P^T with P = Theta* U g U^T:
+            # with PV = Theta* U g, KsU = K* U and D = KsU - PV (U^T K U),
+            # it is K** - PV KsU^T - D PV^T.
+            n = U.shape[0]
+            filters, _, _ = _flow_filters(
+                xp, evals, [math.inf if t is None else t], ridge,
+                _time_scale(self._fit_sample_weight), max(n * n_targets, 1),
+            )
+            PV = (test.get("ntk", test["nngp"]) @ U) * filters[0, :][None, :]
+            KsU = test["nngp"] @ U
+            D = KsU - PV @ (U.T @ (K @ U))
+            pairs = [(PV, KsU), (D, PV)]
+        if is_numpy_namespace(xp):
+            # a kernel loaded from ``memory`` may be a read-only memory map
+            Kss = np.require(Kss, dtype=np.float64, requirements=["W"])
+        # Blocks within working_memory and at most about 1/8 of the output
+        # (but at least 256 rows, for efficient products).
+        m = Kss.shape[0]
+        budget = _budget_bytes(self.working_memory)
+        cap = max(256, -(-m // 8))
+        rows = max(1, min(cap, int(budget // (8 * max(m, 1)))))
+        _subtract_products(Kss, pairs, rows)
+        size = max(1, min(cap, int(math.sqrt(budget / 16))))
+        return _symmetrize_in_place(Kss, size)
+
     def _fit_weight(self, asarray):
         w = self._fit_sample_weight
         return None if w is None else asarray(w)
@@ -463,7 +519,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
         The training side (kernels and one eigendecomposition) is computed
         once; the test rows then go through in blocks (variances) or at once
-        (covariance).
+        (covariance, computed in place by :meth:`_covariance_in_place`).
         """
         n = self.X_fit_.shape[0]
         asarray, device = self._device_converter(n * n)
@@ -490,9 +546,14 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             Xb = asarray(Xb)
             test = self._kernel_blocks(Xb, X_fit, names, device)
             if full:
+                # the n_test x n_test prior is the output's buffer: the
+                # covariance is subtracted from it in place, by row blocks
                 Kss = self._kernel_blocks(Xb, None, ("nngp",), device)["nngp"]
-            else:
-                Kss = nngp_diag(Xb, **nngp_params)
+                mean = test[self.kernel] @ dual
+                cov = self._covariance_in_place(Kss, test, K, eigh, sw,
+                                                n_targets)
+                return check_finite_prediction(to_numpy(mean)), to_numpy(cov)
+            Kss = nngp_diag(Xb, **nngp_params)
             mean = test[self.kernel] @ dual
             if self.kernel == "nngp" and t is None:
                 _, cov = gp_posterior(None, test["nngp"], Kss, None, ridge,
@@ -522,6 +583,40 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             Xb = X[start : start + rows]
             parts.append(block(Xb.toarray() if sp.issparse(Xb) else Xb))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+
+
+def _subtract_products(C, pairs, rows):
+    """``C -= sum(L @ R.T for L, R in pairs)`` in place, ``rows`` rows at a time.
+
+    Each row block of ``C`` is checked for NaN and infinity as it is done.
+    The temporaries are one ``rows x m`` product at a time.
+    """
+    xp = get_namespace(C)
+    m = C.shape[0]
+    for start in range(0, m, rows):
+        stop = min(start + rows, m)
+        for left, right in pairs:
+            C[start:stop, :] -= left[start:stop, :] @ right.T
+        if not bool(xp.all(xp.isfinite(C[start:stop, :]))):
+            check_finite_prediction(to_numpy(C[start:stop, :]))  # raises
+    return C
+
+
+def _symmetrize_in_place(C, size):
+    """``C = (C + C.T) / 2`` in place, over ``size x size`` blocks.
+
+    The products of :func:`_subtract_products` are symmetric up to rounding
+    only; the returned covariance is exactly symmetric.
+    """
+    m = C.shape[0]
+    for i in range(0, m, size):
+        rows = slice(i, min(i + size, m))
+        for j in range(i, m, size):
+            cols = slice(j, min(j + size, m))
+            mean = (C[rows, cols] + C[cols, rows].T) * 0.5
+            C[rows, cols] = mean
+            C[cols, rows] = mean.T
+    return C
 
 
 def _add_noise(K, ridge, sample_weight):
