@@ -13,6 +13,8 @@ import importlib
 import inspect
 import json
 import math
+import numbers
+import os
 import platform
 import sys
 import time
@@ -61,190 +63,374 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------
-# Data
+# Data (NumPy and the standard library only: pandas is not a dependency)
 # ---------------------------------------------------------------------------
+# Cells that pandas.read_csv reads as missing by default; the same here.
+_NA_TOKENS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+        "nan", "null",
+    }
+)
+# A numeric column whose largest magnitude is outside 2**-256 .. 2**256 (about
+# 1e-77 .. 1e77) is rescaled by a power of two before standardization: the
+# squares in the variance would otherwise overflow (1e200**2 is inf, and the
+# features become NaN) or lose their digits to underflow.
+_MAX_EXPONENT = 256
+# Regression targets are scored on their own scale, where squares must stay
+# finite and normal: magnitudes outside 1e-100 .. 1e100 are rejected.
+_TARGET_RANGE = (1e-100, 1e100)
+
+
+class _Table:
+    """Named feature columns of one length.
+
+    A column is float64 (numbers; ``NaN`` marks a missing value) or object
+    (text; ``float("nan")`` marks a missing value, as scikit-learn's imputers
+    expect).
+    """
+
+    def __init__(self, names, columns, n_rows):
+        self.names = list(names)
+        self.columns = list(columns)
+        self.n_rows = int(n_rows)
+
+    def is_numeric(self, j):
+        return self.columns[j].dtype.kind == "f"
+
+    def take(self, rows):
+        """The table restricted to ``rows`` (a boolean mask or indices)."""
+        columns = [col[rows] for col in self.columns]
+        n = int(rows.sum()) if rows.dtype == bool else len(rows)
+        return _Table(self.names, columns, n)
+
+    def to_array(self):
+        """A 2-D float64 array, or an object array when a column is text."""
+        import numpy as np
+
+        if all(self.is_numeric(j) for j in range(len(self.columns))):
+            return np.column_stack(self.columns).astype(np.float64, copy=False)
+        out = np.empty((self.n_rows, len(self.columns)), dtype=object)
+        for j, col in enumerate(self.columns):
+            out[:, j] = col
+        return out
+
+
+def _is_missing(values):
+    """Boolean mask of the missing entries of a float or object array."""
+    import numpy as np
+
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    return np.array([v != v for v in values], dtype=bool)  # NaN != NaN
+
+
+def _number(token):
+    if "_" in token:  # float() accepts "1_000"; a CSV reader should not
+        raise ValueError(token)
+    return float(token)
+
+
+def _parse_cells(cells):
+    """Type one CSV column as pandas would: ``(values, kind)``.
+
+    ``kind`` is ``"bool"`` (True/False in any case; values 1.0 and 0.0),
+    ``"numeric"`` (every present cell is a number) or ``"text"``. Cells
+    in ``_NA_TOKENS`` are missing. A column with no values is numeric.
+    """
+    import numpy as np
+
+    tokens = [c.strip() for c in cells]
+    missing = [t in _NA_TOKENS for t in tokens]
+    present = {t.lower() for t, m in zip(tokens, missing) if not m}
+    if present and present <= {"true", "false"}:
+        values = [math.nan if m else float(t.lower() == "true")
+                  for t, m in zip(tokens, missing)]
+        return np.array(values, dtype=np.float64), "bool"
+    try:
+        values = [math.nan if m else _number(t) for t, m in zip(tokens, missing)]
+        return np.array(values, dtype=np.float64), "numeric"
+    except ValueError:
+        values = np.empty(len(tokens), dtype=object)
+        values[:] = [math.nan if m else t for t, m in zip(tokens, missing)]
+        return values, "text"
+
+
 def _load_bundled(name):
-    """Return ``(X, y, task, description)`` for a bundled scikit-learn set."""
+    """Return ``(table, y, kind, task, description)`` for a bundled data set."""
     if name not in DATASETS:
         raise CLIError(
             f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))} "
             "or pass --csv PATH --target COLUMN."
         )
+    import numpy as np
     import sklearn.datasets
 
     loader, task = DATASETS[name]
-    X, y = getattr(sklearn.datasets, loader)(return_X_y=True, as_frame=True)
-    return X, y, task, name
+    bunch = getattr(sklearn.datasets, loader)()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    names = [str(n) for n in bunch.feature_names]
+    table = _Table(names, [X[:, j] for j in range(X.shape[1])], X.shape[0])
+    return table, np.asarray(bunch.target), "numeric", task, name
+
+
+def _read_header_and_rows(path):
+    """The header and data rows of a CSV file, with each row's line number."""
+    import csv
+
+    rows, lines = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank lines are skipped, as pandas does
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise CLIError(
+            f"could not parse {path} as CSV: it is not UTF-8 text "
+            f"(byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except csv.Error as exc:
+        raise CLIError(f"could not parse {path} as CSV: {exc}") from None
+    except OSError as exc:
+        raise CLIError(f"could not read {path}: {exc.strerror or exc}") from None
+    if not rows:
+        raise CLIError(f"{path} is empty")
+    header = []
+    for i, name in enumerate(rows[0]):
+        name = name or f"Unnamed: {i}"
+        base, k = name, 0
+        while name in header:  # duplicates become a, a.1, a.2 (as in pandas)
+            k += 1
+            name = f"{base}.{k}"
+        header.append(name)
+    width = len(header)
+    data = []
+    for row, line in zip(rows[1:], lines[1:]):
+        if len(row) > width:
+            if any(cell.strip() for cell in row[width:]):
+                raise CLIError(
+                    f"could not parse {path} as CSV: line {line} has {len(row)} "
+                    f"fields, the header has {width}"
+                )
+            row = row[:width]  # trailing empty fields (a trailing comma)
+        data.append(row + [""] * (width - len(row)))
+    return header, data, lines[1:]
 
 
 def _read_csv(path, target, drop):
-    """Read a CSV file and split off the target column."""
-    import os
+    """Read a CSV file; return ``(table, y, kind)`` (see ``_parse_cells``)."""
+    import numpy as np
 
     if not os.path.exists(path):
         raise CLIError(f"file not found: {path}")
     if os.path.isdir(path):
         raise CLIError(f"{path} is a directory, not a CSV file")
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise CLIError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CLIError(f"could not parse {path} as CSV: {first}") from None
-    if target not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:10]))
-        more = ", ..." if frame.shape[1] > 10 else ""
+    header, data, lines = _read_header_and_rows(path)
+    if target not in header:
+        shown = ", ".join(header[:10])
+        more = ", ..." if len(header) > 10 else ""
         raise CLIError(
             f"target column {target!r} not found in {path}; columns are: "
             f"{shown}{more}"
         )
-    missing = [c for c in drop if c not in frame.columns]
+    missing = [c for c in drop if c not in header]
     if missing:
         raise CLIError(f"--drop: column(s) not found in {path}: {', '.join(missing)}")
-    y = frame[target]
-    X = frame.drop(columns=[target, *drop])
-    return X, y
+    names, columns, y, kind = [], [], None, None
+    for j, name in enumerate(header):
+        if name in drop and name != target:
+            continue
+        values, col_kind = _parse_cells([row[j] for row in data])
+        if col_kind != "text" and np.isinf(values).any():
+            i = int(np.flatnonzero(np.isinf(values))[0])
+            raise CLIError(
+                f"column {name!r} of {path} has an infinite value "
+                f"({data[i][j].strip()!r} on line {lines[i]}); replace it, or "
+                f"leave the cell empty to have it imputed."
+            )
+        if name == target:
+            y, kind = values, col_kind
+        else:
+            names.append(name)
+            columns.append(values)
+    return _Table(names, columns, len(data)), y, kind
 
 
-def _infer_task(y):
+def _infer_task(y, kind):
     """``"classification"`` or ``"regression"`` from the target's values."""
-    import pandas as pd
+    import numpy as np
     from sklearn.utils.multiclass import type_of_target
 
-    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+    if kind != "numeric":
         return "classification"
-    kind = type_of_target(y.to_numpy())
-    if kind == "continuous":
+    if len(y) == 0 or type_of_target(y) == "continuous":
         return "regression"
-    return "classification" if y.nunique() <= _MAX_AUTO_CLASSES else "regression"
+    n_values = len(np.unique(y))
+    return "classification" if n_values <= _MAX_AUTO_CLASSES else "regression"
 
 
-def _check_target(y, task, cv):
+def _check_target(y, kind, target, task, cv):
     """Validate the target for ``task``; return it as a NumPy array."""
-    import pandas as pd
+    import numpy as np
 
-    if task == "regression":
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            raise CLIError(
-                f"target {y.name!r} is not numeric, so it cannot be used for "
-                "regression; use --task classification."
-            )
-        return y.to_numpy(dtype=float)
     from ._base import plain_labels
 
-    counts = y.value_counts()
-    labels = plain_labels(counts.index)  # 1, not np.int64(1)
-    if len(counts) < 2:
+    if task == "regression":
+        if kind != "numeric":
+            raise CLIError(
+                f"target {target!r} is not numeric, so it cannot be used for "
+                "regression; use --task classification."
+            )
+        y = y.astype(np.float64)
+        big = float(np.max(np.abs(y)))
+        low, high = _TARGET_RANGE
+        if big > high or 0 < big < low:
+            raise CLIError(
+                f"target {target!r} has magnitudes up to {big:.3g}, outside "
+                f"{low:g} .. {high:g}: the squared errors of the scores would "
+                "overflow or underflow float64; rescale the column first."
+            )
+        return y
+    if kind == "bool":
+        labels = y == 1.0
+    elif kind == "numeric":
+        labels = y
+        integral = np.all(y == np.round(y))
+        if integral and np.max(np.abs(y)) < 2**53:
+            labels = y.astype(np.int64)
+    else:
+        labels = y.astype(str)
+    classes, counts = np.unique(labels, return_counts=True)
+    classes = plain_labels(classes)  # 1, not np.int64(1)
+    if len(classes) < 2:
         raise CLIError(
-            f"target {y.name!r} has a single class ({labels[0]!r}); "
+            f"target {target!r} has a single class ({classes[0]!r}); "
             "classification needs at least two."
         )
-    if pd.api.types.is_float_dtype(y) and not (y == y.round()).all():
+    if kind == "numeric" and not np.all(y == np.round(y)):
         raise CLIError(
-            f"target {y.name!r} has non-integer numbers, which look like a "
+            f"target {target!r} has non-integer numbers, which look like a "
             "regression target; use --task regression."
         )
     if counts.min() < cv:
         raise CLIError(
-            f"class {labels[int(counts.argmin())]!r} of target {y.name!r} has only "
-            f"{counts.min()} samples, fewer than --cv={cv} folds; lower --cv."
+            f"class {classes[int(counts.argmin())]!r} of target {target!r} has "
+            f"only {counts.min()} samples, fewer than --cv={cv} folds; lower --cv."
         )
-    return y.to_numpy()
+    return labels
 
 
 def _prepare(args):
-    """Load the data named by ``args``; return ``(X, y, task, info)``."""
+    """Load the data named by ``args``; return ``(table, y, task, info)``."""
+    import numpy as np
+
     if args.csv is not None:
         if args.dataset is not None:
             raise CLIError("pass either --dataset or --csv, not both.")
         if args.target is None:
             raise CLIError("--csv needs --target COLUMN (the column to predict).")
-        X, y = _read_csv(args.csv, args.target, args.drop)
-        inferred, name = _infer_task(y.dropna()), args.csv
+        table, y, kind = _read_csv(args.csv, args.target, args.drop)
+        keep = ~_is_missing(y)
+        inferred, name, target = _infer_task(y[keep], kind), args.csv, args.target
     else:
         if args.target is not None or args.drop:
             raise CLIError("--target and --drop go with --csv.")
-        X, y, inferred, name = _load_bundled(args.dataset or DEFAULT_DATASET)
+        table, y, kind, inferred, name = _load_bundled(args.dataset or DEFAULT_DATASET)
+        keep, target = np.ones(len(y), dtype=bool), "target"
     task = inferred if args.task == "auto" else args.task
     notes = []
-    keep = y.notna().to_numpy()
     if not keep.all():
         notes.append(f"dropped {int((~keep).sum())} rows with a missing target")
-        X, y = X.loc[keep], y.loc[keep]
+        table, y = table.take(keep), y[keep]
     if len(y) == 0:
         raise CLIError(f"{name} has no rows with a target value.")
-    if X.shape[1] == 0:
+    if not table.columns:
         raise CLIError(f"{name} has no feature columns besides the target.")
     if args.max_samples is not None and len(y) > args.max_samples:
         notes.append(f"subsampled {args.max_samples} of {len(y)} rows")
-        X = X.sample(n=args.max_samples, random_state=args.random_state)
-        y = y.loc[X.index]
+        # The rows pandas' DataFrame.sample(n, random_state=seed) takes.
+        rng = np.random.RandomState(args.random_state)
+        rows = rng.choice(len(y), size=args.max_samples, replace=False)
+        table, y = table.take(rows), y[rows]
     if len(y) < args.cv:
         raise CLIError(f"{name} has {len(y)} rows, fewer than --cv={args.cv} folds.")
-    y = _check_target(y, task, args.cv)
-    X, column_notes = _check_features(X, args.max_categories)
+    y = _check_target(y, kind, target, task, args.cv)
+    table, column_notes = _check_features(table, args.max_categories)
     notes.extend(column_notes)
     info = {
         "dataset": name,
         "task": task,
-        "n_samples": int(X.shape[0]),
-        "n_columns": int(X.shape[1]),
+        "n_samples": int(table.n_rows),
+        "n_columns": len(table.columns),
         "notes": notes,
     }
     if task == "classification":
-        info["n_classes"] = int(len(set(y.tolist())))
-    return X, y, task, info
+        info["n_classes"] = int(len(np.unique(y)))
+    return table, y, task, info
 
 
-def _check_features(X, max_categories):
-    """Reject unusable columns; return X and notes on what will be done."""
-    import pandas as pd
+def _check_features(table, max_categories):
+    """Reject unusable columns; return the table and notes on what will be done."""
+    import numpy as np
 
     notes = []
-    categorical = [c for c in X.columns if not _is_numeric(X[c])]
-    for col in categorical:
-        n = X[col].nunique()
+    missing = [_is_missing(col) for col in table.columns]
+    categorical = [j for j in range(len(table.columns)) if not table.is_numeric(j)]
+    for j in categorical:
+        n = len(set(table.columns[j][~missing[j]].tolist()))
         if n > max_categories:
+            col = table.names[j]
             raise CLIError(
                 f"column {col!r} is not numeric and has {n} distinct values, more "
                 f"than --max-categories={max_categories}; drop it with --drop "
                 f"{col!r}, encode it yourself, or raise --max-categories."
             )
-    all_missing = [c for c in X.columns if X[c].isna().all()]
+    all_missing = [name for name, m in zip(table.names, missing) if m.all()]
     if all_missing:
         raise CLIError(
-            f"column(s) with no values at all: {', '.join(map(str, all_missing))}; "
+            f"column(s) with no values at all: {', '.join(all_missing)}; "
             "drop them with --drop."
         )
     if categorical:
         notes.append(f"one-hot encoded {len(categorical)} non-numeric column(s)")
-    n_missing = int(X.isna().to_numpy().sum())
+    n_missing = int(sum(m.sum() for m in missing))
     if n_missing:
         notes.append(f"imputed {n_missing} missing feature values")
-    # Booleans become numbers so that they are scaled like other numeric columns.
-    X = X.apply(lambda s: s.astype(float) if pd.api.types.is_bool_dtype(s) else s)
-    return X, notes
+    # Standardizing is invariant to scaling a column, and scaling by a power of
+    # two is exact, so columns whose squares would overflow (or underflow) are
+    # brought to magnitude 1 first: the standardized values are the same.
+    columns, rescaled = list(table.columns), 0
+    for j, col in enumerate(columns):
+        if not table.is_numeric(j):
+            continue
+        biggest = float(np.max(np.abs(col[~missing[j]])))
+        exponent = math.frexp(biggest)[1]
+        if biggest > 0 and abs(exponent) > _MAX_EXPONENT:
+            columns[j] = np.ldexp(col, -exponent)
+            rescaled += 1
+    if rescaled:
+        notes.append(
+            f"rescaled {rescaled} column(s) of magnitude beyond 1e77 or below "
+            "1e-77 by a power of two before standardizing (exact; the "
+            "standardized values are unchanged)"
+        )
+    return _Table(table.names, columns, table.n_rows), notes
 
 
-def _is_numeric(series):
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-
-
-def _preprocessor(X):
+def _preprocessor(table):
     """Column-wise preprocessing fitted inside each fold: impute, scale, one-hot."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    numeric = [c for c in X.columns if _is_numeric(X[c])]
-    categorical = [c for c in X.columns if c not in numeric]
-    has_missing = bool(X.isna().to_numpy().any())
+    numeric = [j for j in range(len(table.columns)) if table.is_numeric(j)]
+    categorical = [j for j in range(len(table.columns)) if j not in numeric]
+    has_missing = any(_is_missing(col).any() for col in table.columns)
     num_steps = [SimpleImputer(strategy="median")] if has_missing else []
     transformers = [("num", make_pipeline(*num_steps, StandardScaler()), numeric)]
     if categorical:
@@ -376,7 +562,7 @@ def _splitter(task, cv, seed):
     return cls(n_splits=cv, shuffle=True, random_state=seed)
 
 
-def _evaluate(models, X, y, task, scorer, args):
+def _evaluate(models, table, y, task, scorer, args):
     """Cross-validate every model; return one result dict per model."""
     from sklearn.base import clone
     from sklearn.compose import TransformedTargetRegressor
@@ -386,8 +572,9 @@ def _evaluate(models, X, y, task, scorer, args):
 
     from ._progress import progress
 
+    X = table.to_array()
     splits = list(_splitter(task, args.cv, args.random_state).split(X, y))
-    pre = _preprocessor(X)
+    pre = _preprocessor(table)
     results = {
         name: {
             "model": name,
@@ -411,7 +598,7 @@ def _evaluate(models, X, y, task, scorer, args):
             # Standardized targets: kernel models have no intercept, and the
             # MLP and SVR defaults assume targets of unit scale.
             est = TransformedTargetRegressor(est, transformer=StandardScaler())
-        X_train, X_test = X.iloc[train], X.iloc[test]
+        X_train, X_test = X[train], X[test]
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
@@ -484,17 +671,28 @@ def _format_table(results, scoring):
     return "\n".join(lines)
 
 
-def _plot(results, info, scoring, path):
+def _plot_formats():
+    """File extensions matplotlib can write; CLIError when it is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
+    return FigureCanvasBase.get_supported_filetypes()
+
+
+def _plot(results, info, scoring, fmt):
+    """The chart of the successful models as bytes; None when every model failed."""
+    import io
+
+    # A Figure without pyplot: no global backend or figure registry is touched.
+    from matplotlib.figure import Figure
+
     ok = [r for r in results if r["error"] is None]
+    if not ok:
+        return None
     names = [r["model"] for r in ok]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 0.5 * len(ok) + 1.8))
+    fig = Figure(figsize=(9, 0.5 * len(ok) + 1.8))
+    ax1, ax2 = fig.subplots(1, 2)
     pos = list(range(len(ok)))
     ax1.errorbar(
         [r["mean"] for r in ok], pos, xerr=[r["std"] for r in ok], fmt="o", capsize=4
@@ -510,17 +708,33 @@ def _plot(results, info, scoring, path):
     ax2.set_yticks(pos, [""] * len(ok))
     fig.suptitle(f"{info['dataset']}: {info['n_samples']} samples, {info['task']}")
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise CLIError(f"could not write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=100)
+    return buf.getvalue()
 
 
-def _compare(args, out):
+# ---------------------------------------------------------------------------
+# Checks made before any data is loaded or any model runs
+# ---------------------------------------------------------------------------
+def _check_args(args):
+    """Reject invalid options in one line (CLIError) before any work starts."""
     if args.cv < 2:
         raise CLIError(f"--cv must be at least 2, got {args.cv}.")
+    if args.max_samples is not None and args.max_samples < args.cv:
+        raise CLIError(
+            f"--max-samples must be at least --cv={args.cv} (rows to keep, at "
+            f"least one per fold), got {args.max_samples}."
+        )
+    if args.max_categories < 0:
+        raise CLIError(f"--max-categories must be >= 0, got {args.max_categories}.")
+    if args.n_jobs == 0:
+        raise CLIError(
+            "--n-jobs must not be 0: give a number of threads, or -1 for all cores."
+        )
+    if not 0 <= args.random_state < 2**32:
+        raise CLIError(
+            f"--random-state must be in 0 .. 2**32 - 1, got {args.random_state}."
+        )
     from ._device import check_device, gpu_available
 
     try:
@@ -531,7 +745,90 @@ def _compare(args, out):
         raise CLIError(
             '--device gpu needs CuPy and a CUDA device; see "sknetk info".'
         )
-    X, y, task, info = _prepare(args)
+    if args.json is not None:
+        _check_output(args.json, "--json", args)
+    if args.plot is not None:
+        _check_output(args.plot, "--plot", args)
+        if args.json is not None and os.path.abspath(args.json) == os.path.abspath(
+            args.plot
+        ):
+            raise CLIError("--json and --plot name the same file.")
+        formats = _plot_formats()
+        ext = os.path.splitext(args.plot)[1][1:].lower()
+        known = ", ".join(sorted(formats))
+        if not ext:
+            raise CLIError(
+                f"--plot {args.plot} has no file extension, which names the "
+                f"format: e.g. {args.plot}.png (matplotlib writes {known})."
+            )
+        if ext not in formats:
+            raise CLIError(
+                f"--plot {args.plot}: matplotlib cannot write .{ext} files; "
+                f"use one of {known}."
+            )
+
+
+def _check_output(path, option, args):
+    """An output path must be new (or --force), writable, and not the input."""
+    if not path:
+        raise CLIError(f"{option} needs a file name.")
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path} is a directory; give a file name.")
+    data = args.csv
+    if data is not None and os.path.exists(path) and os.path.exists(data):
+        if os.path.samefile(path, data):
+            raise CLIError(
+                f"{option} {path} is the input file of --csv; refusing to write "
+                "over the data (even with --force)."
+            )
+    if os.path.lexists(path):
+        if not args.force:
+            raise CLIError(
+                f"{option} {path} already exists; pass --force to overwrite it."
+            )
+        if not os.access(path, os.W_OK):
+            raise CLIError(f"{option} {path} exists and is not writable.")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"{option} {path}: directory {parent} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{option} {path}: directory {parent} is not writable.")
+
+
+def _write_output(path, option, data, force):
+    """Write bytes to ``path``, which must not exist unless ``force``."""
+    try:
+        with open(path, "wb" if force else "xb") as fh:
+            fh.write(data)
+    except FileExistsError:
+        raise CLIError(
+            f"{option} {path} was created during the run; not overwritten "
+            "(pass --force to overwrite it)."
+        ) from None
+    except OSError as exc:
+        raise CLIError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def _json_safe(obj):
+    """``obj`` with non-finite floats as None (JSON null) and NumPy scalars plain."""
+    if isinstance(obj, dict):
+        return {str(key): _json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(value) for value in obj]
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return str(obj)
+
+
+def _compare(args, out):
+    _check_args(args)
+    table, y, task, info = _prepare(args)
     from sklearn.metrics import get_scorer
 
     scoring = args.scoring or _DEFAULT_SCORING[task]
@@ -568,7 +865,7 @@ def _compare(args, out):
         file=out,
     )
     start = time.perf_counter()
-    results = _evaluate(models, X, y, task, scorer, args)
+    results = _evaluate(models, table, y, task, scorer, args)
     info["total_seconds"] = time.perf_counter() - start
     print(file=out)
     print(_format_table(results, scoring), file=out)
@@ -582,22 +879,25 @@ def _compare(args, out):
         if r["error"] is not None:
             print(f"Error: {r['model']} failed: {r['error']}", file=out)
     print(f"Total time: {info['total_seconds']:.1f} s", file=out)
+    status = 1 if any(r["error"] is not None for r in results) else 0
     if args.json is not None:
-        payload = {**info, "results": results}
-        try:
-            with open(args.json, "w") as fh:
-                json.dump(payload, fh, indent=2, default=_json_default)
-        except OSError as exc:
-            raise CLIError(f"could not write {args.json}: {exc.strerror}") from None
+        # Strict JSON: a failed model's NaN mean is written as null.
+        payload = _json_safe({**info, "results": results})
+        text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+        _write_output(args.json, "--json", text.encode(), args.force)
     if args.plot is not None:
-        _plot(results, info, scoring, args.plot)
-    return 1 if any(r["error"] is not None for r in results) else 0
-
-
-def _json_default(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return str(obj)
+        fmt = os.path.splitext(args.plot)[1][1:].lower()
+        image = _plot(results, info, scoring, fmt)
+        if image is None:
+            print(
+                f"sknetk compare: no plot written to {args.plot}: no model "
+                "succeeded",
+                file=sys.stderr,
+            )
+            status = 1
+        else:
+            _write_output(args.plot, "--plot", image, args.force)
+    return status
 
 
 # ---------------------------------------------------------------------------
@@ -630,6 +930,7 @@ def _info(args, out):
         ("sklearn", "scikit-learn"),
         ("joblib", "joblib"),
         ("array_api_compat", "array-api-compat"),
+        ("threadpoolctl", "threadpoolctl"),
         ("tqdm", "tqdm"),
         ("cupy", "cupy"),
     ):
@@ -649,6 +950,7 @@ def _info(args, out):
     import joblib
 
     rows.append(("CPU cores", str(joblib.cpu_count())))
+    rows.extend(_thread_libraries())
     rows.append(
         (
             "memory budget",
@@ -660,6 +962,39 @@ def _info(args, out):
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}", file=out)
     return 0
+
+
+def _thread_libraries():
+    """``(label, text)`` rows for the BLAS and OpenMP libraries in use.
+
+    From threadpoolctl, after NumPy and SciPy have loaded theirs: which BLAS
+    (OpenBLAS, MKL, BLIS), its version, CPU architecture, threads and file,
+    which bug reports about speed or crashes need.
+    """
+    try:
+        import numpy  # noqa: F401
+        import scipy.linalg  # noqa: F401
+        from threadpoolctl import threadpool_info
+
+        libraries = threadpool_info()
+    except Exception as exc:  # threadpoolctl missing or failing
+        return [("BLAS", f"unknown ({type(exc).__name__}: {exc})")]
+    rows = []
+    for lib in libraries:
+        api = lib.get("user_api")
+        version = lib.get("version")
+        parts = [f"{lib.get('internal_api')}" + (f" {version}" if version else "")]
+        if lib.get("architecture"):
+            parts.append(f"architecture {lib['architecture']}")
+        if lib.get("threading_layer"):
+            parts.append(f"threading layer {lib['threading_layer']}")
+        parts.append(f"{lib.get('num_threads')} threads")
+        parts.append(f"{lib.get('prefix')} at {lib.get('filepath')}")
+        label = {"blas": "BLAS", "openmp": "OpenMP"}.get(api, str(api))
+        rows.append((label, ", ".join(parts)))
+    if not any(api == "BLAS" for api, _ in rows):
+        rows.append(("BLAS", "none found by threadpoolctl"))
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -761,8 +1096,17 @@ def _parser():
         "--random-state", type=int, default=0, help="seed for folds and models"
     )
     output = cmp.add_argument_group("output")
-    output.add_argument("--plot", metavar="FILE.png", help="save a bar chart")
+    output.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="save a chart; the extension names the format (.png, .pdf, .svg, ...)",
+    )
     output.add_argument("--json", metavar="FILE", help="save the results as JSON")
+    output.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing --plot and --json files (never the --csv input)",
+    )
     verbosity = output.add_mutually_exclusive_group()
     verbosity.add_argument(
         "-q",
@@ -826,7 +1170,5 @@ def main(argv=None):
         print(f"sknetk {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. ``sknetk compare | head``: stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
