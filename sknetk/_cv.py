@@ -784,8 +784,8 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
             The fitted estimator.
         """
         X, y, sample_weight = _check_fit_input(
-            self, X, y, sample_weight, multi_output=True, y_numeric=True)
-        y = check_regression_targets(y)
+            self, X, y, sample_weight, multi_output=True)
+        y = check_regression_targets(y)  # float64, or a message naming y
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef

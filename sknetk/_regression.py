@@ -307,7 +307,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                 dtype=np.float64,
                 copy=solver == "cholesky",
                 multi_output=True,
-                y_numeric=True,
+                # y is converted to float64 by check_regression_targets,
+                # with a message naming y (object arrays included)
+                y_numeric=False,
             )
             X = densify(X)
             sample_weight = check_fit_sample_weight(sample_weight, X)
