@@ -100,7 +100,9 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     -----
     Sample weights, sparse input and ill-conditioned kernels are handled as
     in :class:`NTKRegressor`. Fitting raises ``ValueError`` when fewer than
-    two classes have a positive total weight.
+    two classes have a positive total weight, and warns about a class of
+    zero total weight (it would be almost never predicted); the same rule
+    as :class:`NTKClassifierCV`'s.
 
     A finite ``t`` gives the decision values of the network trained for time
     ``t`` on the one-vs-all targets (``N = n_samples * n_classes`` training

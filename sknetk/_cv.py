@@ -826,7 +826,9 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
 
     class_weight : dict or "balanced", default=None
         Weights of the classes, multiplied into ``sample_weight`` as in
-        ``RidgeClassifierCV``.
+        ``RidgeClassifierCV``. As for :class:`~sknetk.NTKClassifier`, fitting
+        needs two classes of positive total weight (``ValueError``) and warns
+        about a class of zero total weight.
 
     Attributes
     ----------
