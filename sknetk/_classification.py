@@ -102,7 +102,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     in :class:`NTKRegressor`. Fitting raises ``ValueError`` when fewer than
     two classes have a positive total weight, and warns about a class of
     zero total weight (it would be almost never predicted); the same rule
-    as :class:`NTKClassifierCV`'s.
+    as :class:`~sknetk.NTKClassifierCV`'s.
 
     A finite ``t`` gives the decision values of the network trained for time
     ``t`` on the one-vs-all targets (``N = n_samples * n_classes`` training
