@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification
 from sklearn.kernel_ridge import KernelRidge
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, make_scorer
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelBinarizer
 
@@ -109,6 +109,58 @@ def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
                                             res["params"][best]["depth"])
     assert model.best_score_ == pytest.approx(scores[best], rel=1e-8)
     assert res["rank_test_score"][best] == 1
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("multi", [False, True])
+def test_regressor_loo_predictions_equal_brute_force(weighted, multi):
+    """The LOO predictions the search scores are the refit-without-row ones.
+
+    The default score (mean squared LOO residual) cannot tell ``y - r`` from
+    ``y + r``; a scorer that records the predictions it is handed, and scores
+    the signed residual, can. Each (alpha, depth) is checked against a loop
+    that refits ``KernelRidge`` without each row.
+    """
+    X, y = _data(n=20, n_targets=2 if multi else None, seed=6)
+    w = None
+    if weighted:
+        w = np.random.default_rng(6).uniform(0.5, 2.0, size=len(X))
+        w[4] = 0.0  # a zero-weight row is predicted by the full model
+    seen = []
+    probe = np.random.default_rng(7).normal(size=y.shape)
+
+    def signed_residual(y_true, y_pred, sample_weight=None):
+        seen.append(np.array(y_pred, dtype=float, copy=True))
+        per_row = np.reshape((y_true - y_pred) * probe, (len(y_true), -1)).sum(axis=1)
+        return float(np.average(per_row, weights=sample_weight))
+
+    model = NTKRegressorCV(alphas=(0.01, 0.3), depths=(1, 3), bias_std=0.2,
+                           alpha_scale="mean_diag",
+                           scoring=make_scorer(signed_residual))
+    model.fit(X, y, sample_weight=w)
+    res = model.cv_results_
+    recorded = list(seen)
+    assert len(recorded) == len(res["params"]) == 4
+    stack = ntk_kernel(X, depth=3, bias_std=0.2, all_depths=True)
+    Y = y.reshape(len(y), -1)
+    matched = set()
+    for params, score in zip(res["params"], res["mean_test_score"]):
+        K = stack[params["depth"] - 1]
+        ridge = _ridge(params["alpha"], K, "mean_diag", w)
+        loo = _brute_force_loo(K, Y, ridge, w)
+        if w is not None:  # the zero-weight row: the full model's prediction
+            full = KernelRidge(alpha=ridge, kernel="precomputed").fit(
+                K, Y, sample_weight=w)
+            loo[4] = full.predict(K[4:5])[0]
+        loo = loo.reshape(y.shape)
+        # the recorded predictions of this candidate (search order may differ)
+        errors = [np.max(np.abs(s - loo)) for s in recorded]
+        k = int(np.argmin(errors))
+        assert errors[k] <= 1e-8 * np.max(np.abs(y)), (params, errors)
+        matched.add(k)
+        ref = signed_residual(y, loo, w)
+        assert score == pytest.approx(ref, rel=1e-8, abs=1e-12)
+    assert matched == set(range(len(recorded)))
 
 
 def test_regressor_predicts_with_refitted_best_model():
