@@ -267,7 +267,11 @@ def _infer_task(y, kind):
 
     if kind != "numeric":
         return "classification"
-    if len(y) == 0 or type_of_target(y) == "continuous":
+    if len(y) == 0:
+        return "regression"
+    with np.errstate(invalid="ignore", over="ignore"):  # huge floats cast to int
+        target_type = type_of_target(y)
+    if target_type == "continuous":
         return "regression"
     n_values = len(np.unique(y))
     return "classification" if n_values <= _MAX_AUTO_CLASSES else "regression"
