@@ -17,6 +17,8 @@ All work is done in tiles whose temporaries fit a memory budget
 ``working_memory`` configuration), in parallel threads over tiles.
 """
 
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -26,7 +28,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 from threadpoolctl import threadpool_limits
 
-from ._activations import _SNAP, ACTIVATIONS, get_activation
+from ._activations import ACTIVATIONS, correlation, get_activation, snap_tolerance
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._device import check_device, cupy_or_error, use_gpu
 from ._progress import progress
@@ -187,8 +189,10 @@ class KernelSpec:
         The layer's own parameters add ``ntk_scale * Sigma_in + ntk_shift`` to
         the NTK, where ``Sigma_in`` is its input covariance.
         """
-        w2 = self.weight_std**2
-        b2 = 0.0 if self.bias_std is None else self.bias_std**2
+        # products, not ``**``: a huge std gives inf (reported by the overflow
+        # check, naming the parameter), not a bare OverflowError
+        w2 = self.weight_std * self.weight_std
+        b2 = 0.0 if self.bias_std is None else self.bias_std * self.bias_std
         if self.parameterization == "ntk":
             scale, shift = w2, b2
         else:
@@ -298,10 +302,11 @@ def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
     Returns two lists (NNGP, NTK) with one tile per requested depth.
     """
     act, params = spec._act, spec._params
+    tols = _snap_tolerances(xp, spec, sigma.dtype, n_features)
     if act.slopes is not None and xp is np:
         a, b = act.slopes(**params)
         return _abrelu_tile_numpy(
-            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b
+            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols
         )
     theta = None
     nngps, ntks = [], []
@@ -310,14 +315,28 @@ def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
         if want_ntk:
             theta = _dense_ntk(spec, layer, sigma, theta, n_features)
         sigma = w2 * sigma + b2
-        q1 = qa[0][layer][:, None]
-        q2 = qb[0][layer][None, :]
-        sigma, dot = act.dual(xp, sigma, q1, q2, **params)
+        s1 = xp.sqrt(qa[0][layer])[:, None]
+        s2 = xp.sqrt(qb[0][layer])[None, :]
+        # the covariance clipped to the Cauchy-Schwarz bound, as a correlation;
+        # identical rows get exactly 1 and then the diagonal's arithmetic
+        rho = correlation(xp, sigma, s1, s2, tols[layer])
+        sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
         if theta is not None:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
         _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks)
+                 nngps, ntks, qa, qb)
     return nngps, ntks
+
+
+def _snap_tolerances(xp, spec, dtype, n_features):
+    """Per layer, the distance to +-1 below which a correlation is snapped.
+
+    The first layer's covariance comes from a Gram product of ``n_features``
+    terms, whose rounding grows with its length; later ones from a few
+    elementwise operations (see :func:`sknetk._activations.snap_tolerance`).
+    """
+    first = snap_tolerance(xp, dtype, n_features)
+    return [first] + [snap_tolerance(xp, dtype)] * (spec.depth - 1)
 
 
 def _dense_ntk(spec, layer, sigma, theta, n_features):
@@ -334,17 +353,42 @@ def _dense_ntk(spec, layer, sigma, theta, n_features):
 
 
 def _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-             nngps, ntks):
-    """Append the readout kernels after hidden block ``layer`` when wanted."""
+             nngps, ntks, qa, qb, scratch=None):
+    """Append the readout kernels after hidden block ``layer`` when wanted.
+
+    ``qa[1]``/``qb[1]`` (when present) map ``"nngp"``/``"ntk"`` to the square
+    roots of the rows' and columns' exact diagonals, one per collected depth:
+    the kernels are clipped to the Cauchy-Schwarz bound
+    ``|K(x, y)| <= sqrt(K(x, x) K(y, y))``, which rounding could otherwise
+    exceed by a few ulps.
+    """
     if all_depths or layer == spec.depth - 1:
         nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
         if want_ntk and ntk is None:
             ntk = xp.zeros_like(nngp)
+        if len(qa) > 1:
+            k = len(nngps)
+            nngp = _clip_cs(xp, nngp, qa[1]["nngp"][k], qb[1]["nngp"][k], scratch)
+            if want_ntk:
+                ntk = _clip_cs(xp, ntk, qa[1]["ntk"][k], qb[1]["ntk"][k], scratch)
         nngps.append(nngp)
         ntks.append(ntk)
 
 
-def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b):
+def _clip_cs(xp, K, root_a, root_b, scratch=None):
+    """``K`` clipped to ``[-root_a root_b^T, root_a root_b^T]`` (in place for NumPy)."""
+    if xp is np:
+        bound = np.multiply(root_a[:, None], root_b[None, :], out=scratch)
+        np.minimum(K, bound, out=K)
+        np.negative(bound, out=bound)
+        np.maximum(K, bound, out=K)
+        return K
+    bound = root_a[:, None] * root_b[None, :]
+    return xp.maximum(xp.minimum(K, bound), -bound)
+
+
+def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b,
+                       tols):
     """In-place NumPy version of :func:`_tile_recursion` for the ABReLU family.
 
     Same mathematics as ``_abrelu_dual`` (``theta = arccos(rho)``, and
@@ -352,7 +396,7 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
     ``out=`` arguments on two scratch buffers: about 20 cache-resident passes
     per layer and no allocation inside the layer loop.
     """
-    factor = (a - b) ** 2 / (2 * math.pi)
+    factor = (a - b) * (a - b) / (2 * math.pi)
     c1 = (a * a + b * b) / 2
     rho = np.empty_like(sigma)
     tmp = np.empty_like(sigma)
@@ -384,9 +428,9 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         np.multiply(inv1[:, None], inv2[None, :], out=rho)
         rho *= sigma
         np.clip(rho, -1.0, 1.0, out=rho)
-        # |rho| within a few ulps of 1 is parallel up to rounding: snap it, so
-        # that duplicated rows give identical kernel rows (see _activations).
-        np.copyto(rho, np.sign(rho), where=np.abs(rho) > _SNAP)
+        # |rho| within rounding of 1 is parallel: snap it, so that duplicated
+        # rows follow the diagonal's recursion (see snap_tolerance).
+        np.copyto(rho, np.sign(rho), where=np.abs(rho) > 1.0 - tols[layer])
         # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho)); sigma is free scratch now.
         np.subtract(1.0, rho, out=tmp)
         np.add(1.0, rho, out=sigma)
@@ -408,14 +452,14 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         np.multiply(s1[:, None], s2[None, :], out=sigma)
         sigma *= tmp
         _collect(np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks)
+                 nngps, ntks, qa, qb, scratch=tmp)
     return nngps, ntks
 
 
-def _diag_recursion(xp, X, spec, want_ntk, all_depths):
+def _diag_recursion(xp, X, spec, want_ntk, all_depths, path=None):
     """Exact diagonals K(x, x) from the variance path (correlation one)."""
     d = X.shape[1]
-    q_pre, dots, q_out = _variance_path(xp, X, spec)
+    q_pre, dots, q_out = _variance_path(xp, X, spec) if path is None else path
     sigma = xp.sum(X * X, axis=1) / d
     theta = None
     nngps, ntks = [], []
@@ -425,8 +469,107 @@ def _diag_recursion(xp, X, spec, want_ntk, all_depths):
         sigma = q_out[layer]
         if theta is not None:
             theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
-        _collect(xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks)
+        _collect(xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks,
+                 (), ())
     return nngps, ntks
+
+
+def _checked_diagonals(xp, X, name, spec, want_ntk, all_depths):
+    """Variance path and exact diagonals of ``X``, or a ``ValueError`` on overflow.
+
+    Returns ``(path, {"nngp": [...], "ntk": [...]})`` (the NTK only when
+    wanted), one diagonal per collected depth. Since every kernel entry is
+    bounded by its diagonals (Cauchy-Schwarz), finite variances and diagonals
+    mean a finite kernel; otherwise the error names what overflowed.
+    """
+    path = _variance_path(xp, X, spec)
+    nngps, ntks = _diag_recursion(xp, X, spec, want_ntk, all_depths, path)
+    diag = {"nngp": nngps}
+    if want_ntk:
+        diag["ntk"] = ntks
+    arrays = list(path[0]) + list(path[2]) + [v for vs in diag.values() for v in vs]
+    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
+        raise _overflow_error(to_numpy(X), name, spec, want_ntk)
+    return path, diag
+
+
+def _finite_diagonals(X, spec, want_ntk):
+    """True when the variance path and all diagonals of ``X`` (NumPy) are finite."""
+    with np.errstate(all="ignore"):
+        path = _variance_path(np, X, spec)
+        nngps, ntks = _diag_recursion(np, X, spec, want_ntk, True, path)
+    arrays = list(path[0]) + list(path[2]) + nngps + (ntks if want_ntk else [])
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def _row_rms(X):
+    """Root-mean-square of each row, without overflow (float64)."""
+    X = np.asarray(X, dtype=np.float64)
+    top = np.max(np.abs(X), axis=1)
+    safe = np.where(top > 0, top, 1.0)
+    return top * np.sqrt(np.mean((X / safe[:, None]) ** 2, axis=1))
+
+
+def _overflow_error(X, name, spec, want_ntk):
+    """``ValueError`` naming what makes the kernels of ``X`` overflow.
+
+    The culprit is found by counterfactuals on the offending rows: the
+    smallest set among {the input scale, ``weight_std``, ``bias_std``, each
+    activation parameter} whose reset to a benign value (rows rescaled to
+    unit root-mean-square, a standard deviation of 1, the parameter's default)
+    makes the variance path and the diagonals finite.
+    """
+    dtype = X.dtype
+    with np.errstate(all="ignore"):
+        bad = [i for i in range(X.shape[0])
+               if not _finite_diagonals(X[i : i + 1], spec, want_ntk)][:16]
+    rows = X[bad] if bad else X[:16]
+    rms = _row_rms(rows)
+    params = spec._params
+    defaults = spec._act.defaults
+    candidates = []  # (description, change to rows, change to spec)
+    if rms.max(initial=0.0) > 1.0:
+        safe = np.where(rms > 0, rms, 1.0)
+        candidates.append((
+            f"the rows of {name} are too large in magnitude (largest "
+            f"root-mean-square {rms.max():.3g}); scale the features (e.g. "
+            "StandardScaler)",
+            lambda r: (r / safe[:, None]).astype(dtype), {},
+        ))
+    if spec.weight_std > 1.0:
+        candidates.append((f"weight_std={spec.weight_std!r} is too large",
+                           None, {"weight_std": 1.0}))
+    if spec.bias_std is not None and spec.bias_std > 1.0:
+        candidates.append((f"bias_std={spec.bias_std!r} is too large",
+                           None, {"bias_std": 1.0}))
+    for key, value in sorted(params.items()):
+        if abs(value) > max(1.0, abs(defaults[key])):
+            new_params = dict(params, **{key: defaults[key]})
+            candidates.append((
+                f"activation parameter {key!r}={value!r} of {spec.activation!r} "
+                "is too large",
+                None, {"activation_params": tuple(sorted(new_params.items()))},
+            ))
+    culprits = None
+    for size in range(1, len(candidates) + 1):
+        for subset in itertools.combinations(candidates, size):
+            trial_rows, trial_spec = rows, spec
+            for _, change_rows, change_spec in subset:
+                if change_rows is not None:
+                    trial_rows = change_rows(trial_rows)
+                trial_spec = dataclasses.replace(trial_spec, **change_spec)
+            if _finite_diagonals(trial_rows, trial_spec, want_ntk):
+                culprits = [description for description, _, _ in subset]
+                break
+        if culprits:
+            break
+    if culprits is None:
+        culprits = [f"the depth ({spec.depth}) with these parameters is too large"]
+    kind = "NTK and NNGP" if want_ntk else "NNGP"
+    return ValueError(
+        f"The {kind} kernel of {name} overflows {np.dtype(dtype).name} (NaN or "
+        f"infinity) at depth {spec.depth}: " + "; and ".join(culprits) + "."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -475,29 +618,34 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
     shape ``(n_depths, n1, n2)``.
     """
     xp = get_namespace(X)
-    if is_cupy_namespace(xp):
-        from ._cuda import compute_kernels_cupy
-
-        return compute_kernels_cupy(
-            X, Y, spec, want, all_depths, _budget_bytes(working_memory)
-        )
     symmetric = Y is None
     Yv = X if symmetric else Y
     n1, n2, d = X.shape[0], Yv.shape[0], X.shape[1]
     n_depths = spec.depth if all_depths else 1
     want_ntk = "ntk" in want
-    path_x = _variance_path(xp, X, spec)
-    q0 = xp.sum(X * X, axis=1) / d if symmetric else None
-    path_y = path_x if symmetric else _variance_path(xp, Yv, spec)
-    # K(x, x) from the exact correlation-one recursion (the diagonal
-    # functions'), written on the diagonal: in float32 the tile recursion's
-    # correlation of a row with itself is 1 only up to a few ulps, which the
-    # arc-cosine turns into a relative error of ~3e-4.
-    exact_diag = (
-        dict(zip(("nngp", "ntk"),
-                 _diag_recursion(xp, X, spec, want_ntk, all_depths)))
-        if symmetric else None
+    # The variance paths and the exact correlation-one diagonals of the rows
+    # and of the columns (O(n) work): they are checked for overflow, written
+    # on the diagonal of K(X, X), and bound every entry by Cauchy-Schwarz.
+    path_x, diag_x = _checked_diagonals(xp, X, "X", spec, want_ntk, all_depths)
+    path_y, diag_y = (
+        (path_x, diag_x) if symmetric
+        else _checked_diagonals(xp, Yv, "Y", spec, want_ntk, all_depths)
     )
+    roots_x = {name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_x.items()}
+    roots_y = roots_x if symmetric else {
+        name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_y.items()
+    }
+    if is_cupy_namespace(xp):
+        from ._cuda import compute_kernels_cupy
+
+        return compute_kernels_cupy(
+            X, Y, spec, want, all_depths, _budget_bytes(working_memory),
+            roots=(roots_x, roots_y),
+        )
+    q0 = xp.sum(X * X, axis=1) / d if symmetric else None
+    # K(x, x) from the exact correlation-one recursion (the diagonal
+    # functions'), written on the diagonal.
+    exact_diag = diag_x if symmetric else None
     out = {
         name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=_device_of(X))
         for name in want
@@ -519,8 +667,10 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
             # diagonal follows the exact correlation-one recursion.
             sigma = (sigma + sigma.T) * 0.5
             sigma = _set_diagonal(xp, sigma, q0[i0:i1])
-        qa = ([q[i0:i1] for q in path_x[0]],)
-        qb = ([q[j0:j1] for q in path_y[0]],)
+        qa = ([q[i0:i1] for q in path_x[0]],
+              {name: [r[i0:i1] for r in v] for name, v in roots_x.items()})
+        qb = ([q[j0:j1] for q in path_y[0]],
+              {name: [r[j0:j1] for r in v] for name, v in roots_y.items()})
         nngps, ntks = _tile_recursion(
             xp, sigma, qa, qb, spec, want_ntk, all_depths, d
         )
@@ -887,8 +1037,8 @@ def _diag(X, spec, which, all_depths, dtype, device):
     else:
         (X, _), back = _place(device, dtype, X, None)
         xp = get_namespace(X)
-    nngps, ntks = _diag_recursion(xp, X, spec, which == "ntk", all_depths)
-    blocks = ntks if which == "ntk" else nngps
+    _, diag = _checked_diagonals(xp, X, "X", spec, which == "ntk", all_depths)
+    blocks = diag[which]
     return back(xp.stack(blocks) if all_depths else blocks[0])
 
 
