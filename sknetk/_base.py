@@ -317,12 +317,12 @@ def check_weighted_classes(estimator, Y, classes, sample_weight,
     """
     n_classes = len(classes)
     Y = np.asarray(Y).reshape(Y.shape[0], -1)
-    if n_classes <= 2:
-        codes = (Y[:, 0] > 0).astype(np.intp) if n_classes == 2 else np.zeros(
-            Y.shape[0], dtype=np.intp
-        )
-    else:
+    if n_classes > 2:
         codes = np.argmax(Y, axis=1)
+    elif n_classes == 2:
+        codes = (Y[:, 0] > 0).astype(np.intp)
+    else:
+        codes = np.zeros(Y.shape[0], dtype=np.intp)
     totals = np.bincount(codes, weights=sample_weight, minlength=n_classes)
     empty = totals <= 0
     n_present = int(np.sum(~empty))
