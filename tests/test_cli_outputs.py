@@ -477,8 +477,9 @@ def test_ci_runs_readme_command_in_a_bare_venv_first():
         return next(i for i, line in enumerate(lines) if predicate(line))
 
     venv = first(lambda s: "-m venv" in s)
-    bare = first(lambda s: "pip install" in s and " -e " in s and "[" not in s)
-    compare = first(lambda s: "sknetk compare" in s)
+    activate = first(lambda s: "venv/bin/activate" in s)
+    install = first(lambda s: s.startswith("pip install") and s.endswith(" -e ."))
+    compare = first(lambda s: s == "sknetk compare")
     extra = first(lambda s: "pip install" in s and ".[test]" in s)
     tests = first(lambda s: "pytest" in s)
-    assert venv < bare < compare < extra < tests
+    assert venv < activate < install < compare < extra < tests
