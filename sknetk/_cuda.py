@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from ._activations import _cos2
+
 _PI = math.pi
 
 _SIGMOID_B = 1 / 2.4020563531719796
@@ -41,8 +43,8 @@ _FUSED = {
     "erf": (1, lambda a, b, c: (a, b, c, 0.0)),
     "sigmoid_like": (1, lambda: (0.5, _SIGMOID_B, 0.5, 0.0)),
     "gelu": (2, lambda: (0.0, 0.0, 0.0, 0.0)),
-    "sin": (3, lambda a, b, c: (a, b, c, 0.0)),
-    "cos": (3, lambda a, b, c: (a, b, c + _PI / 2, 0.0)),
+    "sin": (3, lambda a, b, c: (a, b, _cos2(c), 0.0)),
+    "cos": (3, lambda a, b, c: (a, b, _cos2(c, shift=True), 0.0)),
     "rbf": (4, lambda gamma: (gamma, 0.0, 0.0, 0.0)),
     "sign": (5, lambda: (0.0, 0.0, 0.0, 0.0)),
     "identity": (6, lambda: (0.0, 0.0, 0.0, 0.0)),
@@ -53,21 +55,24 @@ _FUSED = {
 # same text also compiles with a host C++ compiler: the CPU test suite builds
 # it and checks it against the NumPy path (tests/test_cuda_source.py).
 #
+# The same mathematics as sknetk/_activations.py: every dual is a function of
+# the two standard deviations and the correlation, which is clipped to [-1, 1]
+# (the Cauchy-Schwarz bound, at every layer) and snapped to +-1 within the
+# layer's tolerance (``lc`` column 5, see _activations.snap_tolerance), so
+# that identical rows follow the diagonal's recursion. Gaps such as
+# q1 + q2 - 2k are formed from the correlation, without cancellation.
+#
 # Per row and per layer the host precomputes (q, sqrt(q), 1/sqrt(q)) with
-# 1/sqrt(0) := 0, so the ABReLU and sign branches need no square root and no
-# division per entry; rho = k / sqrt(q1 q2) becomes k * (i1 * i2), exactly
-# symmetric in the two rows.
+# 1/sqrt(0) := 0, so rho = k / sqrt(q1 q2) becomes k * (i1 * i2), exactly
+# symmetric in the two rows, plus the square roots of the row's exact NNGP and
+# NTK diagonals (+inf when unknown), which bound the outputs.
 DUAL_SOURCE = r"""
 // The math functions by precision, named explicitly so that float32 code can
 // never be promoted to the double-precision routines.
-__device__ __host__ inline float sknetk_acos(float x) { return acosf(x); }
-__device__ __host__ inline double sknetk_acos(double x) { return acos(x); }
 __device__ __host__ inline float sknetk_sqrt(float x) { return sqrtf(x); }
 __device__ __host__ inline double sknetk_sqrt(double x) { return sqrt(x); }
 __device__ __host__ inline float sknetk_exp(float x) { return expf(x); }
 __device__ __host__ inline double sknetk_exp(double x) { return exp(x); }
-__device__ __host__ inline float sknetk_cos(float x) { return cosf(x); }
-__device__ __host__ inline double sknetk_cos(double x) { return cos(x); }
 __device__ __host__ inline float sknetk_atan2(float y, float x) {
   return atan2f(y, x);
 }
@@ -80,70 +85,81 @@ __device__ __host__ inline T sknetk_clip1(T x) {
   return x > T(1) ? T(1) : (x < T(-1) ? T(-1) : x);
 }
 
-// q1 q2 - k^2 >= 0 without cancellation for huge variances
+// |v| <= bound (NaN bounds leave v as it is)
 template <typename T>
-__device__ __host__ inline T sknetk_gap(T k, T s1, T s2) {
-  const T root = s1 * s2;
-  const T absk = k < T(0) ? -k : k;
-  const T gap = (root - absk) * (root + absk);
-  return gap > T(0) ? gap : T(0);
+__device__ __host__ inline T sknetk_bound(T v, T bound) {
+  return v > bound ? bound : (v < -bound ? -bound : v);
 }
 
-// a = (q1, sqrt q1, 1/sqrt q1), b = (q2, sqrt q2, 1/sqrt q2)
+// a = (q1, sqrt q1, 1/sqrt q1, ...), b = (q2, sqrt q2, 1/sqrt q2, ...);
+// snap = 1 - the layer's snap tolerance
 template <typename T>
 __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
-                                            const T* a, const T* b, T& dot) {
+                                            const T* a, const T* b, T snap,
+                                            T& dot) {
   const T pi = T(3.14159265358979323846);
-  // |rho| within a few ulps of 1: parallel rows up to rounding
-  const T snap = sizeof(T) == 4 ? T(1) - T(4) * T(5.9604644775390625e-08)
-                                 : T(1) - T(32) * T(1.1102230246251565e-16);
-  const T q1 = a[0], q2 = b[0];
-  if (act == 0 || act == 5) {  // ABReLU family, sign
-    T rho = sknetk_clip1(sigma * (a[2] * b[2]));
-    if (rho > snap) rho = T(1);
-    if (rho < -snap) rho = T(-1);
-    const T angle = sknetk_acos(rho);
-    if (act == 5) {
-      sigma = T(1) - angle * (T(2) / pi);
-      dot = T(0);
+  const T s1 = a[1], s2 = b[1];
+  const T norm = s1 * s2;
+  T rho = sknetk_clip1(sigma * (a[2] * b[2]));
+  if (rho > snap) rho = T(1);
+  if (rho < -snap) rho = T(-1);
+  const T one_m = T(1) - rho, one_p = T(1) + rho;
+  const T sin_angle = sknetk_sqrt(one_m * one_p);
+  if (act == 0) {  // ABReLU family
+    // ap = (a, b, (a - b)^2 / (2 pi), (a^2 + b^2) / 2), from the host
+    const T angle = sknetk_atan2(sin_angle, rho);
+    const T factor = ap[2];
+    dot = ap[3] - factor * angle;
+    sigma = norm * (factor * sin_angle + dot * rho);
+  } else if (act == 5) {  // sign: (2/pi) arcsin(rho)
+    sigma = (T(2) / pi) * sknetk_atan2(rho, sin_angle);
+    dot = T(0);
+  } else if (act == 1) {  // a * erf(b x) + c
+    const T ca = ap[0], bb = ap[1] < T(0) ? -ap[1] : ap[1], c = ap[2];
+    const T sc = sknetk_sqrt(T(2)) * bb;
+    const T g1 = sc * s1, g2 = sc * s2;
+    const T i1 = T(1) / (g1 > T(1) ? g1 : T(1));
+    const T i2 = T(1) / (g2 > T(1) ? g2 : T(1));
+    const T n1 = g1 * i1, n2 = g2 * i2, n12 = n1 * n2, i12 = i1 * i2;
+    const T root = sknetk_sqrt(i12 * i12 + (n1 * i2) * (n1 * i2)
+                               + (n2 * i1) * (n2 * i1)
+                               + n12 * n12 * (one_m * one_p));
+    sigma = ca * ca * (T(2) / pi) * sknetk_atan2(n12 * rho, root) + c * c;
+    dot = ca * ca * (T(4) / pi) * ((bb * i1) * (bb * i2)) / root;
+  } else if (act == 2) {  // gelu
+    const T q1 = s1 * s1, q2 = s2 * s2;
+    const T e1 = T(1) / (T(1) + q1), e2 = T(1) / (T(1) + q2);
+    const T u1 = q1 * e1, u2 = q2 * e2, u12 = u1 * u2;
+    const T dd = e1 + u1 * e2 + u12 * (one_m * one_p);
+    const T d = sknetk_sqrt(dd);
+    const T kappa = rho * ((s1 * sknetk_sqrt(e1)) * (s2 * sknetk_sqrt(e2)));
+    const T root_p = sknetk_sqrt(T(1) + q1) * sknetk_sqrt(T(1) + q2);
+    const T k = rho * norm;
+    const T beta = sknetk_atan2(kappa, d);
+    sigma = T(0.25) * k
+            + (root_p * u12 * d + kappa * kappa / (d * root_p) + k * beta)
+                  / (T(2) * pi);
+    dot = T(0.25) + beta / (T(2) * pi)
+          + (kappa / d) * (e1 + u1 * e2 + e1 * e2 * (T(1) + T(1) / dd))
+                / (T(2) * pi);
+  } else if (act == 3 || act == 4) {  // sin family, rbf: the gaps
+    const T diff = (s1 - s2) * (s1 - s2), two_norm = T(2) * norm;
+    const T minus = diff + two_norm * one_m;  // q1 + q2 - 2k
+    if (act == 4) {  // rbf
+      const T gamma = ap[0];
+      sigma = sknetk_exp(-gamma * minus);
+      dot = T(2) * gamma * sigma;
       return;
     }
-    // ap = (a, b, (a - b)^2 / (2 pi), (a^2 + b^2) / 2), from the host
-    const T factor = ap[2];
-    const T sin_angle = sknetk_sqrt((T(1) - rho) * (T(1) + rho));
-    dot = ap[3] - factor * angle;
-    sigma = (a[1] * b[1]) * (factor * sin_angle + dot * rho);
-  } else if (act == 1) {  // a * erf(b x) + c
-    const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
-    const T root = sknetk_sqrt(T(1) + T(2) * b2 * (q1 + q2)
-                        + T(4) * b2 * b2 * sknetk_gap(sigma, a[1], b[1]));
-    sigma = ca * ca * (T(2) / pi) * sknetk_atan2(T(2) * b2 * sigma, root) + c * c;
-    dot = ca * ca * b2 * (T(4) / pi) / root;
-  } else if (act == 2) {  // gelu
-    const T k = sigma;
-    const T prod = q1 * q2;
-    const T prod1 = (q1 + T(1)) * (q2 + T(1));
-    const T delta2 = T(1) + q1 + q2 + sknetk_gap(k, a[1], b[1]);
-    const T delta = sknetk_sqrt(delta2);
-    const T angle = sknetk_atan2(k, delta);
-    sigma = ((k * k + prod * delta2) / (prod1 * delta) + k * angle) / (T(2) * pi)
-            + T(0.25) * k;
-    dot = T(0.25) + angle / (T(2) * pi)
-          + k / delta / (T(2) * pi)
-                * (T(1) / delta2 + (T(1) - prod) / prod1 + T(1));
-  } else if (act == 3) {  // a * sin(b x + c)
-    const T ca = ap[0], b2 = ap[1] * ap[1], c = ap[2];
-    const T s = q1 + q2;
-    const T e_minus = sknetk_exp(T(-0.5) * b2 * (s - T(2) * sigma));
-    const T e_plus =
-        sknetk_exp(T(-0.5) * b2 * (s + T(2) * sigma)) * sknetk_cos(T(2) * c);
+    // a * sin(b x + c); ap = (a, b, cos(2c), 0)
+    const T ca = ap[0], b2 = ap[1] * ap[1], cos2c = ap[2];
+    const T plus = diff + two_norm * one_p;  // q1 + q2 + 2k
+    const T e_minus = sknetk_exp(T(-0.5) * b2 * minus);
+    const T e_plus = sknetk_exp(T(-0.5) * b2 * plus) * cos2c;
     sigma = ca * ca / T(2) * (e_minus - e_plus);
     dot = ca * ca / T(2) * b2 * (e_minus + e_plus);
-  } else if (act == 4) {  // rbf
-    const T gamma = ap[0];
-    sigma = sknetk_exp(-gamma * (q1 + q2 - T(2) * sigma));
-    dot = T(2) * gamma * sigma;
   } else {  // identity
+    sigma = rho * norm;
     dot = T(1);
   }
 }
@@ -153,9 +169,11 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
 // not written). The layer loop is outside and the R independent entries
 // inside, so that their dependency chains interleave (instruction-level
 // parallelism); the column's data are loaded once per layer.
-// ``ra``: depth x rows x 3 row data, ``cb``: depth x n2 x 3 column data,
-// ``lc``: (depth + 1) x 5 Dense-layer constants (weight variance, bias
-// variance, NTK scale and shift of the layer's own parameters, 1/0 trained).
+// ``ra``: depth x rows x 5 row data, ``cb``: depth x n2 x 5 column data
+// (q, sqrt q, 1/sqrt q, sqrt of the NNGP and NTK diagonals of the network
+// that ends after this layer), ``lc``: (depth + 1) x 6 Dense-layer constants
+// (weight variance, bias variance, NTK scale and shift of the layer's own
+// parameters, 1/0 trained, 1 - snap tolerance of the activation after it).
 // ``g``: the R Gram entries, already divided by d.
 // Outputs are written at k * out_stride + r * n2 + c for depth slice k.
 template <typename T, int R>
@@ -170,10 +188,10 @@ __device__ __host__ inline void sknetk_entries(
     theta[k] = T(0);
   }
   for (int l = 0; l < depth; ++l) {
-    const T w2 = lc[5 * l], b2 = lc[5 * l + 1], sc = lc[5 * l + 2];
-    const T sh = lc[5 * l + 3], tr = lc[5 * l + 4];
-    const T* bp = cb + 3 * (l * n2 + c);
-    const T b[3] = {bp[0], bp[1], bp[2]};
+    const T w2 = lc[6 * l], b2 = lc[6 * l + 1], sc = lc[6 * l + 2];
+    const T sh = lc[6 * l + 3], tr = lc[6 * l + 4], snap = lc[6 * l + 5];
+    const T* bp = cb + 5 * (l * n2 + c);
+    const T b[5] = {bp[0], bp[1], bp[2], bp[3], bp[4]};
 #ifdef __CUDACC__
 #pragma unroll
 #endif
@@ -182,17 +200,22 @@ __device__ __host__ inline void sknetk_entries(
       theta[k] = w2 * theta[k] + tr * (sc * sigma[k] + sh);
       sigma[k] = w2 * sigma[k] + b2;
       T dot;
-      sknetk_dual<T>(act, ap, sigma[k], ra + 3 * (l * rows + r), b, dot);
+      sknetk_dual<T>(act, ap, sigma[k], ra + 5 * (l * rows + r), b, snap, dot);
       theta[k] = theta[k] * dot;
     }
     if (all_depths || l == depth - 1) {
       const long long kd = all_depths ? l : 0;
-      const int q = 5 * (l + 1);
+      const int q = 6 * (l + 1);
       for (int k = 0; k < nr; ++k) {
         const long long e = kd * out_stride + (r0 + k) * n2 + c;
-        if (want_nngp) nngp[e] = lc[q] * sigma[k] + lc[q + 1];
+        const T* ar = ra + 5 * (l * rows + r0 + k);
+        // the Cauchy-Schwarz bound |K(x, y)| <= sqrt(K(x, x) K(y, y))
+        if (want_nngp)
+          nngp[e] = sknetk_bound(lc[q] * sigma[k] + lc[q + 1], ar[3] * b[3]);
         if (want_ntk)
-          ntk[e] = lc[q] * theta[k] + lc[q + 4] * (lc[q + 2] * sigma[k] + lc[q + 3]);
+          ntk[e] = sknetk_bound(
+              lc[q] * theta[k] + lc[q + 4] * (lc[q + 2] * sigma[k] + lc[q + 3]),
+              ar[4] * b[4]);
       }
     }
   }
@@ -310,12 +333,22 @@ def fused_activation(spec):
     return act_id, tuple(float(v) for v in to_params(**spec._params))
 
 
-def layer_constants(spec, n_features):
-    """The ``(depth + 1) x 5`` table of Dense-layer constants used by the kernel."""
+def layer_constants(spec, n_features, dtype=np.float64):
+    """The ``(depth + 1) x 6`` table of Dense-layer constants used by the kernel.
+
+    The last column is ``1 - tol``, with ``tol`` the snap tolerance of the
+    correlation entering the activation after the layer in ``dtype`` (see
+    :func:`sknetk._activations.snap_tolerance`; it grows with
+    ``n_features`` for the first layer, fed by the Gram product).
+    """
+    from .kernels import _snap_tolerances
+
+    tols = _snap_tolerances(np, spec, np.dtype(dtype), n_features)
     rows = []
     for layer in range(spec.depth + 1):
         w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
-        rows.append((w2, b2, scale, shift, 1.0 if trainable else 0.0))
+        tol = tols[min(layer, len(tols) - 1)]
+        rows.append((w2, b2, scale, shift, 1.0 if trainable else 0.0, 1.0 - tol))
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -342,18 +375,45 @@ def _raw_kernel(dtype, act_id, rows):
     return kernel
 
 
-def row_data(xp, q_pre):
-    """``depth x n x 3`` array of ``(q, sqrt(q), 1/sqrt(q))`` per layer and row.
+def row_data(xp, q_pre, roots=None):
+    """``depth x n x 5`` array of per-layer, per-row data for the kernel.
 
-    ``1/sqrt(0)`` is taken as 0, so that zero rows get correlation 0 (angle
-    pi/2), as in the NumPy path.
+    ``(q, sqrt(q), 1/sqrt(q), r_nngp, r_ntk)``: ``1/sqrt(0)`` is taken as 0,
+    so that zero rows get correlation 0 (angle pi/2), as in the NumPy path;
+    ``roots`` is ``None`` or two lists (NNGP, NTK) of ``depth`` arrays (or
+    ``None`` entries): the square roots of the row's exact diagonals of the
+    network ending after each layer, which bound the outputs; missing ones
+    are +inf (no bound).
     """
     q = xp.stack(q_pre)
     s = xp.sqrt(q)
     positive = s > 0
     inv = xp.where(positive, 1.0 / xp.where(positive, s, xp.ones_like(s)),
                    xp.zeros_like(s))
-    return xp.stack([q, s, inv], axis=-1)
+    columns = [q, s, inv]
+    for which in range(2):
+        per_layer = [None] * len(q_pre) if roots is None else roots[which]
+        columns.append(xp.stack([
+            xp.full_like(s[0], math.inf) if r is None else xp.astype(r, s.dtype)
+            for r in per_layer
+        ]))
+    return xp.stack(columns, axis=-1)
+
+
+def _per_layer_roots(roots, depth, all_depths):
+    """``(nngp, ntk)`` lists of ``depth`` root arrays (or ``None``) from the
+    per-collected-depth dict ``{"nngp": [...], "ntk": [...]}``."""
+    out = []
+    for name in ("nngp", "ntk"):
+        values = (roots or {}).get(name)
+        per_layer = [None] * depth
+        if values is not None:
+            if all_depths:
+                per_layer = list(values)
+            else:
+                per_layer[depth - 1] = values[0]
+        out.append(per_layer)
+    return out
 
 
 def free_device_memory():
@@ -376,13 +436,16 @@ def check_fits(n_bytes, what):
         )
 
 
-def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
+def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
+                         roots=None):
     """Fill the requested kernels with the fused kernel; CuPy arrays in and out.
 
     The Gram matrix is produced in row blocks (cuBLAS) into a scratch buffer
     sized to the budget and to free device memory; the fused kernel writes each
-    block's kernels straight into the output. Returns a dict of
-    ``(n_depths, n1, n2)`` arrays.
+    block's kernels straight into the output. ``roots`` is ``None`` or the
+    pair (rows, columns) of dicts of the square roots of the exact diagonals
+    (see ``kernels._compute_kernels``), which bound every entry. Returns a
+    dict of ``(n_depths, n1, n2)`` arrays.
     """
     import cupy
 
@@ -403,14 +466,18 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes):
     from .kernels import _variance_path
 
     xp = _cupy_namespace()
+    roots_x, roots_y = (None, None) if roots is None else roots
     path_x = _variance_path(xp, X, spec)[0]
-    ra_all = cupy.ascontiguousarray(row_data(xp, path_x).astype(dtype, copy=False))
-    cb = ra_all if symmetric else cupy.ascontiguousarray(
-        row_data(xp, _variance_path(xp, Yv, spec)[0]).astype(dtype, copy=False)
-    )
+    ra_all = cupy.ascontiguousarray(row_data(
+        xp, path_x, _per_layer_roots(roots_x, spec.depth, all_depths)
+    ).astype(dtype, copy=False))
+    cb = ra_all if symmetric else cupy.ascontiguousarray(row_data(
+        xp, _variance_path(xp, Yv, spec)[0],
+        _per_layer_roots(roots_y, spec.depth, all_depths),
+    ).astype(dtype, copy=False))
     # squared norms, undivided: the kernel scales every Gram entry by 1/d
     sq = xp.sum(X * X, axis=1) if symmetric else None
-    lc = cupy.asarray(layer_constants(spec, d), dtype=dtype).reshape(-1)
+    lc = cupy.asarray(layer_constants(spec, d, dtype), dtype=dtype).reshape(-1)
     ap = cupy.asarray(act_params, dtype=dtype)
 
     # Rows per block: the Gram scratch (and, for several depths, one output

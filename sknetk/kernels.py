@@ -482,8 +482,9 @@ def _checked_diagonals(xp, X, name, spec, want_ntk, all_depths):
     bounded by its diagonals (Cauchy-Schwarz), finite variances and diagonals
     mean a finite kernel; otherwise the error names what overflowed.
     """
-    path = _variance_path(xp, X, spec)
-    nngps, ntks = _diag_recursion(xp, X, spec, want_ntk, all_depths, path)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below
+        path = _variance_path(xp, X, spec)
+        nngps, ntks = _diag_recursion(xp, X, spec, want_ntk, all_depths, path)
     diag = {"nngp": nngps}
     if want_ntk:
         diag["ntk"] = ntks
@@ -565,9 +566,8 @@ def _overflow_error(X, name, spec, want_ntk):
             break
     if culprits is None:
         culprits = [f"the depth ({spec.depth}) with these parameters is too large"]
-    kind = "NTK and NNGP" if want_ntk else "NNGP"
     return ValueError(
-        f"The {kind} kernel of {name} overflows {np.dtype(dtype).name} (NaN or "
+        f"The kernel of {name} overflows {np.dtype(dtype).name} (NaN or "
         f"infinity) at depth {spec.depth}: " + "; and ".join(culprits) + "."
     )
 
