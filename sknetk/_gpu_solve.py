@@ -4,8 +4,9 @@ CuPy's ``cupy.linalg.cholesky`` returns NaNs silently for a matrix that is not
 positive definite unless told otherwise; here the factorisation status
 (``devInfo``) is always read back, and the factor is judged by the CPU
 solver's rule (:func:`sknetk._solver.solve_kernel_ridge`): a failed
-factorisation, or one whose smallest pivot is below ``n * eps`` times the
-largest (singular to working precision), raises
+factorisation, or an estimated reciprocal condition number below ``n * eps``
+(singular to working precision; Hager/Higham 1-norm estimation with the
+factor, since cuSOLVER has no ``pocon``), raises
 :class:`numpy.linalg.LinAlgError`, so that :func:`solve_ridge_gpu` falls back
 to the same pseudo-inverse as the CPU, with the same warning, instead of
 returning NaN or a solution dominated by rounding.
@@ -24,18 +25,16 @@ import numpy as np
 
 from ._array_api import device as _device
 from ._array_api import get_namespace, is_cupy_namespace
+from ._linalg import reciprocal_condition
 from ._solver import (
     _FINITE_CHECK_ENTRIES,
     _pinv_solve,
-    _pivots_ok,
+    _singular_reason,
     _triangular_solve,
+    norm1_xp,
+    rcond_threshold,
 )
 from .exceptions import IllConditionedKernelWarning
-
-_SINGULAR = (
-    "singular to working precision (smallest Cholesky pivot below n * eps "
-    "times the largest)"
-)
 
 
 def _cusolver_functions(dtype):
@@ -91,13 +90,15 @@ def _all_finite(xp, A):
     return not verdicts or bool(xp.all(xp.stack(verdicts)))
 
 
-def _check_factor(xp, status, pivots, n):
+def _check_factor(xp, status, pivots, n, solve=None, anorm=None):
     """Raise ``LinAlgError`` unless the Cholesky factor is usable.
 
     ``status`` is LAPACK's ``info`` (0: success), ``pivots`` the factor's
-    diagonal ``L_jj``. The rule is the CPU solver's: a failed factorisation,
-    a non-finite pivot or a smallest pivot ``L_jj**2`` below ``n * eps``
-    times the largest.
+    diagonal ``L_jj``, ``solve(B)`` solves with the factored matrix and
+    ``anorm`` is its 1-norm. The rule is the CPU solver's: a failed
+    factorisation, a non-finite pivot, or an estimated reciprocal condition
+    number (Hager/Higham, :func:`sknetk._linalg.reciprocal_condition`, the
+    method of LAPACK ``pocon``, which CuPy lacks) below ``n * eps``.
     """
     if status != 0:
         raise np.linalg.LinAlgError(
@@ -109,9 +110,10 @@ def _check_factor(xp, status, pivots, n):
             "Cholesky factorisation gave non-finite values: the kernel matrix "
             "K + alpha*I is not positive definite."
         )
-    if not _pivots_ok(pivots, n, xp):
+    rcond = reciprocal_condition(xp, solve, anorm, n)
+    if rcond < rcond_threshold(n):
         raise np.linalg.LinAlgError(
-            f"The kernel matrix K + alpha*I is {_SINGULAR}."
+            f"The kernel matrix K + alpha*I is {_singular_reason(rcond, n)}."
         )
 
 
@@ -122,15 +124,20 @@ def _cholesky_solve_xp(xp, K, Y):
     B = xp.reshape(xp.astype(Y, K.dtype), (n, -1))
     if n == 0:
         return B[:, 0] if one_d else B
+    anorm = norm1_xp(xp, K)
     try:
         L = xp.linalg.cholesky(K)
     except np.linalg.LinAlgError:
         L = None
     if L is None:
         _check_factor(xp, 1, None, n)
-    _check_factor(xp, 0, xp.linalg.diagonal(L), n)
-    z = _triangular_solve(xp, L, B, lower=True)
-    X = _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+
+    def solve(R):
+        z = _triangular_solve(xp, L, R, lower=True)
+        return _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+
+    _check_factor(xp, 0, xp.linalg.diagonal(L), n, solve, anorm)
+    X = solve(B)
     if not bool(xp.all(xp.isfinite(X))):
         raise np.linalg.LinAlgError(
             "The Cholesky solve is not finite: the kernel matrix K + alpha*I "
@@ -151,8 +158,8 @@ def cholesky_solve_inplace(K, Y):
     ------
     numpy.linalg.LinAlgError
         If the factorisation fails (``K`` not numerically positive definite),
-        its smallest pivot is below ``n * eps`` times the largest (the CPU
-        solver's rule) or the solution is not finite.
+        its estimated reciprocal condition number is below ``n * eps`` (the
+        CPU solver's rule) or the solution is not finite.
     """
     xp = get_namespace(K, Y)
     n = K.shape[0]
@@ -173,13 +180,23 @@ def cholesky_solve_inplace(K, Y):
     buffer_size, potrf, potrs, lower = _cusolver_functions(K.dtype)
     handle = cuda_device.get_cusolver_handle()
     info = cupy.zeros(1, dtype=np.int32)
+    anorm = norm1_xp(cupy, K)
     # K is symmetric, so its row-major buffer is also the column-major K.
     lwork = buffer_size(handle, lower, n, K.data.ptr, n)
     work = cupy.empty(max(int(lwork), 1), dtype=K.dtype)
     potrf(handle, lower, n, K.data.ptr, n, work.data.ptr, lwork, info.data.ptr)
     del work
+
+    def solve(R):
+        """``(K + alpha I)^-1 R`` with the factor (cuSOLVER potrs)."""
+        X = cupy.array(R, dtype=K.dtype, order="F", copy=True)
+        potrs(handle, lower, n, X.shape[1], K.data.ptr, n, X.data.ptr, n,
+              info.data.ptr)
+        return X
+
     # The factor's diagonal is the same in either storage order.
-    _check_factor(cupy, int(info.get()[0]), K.diagonal(), n)
+    status = int(info.get()[0])
+    _check_factor(cupy, status, K.diagonal(), n, solve, anorm)
     potrs(handle, lower, n, B.shape[1], K.data.ptr, n, B.data.ptr, n, info.data.ptr)
     status = int(info.get()[0])
     if status != 0 or not bool(cupy.isfinite(B).all()):

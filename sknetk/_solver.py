@@ -6,7 +6,8 @@
 
 (with sample weights, the weighted problem of scikit-learn's ``KernelRidge``),
 in float64 whatever the input precision. It tries a Cholesky factorisation;
-when that fails, is numerically singular or gives non-finite values, it warns
+when that fails, its estimated condition number exceeds ``1 / (n * eps)``
+(LAPACK ``pocon``) or it gives non-finite values, it warns
 with :class:`~sknetk.exceptions.IllConditionedKernelWarning` and falls back to
 an eigendecomposition that treats the eigenvalues below a relative tolerance
 as zero (the minimum-norm least-squares solution). It never returns NaN or
@@ -22,12 +23,26 @@ import warnings
 
 import numpy as np
 from scipy import linalg
-from scipy.linalg import blas, lapack
+from scipy.linalg import blas
 
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace
+from ._linalg import (
+    cho_solve_inplace,
+    cholesky_inplace,
+    norm1_symmetric,
+    pocon,
+    reciprocal_condition,
+    safe_eigh,
+)
 from .exceptions import IllConditionedKernelWarning
 
-__all__ = ["solve_kernel_ridge", "effective_alpha", "ALPHA_SCALES", "blas_matmul"]
+__all__ = [
+    "solve_kernel_ridge",
+    "effective_alpha",
+    "ALPHA_SCALES",
+    "blas_matmul",
+    "rcond_threshold",
+]
 
 #: Allowed values of the estimators' ``alpha_scale`` parameter.
 ALPHA_SCALES = ("absolute", "mean_diag")
@@ -162,10 +177,24 @@ def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
     Warns
     -----
     IllConditionedKernelWarning
-        When Cholesky fails or the smallest Cholesky pivot is below
-        ``n * eps`` times the largest (the matrix is singular to working
-        precision); the eigendecomposition fallback then zeroes the
+        When Cholesky fails, or the estimated reciprocal condition number
+        ``1 / (||A||_1 ||A^-1||_1)`` of ``A = S K S + alpha I`` (LAPACK
+        ``pocon`` on the factor; on other namespaces the same Hager/Higham
+        estimator written against the array API) is below ``n * eps``
+        (:func:`rcond_threshold`): the solution would then carry no
+        guaranteed digit. The eigendecomposition fallback then zeroes the
         eigenvalues below ``n * eps * max|eigenvalue|``.
+
+    Notes
+    -----
+    On NumPy the factorisation is a blocked Cholesky whose LAPACK ``potrf``
+    calls never exceed 4,096 rows, with ``trsm``/``syrk`` for the panels and
+    trailing updates, in place on the one working copy
+    (:func:`sknetk._linalg.cholesky_inplace`): OpenBLAS 0.3.30/0.3.31's own
+    multithreaded ``potrf`` crashes the process at ``n = 16,000`` on AVX-512
+    machines. The fallback eigendecomposition runs with one BLAS thread from
+    ``n = 12,000`` on (:func:`sknetk._linalg.safe_eigh`). See the "Scaling"
+    page of the user guide.
 
     Examples
     --------
@@ -234,16 +263,41 @@ def _warn_fallback(reason):
     )
 
 
-def _pivots_ok(pivot_sqrt, n, xp):
-    """Cholesky pivots ``L_jj**2`` are well separated from zero.
+def rcond_threshold(n):
+    """Smallest acceptable estimated reciprocal condition number: ``n * eps``.
 
-    The smallest pivot bounds the smallest eigenvalue from above relative to
-    the largest pivot, so a ratio below ``n * eps`` means the matrix is
-    singular to working precision.
+    The forward error of a Cholesky solve is bounded by about
+    ``n * eps * cond(A)`` relative to the solution (Higham, *Accuracy and
+    Stability of Numerical Algorithms*, ch. 10), so below this threshold the
+    bound exceeds 1: not one digit of the dual coefficients is guaranteed, and
+    the huge components along nearly null directions cancel on the training
+    rows but not elsewhere (wild predictions). The fallback's eigenvalue
+    cut-off (``n * eps * max|eigenvalue|``) is the same level.
     """
-    piv = pivot_sqrt * pivot_sqrt
-    top = float(xp.max(piv))
-    return bool(float(xp.min(piv)) > top * max(n, 1) * _EPS)
+    return max(n, 1) * _EPS
+
+
+def _singular_reason(rcond, n):
+    return (
+        f"singular to working precision (estimated reciprocal condition number "
+        f"{rcond:.2g} below n * eps = {rcond_threshold(n):.2g})"
+    )
+
+
+def norm1_xp(xp, A):
+    """1-norm of the symmetric ``A`` on any namespace, read in row blocks.
+
+    The largest absolute row sum (equal to the column sum by symmetry); each
+    block's temporary has at most ``_FINITE_CHECK_ENTRIES`` entries, so no
+    second ``n x n`` array is made on the device.
+    """
+    n = A.shape[0]
+    rows = max(1, _FINITE_CHECK_ENTRIES // max(n, 1))
+    sums = [
+        xp.max(xp.sum(xp.abs(A[i : min(i + rows, n), ...]), axis=1))
+        for i in range(0, n, rows)
+    ]
+    return float(xp.max(xp.stack(sums))) if sums else 0.0
 
 
 def _pinv_solve(xp, w, Q, b, n):
@@ -297,26 +351,30 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
         b = b * root[:, None]
     F[idx, idx] += alpha
     diag = F[idx, idx].copy()
+    anorm = norm1_symmetric(F)
 
-    c, info = lapack.dpotrf(F, lower=1, clean=0, overwrite_a=1)
+    # Blocked in-place Cholesky (never one LAPACK potrf on more than 4096
+    # rows: OpenBLAS's multithreaded potrf crashes at n = 16,000), then
+    # LAPACK pocon's condition estimate on the factor.
+    info = cholesky_inplace(F)
     x = None
-    if info == 0 and _pivots_ok(np.diagonal(c), n, np):
-        x, info = lapack.dpotrs(c, np.asfortranarray(b), lower=1)
-        if info != 0 or not np.isfinite(x).all():
-            x = None
-        reason = "numerically singular (the Cholesky solve is not finite)"
+    if info != 0:
+        reason = "not positive definite"
     else:
-        reason = (
-            "not positive definite"
-            if info != 0
-            else "singular to working precision (smallest Cholesky pivot below "
-            "n * eps times the largest)"
-        )
+        rcond = pocon(F, anorm)
+        if rcond < rcond_threshold(n):
+            reason = _singular_reason(rcond, n)
+        else:
+            x = cho_solve_inplace(F, np.array(b, dtype=np.float64, order="F"))
+            if not np.isfinite(x).all():
+                x = None
+                reason = "numerically singular (the Cholesky solve is not finite)"
     if x is None:
         _warn_fallback(reason)
-        M = c if np.shares_memory(c, F) else F
-        M[idx, idx] = diag
-        w, Q = linalg.eigh(M, lower=False, overwrite_a=True, check_finite=False)
+        # The strict upper triangle still holds the matrix; restore its
+        # diagonal and decompose the upper triangle.
+        F[idx, idx] = diag
+        w, Q = safe_eigh(F, overwrite_a=True)
         x = _pinv_solve(np, w, Q, b, n)
     x = np.ascontiguousarray(x)
     if sw is not None:
@@ -361,24 +419,26 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
         b = b * root[:, None]
     A = A + alpha * xp.eye(n, dtype=xp.float64, device=_device(A))
 
+    anorm = norm1_xp(xp, A)
     x = None
     try:
         L = xp.linalg.cholesky(A)
     except np.linalg.LinAlgError:
         L = None
     reason = "not positive definite"
-    if L is not None and bool(xp.all(xp.isfinite(L))):
-        if _pivots_ok(xp.linalg.diagonal(L), n, xp):
-            z = _triangular_solve(xp, L, b, lower=True)
-            x = _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+    if L is not None and bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
+        def solve(B):
+            z = _triangular_solve(xp, L, B, lower=True)
+            return _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+
+        rcond = reciprocal_condition(xp, solve, anorm, n)
+        if rcond < rcond_threshold(n):
+            reason = _singular_reason(rcond, n)
+        else:
+            x = solve(b)
             if not bool(xp.all(xp.isfinite(x))):
                 x = None
                 reason = "numerically singular (the Cholesky solve is not finite)"
-        else:
-            reason = (
-                "singular to working precision (smallest Cholesky pivot below "
-                "n * eps times the largest)"
-            )
     if x is None:
         _warn_fallback(reason)
         w, Q = xp.linalg.eigh(A)

@@ -261,3 +261,232 @@ def test_blas_matmul_equals_matmul(rng, b_shape):
     assert_allclose(blas_matmul(np.asfortranarray(A), B), A @ B, rtol=1e-13)
     assert_allclose(blas_matmul(A.astype(np.float32), B), A @ B, rtol=1e-6)
     assert blas_matmul(A[:0], B).shape == (0,) + b_shape[1:]
+
+
+# ---------------------------------------------------------------------------
+# Blocked Cholesky (the factorisation used at every size; small blocks here)
+# ---------------------------------------------------------------------------
+def _spd(n, rng):
+    G = rng.normal(size=(n, n))
+    return G @ G.T / n + 0.5 * np.eye(n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 33, 130])
+@pytest.mark.parametrize("block", [1, 5, 16, 4096])
+def test_blocked_cholesky_equals_cho_factor(rng, n, block):
+    """The in-place blocked factor equals LAPACK's to rounding, any block size.
+
+    The strict upper triangle is left holding the matrix (the fallback reads
+    it).
+    """
+    from scipy.linalg import cho_factor
+
+    from sknetk._linalg import cholesky_inplace
+
+    A = _spd(n, rng)
+    F = np.asfortranarray(A.copy())
+    assert cholesky_inplace(F, block=block) == 0
+    expected, _ = cho_factor(A, lower=True)
+    assert_allclose(np.tril(F), np.tril(expected), rtol=1e-12, atol=1e-13)
+    assert_allclose(np.triu(F, 1), np.triu(A, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("block", [3, 4, 64])
+def test_blocked_cholesky_reports_lapack_info(rng, block):
+    """A matrix whose leading minor of order 10 is not PD gives info = 10."""
+    from scipy.linalg import lapack
+
+    from sknetk._linalg import cholesky_inplace
+
+    A = _spd(17, rng)
+    A[9, 9] = -1.0
+    _, expected = lapack.dpotrf(A, lower=1)
+    assert expected == 10
+    assert cholesky_inplace(np.asfortranarray(A.copy()), block=block) == 10
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_blocked_solve_equals_cho_solve(rng, k):
+    """``cho_solve_inplace`` solves ``A X = B`` like ``scipy.linalg.cho_solve``."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    from sknetk._linalg import cho_solve_inplace, cholesky_inplace
+
+    A = _spd(45, rng)
+    B = rng.normal(size=(45, k))
+    F = np.asfortranarray(A.copy())
+    cholesky_inplace(F, block=8)
+    X = cho_solve_inplace(F, np.asfortranarray(B.copy()))
+    assert_allclose(X, cho_solve(cho_factor(A), B), rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [37, 101])
+@pytest.mark.parametrize("y_shape", [(), (3,)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_solver_with_small_blocks_matches_scikit_learn(rng, monkeypatch, n, y_shape,
+                                                       weighted):
+    """The solver through several blocks (odd sizes, several targets, weights)."""
+    import sknetk._linalg
+
+    monkeypatch.setattr(sknetk._linalg, "BLOCK", 16)
+    K = _spd_kernel(n, rng)
+    y = rng.normal(size=(n,) + y_shape)
+    sw = rng.uniform(0.1, 3.0, size=n) if weighted else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        coef = solve_kernel_ridge(K, y, 0.05, sw)
+    expected = _solve_cholesky_kernel(
+        K.copy(), y.reshape(n, -1), np.array([0.05]), sw, copy=True
+    ).reshape(y.shape)
+    assert_allclose(coef, expected, rtol=1e-9, atol=1e-11)
+
+
+def test_not_positive_definite_with_small_blocks_falls_back(rng, monkeypatch):
+    """A failure in a later block still restores the matrix for the fallback."""
+    import sknetk._linalg
+
+    monkeypatch.setattr(sknetk._linalg, "BLOCK", 8)
+    Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    d = np.linspace(3.0, 0.5, 30)
+    d[-4:] = -d[-4:]
+    K = Q @ np.diag(d) @ Q.T
+    y = rng.normal(size=30)
+    with pytest.warns(IllConditionedKernelWarning, match="not positive definite"):
+        coef = solve_kernel_ridge(K, y, 0.0)
+    assert_allclose(coef, np.linalg.solve(K, y), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Condition estimate (pocon on NumPy, Hager/Higham on other namespaces)
+# ---------------------------------------------------------------------------
+def _graded_spd(n, rng, cond):
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    return (Q * np.geomspace(1.0, 1.0 / cond, n)) @ Q.T
+
+
+@pytest.mark.parametrize("cond", [10.0, 1e6, 1e12])
+def test_condition_estimates_match_the_true_condition_number(rng, cond):
+    """pocon and the array-API estimator bracket ``1 / cond_1`` closely.
+
+    Both estimate ``||A^-1||_1`` from below, so their reciprocal condition is
+    at least the true one, and in practice within a small factor of it.
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    from sknetk._linalg import (
+        cholesky_inplace,
+        norm1_symmetric,
+        pocon,
+        reciprocal_condition,
+    )
+
+    A = _graded_spd(60, rng, cond)
+    A = (A + A.T) / 2
+    true = 1.0 / np.linalg.cond(A, 1)
+    F = np.asfortranarray(A.copy())
+    cholesky_inplace(F)
+    est_lapack = pocon(F, norm1_symmetric(A))
+    c = cho_factor(A)
+    est_xp = reciprocal_condition(np, lambda B: cho_solve(c, B), norm1_symmetric(A), 60)
+    for est in (est_lapack, est_xp):
+        # (the computed inverse itself carries cond * eps relative error)
+        assert true * (1 - 1e-3) <= est <= 3 * true
+
+
+def _near_duplicates(seed, n, offset, d=5):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    X = np.vstack([X, X[:10] + offset * rng.normal(size=(10, d))])
+    y = np.clip(np.sin(X[:, 0]) + 0.3 * rng.normal(size=n + 10), -2, 2)
+    return X, y, rng.normal(size=(50, d))
+
+
+@pytest.mark.parametrize(
+    "kernel, activation, offset",
+    [
+        ("nngp", "relu", 1e-6),
+        ("nngp", "relu", 1e-7),
+        ("nngp", "erf", 1e-6),
+        ("ntk", "erf", 1e-6),
+        ("ntk", "erf", 1e-7),
+        ("ntk", "relu", 1e-12),
+    ],
+)
+@pytest.mark.parametrize("seed, n", [(0, 100), (1, 60), (2, 150)])
+def test_near_duplicate_rows_warn_and_predict_like_the_pseudo_inverse(
+    kernel, activation, offset, seed, n
+):
+    """Near-duplicate rows and alpha=0: a warning, bounded predictions.
+
+    The kernel's condition number exceeds ``1 / (n eps)``; the Cholesky solve
+    then carries no guaranteed digit (the old pivot test let such systems
+    through, with test predictions up to 1e5 for |y| <= 2). The estimator
+    must warn and predict as the brute-force pseudo-inverse does.
+    """
+    from scipy.linalg import pinvh
+
+    from sknetk import NTKRegressor
+    from sknetk.kernels import nngp_kernel, ntk_kernel
+
+    X, y, X_test = _near_duplicates(seed, n, offset)
+    # (Cholesky either fails or passes with a tiny condition estimate.)
+    with pytest.warns(IllConditionedKernelWarning):
+        model = NTKRegressor(alpha=0.0, kernel=kernel, activation=activation).fit(X, y)
+    pred = model.predict(X_test)
+    fn = nngp_kernel if kernel == "nngp" else ntk_kernel
+    K = fn(X, activation=activation)
+    expected = fn(X_test, X, activation=activation) @ (pinvh(K) @ y)
+    assert np.abs(pred).max() <= 5 * np.abs(y).max()
+    assert_allclose(pred, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["nngp", "ntk"])
+def test_well_separated_rows_without_ridge_do_not_warn(kernel):
+    """Distinct rows (offset 1e-2) with alpha=0 are solved exactly, silently."""
+    from sknetk import NTKRegressor
+
+    X, y, _ = _near_duplicates(0, 100, 1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        model = NTKRegressor(alpha=0.0, kernel=kernel).fit(X, y)
+    assert_allclose(model.predict(X), y, atol=1e-6)
+
+
+def test_array_api_path_uses_the_same_condition_rule(rng, xp):
+    """array_api_strict: the Hager/Higham estimate warns where pocon does."""
+    from sknetk.kernels import nngp_kernel
+
+    X, y, _ = _near_duplicates(0, 100, 1e-6)
+    K = nngp_kernel(X)
+    with pytest.warns(IllConditionedKernelWarning, match="working precision"):
+        expected = solve_kernel_ridge(K, y, 0.0)
+    with pytest.warns(IllConditionedKernelWarning, match="working precision"):
+        coef = solve_kernel_ridge(xp.asarray(K), xp.asarray(y), 0.0)
+    assert_allclose(K @ np.asarray(coef), K @ expected, atol=1e-8)
+    # Well separated: neither path warns.
+    X, y, _ = _near_duplicates(0, 100, 1e-2)
+    K = nngp_kernel(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        coef = solve_kernel_ridge(xp.asarray(K), xp.asarray(y), 0.0)
+    assert_allclose(np.asarray(coef), solve_kernel_ridge(K, y, 0.0), rtol=1e-6)
+
+
+def test_gpu_solver_on_array_api_uses_the_condition_rule(xp):
+    """The GPU solver's code path (run on array_api_strict) falls back too."""
+    from scipy.linalg import pinvh
+
+    from sknetk._gpu_solve import solve_ridge_gpu
+    from sknetk.kernels import nngp_kernel
+
+    X, y, _ = _near_duplicates(1, 100, 1e-6)
+    K = nngp_kernel(X)
+    with pytest.warns(IllConditionedKernelWarning, match="working precision"):
+        coef = solve_ridge_gpu(lambda: xp.asarray(K), xp.asarray(y), 0.0)
+    assert_allclose(K @ np.asarray(coef), K @ (pinvh(K) @ y), atol=1e-7)
+    X, y, _ = _near_duplicates(1, 100, 1e-2)
+    K = nngp_kernel(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedKernelWarning)
+        coef = solve_ridge_gpu(lambda: xp.asarray(K), xp.asarray(y), 0.0)
+    assert_allclose(np.asarray(coef), np.linalg.solve(K, y), rtol=1e-6)

@@ -1,0 +1,329 @@
+"""Dense factorisations that stay safe at large ``n`` on multithreaded OpenBLAS.
+
+The stock NumPy/SciPy wheels carry OpenBLAS 0.3.30/0.3.31, whose own
+multithreaded ``potrf`` (the factorisation behind ``scipy.linalg.cho_factor``,
+``numpy.linalg.cholesky`` and ``scipy.linalg.lapack.dpotrf``) crashes the
+process with a segmentation fault at ``n = 16,000`` on AVX-512 machines
+(SkylakeX kernels) with two threads, depending on memory layout and thread
+timing; ``n = 8,000`` works. Since the crash is inside OpenBLAS's recursive
+``potrf`` driver, :func:`cholesky_inplace` never hands it a matrix larger than
+``block`` (4,096): it runs the textbook right-looking blocked Cholesky itself,
+
+* ``potrf`` on each diagonal block of at most ``block`` rows,
+* ``trsm`` for the panel below it,
+* ``syrk`` for the trailing update,
+
+all in place on the Fortran-ordered working matrix (``lda = n``), through the
+BLAS/LAPACK function pointers SciPy exports in ``scipy.linalg.cython_blas`` and
+``scipy.linalg.cython_lapack`` (the f2py wrappers of ``scipy.linalg.blas``
+would copy every non-contiguous sub-block). The level-3 BLAS calls are the
+ones OpenBLAS's ``potrf`` makes internally, so the speed is the same (see
+``benchmarks/bench_cholesky.py``), and the factor equals LAPACK's to rounding.
+
+:func:`safe_eigh` bounds the BLAS threads of a large symmetric
+eigendecomposition (see its docstring), and :func:`reciprocal_condition`
+estimates ``1 / cond_1`` from a Cholesky factor on any array namespace
+(LAPACK ``pocon`` on NumPy, Hager/Higham 1-norm estimation elsewhere).
+"""
+
+import ctypes
+import functools
+import math
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import cython_blas, cython_lapack
+
+__all__ = [
+    "BLOCK",
+    "EIGH_THREAD_LIMIT_N",
+    "cholesky_inplace",
+    "cho_solve_inplace",
+    "norm1_symmetric",
+    "pocon",
+    "reciprocal_condition",
+    "safe_eigh",
+]
+
+#: Largest matrix handed to one LAPACK ``potrf`` call.
+BLOCK = 4096
+
+#: From this order on, :func:`safe_eigh` runs LAPACK with one BLAS thread.
+EIGH_THREAD_LIMIT_N = 12_000
+
+# Columns per slab when reading a large matrix (norms), so that temporaries
+# stay small.
+_SLAB_ENTRIES = 2**22
+
+_P = ctypes.c_void_p
+
+
+@functools.cache
+def _function(module, name, n_args):
+    """A ctypes callable for the Fortran-ABI routine ``name`` SciPy exports."""
+    capsule = module.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    # ctypes releases the GIL around the call, as SciPy's wrappers do.
+    return ctypes.CFUNCTYPE(None, *([_P] * n_args))(address)
+
+
+def _int(value):
+    return ctypes.byref(ctypes.c_int(int(value)))
+
+
+def _dbl(value):
+    return ctypes.byref(ctypes.c_double(float(value)))
+
+
+def _char(value):
+    return ctypes.c_char_p(value.encode())
+
+
+def _at(A, i, j):
+    """Address of ``A[i, j]`` in a Fortran-ordered float64 array."""
+    return _P(A.ctypes.data + (i + j * A.shape[0]) * 8)
+
+
+def _check_fortran(A):
+    if not (
+        isinstance(A, np.ndarray) and A.dtype == np.float64 and A.ndim == 2
+        and A.shape[0] == A.shape[1] and A.flags.f_contiguous and A.flags.writeable
+    ):
+        raise ValueError("A must be a writeable square Fortran-ordered float64 array.")
+
+
+def cholesky_inplace(A, block=None):
+    """Lower Cholesky factor of ``A``, in place, by blocks of at most ``block``.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n, n), float64, Fortran-ordered, writeable
+        Symmetric matrix; only its lower triangle is read. On return the lower
+        triangle holds ``L`` (``A = L L^T``); the strict upper triangle is not
+        touched, so it still holds the matrix.
+    block : int, default=None
+        Order of the diagonal blocks factorised by one LAPACK ``potrf``;
+        None means :data:`BLOCK` (4,096).
+
+    Returns
+    -------
+    info : int
+        LAPACK's convention: 0 on success, ``k > 0`` when the leading minor of
+        order ``k`` is not positive definite (the factorisation stopped there;
+        the lower triangle is then partly overwritten).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import cholesky_inplace
+    >>> A = np.asfortranarray([[4.0, 2.0], [2.0, 5.0]])
+    >>> cholesky_inplace(A)
+    0
+    >>> np.tril(A)
+    array([[2., 0.],
+           [1., 2.]])
+    """
+    _check_fortran(A)
+    block = BLOCK if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be a positive integer, got {block}.")
+    n = A.shape[0]
+    potrf = _function(cython_lapack, "dpotrf", 5)
+    trsm = _function(cython_blas, "dtrsm", 11)
+    syrk = _function(cython_blas, "dsyrk", 10)
+    info = ctypes.c_int(0)
+    lower, lda = _char("L"), _int(n)
+    for j in range(0, n, block):
+        jb = min(block, n - j)
+        potrf(lower, _int(jb), _at(A, j, j), lda, ctypes.byref(info))
+        if info.value != 0:
+            return j + info.value
+        rest = n - j - jb
+        if rest == 0:
+            break
+        # Panel: A21 <- A21 L11^-T.
+        trsm(_char("R"), lower, _char("T"), _char("N"), _int(rest), _int(jb),
+             _dbl(1.0), _at(A, j, j), lda, _at(A, j + jb, j), lda)
+        # Trailing update (lower triangle only): A22 <- A22 - A21 A21^T.
+        syrk(lower, _char("N"), _int(rest), _int(jb), _dbl(-1.0),
+             _at(A, j + jb, j), lda, _dbl(1.0), _at(A, j + jb, j + jb), lda)
+    return 0
+
+
+def cho_solve_inplace(L, B):
+    """Solve ``L L^T X = B`` in place in ``B`` (two ``trsm`` calls).
+
+    ``L`` is the Fortran-ordered result of :func:`cholesky_inplace` (its
+    lower triangle is read); ``B`` a writeable Fortran-ordered float64 array
+    of shape ``(n, k)``. The same routine as LAPACK ``potrs``, called
+    directly so that no copy of ``L`` is made.
+    """
+    n = L.shape[0]
+    if not (
+        isinstance(B, np.ndarray) and B.dtype == np.float64 and B.ndim == 2
+        and B.shape[0] == n and B.flags.f_contiguous and B.flags.writeable
+    ):
+        raise ValueError("B must be a writeable Fortran-ordered float64 (n, k) array.")
+    if n == 0 or B.shape[1] == 0:
+        return B
+    trsm = _function(cython_blas, "dtrsm", 11)
+    args = (_char("L"), _char("L"))
+    for trans in ("N", "T"):
+        trsm(*args, _char(trans), _char("N"), _int(n), _int(B.shape[1]), _dbl(1.0),
+             _at(L, 0, 0), _int(n), _P(B.ctypes.data), _int(n))
+    return B
+
+
+def norm1_symmetric(A):
+    """1-norm (largest absolute column sum) of the symmetric matrix ``A``.
+
+    Read by column slabs, so the temporaries stay small.
+    """
+    n = A.shape[0]
+    if n == 0:
+        return 0.0
+    cols = max(1, _SLAB_ENTRIES // n)
+    return max(
+        float(np.abs(A[:, j : j + cols]).sum(axis=0).max()) for j in range(0, n, cols)
+    )
+
+
+def pocon(L, anorm):
+    """LAPACK ``dpocon``: estimate of ``1 / (||A||_1 ||A^-1||_1)`` from ``L``.
+
+    ``L`` is the Fortran-ordered factor of :func:`cholesky_inplace` (lower
+    triangle), ``anorm`` the 1-norm of ``A`` before the factorisation.
+    """
+    n = L.shape[0]
+    if n == 0:
+        return 1.0
+    if not anorm > 0:
+        return 0.0
+    rcond = ctypes.c_double(0.0)
+    info = ctypes.c_int(0)
+    work = np.empty(3 * n)
+    iwork = np.empty(n, dtype=np.intc)
+    _function(cython_lapack, "dpocon", 9)(
+        _char("L"), _int(n), _at(L, 0, 0), _int(n), _dbl(anorm),
+        ctypes.byref(rcond), _P(work.ctypes.data), _P(iwork.ctypes.data),
+        ctypes.byref(info),
+    )
+    return float(rcond.value) if info.value == 0 else 0.0
+
+
+def reciprocal_condition(xp, solve, anorm, n, max_iter=5):
+    """Hager/Higham estimate of ``1 / (||A||_1 ||A^-1||_1)`` on any namespace.
+
+    The method of LAPACK's ``pocon`` (``lacn2``, Hager's algorithm as refined
+    by Higham), written against the array API for namespaces without
+    ``pocon`` (CuPy, ``array_api_strict``): a few solves with the symmetric
+    positive definite ``A`` (``solve(B)``, two triangular solves with its
+    Cholesky factor; ``A^-T = A^-1``) climb to a column of ``A^-1`` whose
+    1-norm is almost always the largest, and Higham's alternating vector
+    guards against the method's blind spots. ``||A^-1||_1`` is estimated from
+    below, so the result is an upper bound of the reciprocal condition number
+    up to rounding.
+
+    Parameters
+    ----------
+    xp : array namespace
+    solve : callable
+        ``solve(B) -> A^-1 B`` for an ``(n, 1)`` float64 array of ``xp``.
+    anorm : float
+        ``||A||_1``.
+    n : int
+        Order of ``A``.
+    max_iter : int, default=5
+        Most iterations (LAPACK's ``lacn2`` uses 5).
+
+    Returns
+    -------
+    rcond : float
+        In ``[0, 1]``; 0 when a solve is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import reciprocal_condition
+    >>> A = np.diag([4.0, 1.0, 0.01])
+    >>> float(reciprocal_condition(np, lambda b: np.linalg.solve(A, b), 4.0, 3))
+    0.0025
+    """
+    if n == 0:
+        return 1.0
+    if not anorm > 0:
+        return 0.0
+
+    def solve_norm(b):
+        x = solve(b)
+        norm = float(xp.sum(xp.abs(x)))
+        if not math.isfinite(norm):
+            raise _NotFinite
+        return x, norm
+
+    def sign(v):
+        return xp.where(v >= 0, xp.asarray(1.0), xp.asarray(-1.0))
+
+    try:
+        est = _hager(xp, solve_norm, sign, solve, n, max_iter)
+    except _NotFinite:
+        return 0.0
+    if not est > 0:
+        return 0.0
+    return min(1.0, 1.0 / (anorm * est))
+
+
+class _NotFinite(Exception):
+    pass
+
+
+def _hager(xp, solve_norm, sign, solve, n, max_iter):
+    """The iterations of :func:`reciprocal_condition`: ``||A^-1||_1`` from below."""
+    x, est = solve_norm(xp.full((n, 1), 1.0 / n, dtype=xp.float64))
+    for k in range(max_iter if n > 1 else 0):
+        s = sign(x)
+        z = solve(s)
+        zmax = float(xp.max(xp.abs(z)))
+        # Hager's stopping test: no column of A^-1 beats the current one.
+        if k > 0 and not zmax > float(xp.sum(z * x)):
+            break
+        j = int(xp.argmax(xp.abs(xp.reshape(z, (n,)))))
+        e = xp.reshape(xp.astype(xp.arange(n) == j, xp.float64), (n, 1))
+        x, new = solve_norm(e)
+        if not new > est or bool(xp.all(sign(x) == s)):
+            est = max(est, new)
+            break
+        est = new
+    if n > 1:
+        i = xp.astype(xp.arange(n), xp.float64)
+        alt = (1.0 + i / (n - 1)) * sign(xp.where(i % 2 == 0, i, -i - 1.0))
+        _, extra = solve_norm(xp.reshape(alt, (n, 1)))
+        est = max(est, 2.0 * extra / (3.0 * n))
+    return est
+
+
+def safe_eigh(A, *, overwrite_a=False):
+    """``scipy.linalg.eigh`` of a symmetric NumPy matrix, safe at large ``n``.
+
+    From ``n >= EIGH_THREAD_LIMIT_N`` the call runs with one BLAS thread
+    (``threadpoolctl``), because the multithreaded OpenBLAS 0.3.30/0.3.31
+    kernels that crash in ``potrf`` at that size cannot be trusted in the
+    tridiagonal reduction's level-3 updates either; the cost is at most the
+    lost parallel speed-up of a call that is rare at that size.
+
+    Reads the upper triangle (``lower=False``) like the solver's fallback.
+    """
+    n = A.shape[0]
+    kwargs = dict(lower=False, overwrite_a=overwrite_a, check_finite=False)
+    if n < EIGH_THREAD_LIMIT_N:
+        return linalg.eigh(A, **kwargs)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return linalg.eigh(A, **kwargs)
