@@ -126,12 +126,6 @@ def _is_missing(values):
     return np.array([v != v for v in values], dtype=bool)  # NaN != NaN
 
 
-def _number(token):
-    if "_" in token:  # float() accepts "1_000"; a CSV reader should not
-        raise ValueError(token)
-    return float(token)
-
-
 def _parse_cells(cells):
     """Type one CSV column as pandas would: ``(values, kind)``.
 
@@ -141,20 +135,25 @@ def _parse_cells(cells):
     """
     import numpy as np
 
-    tokens = [c.strip() for c in cells]
-    missing = [t in _NA_TOKENS for t in tokens]
-    present = {t.lower() for t, m in zip(tokens, missing) if not m}
-    if present and present <= {"true", "false"}:
-        values = [math.nan if m else float(t.lower() == "true")
-                  for t, m in zip(tokens, missing)]
-        return np.array(values, dtype=np.float64), "bool"
-    try:
-        values = [math.nan if m else _number(t) for t, m in zip(tokens, missing)]
-        return np.array(values, dtype=np.float64), "numeric"
-    except ValueError:
-        values = np.empty(len(tokens), dtype=object)
-        values[:] = [math.nan if m else t for t, m in zip(tokens, missing)]
-        return values, "text"
+    tokens = np.char.strip(np.asarray(cells, dtype=str).reshape(-1))
+    missing = np.isin(tokens, sorted(_NA_TOKENS))
+    present = tokens[~missing]
+    if present.size and present[0].lower() in ("true", "false"):
+        lowered = np.char.lower(present)
+        if np.isin(lowered, ["true", "false"]).all():
+            values = np.full(tokens.shape, np.nan)
+            values[~missing] = lowered == "true"
+            return values, "bool"
+    # NumPy parses strings as float() does, which accepts "1_000": not here.
+    if not (np.char.find(present, "_") >= 0).any():
+        try:
+            return np.where(missing, "nan", tokens).astype(np.float64), "numeric"
+        except ValueError:
+            pass
+    values = np.empty(tokens.shape, dtype=object)
+    values[:] = tokens.tolist()
+    values[missing] = math.nan
+    return values, "text"
 
 
 def _load_bundled(name):
@@ -241,10 +240,11 @@ def _read_csv(path, target, drop):
     if missing:
         raise CLIError(f"--drop: column(s) not found in {path}: {', '.join(missing)}")
     names, columns, y, kind = [], [], None, None
+    cells_by_column = list(zip(*data)) if data else [()] * len(header)
     for j, name in enumerate(header):
         if name in drop and name != target:
             continue
-        values, col_kind = _parse_cells([row[j] for row in data])
+        values, col_kind = _parse_cells(cells_by_column[j])
         if col_kind != "text" and np.isinf(values).any():
             i = int(np.flatnonzero(np.isinf(values))[0])
             raise CLIError(

@@ -125,7 +125,8 @@ def test_compare_bundled_data_without_pandas(hidden_extras, tmp_path):
         env={**os.environ, "PYTHONPATH": str(hidden_extras)}, cwd=tmp_path,
     )
     assert probe.returncode != 0 and "hidden by the test" in probe.stderr
-    proc = run_bare(hidden_extras, tmp_path, "compare", "--max-samples", "100", "-q")
+    proc = run_bare(hidden_extras, tmp_path, "compare", "--max-samples", "100",
+                    "--cv", "3", "-q")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Dataset: breast_cancer (100 samples, 30 columns")
     rows = table_rows(proc.stdout)
@@ -175,6 +176,46 @@ def test_plot_without_matplotlib_fails_before_the_run(hidden_extras, tmp_path):
     )
     assert proc.stdout == ""  # checked before loading the data
     assert not (tmp_path / "cmp.png").exists()
+
+
+def test_every_bundled_dataset_without_pandas(hidden_extras, tmp_path):
+    """With pandas unimportable, each data set scores as scikit-learn's own
+    cross_val_score on ``load_*(return_X_y=True)``."""
+    import sklearn.datasets
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.linear_model import Ridge, RidgeClassifier
+    from sklearn.model_selection import KFold
+
+    script = (
+        "import sys\n"
+        "from sknetk.cli import main\n"
+        "for name in sys.argv[1:]:\n"
+        "    code = main(['compare', '--dataset', name, '--models', 'ridge',\n"
+        "                 '--cv', '3', '-q', '--json', name + '.json'])\n"
+        "    assert code == 0, name\n"
+        "assert 'pandas' not in sys.modules\n"
+    )
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(hidden_extras), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-c", script, *cli.DATASETS],
+                          capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for dataset, (loader, task) in cli.DATASETS.items():
+        result = strict_json((tmp_path / f"{dataset}.json").read_text())
+        X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+        if task == "classification":
+            model = make_pipeline(StandardScaler(), RidgeClassifier())
+            folds = StratifiedKFold(3, shuffle=True, random_state=0)
+        else:
+            model = TransformedTargetRegressor(
+                make_pipeline(StandardScaler(), Ridge()), transformer=StandardScaler()
+            )
+            folds = KFold(3, shuffle=True, random_state=0)
+        expected = cross_val_score(model, X, y, cv=folds)
+        assert result["task"] == task
+        np.testing.assert_allclose(result["results"][0]["scores"], expected,
+                                   rtol=1e-10, err_msg=dataset)
 
 
 QUIRKY_CSVS = {
