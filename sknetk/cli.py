@@ -3,9 +3,12 @@
 ``sknetk compare`` cross-validates infinite-width network models (NTK, NNGP)
 next to scikit-learn baselines on a bundled data set or a CSV file and prints
 a table; ``sknetk info`` reports versions, GPU availability and the memory
-budget. Bad input (a missing file, a missing target column, a target with a
-single class, ...) ends with a one-line message on standard error and exit
-code 2.
+budget and the BLAS in use. Both need only sknetk's core dependencies (CSV
+files are read with the standard library's ``csv``; matplotlib only for
+``--plot``). Bad input (a missing file, a missing target column, a target with
+a single class, an invalid option or output path, ...) ends with a one-line
+message on standard error and exit code 2, and options and output paths are
+checked before any data is loaded.
 """
 
 import argparse
