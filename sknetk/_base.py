@@ -141,7 +141,16 @@ KERNEL_PARAMS_DOC = """
         that do not change the kernel (``alpha``, ``alpha_scale``, ``t``)
         computes each fold's kernels once. Used by the CPU code path only
         (the GPU path never caches); prediction with a cache forms the full
-        ``n_test x n_train`` kernel instead of streaming it.
+        ``n_test x n_train`` kernel instead of streaming it. Stored kernels
+        are read-only: no ``mmap_mode`` lets a fit modify them. The cache is
+        a folder of pickles, and loading a pickle runs code, so whoever can
+        write it can run code as you: use a private folder (e.g.
+        ``tempfile.mkdtemp()``). A folder path that other users could write
+        (POSIX) raises ``ValueError`` (a missing folder is created with mode
+        ``0o700``); a ``joblib.Memory`` on such a folder is used with a
+        warning. A path that is a file or cannot be created raises
+        ``ValueError``; a folder that cannot be written, or a corrupted
+        entry, gives a warning and the kernel is computed.
 
     device : {{"auto", "cpu", "gpu"}}, default="auto"
         Where the kernels and the solve run. ``"gpu"`` uses CuPy and a CUDA
@@ -619,8 +628,9 @@ class _BaseNTK(BaseEstimator):
         """Training kernel ``K(X, X)`` on the CPU, float64, shape (n, n).
 
         With ``memory``, it is loaded from the cache when the same data and
-        kernel parameters were seen before (the returned array is writable:
-        :meth:`_solve` may overwrite it).
+        kernel parameters were seen before. The returned array is a private,
+        writable one (:meth:`_solve` overwrites it): a cached kernel is
+        read-only, so it is copied, and the cache file is never written.
         """
         if self.memory is not None:
             K = cached_kernel(
@@ -632,7 +642,7 @@ class _BaseNTK(BaseEstimator):
                 n_jobs=self.n_jobs,
                 device="cpu",
             )
-            # a read-only memory map on a cache hit: copied to a plain array
+            # read-only (a memory map of the cache file on a hit): copied
             return np.require(np.asarray(K), dtype=np.float64, requirements=["W"])
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         return function(

@@ -500,7 +500,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             D = KsU - PV @ (U.T @ (K @ U))
             pairs = [(PV, KsU), (D, PV)]
         if is_numpy_namespace(xp):
-            # a kernel loaded from ``memory`` may be a read-only memory map
+            # a kernel from ``memory`` is read-only (never written): copied
             Kss = np.require(Kss, dtype=np.float64, requirements=["W"])
         # Blocks within working_memory and at most about 1/8 of the output
         # (but at least 256 rows, for efficient products).
@@ -635,7 +635,7 @@ def _add_noise(K, ridge, sample_weight):
         noise = np.where(positive, ridge / np.where(positive, sample_weight, 1.0), 0.0)
     xp = get_namespace(K)
     if is_numpy_namespace(xp):
-        K = np.require(K, requirements=["W"])
+        K = np.require(K, requirements=["W"])  # a kernel from ``memory``: copied
         K[np.diag_indices(n)] += noise
         return K
     eye = xp.eye(n, dtype=K.dtype, device=array_device(K))
