@@ -17,8 +17,8 @@ and, for activations with an infinite slope at correlation one (the ReLU
 family and sign), ``RTOL_PARALLEL`` for pairs whose first pre-activations are
 nearly parallel, where rounding in the correlation becomes ``~1e-8`` in the
 angle (the "degenerate" class of ``tests/data/REFERENCE_README.md``). Deep
-sign networks amplify that further,
-so their nearly parallel pairs are not compared (the fixtures' rule too).
+sign networks amplify that further, so their nearly parallel pairs are not
+compared (the fixtures' rule too).
 """
 
 import itertools
@@ -362,7 +362,7 @@ def test_threads_and_tiny_tiles_do_not_change_the_kernel(activation, data, XY,
 # Estimators
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
-@examples(3)
+@examples(4)
 @given(data=st.data(), X=inputs(n_min=1, n_max=8),
        kernel=st.sampled_from(sorted(KERNELS)))
 def test_predictions_are_kernel_times_dual_coef(activation, data, X, kernel):
@@ -388,7 +388,7 @@ def test_predictions_are_kernel_times_dual_coef(activation, data, X, kernel):
 
 @pytest.mark.parametrize(
     "activation", [a for a in ACTIVATION_NAMES if a != "identity"])
-@examples(3)
+@examples(4)
 @given(data=st.data(), X=inputs(n_min=2, n_max=6),
        kernel=st.sampled_from(sorted(KERNELS)), bias_std=_floats(0.1, 1.0))
 def test_interpolation_as_alpha_goes_to_zero(activation, data, X, kernel,
