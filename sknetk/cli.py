@@ -773,6 +773,26 @@ def _check_args(args):
                 f"--plot {args.plot}: matplotlib cannot write .{ext} files; "
                 f"use one of {known}."
             )
+        _try_format(ext, args.plot)
+
+
+def _try_format(fmt, path):
+    """Draw an empty figure as ``fmt`` in memory: a format that needs more than
+    matplotlib (Pillow, LaTeX for .pgf) fails here rather than after the run."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    try:
+        fig = Figure(figsize=(1, 1))
+        fig.text(0.5, 0.5, "sknetk")  # text needs LaTeX in .pgf
+        fig.savefig(io.BytesIO(), format=fmt)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CLIError(
+            f"--plot {path}: matplotlib cannot write .{fmt} here: "
+            f"{type(exc).__name__}: {first}"
+        ) from None
 
 
 def _check_output(path, option, args):
@@ -894,7 +914,13 @@ def _compare(args, out):
         _write_output(args.json, "--json", text.encode(), args.force)
     if args.plot is not None:
         fmt = os.path.splitext(args.plot)[1][1:].lower()
-        image = _plot(results, info, scoring, fmt)
+        try:
+            image = _plot(results, info, scoring, fmt)
+        except Exception as exc:  # e.g. .pgf without a LaTeX installation
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise CLIError(
+                f"could not draw --plot {args.plot}: {type(exc).__name__}: {first}"
+            ) from None
         if image is None:
             print(
                 f"sknetk compare: no plot written to {args.plot}: no model "

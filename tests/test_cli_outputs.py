@@ -343,6 +343,21 @@ def test_bad_options_rejected_before_the_run(capsys, tmp_path, no_run, make_argv
     assert sorted(os.listdir(tmp_path)) == []  # nothing written
 
 
+def test_plot_format_needing_latex_rejected_before_the_run(capsys, tmp_path,
+                                                           no_run):
+    """.pgf is a matplotlib format that needs LaTeX: without it, exit 2 up front."""
+    import shutil
+
+    pytest.importorskip("matplotlib")
+    if shutil.which("xelatex"):
+        pytest.skip("xelatex is installed, so .pgf works")
+    code, out, err = run(capsys, "compare", "--dataset", "iris", "-q", "--plot",
+                         str(tmp_path / "chart.pgf"))
+    assert code == 2 and out == ""
+    assert "matplotlib cannot write .pgf here" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+
+
 def test_n_jobs_negative_values_still_accepted(capsys):
     """joblib's negative n_jobs (-2: all cores but one) stay valid."""
     code, out, err = run(capsys, "compare", "--dataset", "iris", "--models", "rf",
