@@ -247,8 +247,10 @@ def _erf_dual(xp, s1, s2, rho, a, b, c=0.0):
     i2 = 1.0 / xp.maximum(g2, xp.ones_like(g2))
     n1, n2 = g1 * i1, g2 * i2
     n12, i12 = n1 * n2, i1 * i2
+    # (terms grouped so that swapping the two rows gives the same bits: the
+    # symmetric path's K(X, X) is exactly symmetric)
     root = xp.sqrt(
-        i12 * i12 + (n1 * i2) * (n1 * i2) + (n2 * i1) * (n2 * i1)
+        i12 * i12 + ((n1 * i2) * (n1 * i2) + (n2 * i1) * (n2 * i1))
         + n12 * n12 * ((1.0 - rho) * (1.0 + rho))
     )
     new_c = (a * a * 2 / _PI) * xp.atan2(n12 * rho, root) + c * c
@@ -276,14 +278,17 @@ def _gelu_dual(xp, s1, s2, rho):
     #   E[phi' phi'] = 1/4 + beta/(2 pi)
     #                  + k/delta (1 + 1/delta^2 + (1 - q1 q2)/P) / (2 pi),
     # rewritten with e_i = 1/(1 + q_i), u_i = q_i/(1 + q_i) = 1 - e_i and
-    # D^2 = delta^2/P = e1 + u1 e2 + u1 u2 (1 - rho^2): non-negative terms,
-    # no cancellation, and no product of two variances (which would overflow
-    # for rows far smaller than the float range).
+    # D^2 = delta^2/P = (1 - u1 u2) + u1 u2 (1 - rho^2) with
+    # 1 - u1 u2 = e1 e2 + (e1 u2 + u1 e2): non-negative terms, no
+    # cancellation, symmetric in the two rows to the last bit, and no product
+    # of two variances (which would overflow for rows far smaller than the
+    # float range).
     q1, q2 = s1 * s1, s2 * s2
     e1, e2 = 1.0 / (1.0 + q1), 1.0 / (1.0 + q2)
     u1, u2 = q1 * e1, q2 * e2
-    u12 = u1 * u2
-    dd = e1 + u1 * e2 + u12 * ((1.0 - rho) * (1.0 + rho))
+    u12, e12 = u1 * u2, e1 * e2
+    one_minus_u12 = e12 + (e1 * u2 + u1 * e2)
+    dd = one_minus_u12 + u12 * ((1.0 - rho) * (1.0 + rho))
     d = xp.sqrt(dd)
     kappa = rho * ((s1 * xp.sqrt(e1)) * (s2 * xp.sqrt(e2)))  # k / sqrt(P)
     root_p = xp.sqrt(1.0 + q1) * xp.sqrt(1.0 + q2)
@@ -291,9 +296,8 @@ def _gelu_dual(xp, s1, s2, rho):
     beta = xp.atan2(kappa, d)
     new_c = 0.25 * k + (root_p * u12 * d + kappa * kappa / (d * root_p)
                         + k * beta) / (2 * _PI)
-    e12 = e1 * e2
     dot = 0.25 + beta / (2 * _PI) + (kappa / d) * (
-        e1 + u1 * e2 + e12 * (1.0 + 1.0 / dd)
+        one_minus_u12 + e12 * (1.0 + 1.0 / dd)
     ) / (2 * _PI)
     return new_c, dot
 

@@ -121,16 +121,17 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
     const T i1 = T(1) / (g1 > T(1) ? g1 : T(1));
     const T i2 = T(1) / (g2 > T(1) ? g2 : T(1));
     const T n1 = g1 * i1, n2 = g2 * i2, n12 = n1 * n2, i12 = i1 * i2;
-    const T root = sknetk_sqrt(i12 * i12 + (n1 * i2) * (n1 * i2)
-                               + (n2 * i1) * (n2 * i1)
+    const T root = sknetk_sqrt(i12 * i12 + ((n1 * i2) * (n1 * i2)
+                                            + (n2 * i1) * (n2 * i1))
                                + n12 * n12 * (one_m * one_p));
     sigma = ca * ca * (T(2) / pi) * sknetk_atan2(n12 * rho, root) + c * c;
     dot = ca * ca * (T(4) / pi) * ((bb * i1) * (bb * i2)) / root;
   } else if (act == 2) {  // gelu
     const T q1 = s1 * s1, q2 = s2 * s2;
     const T e1 = T(1) / (T(1) + q1), e2 = T(1) / (T(1) + q2);
-    const T u1 = q1 * e1, u2 = q2 * e2, u12 = u1 * u2;
-    const T dd = e1 + u1 * e2 + u12 * (one_m * one_p);
+    const T u1 = q1 * e1, u2 = q2 * e2, u12 = u1 * u2, e12 = e1 * e2;
+    const T one_minus_u12 = e12 + (e1 * u2 + u1 * e2);
+    const T dd = one_minus_u12 + u12 * (one_m * one_p);
     const T d = sknetk_sqrt(dd);
     const T kappa = rho * ((s1 * sknetk_sqrt(e1)) * (s2 * sknetk_sqrt(e2)));
     const T root_p = sknetk_sqrt(T(1) + q1) * sknetk_sqrt(T(1) + q2);
@@ -140,7 +141,7 @@ __device__ __host__ inline void sknetk_dual(int act, const T* ap, T& sigma,
             + (root_p * u12 * d + kappa * kappa / (d * root_p) + k * beta)
                   / (T(2) * pi);
     dot = T(0.25) + beta / (T(2) * pi)
-          + (kappa / d) * (e1 + u1 * e2 + e1 * e2 * (T(1) + T(1) / dd))
+          + (kappa / d) * (one_minus_u12 + e12 * (T(1) + T(1) / dd))
                 / (T(2) * pi);
   } else if (act == 3 || act == 4) {  // sin family, rbf: the gaps
     const T diff = (s1 - s2) * (s1 - s2), two_norm = T(2) * norm;
