@@ -14,11 +14,11 @@ Entries are compared on their own scale ``sqrt(K(x, x) K(y, y))`` (from the
 diagonal functions), which bounds ``|K(x, y)|`` for a positive semi-definite
 kernel: ``RTOL`` (1e-10, the fixtures' "plain" class) for ordinary pairs,
 and, for activations with an infinite slope at correlation one (the ReLU
-family and sign), ``RTOL_PARALLEL`` for pairs whose first pre-activations are
-nearly parallel, where rounding in the correlation becomes ``~1e-8`` in the
-angle (the "degenerate" class of ``tests/data/REFERENCE_README.md``). Deep
-sign networks amplify that further, so their nearly parallel pairs are not
-compared (the fixtures' rule too).
+family and sign), ``RTOL_PARALLEL`` for pairs of distinct rows whose first
+pre-activations are nearly parallel, where rounding in the correlation
+becomes ``~1e-8`` in the angle (the "degenerate" class of
+``tests/data/REFERENCE_README.md``). Deep sign networks amplify that further,
+so their nearly parallel pairs are not compared (the fixtures' rule too).
 """
 
 import itertools
@@ -173,7 +173,11 @@ def assert_kernels_close(actual, desired, X, Y, net, diag, rtol=RTOL):
     scale = np.maximum(scale, np.abs(desired))
     tol = np.full(desired.shape, rtol)
     if net["activation"] in STEEP:
-        parallel = np.abs(_first_correlation(X, Y, net)) > PARALLEL
+        # Identical (or opposite) rows are exactly parallel: the duals snap
+        # their correlation to +-1, so they get no extra tolerance.
+        same = np.all(X[:, None, :] == Y[None, :, :], axis=2)
+        same |= np.all(X[:, None, :] == -Y[None, :, :], axis=2)
+        parallel = (np.abs(_first_correlation(X, Y, net)) > PARALLEL) & ~same
         if net["activation"] == "sign" and net["depth"] > 1:
             tol[parallel] = np.inf  # ill-conditioned (fixture README)
         else:
