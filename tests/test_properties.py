@@ -106,7 +106,9 @@ def networks(draw, activations=ACTIVATION_NAMES, max_depth=6, bias=True,
     parameterization = draw(st.sampled_from(parameterizations))
     if bias:
         bias_std = draw(st.one_of(st.none(), st.just(0.0), _floats(0.05, 1.0)))
-    else:
+    elif parameterization == "ntk":  # no bias term in the kernels at all
+        bias_std = draw(st.sampled_from([None, 0.0]))
+    else:  # "standard": a zero-variance bias parameter still trains
         bias_std = None
     return dict(
         depth=draw(st.integers(1, max_depth)),
