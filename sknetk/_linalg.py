@@ -20,10 +20,16 @@ would copy every non-contiguous sub-block). The level-3 BLAS calls are the
 ones OpenBLAS's ``potrf`` makes internally, so the speed is the same (see
 ``benchmarks/bench_cholesky.py``), and the factor equals LAPACK's to rounding.
 
-:func:`safe_eigh` bounds the BLAS threads of a large symmetric
-eigendecomposition (see its docstring), and :func:`reciprocal_condition`
-estimates ``1 / cond_1`` from a Cholesky factor on any array namespace
-(LAPACK ``pocon`` on NumPy, Hager/Higham 1-norm estimation elsewhere).
+The symmetric eigendecompositions (``syevr``/``syevd``: the solver's
+fallback, leave-one-out, finite-``t`` dynamics) are reference LAPACK on top of
+the BLAS, not OpenBLAS's own drivers; their large BLAS calls at ``n = 16,000``
+(``syr2k``, ``symv``, ``gemm``) and ``dsytrd``/``syevr`` themselves (several
+minutes each) ran without a crash in the same configuration, so they keep all
+threads.
+
+:func:`pocon` and :func:`reciprocal_condition` estimate ``1 / cond_1`` from a
+Cholesky factor: LAPACK ``pocon`` on NumPy, and the same Hager/Higham 1-norm
+estimator written against the array API for the other namespaces.
 """
 
 import ctypes
@@ -31,25 +37,19 @@ import functools
 import math
 
 import numpy as np
-from scipy import linalg
 from scipy.linalg import cython_blas, cython_lapack
 
 __all__ = [
     "BLOCK",
-    "EIGH_THREAD_LIMIT_N",
     "cholesky_inplace",
     "cho_solve_inplace",
     "norm1_symmetric",
     "pocon",
     "reciprocal_condition",
-    "safe_eigh",
 ]
 
 #: Largest matrix handed to one LAPACK ``potrf`` call.
 BLOCK = 4096
-
-#: From this order on, :func:`safe_eigh` runs LAPACK with one BLAS thread.
-EIGH_THREAD_LIMIT_N = 12_000
 
 # Columns per slab when reading a large matrix (norms), so that temporaries
 # stay small.
@@ -306,24 +306,3 @@ def _hager(xp, solve_norm, sign, solve, n, max_iter):
         _, extra = solve_norm(xp.reshape(alt, (n, 1)))
         est = max(est, 2.0 * extra / (3.0 * n))
     return est
-
-
-def safe_eigh(A, *, overwrite_a=False):
-    """``scipy.linalg.eigh`` of a symmetric NumPy matrix, safe at large ``n``.
-
-    From ``n >= EIGH_THREAD_LIMIT_N`` the call runs with one BLAS thread
-    (``threadpoolctl``), because the multithreaded OpenBLAS 0.3.30/0.3.31
-    kernels that crash in ``potrf`` at that size cannot be trusted in the
-    tridiagonal reduction's level-3 updates either; the cost is at most the
-    lost parallel speed-up of a call that is rare at that size.
-
-    Reads the upper triangle (``lower=False``) like the solver's fallback.
-    """
-    n = A.shape[0]
-    kwargs = dict(lower=False, overwrite_a=overwrite_a, check_finite=False)
-    if n < EIGH_THREAD_LIMIT_N:
-        return linalg.eigh(A, **kwargs)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return linalg.eigh(A, **kwargs)
