@@ -353,20 +353,21 @@ def _dense_ntk(spec, layer, sigma, theta, n_features):
 
 
 def _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-             nngps, ntks, qa, qb, scratch=None):
+             nngps, ntks, qa, qb, scratch=None, clip=True):
     """Append the readout kernels after hidden block ``layer`` when wanted.
 
     ``qa[1]``/``qb[1]`` (when present) map ``"nngp"``/``"ntk"`` to the square
     roots of the rows' and columns' exact diagonals, one per collected depth:
     the kernels are clipped to the Cauchy-Schwarz bound
     ``|K(x, y)| <= sqrt(K(x, x) K(y, y))``, which rounding could otherwise
-    exceed by a few ulps.
+    exceed by a few ulps (``clip=False`` skips it where the caller knows
+    that it cannot).
     """
     if all_depths or layer == spec.depth - 1:
         nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
         if want_ntk and ntk is None:
             ntk = xp.zeros_like(nngp)
-        if len(qa) > 1:
+        if clip and len(qa) > 1:
             k = len(nngps)
             nngp = _clip_cs(xp, nngp, qa[1]["nngp"][k], qb[1]["nngp"][k], scratch)
             if want_ntk:
@@ -400,6 +401,7 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
     c1 = (a * a + b * b) / 2
     rho = np.empty_like(sigma)
     tmp = np.empty_like(sigma)
+    near = np.empty(sigma.shape, dtype=bool)
     theta = None
     nngps, ntks = [], []
     for layer in range(spec.depth):
@@ -428,9 +430,14 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         np.multiply(inv1[:, None], inv2[None, :], out=rho)
         rho *= sigma
         np.clip(rho, -1.0, 1.0, out=rho)
-        # |rho| within rounding of 1 is parallel: snap it, so that duplicated
-        # rows follow the diagonal's recursion (see snap_tolerance).
-        np.copyto(rho, np.sign(rho), where=np.abs(rho) > 1.0 - tols[layer])
+        # |rho| within rounding of 1 is parallel: snap it to +-1, so that
+        # duplicated rows follow the diagonal's recursion (see
+        # snap_tolerance). Two passes when nothing is to be snapped.
+        np.abs(rho, out=tmp)
+        np.greater(tmp, 1.0 - tols[layer], out=near)
+        any_near = bool(near.any())
+        if any_near:
+            np.copyto(rho, np.sign(rho), where=near)
         # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho)); sigma is free scratch now.
         np.subtract(1.0, rho, out=tmp)
         np.add(1.0, rho, out=sigma)
@@ -451,8 +458,12 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         tmp += rho
         np.multiply(s1[:, None], s2[None, :], out=sigma)
         sigma *= tmp
+        # The Cauchy-Schwarz clip of the outputs can only bite where this
+        # layer's correlation is +-1: elsewhere the dual and its derivative
+        # are below their values at +-1 by ~tol relative, far more than the
+        # rounding of the few operations left.
         _collect(np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks, qa, qb, scratch=tmp)
+                 nngps, ntks, qa, qb, scratch=tmp, clip=any_near)
     return nngps, ntks
 
 
