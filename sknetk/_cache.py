@@ -263,7 +263,9 @@ def _plain_cached_call(memory, display, args):
     the same folder are made, one that maps (reads) and one that does not
     (computes and stores without reading the file back, so that a store
     that fails still returns the kernel). Compressed files cannot be mapped
-    and are loaded as arrays.
+    and are loaded as arrays. Only joblib's public ``MemorizedFunc`` methods
+    are used, at the price of hashing the arguments twice per call
+    (O(n_samples * n_features), against the O(n^3) solve that follows).
     """
     options = dict(
         backend="local",
@@ -271,17 +273,19 @@ def _plain_cached_call(memory, display, args):
         verbose=getattr(memory, "_verbose", 0),
         backend_options=dict(memory.backend_options or {}),
     )
+
+    def cached(mmap_mode):
+        return Memory(memory.location, mmap_mode=mmap_mode,
+                      **options).cache(_compute_kernel, ignore=_NOT_IN_KEY)
+
     try:
-        reader = Memory(memory.location, mmap_mode=None if memory.compress else "r",
-                        **options).cache(_compute_kernel, ignore=_NOT_IN_KEY)
-        writer = Memory(memory.location, mmap_mode=None,
-                        **options).cache(_compute_kernel, ignore=_NOT_IN_KEY)
+        reader = cached(None if memory.compress else "r")
         hit = reader.check_call_in_cache(*args)
     except OSError as exc:  # the function's folder cannot be made
         _warn_unwritable(display, exc)
         return _compute_kernel(*args)
     if hit:
-        entry = reader.call_and_shelve(*args)
+        entry = reader.call_and_shelve(*args)  # the entry, not loaded yet
         try:
             K = entry.get()
             if not (isinstance(K, np.ndarray) and K.dtype == np.float64
@@ -300,7 +304,9 @@ def _plain_cached_call(memory, display, args):
             )
         else:
             return _read_only(K)
-    K, _ = writer.call(*args)
+    # computed and stored (atomically: written aside, then renamed), and not
+    # read back, so that a store that fails still returns the kernel
+    K, _ = cached(None).call(*args)
     try:
         stored = reader.check_call_in_cache(*args)
     except OSError:
