@@ -180,7 +180,7 @@ def cholesky_solve_inplace(K, Y):
     buffer_size, potrf, potrs, lower = _cusolver_functions(K.dtype)
     handle = cuda_device.get_cusolver_handle()
     info = cupy.zeros(1, dtype=np.int32)
-    anorm = norm1_xp(cupy, K)
+    anorm = norm1_xp(xp, K)
     # K is symmetric, so its row-major buffer is also the column-major K.
     lwork = buffer_size(handle, lower, n, K.data.ptr, n)
     work = cupy.empty(max(int(lwork), 1), dtype=K.dtype)
@@ -196,7 +196,7 @@ def cholesky_solve_inplace(K, Y):
 
     # The factor's diagonal is the same in either storage order.
     status = int(info.get()[0])
-    _check_factor(cupy, status, K.diagonal(), n, solve, anorm)
+    _check_factor(xp, status, K.diagonal(), n, solve, anorm)
     potrs(handle, lower, n, B.shape[1], K.data.ptr, n, B.data.ptr, n, info.data.ptr)
     status = int(info.get()[0])
     if status != 0 or not bool(cupy.isfinite(B).all()):

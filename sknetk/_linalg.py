@@ -294,14 +294,16 @@ def _hager(xp, solve_norm, sign, solve, n, max_iter):
         if k > 0 and not zmax > float(xp.sum(z * x)):
             break
         j = int(xp.argmax(xp.abs(xp.reshape(z, (n,)))))
-        e = xp.reshape(xp.astype(xp.arange(n) == j, xp.float64), (n, 1))
+        e = xp.reshape(
+            xp.where(xp.arange(n) == j, xp.asarray(1.0), xp.asarray(0.0)), (n, 1)
+        )
         x, new = solve_norm(e)
         if not new > est or bool(xp.all(sign(x) == s)):
             est = max(est, new)
             break
         est = new
     if n > 1:
-        i = xp.astype(xp.arange(n), xp.float64)
+        i = xp.arange(n, dtype=xp.float64)
         alt = (1.0 + i / (n - 1)) * sign(xp.where(i % 2 == 0, i, -i - 1.0))
         _, extra = solve_norm(xp.reshape(alt, (n, 1)))
         est = max(est, 2.0 * extra / (3.0 * n))

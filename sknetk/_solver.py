@@ -333,11 +333,12 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     b = y.reshape(n, -1)
 
     # Work on a Fortran-ordered symmetric matrix F (a view of K when allowed).
-    # potrf writes only the lower triangle of F; the strict upper triangle
-    # keeps the matrix, so the fallback needs no second n x n copy.
-    if overwrite_K and K.dtype == np.float64 and K.flags.f_contiguous:
+    # The factorisation writes only the lower triangle of F; the strict upper
+    # triangle keeps the matrix, so the fallback needs no second n x n copy.
+    in_place = overwrite_K and K.dtype == np.float64 and K.flags.writeable
+    if in_place and K.flags.f_contiguous:
         F = K
-    elif overwrite_K and K.dtype == np.float64 and K.flags.c_contiguous:
+    elif in_place and K.flags.c_contiguous:
         F = K.T
     else:
         F = np.array(K, dtype=np.float64, order="F", copy=True)

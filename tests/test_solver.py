@@ -490,3 +490,13 @@ def test_gpu_solver_on_array_api_uses_the_condition_rule(xp):
         warnings.simplefilter("error", IllConditionedKernelWarning)
         coef = solve_ridge_gpu(lambda: xp.asarray(K), xp.asarray(y), 0.0)
     assert_allclose(np.asarray(coef), np.linalg.solve(K, y), rtol=1e-6)
+
+
+def test_read_only_kernel_with_overwrite_is_copied(rng):
+    """``overwrite_K=True`` on a read-only kernel (a cache's memory map) copies."""
+    K = _spd_kernel(20, rng)
+    y = rng.normal(size=20)
+    expected = solve_kernel_ridge(K, y, 0.1)
+    K.setflags(write=False)
+    coef = solve_kernel_ridge(K, y, 0.1, overwrite_K=True)
+    assert_allclose(coef, expected, rtol=1e-12)
