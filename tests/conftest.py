@@ -1,5 +1,5 @@
 """Test configuration: GPU tests skip cleanly without CuPy or a CUDA device;
-hypothesis runs deterministically.
+hypothesis runs deterministically; shared fixtures.
 
 Hypothesis profiles
 -------------------
@@ -12,6 +12,13 @@ property tests within their time budget. ``HYPOTHESIS_PROFILE=explore``
 searches with fresh random examples and ten times as many of them, for
 hunting new bugs locally; a failure it finds is then pinned with
 ``@example``.
+
+Fixtures
+--------
+``xps``
+    The ``array_api_strict`` namespace (the test is skipped without it): a
+    strict array-API library, standing in for CuPy to run the device code
+    paths on a machine without a GPU.
 """
 
 import os
@@ -47,3 +54,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def xps():
+    """The ``array_api_strict`` namespace; skips the test where it is missing."""
+    return pytest.importorskip("array_api_strict")

@@ -1,23 +1,18 @@
-"""Edge cases of training time, uncertainty, model selection and spectra.
+"""Edge cases of model selection (NTKRegressorCV, NTKClassifierCV).
 
-Inputs a new user tries (tiny ridges, duplicate and all-zero rows, group
-splitters, probability scorers, one or two samples, NumPy scalars, unsorted
-times) and held-out-like variants (other seeds, depths, ridges and times) of
-the issue-5 features. References: brute-force loops refitting
-:class:`~sknetk.NTKRegressor` / ``NTKClassifier`` without each row; the
-ridge-free limit of leave-one-out written with a pseudo-inverse;
-``GridSearchCV`` over the plain estimators; dense closed forms
-(``scipy.linalg.expm``, ``numpy.linalg.eigvalsh``); dropping zero-weight rows
-and repeating rows with integer weights.
+Leave-one-out with ridges below rounding level, duplicate and all-zero rows,
+multi-output targets, string labels, class and sample weights; explicit group
+splitters, other splitters and scorers; folds without weight. References:
+brute-force loops refitting :class:`~sknetk.NTKRegressor` /
+``NTKClassifier`` without each row; the ridge-free limit of leave-one-out
+written with a pseudo-inverse; ``GridSearchCV`` over the plain estimators.
 """
 
-import math
 import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.linalg import expm
 from sklearn.datasets import make_classification
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import (
@@ -30,22 +25,16 @@ from sklearn.model_selection import (
     ShuffleSplit,
     StratifiedGroupKFold,
 )
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import LabelBinarizer, StandardScaler
+from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
 
 from sknetk._classification import NTKClassifier
 from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
 from sknetk._regression import NTKRegressor
 from sknetk.dynamics import (
-    ensemble_covariance,
-    gradient_flow_dual_coef,
-    gradient_flow_predict,
     kernel_eigh,
 )
-from sknetk.fourier import FourierFeatures
-from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
-from sknetk.spectrum import falloff_index, kernel_spectrum
+from sknetk.kernels import ntk_kernel
 
 
 def _data(seed, n=16, d=3, n_targets=None):
@@ -134,23 +123,10 @@ def test_weighted_loo_with_ridge_below_rounding_is_the_ridgeless_limit():
     evals, V = kernel_eigh(K, w)
     U = np.sqrt(w)[:, None] * V
     for ridge in (1e-18, 1e-16):
-        loo, _ = _loo_predictions(evals, U, U.T @ y[:, None], y[:, None], ridge,
-                                  K, w > 0)
+        loo, _ = _loo_predictions(
+            evals, U, U.T @ y[:, None], y[:, None], ridge, K, w > 0
+        )
         assert_allclose(loo[:, 0], ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
-
-
-def test_empty_time_lists_raise_clearly():
-    """t=[] in the dynamics functions says so (no bare stacking error)."""
-    X, y, rng = _data(0, n=6)
-    K, Theta = nngp_ntk_kernels(X)
-    Ks, Thetas = nngp_ntk_kernels(X[:2], X)
-    for call in (
-        lambda: gradient_flow_predict(Theta, Thetas, y, t=[]),
-        lambda: gradient_flow_dual_coef(Theta, y, t=np.array([])),
-        lambda: ensemble_covariance(K, Ks, np.diag(K)[:2], t=[]),
-    ):
-        with pytest.raises(ValueError, match="at least one time"):
-            call()
 
 
 def test_loo_of_an_all_zero_kernel_predicts_zero():
@@ -161,8 +137,9 @@ def test_loo_of_an_all_zero_kernel_predicts_zero():
     """
     X = np.zeros((6, 2))
     y = np.arange(6.0) - 1.0
-    model = NTKRegressorCV(alphas=[1e-3, 1.0], depths=[1, 2],
-                           alpha_scale="mean_diag").fit(X, y)
+    model = NTKRegressorCV(
+        alphas=[1e-3, 1.0], depths=[1, 2], alpha_scale="mean_diag"
+    ).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # singular zero kernel
         brute = [
@@ -185,11 +162,13 @@ def test_regressor_loo_equals_refits_multi_output_zero_weights(alpha_scale):
     X, Y, rng = _data(21, n=14, n_targets=2)
     w = rng.uniform(0.3, 2.0, size=len(X))
     w[[2, 9]] = 0.0
-    model = NTKRegressorCV(alphas=[1e-6, 0.05, 3.0], depths=[2, 5],
-                           alpha_scale=alpha_scale, bias_std=0.3)
+    model = NTKRegressorCV(
+        alphas=[1e-6, 0.05, 3.0], depths=[2, 5], alpha_scale=alpha_scale, bias_std=0.3
+    )
     model.fit(X, Y, sample_weight=w)
-    for params, score in zip(model.cv_results_["params"],
-                             model.cv_results_["mean_test_score"]):
+    for params, score in zip(
+        model.cv_results_["params"], model.cv_results_["mean_test_score"]
+    ):
         K = ntk_kernel(X, depth=params["depth"], bias_std=0.3)
         ridge = params["alpha"]
         if alpha_scale == "mean_diag":
@@ -217,13 +196,15 @@ def test_classifier_loo_equals_refits_string_labels_class_weight(scoring):
     w = rng.uniform(0.2, 2.0, size=18)
     w[2] = 0.0
     class_weight = {"cat": 2.0, "dog": 1.0, "eel": 0.5, "fox": 3.0}
-    model = NTKClassifierCV(alphas=[0.01, 1.0], depths=[1, 3], scoring=scoring,
-                            class_weight=class_weight)
+    model = NTKClassifierCV(
+        alphas=[0.01, 1.0], depths=[1, 3], scoring=scoring, class_weight=class_weight
+    )
     model.fit(X, labels, sample_weight=w)
     sw = w * compute_sample_weight(class_weight, labels)
     Y = LabelBinarizer(neg_label=-1).fit_transform(labels).astype(float)
-    for params, score in zip(model.cv_results_["params"],
-                             model.cv_results_["mean_test_score"]):
+    for params, score in zip(
+        model.cv_results_["params"], model.cv_results_["mean_test_score"]
+    ):
         decision = np.empty_like(Y)
         for i in range(len(X)):
             rest = np.arange(len(X)) != i
@@ -261,8 +242,11 @@ def test_group_splitters_take_groups_as_grid_search_does(cv):
     model.fit(X, y, groups=_GROUPS)
     search = GridSearchCV(NTKRegressor(), grid, cv=cv).fit(X, y, groups=_GROUPS)
     assert model.cv_results_["params"] == search.cv_results_["params"]
-    assert_allclose(model.cv_results_["mean_test_score"],
-                    search.cv_results_["mean_test_score"], rtol=1e-9)
+    assert_allclose(
+        model.cv_results_["mean_test_score"],
+        search.cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )
     assert model.best_params_ == search.best_params_
     with pytest.raises(ValueError, match="groups"):
         NTKRegressorCV(cv=cv, depths=[1]).fit(X, y)
@@ -275,10 +259,14 @@ def test_classifier_group_splitter():
     cv = StratifiedGroupKFold(3)
     model = NTKClassifierCV(alphas=[0.1, 1.0], depths=[1, 2], cv=cv)
     model.fit(X, y, groups=groups)
-    search = GridSearchCV(NTKClassifier(), {"alpha": [0.1, 1.0], "depth": [1, 2]},
-                          cv=cv).fit(X, y, groups=groups)
-    assert_allclose(model.cv_results_["mean_test_score"],
-                    search.cv_results_["mean_test_score"], rtol=1e-12)
+    search = GridSearchCV(
+        NTKClassifier(), {"alpha": [0.1, 1.0], "depth": [1, 2]}, cv=cv
+    ).fit(X, y, groups=groups)
+    assert_allclose(
+        model.cv_results_["mean_test_score"],
+        search.cv_results_["mean_test_score"],
+        rtol=1e-12,
+    )
 
 
 @pytest.mark.parametrize(
@@ -291,227 +279,63 @@ def test_classifier_group_splitter():
     ],
     ids=["ShuffleSplit", "RepeatedKFold", "PredefinedSplit", "list"],
 )
-@pytest.mark.parametrize("scoring", [None, "neg_mean_absolute_error",
-                                     "explained_variance"])
+@pytest.mark.parametrize(
+    "scoring", [None, "neg_mean_absolute_error", "explained_variance"]
+)
 def test_splitters_and_scorers_match_grid_search(cv, scoring):
     """Any splitter or iterable of splits, any scorer: GridSearchCV's scores."""
     X, y, _ = _data(5, n=24)
     grid = {"alpha": [0.01, 1.0], "depth": [2, 4]}
-    model = NTKRegressorCV(alphas=grid["alpha"], depths=grid["depth"], cv=cv,
-                           scoring=scoring, alpha_scale="mean_diag").fit(X, y)
-    search = GridSearchCV(NTKRegressor(alpha_scale="mean_diag"), grid, cv=cv,
-                          scoring=scoring).fit(X, y)
-    assert_allclose(model.cv_results_["mean_test_score"],
-                    search.cv_results_["mean_test_score"], rtol=1e-9)
+    model = NTKRegressorCV(
+        alphas=grid["alpha"],
+        depths=grid["depth"],
+        cv=cv,
+        scoring=scoring,
+        alpha_scale="mean_diag",
+    ).fit(X, y)
+    search = GridSearchCV(
+        NTKRegressor(alpha_scale="mean_diag"), grid, cv=cv, scoring=scoring
+    ).fit(X, y)
+    assert_allclose(
+        model.cv_results_["mean_test_score"],
+        search.cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )
     assert model.best_params_ == search.best_params_
 
 
 @pytest.mark.parametrize("scoring", ["neg_log_loss", "roc_auc_ovr"])
 def test_probability_scorers_raise_a_clear_error(scoring):
     """Scorers needing predict_proba are refused with a ValueError saying so."""
-    X, y = make_classification(n_samples=30, n_features=4, n_classes=3,
-                               n_informative=3, n_redundant=0, random_state=1)
+    X, y = make_classification(
+        n_samples=30,
+        n_features=4,
+        n_classes=3,
+        n_informative=3,
+        n_redundant=0,
+        random_state=1,
+    )
     with pytest.raises(ValueError, match="predict_proba"):
         NTKClassifierCV(alphas=[1.0], depths=[1], scoring=scoring).fit(X, y)
 
 
 # ---------------------------------------------------------------------------
-# Uncertainty and training time through the estimator
+# Hard grids and folds without weight
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kernel", ["ntk", "nngp"])
-@pytest.mark.parametrize("t", [None, 2.5])
-def test_zero_weight_rows_are_dropped_everywhere(kernel, t):
-    """Zero weights = the rows removed: mean, cov, std and trajectory (multi-output)."""
-    X, Y, rng = _data(11, n=14, n_targets=3)
-    X_test = rng.normal(size=(5, 3))
-    w = np.ones(len(X))
-    w[[0, 6, 9]] = 0.0
-    keep = w > 0
-    params = dict(alpha=0.05, t=t, kernel=kernel, depth=3, bias_std=0.2,
-                  alpha_scale="mean_diag")
-    a = NTKRegressor(**params).fit(X, Y, sample_weight=w)
-    b = NTKRegressor(**params).fit(X[keep], Y[keep])
-    for u, v in zip(a.predict(X_test, return_cov=True),
-                    b.predict(X_test, return_cov=True)):
-        assert_allclose(u, v, rtol=1e-9, atol=1e-12)
-    assert_allclose(a.predict(X_test, return_std=True)[1],
-                    b.predict(X_test, return_std=True)[1], rtol=1e-9, atol=1e-12)
-    times = [3.0, 0.0, np.inf, 3.0, 0.2]  # unsorted, repeated, 0 and inf
-    assert_allclose(a.predict_trajectory(X_test, times),
-                    b.predict_trajectory(X_test, times), rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("frozen_layers", [0, 1, 3])
-@pytest.mark.parametrize("t", [0.7, 30.0, None])
-def test_weighted_frozen_covariance_equals_dense_formula(frozen_layers, t):
-    """K** - P K*^T - K* P^T + P K P^T with P from expm (weights, 2 targets)."""
-    X, Y, rng = _data(3, n=15, n_targets=2)
-    X_test = rng.normal(size=(4, 3))
-    w = rng.uniform(0.3, 2.0, size=len(X))
-    net = dict(depth=3, bias_std=0.2, activation="erf")
-    model = NTKRegressor(alpha=0.02, frozen_layers=frozen_layers, t=t, **net)
-    mean, cov = model.fit(X, Y, sample_weight=w).predict(X_test, return_cov=True)
-    K, _ = nngp_ntk_kernels(X, **net)
-    _, Theta = nngp_ntk_kernels(X, frozen_layers=frozen_layers, **net)
-    Ks, _ = nngp_ntk_kernels(X_test, X, **net)
-    _, Thetas = nngp_ntk_kernels(X_test, X, frozen_layers=frozen_layers, **net)
-    Kss = nngp_kernel(X_test, **net)
-    root = np.sqrt(w)
-    B = root[:, None] * Theta * root[None, :] + 0.02 * np.eye(len(X))
-    decay = 0.0 if t is None else expm(-B * t / (w.sum() * 2))
-    T = root[:, None] * np.linalg.solve(B, np.eye(len(X)) - decay) * root[None, :]
-    P = Thetas @ T
-    ref = Kss - P @ Ks.T - Ks @ P.T + P @ K @ P.T
-    assert cov.shape == (4, 4, 2)
-    assert_allclose(cov[..., 0], ref, rtol=1e-9, atol=1e-12)
-    assert_array_equal(cov[..., 0], cov[..., 1])
-    assert_allclose(mean, P @ Y, rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("kernel", ["ntk", "nngp"])
-def test_extreme_training_times_are_finite_and_consistent(kernel):
-    """t in {0, subnormal, tiny, huge, max float, inf}: finite, with the limits."""
-    X, y, rng = _data(8, n=12)
-    X_test = rng.normal(size=(4, 3))
-    params = dict(alpha=1e-3, kernel=kernel, depth=2, bias_std=0.1)
-    converged = NTKRegressor(**params).fit(X, y)
-    prior = nngp_kernel(X_test, depth=2, bias_std=0.1)
-    for t in (0.0, 5e-324, 1e-300, 1e-8, 1e300, np.finfo(float).max, np.inf):
-        model = NTKRegressor(t=t, **params).fit(X, y)
-        mean, cov = model.predict(X_test, return_cov=True)
-        _, std = model.predict(X_test, return_std=True)
-        assert np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))
-        assert np.all(np.isfinite(std)) and np.all(std >= 0)
-        if t < 1e-200:
-            assert np.max(np.abs(mean)) <= 1e-290
-            assert_allclose(cov, prior, rtol=1e-12)
-        if t >= 1e300:
-            assert_allclose(mean, converged.predict(X_test), rtol=1e-8)
-            assert_allclose(cov, converged.predict(X_test, return_cov=True)[1],
-                            rtol=1e-7, atol=1e-10)
-    small = NTKRegressor(t=1e-8, **params).fit(X, y).predict(X_test)
-    K = (ntk_kernel if kernel == "ntk" else nngp_kernel)
-    # First order in t: K_* y t / N.
-    slope = K(X_test, X, depth=2, bias_std=0.1) @ y / len(y)
-    assert_allclose(small, 1e-8 * slope, rtol=1e-6)
-
-
-def test_one_and_two_samples_through_every_feature():
-    """n_samples in {1, 2}: fits, uncertainty, trajectories, CV, spectrum."""
-    for X, y in [(np.array([[1.0, 2.0]]), np.array([3.0])),
-                 (np.array([[1.0, 2.0], [-0.5, 0.3]]), np.array([3.0, -1.0]))]:
-        for kernel in ("ntk", "nngp"):
-            for t in (None, 2.0):
-                model = NTKRegressor(alpha=0.01, kernel=kernel, t=t).fit(X, y)
-                mean, std = model.predict(X, return_std=True)
-                _, cov = model.predict(X, return_cov=True)
-                curve = model.predict_trajectory(X, [0.0, 1.0, np.inf])
-                for a in (mean, std, cov, curve):
-                    assert np.all(np.isfinite(a))
-                assert_array_equal(curve[0], 0.0)
-        cv = NTKRegressorCV(alphas=[1e-3, 1.0], depths=[1, 2]).fit(X, y)
-        assert np.all(np.isfinite(cv.cv_results_["mean_test_score"]))
-        if len(y) == 1:  # leaving the only row out predicts 0
-            assert_allclose(cv.cv_results_["mean_test_score"], -y[0] ** 2)
-        spectrum = kernel_spectrum(X, depth=2)
-        assert spectrum.eigenvalues[0] == 1.0 and len(spectrum.eigenvalues) == len(y)
-
-
 def test_tiny_alpha_regressor_cv_with_duplicates_predicts_finite():
     """A logspace of alphas down to 1e-15 on data with repeated rows."""
     X, y, _ = _data(12, n=20)
     X = np.vstack([X, X[:5]])
     y = np.r_[y, y[:5]]
-    model = NTKRegressorCV(alphas=np.logspace(-15, 0, 6), depths=[1, 3],
-                           alpha_scale="mean_diag")
+    model = NTKRegressorCV(
+        alphas=np.logspace(-15, 0, 6), depths=[1, 3], alpha_scale="mean_diag"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)
     assert np.all(np.isfinite(model.cv_results_["mean_test_score"]))
     assert np.all(np.isfinite(model.predict(X)))
     assert np.all(np.isfinite(model.dual_coef_))
-
-
-# ---------------------------------------------------------------------------
-# Pure functions: NumPy scalars and validation
-# ---------------------------------------------------------------------------
-def test_ensemble_covariance_takes_numpy_integer_n_targets():
-    """n_targets=np.int64(2) is an integer like 2."""
-    X, _, rng = _data(2, n=10)
-    X_test = rng.normal(size=(3, 3))
-    K, Theta = nngp_ntk_kernels(X)
-    Ks, Thetas = nngp_ntk_kernels(X_test, X)
-    Kss = nngp_kernel(X_test)
-    kw = dict(ntk_train_train=Theta, ntk_test_train=Thetas, t=3.0, ridge=0.01)
-    assert_array_equal(
-        ensemble_covariance(K, Ks, Kss, n_targets=np.int64(2), **kw),
-        ensemble_covariance(K, Ks, Kss, n_targets=2, **kw),
-    )
-
-
-def test_falloff_index_refuses_what_is_not_a_spectrum():
-    """2-D arrays, NaN and negative rtol raise ValueError."""
-    with pytest.raises(ValueError, match="1-D"):
-        falloff_index(np.ones((2, 2)))
-    with pytest.raises(ValueError, match="NaN"):
-        falloff_index([np.nan, 1.0])
-    with pytest.raises(ValueError, match="rtol"):
-        falloff_index([1.0, 0.5], rtol=-1.0)
-    assert falloff_index([1e-5, 1.0, 0.5]) == 2  # order does not matter
-
-
-# ---------------------------------------------------------------------------
-# Spectrum: dense references
-# ---------------------------------------------------------------------------
-def test_spectrum_with_a_pipeline_transformer_equals_dense_eigenvalues():
-    """Unfitted pipeline: cloned, fitted on X; eigenvalues and times by eigvalsh."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 10, size=(30, 2))
-    pipe = make_pipeline(StandardScaler(), FourierFeatures(64, scale=2.0,
-                                                           random_state=0))
-    result = kernel_spectrum(X, transformer=pipe, depth=2, bias_std=0.1,
-                             normalize="trace", ridge=0.5, learning_rate=0.3,
-                             n_targets=2)
-    assert not hasattr(pipe[-1], "random_weights_")  # the user's object untouched
-    Z = make_pipeline(StandardScaler(), FourierFeatures(64, scale=2.0,
-                                                        random_state=0)).fit_transform(X)
-    evals = np.linalg.eigvalsh(ntk_kernel(Z, depth=2, bias_std=0.1))[::-1]
-    evals = np.clip(evals, 0, None)
-    assert_allclose(result.eigenvalues, evals / evals.sum(), rtol=1e-9,
-                    atol=1e-14)
-    assert_allclose(result.convergence_times,
-                    len(X) * 2 / (0.3 * (evals + 0.5)), rtol=1e-9)
-    fitted = pipe.fit(X)
-    again = kernel_spectrum(X, transformer=fitted, depth=2, bias_std=0.1,
-                            normalize="trace")
-    assert_allclose(again.eigenvalues, result.eigenvalues, rtol=1e-12, atol=1e-15)
-
-
-@pytest.mark.parametrize("frozen_layers", [1, 2])
-def test_frozen_spectrum_equals_dense_eigenvalues(frozen_layers):
-    """frozen_layers selects the frozen NTK (top-normalised eigvalsh)."""
-    X, _, _ = _data(6, n=25)
-    result = kernel_spectrum(X, depth=3, frozen_layers=frozen_layers)
-    _, Theta = nngp_ntk_kernels(X, depth=3, frozen_layers=frozen_layers)
-    evals = np.clip(np.linalg.eigvalsh(Theta)[::-1], 0, None)
-    assert_allclose(result.eigenvalues, evals / evals[0], rtol=1e-9, atol=1e-14)
-    assert math.isclose(result.scale, evals[0], rel_tol=1e-12)
-
-
-def test_spectrum_of_sparse_transformer_output_equals_dense():
-    """A sparse transformer output (OneHotEncoder's default) is densified."""
-    from sklearn.preprocessing import OneHotEncoder
-
-    X = np.array([[0, 1], [1, 0], [2, 2], [0, 0], [1, 2], [2, 1]])
-    sparse = kernel_spectrum(X, transformer=OneHotEncoder(), depth=2,
-                             bias_std=0.1)
-    dense = kernel_spectrum(X, transformer=OneHotEncoder(sparse_output=False),
-                            depth=2, bias_std=0.1)
-    assert_array_equal(sparse.eigenvalues, dense.eigenvalues)
-    Z = OneHotEncoder(sparse_output=False).fit_transform(X)
-    evals = np.clip(np.linalg.eigvalsh(ntk_kernel(Z, depth=2, bias_std=0.1)), 0,
-                    None)[::-1]
-    assert_allclose(dense.eigenvalues, evals / evals[0], rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("Estimator", [NTKRegressorCV, NTKClassifierCV])
