@@ -266,7 +266,8 @@ def _erf_derivative(x, a, b, c):
     return a * b * 2 / math.sqrt(_PI) * np.exp(-((b * x) ** 2))
 
 
-_SIGMOID_B = 1 / 2.4020563531719796
+#: sigmoid_like is erf with these ``(a, b, c)``: 0.5 erf(x / 2.402...) + 0.5
+SIGMOID_LIKE_ERF = (0.5, 1 / 2.4020563531719796, 0.5)
 
 
 # --------------------------------------------------------------------------
@@ -330,7 +331,7 @@ def _sin_dual(xp, s1, s2, rho, a, b, cos2c):
     return half_a2 * (e_minus - e_plus), (half_a2 * b2) * (e_minus + e_plus)
 
 
-def _cos2(c, shift=False):
+def cos2(c, shift=False):
     """``cos(2 c')`` for ``c' = c`` (sin) or ``c + pi/2`` (cos), for any finite c.
 
     Written as ``cos^2 - sin^2`` of ``c'`` so that no ``2 c`` is formed (it
@@ -419,11 +420,9 @@ ACTIVATIONS = {
     ),
     "sigmoid_like": Activation(
         "sigmoid_like",
-        fn=lambda x: _erf_fn(x, 0.5, _SIGMOID_B, 0.5),
-        derivative=lambda x: _erf_derivative(x, 0.5, _SIGMOID_B, 0.5),
-        corr_dual=lambda xp, s1, s2, rho: _erf_dual(
-            xp, s1, s2, rho, 0.5, _SIGMOID_B, 0.5
-        ),
+        fn=lambda x: _erf_fn(x, *SIGMOID_LIKE_ERF),
+        derivative=lambda x: _erf_derivative(x, *SIGMOID_LIKE_ERF),
+        corr_dual=lambda xp, s1, s2, rho: _erf_dual(xp, s1, s2, rho, *SIGMOID_LIKE_ERF),
     ),
     "gelu": Activation(
         "gelu",
@@ -436,7 +435,7 @@ ACTIVATIONS = {
         fn=_sin_fn,
         derivative=_sin_derivative,
         corr_dual=lambda xp, s1, s2, rho, a, b, c: _sin_dual(
-            xp, s1, s2, rho, a, b, _cos2(c)
+            xp, s1, s2, rho, a, b, cos2(c)
         ),
         defaults={"a": 1.0, "b": 1.0, "c": 0.0},
     ),
@@ -445,7 +444,7 @@ ACTIVATIONS = {
         fn=lambda x, a, b, c: _sin_fn(x, a, b, c + _PI / 2),
         derivative=lambda x, a, b, c: _sin_derivative(x, a, b, c + _PI / 2),
         corr_dual=lambda xp, s1, s2, rho, a, b, c: _sin_dual(
-            xp, s1, s2, rho, a, b, _cos2(c, shift=True)
+            xp, s1, s2, rho, a, b, cos2(c, shift=True)
         ),
         defaults={"a": 1.0, "b": 1.0, "c": 0.0},
     ),

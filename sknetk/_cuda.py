@@ -7,8 +7,10 @@ instead of one pass over memory per elementwise operation.
 
 The activations with a fused form are the ABReLU family (relu, leaky_relu,
 abs, abrelu), erf and sigmoid_like, gelu, sin and cos, rbf, sign and identity:
-every registered activation. An activation added to the registry without a
-fused form here falls back to the generic array-API path.
+every registered activation (tests/test_cuda_source.py checks it). An
+activation added to the registry without a fused form here makes the CuPy
+path raise ``NotImplementedError`` naming it; there is no generic GPU
+fallback. Each activation's constants come from :mod:`sknetk._activations`.
 
 CuPy is imported inside the functions only.
 """
@@ -18,11 +20,11 @@ import os
 
 import numpy as np
 
-from ._activations import _cos2
+from ._activations import ACTIVATIONS, SIGMOID_LIKE_ERF, cos2
+from ._array_api import get_namespace
+from ._recursion import snap_tolerances, variance_path
 
 _PI = math.pi
-
-_SIGMOID_B = 1 / 2.4020563531719796
 
 
 def _abrelu(a, b):
@@ -34,17 +36,19 @@ def _abrelu(a, b):
     return (a, b, (a - b) * (a - b) / (2 * _PI), (a * a + b * b) / 2)
 
 
-# activation name -> (id in the CUDA switch, function of params -> 4 floats)
+# activation name -> (id in the CUDA switch, function of params -> 4 floats);
+# the ABReLU family (activations with slopes) is one switch case.
 _FUSED = {
-    "relu": (0, lambda: _abrelu(0.0, 1.0)),
-    "abs": (0, lambda: _abrelu(-1.0, 1.0)),
-    "leaky_relu": (0, lambda alpha: _abrelu(alpha, 1.0)),
-    "abrelu": (0, lambda a, b: _abrelu(a, b)),
+    **{
+        name: (0, lambda slopes=act.slopes, **params: _abrelu(*slopes(**params)))
+        for name, act in ACTIVATIONS.items()
+        if act.slopes is not None
+    },
     "erf": (1, lambda a, b, c: (a, b, c, 0.0)),
-    "sigmoid_like": (1, lambda: (0.5, _SIGMOID_B, 0.5, 0.0)),
+    "sigmoid_like": (1, lambda: (*SIGMOID_LIKE_ERF, 0.0)),
     "gelu": (2, lambda: (0.0, 0.0, 0.0, 0.0)),
-    "sin": (3, lambda a, b, c: (a, b, _cos2(c), 0.0)),
-    "cos": (3, lambda a, b, c: (a, b, _cos2(c, shift=True), 0.0)),
+    "sin": (3, lambda a, b, c: (a, b, cos2(c), 0.0)),
+    "cos": (3, lambda a, b, c: (a, b, cos2(c, shift=True), 0.0)),
     "rbf": (4, lambda gamma: (gamma, 0.0, 0.0, 0.0)),
     "sign": (5, lambda: (0.0, 0.0, 0.0, 0.0)),
     "identity": (6, lambda: (0.0, 0.0, 0.0, 0.0)),
@@ -342,9 +346,7 @@ def layer_constants(spec, n_features, dtype=np.float64):
     :func:`sknetk._activations.snap_tolerance`; it grows with
     ``n_features`` for the first layer, fed by the Gram product).
     """
-    from .kernels import _snap_tolerances
-
-    tols = _snap_tolerances(np, spec, np.dtype(dtype), n_features)
+    tols = snap_tolerances(np, spec, np.dtype(dtype), n_features)
     rows = []
     for layer in range(spec.depth + 1):
         w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
@@ -454,7 +456,9 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
     Yv = X if symmetric else Y
     fused = fused_activation(spec)
     if fused is None:  # pragma: no cover - every registered activation is fused
-        raise NotImplementedError(spec.activation)
+        raise NotImplementedError(
+            f"activation {spec.activation!r} has no fused CUDA form"
+        )
     act_id, act_params = fused
     n1, n2, d = X.shape[0], Yv.shape[0], X.shape[1]
     dtype = X.dtype
@@ -464,16 +468,14 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
     check_fits(out_bytes, f"The {' and '.join(want)} kernel(s) of {n1} x {n2} rows")
     out = {name: cupy.empty((n_depths, n1, n2), dtype=dtype) for name in want}
 
-    from .kernels import _variance_path
-
     xp = _cupy_namespace()
     roots_x, roots_y = (None, None) if roots is None else roots
-    path_x = _variance_path(xp, X, spec)[0]
+    path_x = variance_path(xp, X, spec)[0]
     ra_all = cupy.ascontiguousarray(row_data(
         xp, path_x, _per_layer_roots(roots_x, spec.depth, all_depths)
     ).astype(dtype, copy=False))
     cb = ra_all if symmetric else cupy.ascontiguousarray(row_data(
-        xp, _variance_path(xp, Yv, spec)[0],
+        xp, variance_path(xp, Yv, spec)[0],
         _per_layer_roots(roots_y, spec.depth, all_depths),
     ).astype(dtype, copy=False))
     # squared norms, undivided: the kernel scales every Gram entry by 1/d
@@ -545,7 +547,5 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
 
 def _cupy_namespace():
     import cupy
-
-    from ._array_api import get_namespace
 
     return get_namespace(cupy.empty(0))

@@ -17,21 +17,30 @@ All work is done in tiles whose temporaries fit a memory budget
 ``working_memory`` configuration), in parallel threads over tiles.
 """
 
-import dataclasses
-import itertools
 import math
-from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 from threadpoolctl import threadpool_limits
 
-from ._activations import ACTIVATIONS, correlation, get_activation, snap_tolerance
+from ._activations import ACTIVATIONS
+from ._array_api import device as _device_of
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
+from ._cuda import compute_kernels_cupy
 from ._device import check_device, cupy_or_error, use_gpu
 from ._progress import progress
+from ._recursion import (
+    PARAMETERIZATIONS,  # noqa: F401 (the estimators import it here)
+    KernelSpec,
+    checked_diagonals,
+)
+
+# under their former names: tests patch _tile_recursion here and import
+# _variance_path from here
+from ._recursion import tile_recursion as _tile_recursion
+from ._recursion import variance_path as _variance_path  # noqa: F401
 from ._solver import blas_matmul
 
 __all__ = [
@@ -46,7 +55,6 @@ __all__ = [
 ]
 
 ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
-PARAMETERIZATIONS = ("ntk", "standard")
 
 # Upper bound on the entries of one tile: 256 x 256 float64 temporaries stay
 # within the L2 cache of a typical core, which keeps the ~15 elementwise passes
@@ -54,153 +62,6 @@ PARAMETERIZATIONS = ("ntk", "standard")
 _MAX_TILE_SIDE = 256
 # Number of tile-sized float arrays alive at once while one tile is processed.
 _TEMPORARIES_PER_ENTRY = 12
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """The architecture whose infinite-width kernels are computed.
-
-    Parameters
-    ----------
-    depth : int
-        Number of hidden ``Dense -> activation`` blocks (>= 1).
-    activation : str
-        A name from :data:`ACTIVATION_NAMES`.
-    activation_params : dict or None
-        Parameters of the activation (for example ``{"alpha": 0.1}`` for
-        ``leaky_relu``); missing ones take their defaults.
-    weight_std, bias_std : float
-        Standard deviations of the Dense layers' weights and biases.
-        ``bias_std=None`` means the layers have no bias parameter.
-    parameterization : {"ntk", "standard"}
-        neural-tangents' parameterization of the Dense layers.
-    width : int or None
-        Hidden width; only the ``"standard"`` NTK depends on it.
-    frozen_layers : int
-        Number of leading Dense layers kept at initialisation (not trained):
-        their parameters contribute nothing to the NTK. ``0`` trains all
-        layers; ``depth`` trains the readout only.
-
-    Examples
-    --------
-    >>> from sknetk.kernels import KernelSpec
-    >>> spec = KernelSpec.from_params(depth=2, activation="leaky_relu",
-    ...                               activation_params={"alpha": 0.1})
-    >>> spec.depth, dict(spec.activation_params)
-    (2, {'alpha': 0.1})
-    """
-
-    depth: int = 3
-    activation: str = "relu"
-    activation_params: tuple = ()
-    weight_std: float = 1.0
-    bias_std: float = 0.0
-    parameterization: str = "ntk"
-    width: int = None
-    frozen_layers: int = 0
-
-    @classmethod
-    def from_params(
-        cls,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        ntk=True,
-    ):
-        """Validate user-facing parameters and build a spec.
-
-        ``ntk=False`` (NNGP only) does not require ``width`` in the
-        ``"standard"`` parameterization, whose NNGP does not depend on it.
-        """
-        if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-        act = get_activation(activation)
-        params = act.params(activation_params)
-        if (
-            isinstance(weight_std, bool)
-            or not isinstance(weight_std, Real)
-            or not math.isfinite(weight_std)
-            or weight_std < 0
-        ):
-            raise ValueError(
-                f"weight_std must be a finite number >= 0, got {weight_std!r}."
-            )
-        if bias_std is not None and (
-            isinstance(bias_std, bool)
-            or not isinstance(bias_std, Real)
-            or not math.isfinite(bias_std)
-            or bias_std < 0
-        ):
-            raise ValueError(
-                f"bias_std must be None or a finite number >= 0, got {bias_std!r}."
-            )
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"parameterization must be one of {PARAMETERIZATIONS}, "
-                f"got {parameterization!r}."
-            )
-        if parameterization == "standard" and ntk:
-            if width is None:
-                raise ValueError(
-                    "The 'standard' parameterization's NTK depends on the hidden "
-                    "width: pass width=<int>, e.g. width=512."
-                )
-        if width is not None and (
-            isinstance(width, bool) or not isinstance(width, Integral) or width < 1
-        ):
-            raise ValueError(f"width must be None or an integer >= 1, got {width!r}.")
-        if (
-            isinstance(frozen_layers, bool)
-            or not isinstance(frozen_layers, Integral)
-            or not 0 <= frozen_layers <= depth
-        ):
-            raise ValueError(
-                f"frozen_layers must be an integer in [0, depth={depth}], "
-                f"got {frozen_layers!r}."
-            )
-        return cls(
-            depth=int(depth),
-            activation=activation,
-            activation_params=tuple(sorted(params.items())),
-            weight_std=float(weight_std),
-            bias_std=None if bias_std is None else float(bias_std),
-            parameterization=parameterization,
-            width=None if width is None else int(width),
-            frozen_layers=int(frozen_layers),
-        )
-
-    # -- the pieces of the recursion -----------------------------------------
-    @property
-    def _act(self):
-        return ACTIVATIONS[self.activation]
-
-    @property
-    def _params(self):
-        return dict(self.activation_params)
-
-    def _dense(self, index, n_features):
-        """``(w2, b2, ntk_scale, ntk_shift, trainable)`` of Dense layer ``index``.
-
-        The layer's own parameters add ``ntk_scale * Sigma_in + ntk_shift`` to
-        the NTK, where ``Sigma_in`` is its input covariance.
-        """
-        # products, not ``**``: a huge std gives inf (reported by the overflow
-        # check, naming the parameter), not a bare OverflowError
-        w2 = self.weight_std * self.weight_std
-        b2 = 0.0 if self.bias_std is None else self.bias_std * self.bias_std
-        if self.parameterization == "ntk":
-            scale, shift = w2, b2
-        else:
-            n_in = n_features if index == 0 else self.width
-            if n_in is None:  # NNGP-only spec: the NTK scale is never used
-                n_in = math.nan
-            scale, shift = float(n_in), (0.0 if self.bias_std is None else 1.0)
-        return w2, b2, scale, shift, index >= self.frozen_layers
 
 
 # ---------------------------------------------------------------------------
@@ -251,336 +112,6 @@ def _prepare(X, Y, xp, dtype):
     if X.shape[1] == 0:
         raise ValueError("X has 0 features; at least one is required.")
     return X, Y
-
-
-# ---------------------------------------------------------------------------
-# Variance path (per example) and the recursion on one tile
-# ---------------------------------------------------------------------------
-def _variance_path(xp, X, spec):
-    """Per-example pre-activation variances and derivative duals, per layer.
-
-    Returns ``(q_pre, dot_diag, q_out)``: lists of length ``depth`` holding the
-    variance entering each activation, ``E[phi'(u)^2]`` there, and the variance
-    leaving it.
-    """
-    d = X.shape[1]
-    act, params = spec._act, spec._params
-    q = xp.sum(X * X, axis=1) / d
-    q_pre, dots, q_out = [], [], []
-    for layer in range(spec.depth):
-        w2, b2, *_ = spec._dense(layer, d)
-        q = w2 * q + b2
-        q_pre.append(q)
-        q, dot = act.variance(xp, q, **params)
-        dots.append(dot)
-        q_out.append(q)
-    return q_pre, dots, q_out
-
-
-def _readout(spec, layer, sigma, theta, n_features, want_ntk):
-    """NNGP and NTK of the network that stops after hidden block ``layer``.
-
-    ``theta`` is ``None`` when no earlier layer is trained. The NTK is
-    ``None`` when not wanted or when no layer at all is trained.
-    """
-    w2, b2, scale, shift, trainable = spec._dense(layer + 1, n_features)
-    nngp = w2 * sigma + b2
-    ntk = None
-    if want_ntk:
-        if theta is not None:
-            ntk = w2 * theta
-        if trainable:
-            contribution = scale * sigma + shift
-            ntk = contribution if ntk is None else ntk + contribution
-    return nngp, ntk
-
-
-def _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
-    """Run the layer recursion on one tile ``sigma = X_a Y_b^T / d``.
-
-    ``qa``/``qb`` are the variance paths of the tile's rows and columns.
-    Returns two lists (NNGP, NTK) with one tile per requested depth.
-    """
-    act, params = spec._act, spec._params
-    tols = _snap_tolerances(xp, spec, sigma.dtype, n_features)
-    if act.slopes is not None and xp is np:
-        a, b = act.slopes(**params)
-        return _abrelu_tile_numpy(
-            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols
-        )
-    theta = None
-    nngps, ntks = [], []
-    for layer in range(spec.depth):
-        w2, b2, *_ = spec._dense(layer, n_features)
-        if want_ntk:
-            theta = _dense_ntk(spec, layer, sigma, theta, n_features)
-        sigma = w2 * sigma + b2
-        s1 = xp.sqrt(qa[0][layer])[:, None]
-        s2 = xp.sqrt(qb[0][layer])[None, :]
-        # the covariance clipped to the Cauchy-Schwarz bound, as a correlation;
-        # identical rows get exactly 1 and then the diagonal's arithmetic
-        rho = correlation(xp, sigma, s1, s2, tols[layer])
-        sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
-        if theta is not None:
-            theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
-        _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks, qa, qb)
-    return nngps, ntks
-
-
-def _snap_tolerances(xp, spec, dtype, n_features):
-    """Per layer, the distance to +-1 below which a correlation is snapped.
-
-    The first layer's covariance comes from a Gram product of ``n_features``
-    terms, whose rounding grows with its length; later ones from a few
-    elementwise operations (see :func:`sknetk._activations.snap_tolerance`).
-    """
-    first = snap_tolerance(xp, dtype, n_features)
-    return [first] + [snap_tolerance(xp, dtype)] * (spec.depth - 1)
-
-
-def _dense_ntk(spec, layer, sigma, theta, n_features):
-    """NTK after Dense layer ``layer`` with input covariance ``sigma``.
-
-    ``theta`` is ``None`` while no layer has been trained (a zero NTK).
-    """
-    w2, _, scale, shift, trainable = spec._dense(layer, n_features)
-    contribution = scale * sigma + shift if trainable else None
-    if theta is None:
-        return contribution
-    theta = w2 * theta
-    return theta if contribution is None else theta + contribution
-
-
-def _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-             nngps, ntks, qa, qb, scratch=None, clip=True):
-    """Append the readout kernels after hidden block ``layer`` when wanted.
-
-    ``qa[1]``/``qb[1]`` (when present) map ``"nngp"``/``"ntk"`` to the square
-    roots of the rows' and columns' exact diagonals, one per collected depth:
-    the kernels are clipped to the Cauchy-Schwarz bound
-    ``|K(x, y)| <= sqrt(K(x, x) K(y, y))``, which rounding could otherwise
-    exceed by a few ulps (``clip=False`` skips it where the caller knows
-    that it cannot).
-    """
-    if all_depths or layer == spec.depth - 1:
-        nngp, ntk = _readout(spec, layer, sigma, theta, n_features, want_ntk)
-        if want_ntk and ntk is None:
-            ntk = xp.zeros_like(nngp)
-        if clip and len(qa) > 1:
-            k = len(nngps)
-            nngp = _clip_cs(xp, nngp, qa[1]["nngp"][k], qb[1]["nngp"][k], scratch)
-            if want_ntk:
-                ntk = _clip_cs(xp, ntk, qa[1]["ntk"][k], qb[1]["ntk"][k], scratch)
-        nngps.append(nngp)
-        ntks.append(ntk)
-
-
-def _clip_cs(xp, K, root_a, root_b, scratch=None):
-    """``K`` clipped to ``[-root_a root_b^T, root_a root_b^T]`` (in place for NumPy)."""
-    if xp is np:
-        bound = np.multiply(root_a[:, None], root_b[None, :], out=scratch)
-        np.minimum(K, bound, out=K)
-        np.negative(bound, out=bound)
-        np.maximum(K, bound, out=K)
-        return K
-    bound = root_a[:, None] * root_b[None, :]
-    return xp.maximum(xp.minimum(K, bound), -bound)
-
-
-def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b,
-                       tols):
-    """In-place NumPy version of :func:`_tile_recursion` for the ABReLU family.
-
-    Same mathematics as ``_abrelu_dual`` (``theta = arccos(rho)``, and
-    ``rho = 0`` for zero-variance rows so that theta = pi/2), written with
-    ``out=`` arguments on two scratch buffers: about 20 cache-resident passes
-    per layer and no allocation inside the layer loop.
-    """
-    factor = (a - b) * (a - b) / (2 * math.pi)
-    c1 = (a * a + b * b) / 2
-    rho = np.empty_like(sigma)
-    tmp = np.empty_like(sigma)
-    near = np.empty(sigma.shape, dtype=bool)
-    theta = None
-    nngps, ntks = [], []
-    for layer in range(spec.depth):
-        w2, b2, scale, shift, trainable = spec._dense(layer, n_features)
-        if want_ntk:
-            if theta is not None:
-                theta *= w2
-            if trainable:
-                if theta is None:
-                    theta = np.multiply(sigma, scale)
-                else:
-                    np.multiply(sigma, scale, out=tmp)
-                    theta += tmp
-                if shift:
-                    theta += shift
-        if w2 != 1.0:
-            sigma *= w2
-        if b2:
-            sigma += b2
-        s1 = np.sqrt(qa[0][layer])
-        s2 = np.sqrt(qb[0][layer])
-        inv1 = np.divide(1.0, s1, out=np.zeros_like(s1), where=s1 > 0)
-        inv2 = np.divide(1.0, s2, out=np.zeros_like(s2), where=s2 > 0)
-        # outer products first: a * b == b * a bitwise, so symmetric tiles
-        # stay exactly symmetric
-        np.multiply(inv1[:, None], inv2[None, :], out=rho)
-        rho *= sigma
-        np.clip(rho, -1.0, 1.0, out=rho)
-        # |rho| within rounding of 1 is parallel: snap it to +-1, so that
-        # duplicated rows follow the diagonal's recursion (see
-        # snap_tolerance). Two passes when nothing is to be snapped.
-        np.abs(rho, out=tmp)
-        np.greater(tmp, 1.0 - tols[layer], out=near)
-        any_near = bool(near.any())
-        if any_near:
-            np.copyto(rho, np.sign(rho), where=near)
-        # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho)); sigma is free scratch now.
-        np.subtract(1.0, rho, out=tmp)
-        np.add(1.0, rho, out=sigma)
-        tmp *= sigma
-        np.sqrt(tmp, out=tmp)
-        # sigma <- derivative dual c1 - factor * angle
-        np.arccos(rho, out=sigma)
-        if factor:
-            sigma *= -factor
-            sigma += c1
-        else:
-            sigma.fill(c1)
-        if theta is not None:
-            theta *= sigma
-        # new covariance: norm * (factor * sin + dot * rho)
-        rho *= sigma
-        tmp *= factor
-        tmp += rho
-        np.multiply(s1[:, None], s2[None, :], out=sigma)
-        sigma *= tmp
-        # The Cauchy-Schwarz clip of the outputs can only bite where this
-        # layer's correlation is +-1: elsewhere the dual and its derivative
-        # are below their values at +-1 by ~tol relative, far more than the
-        # rounding of the few operations left.
-        _collect(np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks, qa, qb, scratch=tmp, clip=any_near)
-    return nngps, ntks
-
-
-def _diag_recursion(xp, X, spec, want_ntk, all_depths, path=None):
-    """Exact diagonals K(x, x) from the variance path (correlation one)."""
-    d = X.shape[1]
-    q_pre, dots, q_out = _variance_path(xp, X, spec) if path is None else path
-    sigma = xp.sum(X * X, axis=1) / d
-    theta = None
-    nngps, ntks = [], []
-    for layer in range(spec.depth):
-        if want_ntk:
-            theta = _dense_ntk(spec, layer, sigma, theta, d)
-        sigma = q_out[layer]
-        if theta is not None:
-            theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
-        _collect(xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks,
-                 (), ())
-    return nngps, ntks
-
-
-def _checked_diagonals(xp, X, name, spec, want_ntk, all_depths):
-    """Variance path and exact diagonals of ``X``, or a ``ValueError`` on overflow.
-
-    Returns ``(path, {"nngp": [...], "ntk": [...]})`` (the NTK only when
-    wanted), one diagonal per collected depth. Since every kernel entry is
-    bounded by its diagonals (Cauchy-Schwarz), finite variances and diagonals
-    mean a finite kernel; otherwise the error names what overflowed.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below
-        path = _variance_path(xp, X, spec)
-        nngps, ntks = _diag_recursion(xp, X, spec, want_ntk, all_depths, path)
-    diag = {"nngp": nngps}
-    if want_ntk:
-        diag["ntk"] = ntks
-    arrays = list(path[0]) + list(path[2]) + [v for vs in diag.values() for v in vs]
-    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
-        raise _overflow_error(to_numpy(X), name, spec, want_ntk)
-    return path, diag
-
-
-def _finite_diagonals(X, spec, want_ntk):
-    """True when the variance path and all diagonals of ``X`` (NumPy) are finite."""
-    with np.errstate(all="ignore"):
-        path = _variance_path(np, X, spec)
-        nngps, ntks = _diag_recursion(np, X, spec, want_ntk, True, path)
-    arrays = list(path[0]) + list(path[2]) + nngps + (ntks if want_ntk else [])
-    return all(np.isfinite(a).all() for a in arrays)
-
-
-def _row_rms(X):
-    """Root-mean-square of each row, without overflow (float64)."""
-    X = np.asarray(X, dtype=np.float64)
-    top = np.max(np.abs(X), axis=1)
-    safe = np.where(top > 0, top, 1.0)
-    return top * np.sqrt(np.mean((X / safe[:, None]) ** 2, axis=1))
-
-
-def _overflow_error(X, name, spec, want_ntk):
-    """``ValueError`` naming what makes the kernels of ``X`` overflow.
-
-    The culprit is found by counterfactuals on the offending rows: the
-    smallest set among {the input scale, ``weight_std``, ``bias_std``, each
-    activation parameter} whose reset to a benign value (rows rescaled to
-    unit root-mean-square, a standard deviation of 1, the parameter's default)
-    makes the variance path and the diagonals finite.
-    """
-    dtype = X.dtype
-    with np.errstate(all="ignore"):
-        bad = [i for i in range(X.shape[0])
-               if not _finite_diagonals(X[i : i + 1], spec, want_ntk)][:16]
-    rows = X[bad] if bad else X[:16]
-    rms = _row_rms(rows)
-    params = spec._params
-    defaults = spec._act.defaults
-    candidates = []  # (description, change to rows, change to spec)
-    if rms.max(initial=0.0) > 1.0:
-        safe = np.where(rms > 0, rms, 1.0)
-        candidates.append((
-            f"the rows of {name} are too large in magnitude (largest "
-            f"root-mean-square {rms.max():.3g}); scale the features (e.g. "
-            "StandardScaler)",
-            lambda r: (r / safe[:, None]).astype(dtype), {},
-        ))
-    if spec.weight_std > 1.0:
-        candidates.append((f"weight_std={spec.weight_std!r} is too large",
-                           None, {"weight_std": 1.0}))
-    if spec.bias_std is not None and spec.bias_std > 1.0:
-        candidates.append((f"bias_std={spec.bias_std!r} is too large",
-                           None, {"bias_std": 1.0}))
-    for key, value in sorted(params.items()):
-        if abs(value) > max(1.0, abs(defaults[key])):
-            new_params = dict(params, **{key: defaults[key]})
-            candidates.append((
-                f"activation parameter {key!r}={value!r} of {spec.activation!r} "
-                "is too large",
-                None, {"activation_params": tuple(sorted(new_params.items()))},
-            ))
-    culprits = None
-    for size in range(1, len(candidates) + 1):
-        for subset in itertools.combinations(candidates, size):
-            trial_rows, trial_spec = rows, spec
-            for _, change_rows, change_spec in subset:
-                if change_rows is not None:
-                    trial_rows = change_rows(trial_rows)
-                trial_spec = dataclasses.replace(trial_spec, **change_spec)
-            if _finite_diagonals(trial_rows, trial_spec, want_ntk):
-                culprits = [description for description, _, _ in subset]
-                break
-        if culprits:
-            break
-    if culprits is None:
-        culprits = [f"the depth ({spec.depth}) with these parameters is too large"]
-    return ValueError(
-        f"The kernel of {name} overflows {np.dtype(dtype).name} (NaN or "
-        f"infinity) at depth {spec.depth}: " + "; and ".join(culprits) + "."
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -637,18 +168,16 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
     # The variance paths and the exact correlation-one diagonals of the rows
     # and of the columns (O(n) work): they are checked for overflow, written
     # on the diagonal of K(X, X), and bound every entry by Cauchy-Schwarz.
-    path_x, diag_x = _checked_diagonals(xp, X, "X", spec, want_ntk, all_depths)
+    path_x, diag_x = checked_diagonals(xp, X, "X", spec, want_ntk, all_depths)
     path_y, diag_y = (
         (path_x, diag_x) if symmetric
-        else _checked_diagonals(xp, Yv, "Y", spec, want_ntk, all_depths)
+        else checked_diagonals(xp, Yv, "Y", spec, want_ntk, all_depths)
     )
     roots_x = {name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_x.items()}
     roots_y = roots_x if symmetric else {
         name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_y.items()
     }
     if is_cupy_namespace(xp):
-        from ._cuda import compute_kernels_cupy
-
         return compute_kernels_cupy(
             X, Y, spec, want, all_depths, _budget_bytes(working_memory),
             roots=(roots_x, roots_y),
@@ -718,12 +247,6 @@ def _set_diagonal(xp, A, values):
     n = A.shape[0]
     eye = xp.eye(n, dtype=xp.bool, device=_device_of(A))
     return xp.where(eye, values[None, :], A)
-
-
-def _device_of(x):
-    from ._array_api import device
-
-    return device(x)
 
 
 # ---------------------------------------------------------------------------
@@ -1048,7 +571,7 @@ def _diag(X, spec, which, all_depths, dtype, device):
     else:
         (X, _), back = _place(device, dtype, X, None)
         xp = get_namespace(X)
-    _, diag = _checked_diagonals(xp, X, "X", spec, which == "ntk", all_depths)
+    _, diag = checked_diagonals(xp, X, "X", spec, which == "ntk", all_depths)
     blocks = diag[which]
     return back(xp.stack(blocks) if all_depths else blocks[0])
 
