@@ -22,6 +22,10 @@ from sknetk._nystrom import (  # noqa: E402
 from sknetk._regression import NTKRegressor  # noqa: E402
 from sknetk.kernels import ntk_kernel  # noqa: E402
 
+# Every test here starts or uses a dask cluster: slow, run by CI (the default
+# `python -m pytest -q`), left out of the inner loop `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 KERNEL = dict(depth=2, bias_std=0.1)
 
 
@@ -29,7 +33,10 @@ KERNEL = dict(depth=2, bias_std=0.1)
 def client():
     """Two worker processes with one thread each, as a small real cluster."""
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
         memory_limit="1GiB",
     )
     with distributed.Client(cluster) as client:
@@ -63,15 +70,21 @@ def test_products_equal_dense(client, data):
     Xd = da.from_array(X, chunks=(130, 4))  # uneven last chunk
     K = ntk_kernel(X, C, **KERNEL)
     v = np.random.default_rng(1).normal(size=(C.shape[0], 2))
-    np.testing.assert_allclose(dask_knm_rhs(Xd, Y, C, kernel_fn(), w),
-                               K.T @ (w[:, None] * Y), rtol=1e-12)
-    np.testing.assert_allclose(dask_knm_normal(Xd, v[:, 0], C, kernel_fn()),
-                               K.T @ (K @ v[:, 0]), rtol=1e-12)
-    np.testing.assert_allclose(dask_knm_gram(Xd, C, kernel_fn(), w),
-                               K.T @ (w[:, None] * K), rtol=1e-12)
+    np.testing.assert_allclose(
+        dask_knm_rhs(Xd, Y, C, kernel_fn(), w), K.T @ (w[:, None] * Y), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        dask_knm_normal(Xd, v[:, 0], C, kernel_fn()), K.T @ (K @ v[:, 0]), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        dask_knm_gram(Xd, C, kernel_fn(), w), K.T @ (w[:, None] * K), rtol=1e-12
+    )
     U = np.triu(np.random.default_rng(2).normal(size=(C.shape[0], C.shape[0])))
-    np.testing.assert_allclose(dask_knm_gram(Xd, C, kernel_fn(), w, upper=U),
-                               (K @ U).T @ (w[:, None] * (K @ U)), rtol=1e-10)
+    np.testing.assert_allclose(
+        dask_knm_gram(Xd, C, kernel_fn(), w, upper=U),
+        (K @ U).T @ (w[:, None] * (K @ U)),
+        rtol=1e-10,
+    )
 
 
 def test_kernel_matvec_is_lazy_dask_array(client, data):
@@ -81,21 +94,31 @@ def test_kernel_matvec_is_lazy_dask_array(client, data):
     KV = dask_kernel_matvec(Xd, X[:50], Y[:50], kernel_fn())
     assert isinstance(KV, da.Array)
     assert KV.chunks == ((200, 200, 200), (2,))
-    np.testing.assert_allclose(KV.compute(), ntk_kernel(X, X[:50], **KERNEL) @ Y[:50],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        KV.compute(), ntk_kernel(X, X[:50], **KERNEL) @ Y[:50], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("strategy", ["cache", "gram", "stream"])
 def test_nystrom_fit_on_cluster_equals_single_process(client, data, strategy):
     """Fit on dask arrays (X, y, weights) equals the in-process fit."""
     X, Y, w = data
-    kwargs = dict(kernel_fn=kernel_fn(), n_centers=80, alpha=0.05, tol=1e-10,
-                  max_iter=200, random_state=0)
+    kwargs = dict(
+        kernel_fn=kernel_fn(),
+        n_centers=80,
+        alpha=0.05,
+        tol=1e-10,
+        max_iter=200,
+        random_state=0,
+    )
     ref_centers, ref_coef, ref_iter, _ = nystrom_fit(X, Y, sample_weight=w, **kwargs)
     Xd = da.from_array(X, chunks=(150, 4))
     centers, coef, n_iter, info = nystrom_fit(
-        Xd, da.from_array(Y, chunks=(100, 2)), sample_weight=da.from_array(w),
-        strategy=strategy, **kwargs,
+        Xd,
+        da.from_array(Y, chunks=(100, 2)),
+        sample_weight=da.from_array(w),
+        strategy=strategy,
+        **kwargs,
     )
     assert info["strategy"] == strategy
     assert isinstance(coef, np.ndarray)
@@ -104,9 +127,12 @@ def test_nystrom_fit_on_cluster_equals_single_process(client, data, strategy):
     np.testing.assert_allclose(coef, ref_coef, rtol=1e-7, atol=1e-9)
     pred = nystrom_predict(Xd, centers, coef, kernel_fn())
     assert isinstance(pred, da.Array) and pred.chunks[0] == Xd.chunks[0]
-    np.testing.assert_allclose(pred.compute(),
-                               nystrom_predict(X, ref_centers, ref_coef, kernel_fn()),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        pred.compute(),
+        nystrom_predict(X, ref_centers, ref_coef, kernel_fn()),
+        rtol=1e-7,
+        atol=1e-9,
+    )
 
 
 def test_auto_strategy_counts_cluster_memory(client, data):
@@ -115,10 +141,12 @@ def test_auto_strategy_counts_cluster_memory(client, data):
     Xd = da.from_array(X, chunks=(150, 4))
     # K_nm: 600 x 100 x 8 B = 0.46 MiB; 0.5 MiB per worker x 2 workers / 2 fits
     kwargs = dict(kernel_fn=kernel_fn(), n_centers=100, alpha=0.1, random_state=0)
-    assert nystrom_fit(Xd, Y[:, 0], working_memory=0.5, **kwargs)[3]["strategy"] \
-        == "cache"
-    assert nystrom_fit(Xd, Y[:, 0], working_memory=0.4, **kwargs)[3]["strategy"] \
-        == "gram"
+    assert (
+        nystrom_fit(Xd, Y[:, 0], working_memory=0.5, **kwargs)[3]["strategy"] == "cache"
+    )
+    assert (
+        nystrom_fit(Xd, Y[:, 0], working_memory=0.4, **kwargs)[3]["strategy"] == "gram"
+    )
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "nystrom"])
@@ -136,8 +164,11 @@ def test_gridsearch_under_joblib_dask_backend(client, solver):
     with parallel_backend("dask"):
         parallel = GridSearchCV(estimator, grid, cv=3, n_jobs=-1).fit(X, y)
     assert parallel.best_params_ == serial.best_params_
-    np.testing.assert_allclose(parallel.cv_results_["mean_test_score"],
-                               serial.cv_results_["mean_test_score"], rtol=1e-10)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"],
+        serial.cv_results_["mean_test_score"],
+        rtol=1e-10,
+    )
     # joblib's batches of fit-and-score ran as tasks on the cluster
     prefixes = client.run_on_scheduler(
         lambda dask_scheduler: list(dask_scheduler.task_prefixes)
@@ -149,8 +180,15 @@ def test_estimators_accept_dask_arrays(client, data):
     """NTKRegressor/NTKClassifier fit on dask arrays; predict returns dask arrays."""
     X, Y, _ = data
     Xd = da.from_array(X, chunks=(150, 4))
-    params = dict(depth=2, bias_std=0.1, alpha=0.05, n_centers=80, random_state=0,
-                  tol=1e-10, n_jobs=1)
+    params = dict(
+        depth=2,
+        bias_std=0.1,
+        alpha=0.05,
+        n_centers=80,
+        random_state=0,
+        tol=1e-10,
+        n_jobs=1,
+    )
     model = NTKRegressor(**params).fit(Xd, Y)
     assert model.solver_ == "nystrom"
     ref = NTKRegressor(solver="nystrom", **params).fit(X, Y)
@@ -168,9 +206,17 @@ def test_estimators_accept_dask_arrays(client, data):
 def test_estimators_dask_weights_and_mean_diag(client, data):
     """Dask X, y and weights with alpha_scale='mean_diag' equal the NumPy fit."""
     X, Y, w = data
-    params = dict(depth=2, bias_std=0.1, alpha=0.05, alpha_scale="mean_diag",
-                  n_centers=60, random_state=1, tol=1e-10, n_jobs=1,
-                  solver="nystrom")
+    params = dict(
+        depth=2,
+        bias_std=0.1,
+        alpha=0.05,
+        alpha_scale="mean_diag",
+        n_centers=60,
+        random_state=1,
+        tol=1e-10,
+        n_jobs=1,
+        solver="nystrom",
+    )
     Xd = da.from_array(X, chunks=(150, 4))
     model = NTKRegressor(**params).fit(
         Xd, da.from_array(Y[:, 0], chunks=150), sample_weight=da.from_array(w)
@@ -178,8 +224,7 @@ def test_estimators_dask_weights_and_mean_diag(client, data):
     ref = NTKRegressor(**params).fit(X, Y[:, 0], sample_weight=w)
     assert model.alpha_ == pytest.approx(ref.alpha_, rel=1e-12)
     assert model.n_features_in_ == 4
-    np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-7,
-                               atol=1e-9)
+    np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-7, atol=1e-9)
 
 
 def test_predict_dask_after_exact_fit(client, data):

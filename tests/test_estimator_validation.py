@@ -287,6 +287,7 @@ def sync_dask():
         yield
 
 
+@pytest.mark.slow
 def test_dask_bool_X_is_accepted_as_numpy_bool(X, sync_dask):
     """Boolean dask X fits and predicts as the same NumPy booleans."""
     import dask.array as da
@@ -307,6 +308,7 @@ def test_dask_bool_X_is_accepted_as_numpy_bool(X, sync_dask):
                     rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_dask_unknown_chunk_sizes_are_computed(X, sync_dask):
     """X[X[:, 0] > 0] (NaN chunk sizes) fits as the NumPy rows it selects."""
     import dask.array as da
@@ -331,6 +333,7 @@ def test_dask_unknown_chunk_sizes_are_computed(X, sync_dask):
                     rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_dask_non_numeric_X_is_refused_at_fit_and_predict(X, sync_dask):
     """Strings and complex numbers in a dask X raise, naming the dtype."""
     import dask.array as da
@@ -345,6 +348,7 @@ def test_dask_non_numeric_X_is_refused_at_fit_and_predict(X, sync_dask):
             model.predict(Xd)
 
 
+@pytest.mark.slow
 def test_dask_bad_targets_fail_before_any_kernel(X, sync_dask, monkeypatch):
     """The dask path checks y (and its length) before kernel work too."""
     import dask.array as da
