@@ -30,6 +30,12 @@ threads.
 :func:`pocon` and :func:`reciprocal_condition` estimate ``1 / cond_1`` from a
 Cholesky factor: LAPACK ``pocon`` on NumPy, and the same Hager/Higham 1-norm
 estimator written against the array API for the other namespaces.
+
+The small helpers that the solvers, the Nystrom preconditioner, the dynamics
+and model selection share live here too, one of each, on any array namespace:
+the spectral cut-off ``n * eps * max|a|`` and the pseudo-inverse filter built
+on it, a triangular solve, adding to the diagonal, a blocked finite check and
+the 1-norm, and the upper-triangular product ``A @ U``.
 """
 
 import ctypes
@@ -39,14 +45,34 @@ import math
 import numpy as np
 from scipy.linalg import cython_blas, cython_lapack
 
+from ._array_api import device, get_namespace, is_cupy_namespace, is_numpy_namespace
+
 __all__ = [
     "BLOCK",
+    "EPS",
+    "FINITE_CHECK_ENTRIES",
+    "add_to_diagonal",
+    "all_finite",
     "cholesky_inplace",
     "cho_solve_inplace",
+    "cho_solve_xp",
+    "inverse_filter",
     "norm1_symmetric",
+    "norm1_xp",
+    "pinv_solve",
     "pocon",
     "reciprocal_condition",
+    "solve_triangular",
+    "spectral_cutoff",
+    "times_upper",
 ]
+
+#: float64 machine epsilon: the unit of every rounding-level threshold here.
+EPS = float(np.finfo(np.float64).eps)
+
+#: Most entries of one block's temporary in the blocked checks of a large
+#: matrix (:func:`all_finite`, :func:`norm1_xp`): no second ``n x n`` array.
+FINITE_CHECK_ENTRIES = 2**22
 
 #: Largest matrix handed to one LAPACK ``potrf`` call.
 BLOCK = 4096
@@ -308,3 +334,190 @@ def _hager(xp, solve_norm, sign, solve, n, max_iter):
         _, extra = solve_norm(xp.reshape(alt, (n, 1)))
         est = max(est, 2.0 * extra / (3.0 * n))
     return est
+
+
+# ---------------------------------------------------------------------------
+# Small shared helpers, on any array namespace
+# ---------------------------------------------------------------------------
+def spectral_cutoff(xp, a):
+    """``n * eps * max|a|`` for the ``n`` eigenvalues ``a`` (0.0 when empty).
+
+    Eigenvalues at or below it (in magnitude or signed, as the caller needs)
+    are numerically zero: the rounding of an eigendecomposition of an
+    ``n x n`` matrix is about ``n * eps`` times its largest eigenvalue. The
+    solver's pseudo-inverse, the leave-one-out and cross-validation filters
+    and the gradient-flow filters all use this level, which is also the
+    solver's condition threshold (:func:`sknetk._solver.rcond_threshold`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import EPS, spectral_cutoff
+    >>> spectral_cutoff(np, np.array([2.0, -4.0, 1e-20])) == 3 * EPS * 4.0
+    True
+    """
+    n = a.shape[0]
+    if n == 0:
+        return 0.0
+    return float(n * EPS * float(xp.max(xp.abs(a))))
+
+
+def inverse_filter(xp, a, keep=None):
+    """``(g, keep)``: ``g = 1 / a`` where ``keep``, else 0 (no division by 0).
+
+    ``keep`` defaults to ``a > spectral_cutoff(xp, a)``: the pseudo-inverse of
+    a positive semi-definite spectrum, whose numerically null (or negative by
+    rounding) eigenvalues are dropped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import inverse_filter
+    >>> g, keep = inverse_filter(np, np.array([4.0, 0.5, 1e-30, -1e-20]))
+    >>> g.tolist(), keep.tolist()
+    ([0.25, 2.0, 0.0, 0.0], [True, True, False, False])
+    """
+    if keep is None:
+        keep = a > spectral_cutoff(xp, a)
+    safe = xp.where(keep, a, xp.ones_like(a))
+    return xp.where(keep, 1.0 / safe, xp.zeros_like(a)), keep
+
+
+def pinv_solve(xp, w, Q, b):
+    """``Q diag(1 / w) Q^T b`` with the eigenvalues ``|w| <= n eps max|w|`` dropped.
+
+    The minimum-norm least-squares solution of ``A x = b`` for the
+    eigendecomposition ``A = Q diag(w) Q^T`` (the solvers' fallback).
+    """
+    keep = xp.abs(w) > spectral_cutoff(xp, w)
+    inv, _ = inverse_filter(xp, w, keep)
+    return Q @ (inv[:, None] * (Q.T @ b))
+
+
+def solve_triangular(xp, T, B, *, lower=True, transpose=False):
+    """Solve ``T X = B`` (or ``T^T X = B``) for a triangular ``T``.
+
+    SciPy on NumPy, cupyx on CuPy; the array API has no triangular solve, so
+    other namespaces get a general solve (exact enough: it is used on
+    Cholesky factors of small or well-conditioned matrices).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import solve_triangular
+    >>> L = np.array([[2.0, 0.0], [1.0, 1.0]])
+    >>> solve_triangular(np, L, np.array([2.0, 3.0])).tolist()
+    [1.0, 2.0]
+    >>> solve_triangular(np, L, np.array([3.0, 1.0]), transpose=True).tolist()
+    [1.0, 1.0]
+    """
+    trans = "T" if transpose else "N"
+    if is_numpy_namespace(xp):
+        from scipy.linalg import solve_triangular as scipy_solve
+
+        return scipy_solve(T, B, lower=lower, trans=trans, check_finite=False)
+    if is_cupy_namespace(xp):  # pragma: no cover - needs a GPU
+        from cupyx.scipy.linalg import solve_triangular as cupy_solve
+
+        return cupy_solve(T, B, lower=lower, trans=trans)
+    return xp.linalg.solve(xp.linalg.matrix_transpose(T) if transpose else T, B)
+
+
+def cho_solve_xp(xp, L, B):
+    """Solve ``L L^T X = B`` for a lower Cholesky factor ``L``, on any namespace."""
+    z = solve_triangular(xp, L, B, lower=True)
+    return solve_triangular(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+
+
+def add_to_diagonal(A, value, *, copy=False):
+    """``A + value * I`` for a square ``A``; use the returned array.
+
+    In place on NumPy and CuPy arrays (on a copy with ``copy=True``); other
+    namespaces, which may not allow writing through an index, get a new
+    array. ``value=0`` returns ``A`` itself (or its copy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import add_to_diagonal
+    >>> add_to_diagonal(np.ones((2, 2)), 1.0).tolist()
+    [[2.0, 1.0], [1.0, 2.0]]
+    """
+    xp = get_namespace(A)
+    n = A.shape[0]
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        if copy:
+            A = A.copy()
+        if value:
+            idx = xp.arange(n)
+            A[idx, idx] += value
+        return A
+    if not value:
+        return xp.asarray(A, copy=True) if copy else A
+    return A + value * xp.eye(n, dtype=A.dtype, device=device(A))
+
+
+def _row_blocks(A):
+    """Row slices of ``A`` with at most ``FINITE_CHECK_ENTRIES`` entries each."""
+    n = A.shape[0]
+    width = A.shape[1] if A.ndim > 1 else 1
+    rows = max(1, FINITE_CHECK_ENTRIES // max(width, 1))
+    # (slice stops within the axis: the array API leaves others unspecified)
+    return (A[i : min(i + rows, n), ...] for i in range(0, n, rows))
+
+
+def all_finite(xp, A):
+    """True when ``A`` holds no NaN or infinity, checked in row blocks.
+
+    Each block's boolean temporary has at most ``FINITE_CHECK_ENTRIES``
+    entries, so no second ``n x n`` array is made. NumPy stops at the first
+    bad block; on a device the blocks' verdicts stay there and are read back
+    once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import all_finite
+    >>> all_finite(np, np.eye(3)), all_finite(np, np.array([[1.0, np.nan]]))
+    (True, False)
+    """
+    if is_numpy_namespace(xp):
+        return all(np.isfinite(block).all() for block in _row_blocks(A))
+    verdicts = [xp.all(xp.isfinite(block)) for block in _row_blocks(A)]
+    return not verdicts or bool(xp.all(xp.stack(verdicts)))
+
+
+def norm1_xp(xp, A):
+    """1-norm of the symmetric ``A`` on any namespace, read in row blocks.
+
+    The largest absolute row sum (equal to the column sum by symmetry); each
+    block's temporary has at most ``FINITE_CHECK_ENTRIES`` entries, so no
+    second ``n x n`` array is made on the device.
+    """
+    sums = [xp.max(xp.sum(xp.abs(block), axis=1)) for block in _row_blocks(A)]
+    return float(xp.max(xp.stack(sums))) if sums else 0.0
+
+
+def times_upper(xp, A, U):
+    """``A @ U`` for an upper-triangular ``U``, in place on ``A`` when possible.
+
+    On NumPy (C-ordered float ``A``) this is BLAS ``trmm``: half the flops of
+    a matrix product and no second block in memory. ``A`` is overwritten.
+    """
+    if (
+        is_numpy_namespace(xp)
+        and A.dtype in (np.float64, np.float32)
+        and A.dtype == U.dtype
+        and A.flags.c_contiguous
+        and A.flags.writeable
+        and U.flags.c_contiguous
+    ):
+        from scipy.linalg import blas
+
+        trmm = blas.dtrmm if A.dtype == np.float64 else blas.strmm
+        # (A U)^T = U^T A^T: the transposes are Fortran-ordered views
+        out = trmm(1.0, U.T, A.T, side=0, trans_a=0, lower=1, overwrite_b=1)
+        if np.shares_memory(out, A):
+            return A
+        return out.T  # pragma: no cover - BLAS made a copy
+    return A @ U

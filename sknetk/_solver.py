@@ -25,11 +25,17 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 
-from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace
+from ._array_api import get_namespace, is_numpy_namespace
 from ._linalg import (
+    EPS,
+    add_to_diagonal,
+    all_finite,
     cho_solve_inplace,
+    cho_solve_xp,
     cholesky_inplace,
     norm1_symmetric,
+    norm1_xp,
+    pinv_solve,
     pocon,
     reciprocal_condition,
 )
@@ -46,10 +52,6 @@ __all__ = [
 #: Allowed values of the estimators' ``alpha_scale`` parameter.
 ALPHA_SCALES = ("absolute", "mean_diag")
 
-_EPS = float(np.finfo(np.float64).eps)
-# Rows per block when scanning a large matrix for non-finite values, so that
-# the boolean temporary stays small.
-_FINITE_CHECK_ENTRIES = 2**22
 
 
 def blas_matmul(A, B):
@@ -272,49 +274,20 @@ def rcond_threshold(n):
     rows but not elsewhere (wild predictions). The fallback's eigenvalue
     cut-off (``n * eps * max|eigenvalue|``) is the same level.
     """
-    return max(n, 1) * _EPS
+    return max(n, 1) * EPS
 
 
-def _singular_reason(rcond, n):
+def singular_reason(rcond, n):
+    """Why a factor with estimated reciprocal condition ``rcond`` is refused."""
     return (
         f"singular to working precision (estimated reciprocal condition number "
         f"{rcond:.2g} below n * eps = {rcond_threshold(n):.2g})"
     )
 
 
-def norm1_xp(xp, A):
-    """1-norm of the symmetric ``A`` on any namespace, read in row blocks.
-
-    The largest absolute row sum (equal to the column sum by symmetry); each
-    block's temporary has at most ``_FINITE_CHECK_ENTRIES`` entries, so no
-    second ``n x n`` array is made on the device.
-    """
-    n = A.shape[0]
-    rows = max(1, _FINITE_CHECK_ENTRIES // max(n, 1))
-    sums = [
-        xp.max(xp.sum(xp.abs(A[i : min(i + rows, n), ...]), axis=1))
-        for i in range(0, n, rows)
-    ]
-    return float(xp.max(xp.stack(sums))) if sums else 0.0
-
-
-def _pinv_solve(xp, w, Q, b, n):
-    """``Q diag(1/w) Q^T b`` with eigenvalues below a relative tolerance dropped."""
-    top = float(xp.max(xp.abs(w))) if w.shape[0] else 0.0
-    keep = xp.abs(w) > top * max(n, 1) * _EPS
-    safe = xp.where(keep, w, xp.ones_like(w))
-    inv = xp.where(keep, 1.0 / safe, xp.zeros_like(w))
-    return Q @ (inv[:, None] * (Q.T @ b))
-
-
 # ---------------------------------------------------------------------------
 # NumPy: LAPACK on one working copy
 # ---------------------------------------------------------------------------
-def _all_finite_numpy(A):
-    rows = max(1, _FINITE_CHECK_ENTRIES // max(A.shape[1], 1))
-    return all(np.isfinite(A[i : i + rows]).all() for i in range(0, A.shape[0], rows))
-
-
 def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     K = np.asarray(K)
     n = K.shape[0]
@@ -322,7 +295,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     y = np.asarray(y, dtype=np.float64)
     if not np.isfinite(y).all():
         raise ValueError("y contains NaN or infinity.")
-    if not _all_finite_numpy(K):
+    if not all_finite(np, K):
         raise ValueError(
             "The kernel matrix contains NaN or infinity (are the inputs too "
             "large in magnitude for float64?)."
@@ -348,7 +321,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
         F *= root[:, None]
         F *= root[None, :]
         b = b * root[:, None]
-    F[idx, idx] += alpha
+    F = add_to_diagonal(F, alpha)
     diag = F[idx, idx].copy()
     anorm = norm1_symmetric(F)
 
@@ -362,7 +335,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     else:
         rcond = pocon(F, anorm)
         if rcond < rcond_threshold(n):
-            reason = _singular_reason(rcond, n)
+            reason = singular_reason(rcond, n)
         else:
             x = cho_solve_inplace(F, np.array(b, dtype=np.float64, order="F"))
             if not np.isfinite(x).all():
@@ -374,7 +347,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
         # diagonal and decompose the upper triangle.
         F[idx, idx] = diag
         w, Q = linalg.eigh(F, lower=False, overwrite_a=True, check_finite=False)
-        x = _pinv_solve(np, w, Q, b, n)
+        x = pinv_solve(np, w, Q, b)
     x = np.ascontiguousarray(x)
     if sw is not None:
         x *= np.sqrt(sw)[:, None]
@@ -384,18 +357,6 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
 # ---------------------------------------------------------------------------
 # Other namespaces (CuPy, array_api_strict): xp.linalg
 # ---------------------------------------------------------------------------
-def _triangular_solve(xp, L, B, lower):
-    """Solve ``L X = B`` for a triangular ``L``."""
-    if is_cupy_namespace(xp):  # pragma: no cover - needs a GPU
-        from cupyx.scipy.linalg import solve_triangular
-
-        return solve_triangular(L, B, lower=lower)
-    if is_numpy_namespace(xp):
-        return linalg.solve_triangular(L, B, lower=lower, check_finite=False)
-    # The array API has no triangular solve; a general solve is exact here.
-    return xp.linalg.solve(L, B)
-
-
 def _solve_xp(xp, K, y, alpha, sample_weight):
     n = K.shape[0]
     sw = _check_weights(xp, sample_weight, n)
@@ -403,7 +364,7 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
     if not bool(xp.all(xp.isfinite(y))):
         raise ValueError("y contains NaN or infinity.")
     A = xp.astype(K, xp.float64, copy=True)
-    if not bool(xp.all(xp.isfinite(A))):
+    if not all_finite(xp, A):
         raise ValueError(
             "The kernel matrix contains NaN or infinity (are the inputs too "
             "large in magnitude for float64?)."
@@ -416,7 +377,7 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
         root = xp.sqrt(sw)
         A = A * root[:, None] * root[None, :]
         b = b * root[:, None]
-    A = A + alpha * xp.eye(n, dtype=xp.float64, device=_device(A))
+    A = add_to_diagonal(A, alpha)
 
     anorm = norm1_xp(xp, A)
     x = None
@@ -427,12 +388,11 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
     reason = "not positive definite"
     if L is not None and bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
         def solve(B):
-            z = _triangular_solve(xp, L, B, lower=True)
-            return _triangular_solve(xp, xp.linalg.matrix_transpose(L), z, lower=False)
+            return cho_solve_xp(xp, L, B)
 
         rcond = reciprocal_condition(xp, solve, anorm, n)
         if rcond < rcond_threshold(n):
-            reason = _singular_reason(rcond, n)
+            reason = singular_reason(rcond, n)
         else:
             x = solve(b)
             if not bool(xp.all(xp.isfinite(x))):
@@ -441,13 +401,8 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
     if x is None:
         _warn_fallback(reason)
         w, Q = xp.linalg.eigh(A)
-        x = _pinv_solve(xp, w, Q, b, n)
+        x = pinv_solve(xp, w, Q, b)
     if sw is not None:
         x = x * xp.sqrt(sw)[:, None]
     return xp.reshape(x, (n,)) if ravel else x
 
-
-def _device(x):
-    from ._array_api import device
-
-    return device(x)
