@@ -13,7 +13,6 @@ checked before any data is loaded.
 
 import argparse
 import importlib
-import inspect
 import json
 import math
 import numbers
@@ -22,6 +21,12 @@ import platform
 import sys
 import time
 import warnings
+
+from . import __version__
+from ._base import plain_labels
+from ._cv import NTKClassifierCV, NTKRegressorCV
+from ._device import _probe_cupy, check_device, gpu_available
+from ._progress import progress
 
 __all__ = ["main", "DATASETS", "MODELS"]
 
@@ -284,8 +289,6 @@ def _check_target(y, kind, target, task, cv):
     """Validate the target for ``task``; return it as a NumPy array."""
     import numpy as np
 
-    from ._base import plain_labels
-
     if task == "regression":
         if kind != "numeric":
             raise CLIError(
@@ -476,35 +479,20 @@ def _parse_models(text, task):
     return names
 
 
-def _accepted(cls, **params):
-    """Keep the keyword arguments that ``cls.__init__`` accepts."""
-    signature = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in params.items() if k in signature})
-
-
 def _ntk_estimator(kernel, task, args):
-    """The CV estimator when it exists, else the plain estimator."""
-    classification = task == "classification"
-    cv_name = "NTKClassifierCV" if classification else "NTKRegressorCV"
-    plain_name = "NTKClassifier" if classification else "NTKRegressor"
-    params = {
-        "kernel": kernel,
-        "bias_std": _NTK_BIAS_STD,
-        "device": args.device,
-        "n_jobs": args.n_jobs,
-    }
+    """The cross-validated NTK estimator for ``task``, and its class name."""
+    cls = NTKClassifierCV if task == "classification" else NTKRegressorCV
     # The CV estimators search ridges relative to the kernel's scale (which
     # grows with depth) over five orders of magnitude, and depths 1 to 5.
-    cv_params = {"alphas": _NTK_ALPHAS, "alpha_scale": "mean_diag"}
-    plain_module = "sknetk._classification" if classification else "sknetk._regression"
-    for module, name in (("sknetk._cv", cv_name), (plain_module, plain_name)):
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        extra = cv_params if name == cv_name else {}
-        return _accepted(cls, **params, **extra), name
-    raise CLIError(f"model {kernel!r} needs sknetk.{plain_name}, which is missing.")
+    estimator = cls(
+        kernel=kernel,
+        bias_std=_NTK_BIAS_STD,
+        alphas=_NTK_ALPHAS,
+        alpha_scale="mean_diag",
+        device=args.device,
+        n_jobs=args.n_jobs,
+    )
+    return estimator, cls.__name__
 
 
 def _make_model(name, task, args):
@@ -576,8 +564,6 @@ def _evaluate(models, table, y, task, scorer, args):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from ._progress import progress
 
     X = table.to_array()
     splits = list(_splitter(task, args.cv, args.random_state).split(X, y))
@@ -742,8 +728,6 @@ def _check_args(args):
         raise CLIError(
             f"--random-state must be in 0 .. 2**32 - 1, got {args.random_state}."
         )
-    from ._device import check_device, gpu_available
-
     try:
         check_device(args.device)
     except ValueError as exc:
@@ -948,9 +932,6 @@ def _version(module):
 
 def _info(args, out):
     from sklearn import get_config
-
-    from . import __version__
-    from ._device import _probe_cupy
 
     rows = [
         ("sknetk", __version__),
