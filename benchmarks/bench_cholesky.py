@@ -57,8 +57,10 @@ def machine():
     from threadpoolctl import threadpool_info
 
     blas = [
-        {k: info.get(k) for k in ("internal_api", "version", "num_threads",
-                                  "architecture")}
+        {
+            k: info.get(k)
+            for k in ("internal_api", "version", "num_threads", "architecture")
+        }
         for info in threadpool_info()
         if info.get("user_api") == "blas"
     ]
@@ -102,8 +104,10 @@ def run_size(n, repeat):
             work[...] = A
             if name == "cho_factor":
                 seconds, (L_ref, _) = timed(
-                    lambda: cho_factor(work, lower=True, overwrite_a=True,
-                                       check_finite=False))
+                    lambda: cho_factor(
+                        work, lower=True, overwrite_a=True, check_finite=False
+                    )
+                )
                 L_ref = np.tril(L_ref)
             else:
                 seconds, info = timed(lambda: cholesky_inplace(work))
@@ -136,20 +140,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     rows = []
-    print(f"{'n':>6} {'cho_factor s':>12} {'blocked s':>10} {'ratio':>6} "
-          f"{'max diff':>9} {'pocon s':>8} {'solve s':>8}")
+    print(
+        f"{'n':>6} {'cho_factor s':>12} {'blocked s':>10} {'ratio':>6} "
+        f"{'max diff':>9} {'pocon s':>8} {'solve s':>8}"
+    )
     for n in args.sizes:
         row = run_size(n, args.repeat)
         rows.append(row)
-        print(f"{n:>6} {row['cho_factor_s']:>12.3f} {row['blocked_s']:>10.3f} "
-              f"{row['ratio']:>6.3f} {row['max_rel_diff']:>9.1e} "
-              f"{row['pocon_s']:>8.3f} {row['solve_s']:>8.3f}", flush=True)
+        print(
+            f"{n:>6} {row['cho_factor_s']:>12.3f} {row['blocked_s']:>10.3f} "
+            f"{row['ratio']:>6.3f} {row['max_rel_diff']:>9.1e} "
+            f"{row['pocon_s']:>8.3f} {row['solve_s']:>8.3f}",
+            flush=True,
+        )
     from sknetk._linalg import BLOCK
 
     record = {
         "benchmark": "bench_cholesky",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+            timespec="seconds"
+        ),
         "device": "cpu",
         "dtype": "float64",
         "block": BLOCK,

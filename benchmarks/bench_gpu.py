@@ -99,8 +99,7 @@ def bench_kernel(n, d, depth, dtype, bandwidth, rng):
     wm = 4096  # MiB of Gram scratch per row block
 
     def run():
-        return ntk_kernel(X, depth=depth, dtype=np.dtype(dtype).name,
-                          working_memory=wm)
+        return ntk_kernel(X, depth=depth, dtype=np.dtype(dtype).name, working_memory=wm)
 
     run()  # compile the fused kernel
     t, K = _time_gpu(run)
@@ -109,10 +108,17 @@ def bench_kernel(n, d, depth, dtype, bandwidth, rng):
     _free_pool()
     roofline = t_mm + t_rw
     return {
-        "n": n, "d": d, "depth": depth, "dtype": np.dtype(dtype).name,
-        "seconds": t, "entries_per_s": n * n / t, "matmul_s": t_mm,
-        "rw_pass_s": t_rw, "roofline_s": roofline,
-        "fraction_of_roofline": roofline / t, "finite": finite,
+        "n": n,
+        "d": d,
+        "depth": depth,
+        "dtype": np.dtype(dtype).name,
+        "seconds": t,
+        "entries_per_s": n * n / t,
+        "matmul_s": t_mm,
+        "rw_pass_s": t_rw,
+        "roofline_s": roofline,
+        "fraction_of_roofline": roofline / t,
+        "finite": finite,
     }
 
 
@@ -126,9 +132,9 @@ def bench_fit(n, d, device, rng, dtype=np.float64):
     from sknetk import NTKRegressor
 
     X, y, Xt, yt = _problem(n, d, rng)
-    model = NTKRegressor(alpha=1e-2, alpha_scale="mean_diag", depth=3,
-                         solver="cholesky",
-                         device=device)
+    model = NTKRegressor(
+        alpha=1e-2, alpha_scale="mean_diag", depth=3, solver="cholesky", device=device
+    )
     t0 = time.perf_counter()
     model.fit(X, y)
     if device == "gpu":
@@ -140,9 +146,16 @@ def bench_fit(n, d, device, rng, dtype=np.float64):
     r2 = 1 - np.mean((pred - yt) ** 2) / np.var(yt)
     if device == "gpu":
         _free_pool()
-    return {"n": n, "d": d, "device": device, "fit_s": t_fit,
-            "predict_s": t_pred, "n_test": len(yt), "r2": float(r2),
-            "finite": bool(np.all(np.isfinite(pred)))}, pred
+    return {
+        "n": n,
+        "d": d,
+        "device": device,
+        "fit_s": t_fit,
+        "predict_s": t_pred,
+        "n_test": len(yt),
+        "r2": float(r2),
+        "finite": bool(np.all(np.isfinite(pred))),
+    }, pred
 
 
 def rows_sweep(settings, n, d, bandwidth, rng):
@@ -178,8 +191,10 @@ def rows_sweep(settings, n, d, bandwidth, rng):
             if "error" in r:
                 print(f"{r['setting']:>22} {r['dtype']:>8}  ERROR {r['error']}")
                 continue
-            print(f"{r['setting']:>22} {r['dtype']:>8} {r['rows_per_thread']:>5} "
-                  f"{r['seconds']:9.4f} {r['fraction_of_roofline']:6.2f}")
+            print(
+                f"{r['setting']:>22} {r['dtype']:>8} {r['rows_per_thread']:>5} "
+                f"{r['seconds']:9.4f} {r['fraction_of_roofline']:6.2f}"
+            )
     return results
 
 
@@ -190,9 +205,12 @@ def main(argv=None):
     parser.add_argument("--fit-n", type=int, default=50000)
     parser.add_argument("--compare-n", type=int, default=10000)
     parser.add_argument("--d", type=int, default=100)
-    parser.add_argument("--rows-sweep", default="",
-                        help="';'-separated SKNETK_CUDA_ROWS_PER_THREAD settings "
-                             "to time the largest kernel with (both dtypes)")
+    parser.add_argument(
+        "--rows-sweep",
+        default="",
+        help="';'-separated SKNETK_CUDA_ROWS_PER_THREAD settings "
+        "to time the largest kernel with (both dtypes)",
+    )
     args = parser.parse_args(argv)
 
     import cupy  # noqa: F401  (fail early and clearly without CuPy)
@@ -214,15 +232,19 @@ def main(argv=None):
             rows.append(r)
             print(json.dumps(r), flush=True)
     print()
-    print(f"{'n':>7} {'dtype':>8} {'seconds':>9} {'entries/s':>11} "
-          f"{'roofline s':>11} {'frac':>6}")
+    print(
+        f"{'n':>7} {'dtype':>8} {'seconds':>9} {'entries/s':>11} "
+        f"{'roofline s':>11} {'frac':>6}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['n']:>7} {r['dtype']:>8}  ERROR {r['error']}")
             continue
-        print(f"{r['n']:>7} {r['dtype']:>8} {r['seconds']:9.4f} "
-              f"{r['entries_per_s']:11.3e} {r['roofline_s']:11.4f} "
-              f"{r['fraction_of_roofline']:6.2f}")
+        print(
+            f"{r['n']:>7} {r['dtype']:>8} {r['seconds']:9.4f} "
+            f"{r['entries_per_s']:11.3e} {r['roofline_s']:11.4f} "
+            f"{r['fraction_of_roofline']:6.2f}"
+        )
 
     sweep = rows_sweep(args.rows_sweep, max(sizes), args.d, bw, rng)
 
@@ -251,8 +273,12 @@ def main(argv=None):
     record = {
         "benchmark": "bench_gpu",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0], **info},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            **info,
+        },
         "device": "gpu",
         "bandwidth_bytes_per_s": bw,
         "kernel": rows,
@@ -261,8 +287,11 @@ def main(argv=None):
         "gpu_vs_cpu_ratio": ratio,
         "gpu_cpu_prediction_rel_diff": agree,
         "baseline": "roofline (matmul + one read/write pass); CPU for the ratio",
-        "targets": {"fraction_of_roofline": ">= 0.5", "fit_50000_s": "< 5",
-                    "gpu_vs_cpu": ">= 50"},
+        "targets": {
+            "fraction_of_roofline": ">= 0.5",
+            "fit_50000_s": "< 5",
+            "gpu_vs_cpu": ">= 50",
+        },
     }
     print(json.dumps(record))
     if args.out:

@@ -140,8 +140,15 @@ def run_nystrom(X, y, Xt, ft, m, alpha, working_memory, trace=True):
         tracemalloc.start()
     t0 = time.perf_counter()
     centers, coef, n_iter, info = nystrom_fit(
-        X, y, kernel_fn=fn, n_centers=m, alpha=alpha, tol=1e-6, max_iter=200,
-        random_state=0, working_memory=working_memory,
+        X,
+        y,
+        kernel_fn=fn,
+        n_centers=m,
+        alpha=alpha,
+        tol=1e-6,
+        max_iter=200,
+        random_state=0,
+        working_memory=working_memory,
     )
     fit_s = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] if trace else float("nan")
@@ -169,8 +176,11 @@ def run_exact(X, y, Xt, ft, alpha, working_memory):
     t0 = time.perf_counter()
     K = ntk_kernel(X, **KERNEL)
     K[np.diag_indices_from(K)] += alpha
-    dual = cho_solve(cho_factor(K, lower=True, overwrite_a=True, check_finite=False),
-                     y, check_finite=False)
+    dual = cho_solve(
+        cho_factor(K, lower=True, overwrite_a=True, check_finite=False),
+        y,
+        check_finite=False,
+    )
     del K
     fit_s = time.perf_counter() - t0
     pred = kernel_matvec(Xt, X, dual, **KERNEL, working_memory=working_memory)
@@ -186,21 +196,33 @@ def run_dask(X, y, m, alpha, working_memory):
         return {"dask_error": f"dask not installed: {exc}"}
     from sknetk._nystrom import nystrom_fit
 
-    kwargs = dict(n_centers=m, alpha=alpha, tol=1e-6, max_iter=200, random_state=0,
-                  working_memory=working_memory)
+    kwargs = dict(
+        n_centers=m,
+        alpha=alpha,
+        tol=1e-6,
+        max_iter=200,
+        random_state=0,
+        working_memory=working_memory,
+    )
     t0 = time.perf_counter()
     _, coef_local, iters_local, info_local = nystrom_fit(
-        X, y, kernel_fn=kernel_fn(working_memory), **kwargs)
+        X, y, kernel_fn=kernel_fn(working_memory), **kwargs
+    )
     local_s = time.perf_counter() - t0
     # blocks within the budget, and at least 4 per worker to balance the load
     rows = max(1, int(0.25 * working_memory * 2**20 / (m * 8)))
     rows = min(rows, -(-X.shape[0] // 8))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         Xd = da.from_array(X, chunks=(rows, X.shape[1]))
         t0 = time.perf_counter()
         _, coef, iters, info = nystrom_fit(
-            Xd, y, kernel_fn=kernel_fn(working_memory, n_jobs=1), **kwargs)
+            Xd, y, kernel_fn=kernel_fn(working_memory, n_jobs=1), **kwargs
+        )
         dask_s = time.perf_counter() - t0
     diff = float(np.max(np.abs(coef - coef_local)) / np.max(np.abs(coef_local)))
     return {
@@ -231,7 +253,8 @@ def machine_info():
         pass
     try:
         info["memory_gib"] = round(
-            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
+        )
     except (ValueError, OSError, AttributeError):  # pragma: no cover
         pass
     try:
@@ -239,7 +262,8 @@ def machine_info():
 
         info["blas"] = [
             {k: p.get(k) for k in ("internal_api", "num_threads", "version")}
-            for p in threadpool_info() if p.get("user_api") == "blas"
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
         ]
     except ImportError:  # pragma: no cover
         pass
@@ -278,7 +302,8 @@ def main_cpu(args):
     result = {
         "benchmark": "bench_large",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+            timespec="seconds"
+        ),
         "device": "cpu",
         "dtype": "float64",
         "kernel": KERNEL,
@@ -287,10 +312,12 @@ def main_cpu(args):
         "working_memory_mib": args.working_memory,
         "sizes": args.sizes,
         "rows": rows,
-        "time_per_doubling": doubling_factor([r["n"] for r in rows],
-                                             [r["fit_s"] for r in rows]),
+        "time_per_doubling": doubling_factor(
+            [r["n"] for r in rows], [r["fit_s"] for r in rows]
+        ),
         "max_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
         "machine": machine_info(),
     }
     print(f"time per doubling of n: {result['time_per_doubling']}")
@@ -309,8 +336,19 @@ def main_cpu(args):
 
 
 def print_row(row, header=False):
-    cols = ["n", "m", "strategy", "fit_s", "n_iter", "peak_mib", "predict_s", "rmse",
-            "exact_rmse", "rmse_vs_exact", "exact_fit_s"]
+    cols = [
+        "n",
+        "m",
+        "strategy",
+        "fit_s",
+        "n_iter",
+        "peak_mib",
+        "predict_s",
+        "rmse",
+        "exact_rmse",
+        "rmse_vs_exact",
+        "exact_fit_s",
+    ]
     if header:
         print(" ".join(f"{c:>13}" for c in cols))
     cells = []
@@ -333,12 +371,18 @@ def main_gpu(args):
     m = args.centers or 20_000
     wm = args.working_memory if args.working_memory_set else 16384
     X, y, Xt, ft = make_teacher(n, d=args.d, noise=args.noise, xp=cupy)
-    alpha = ALPHA_REL * n * float(
-        cupy.asnumpy(ntk_diag_gpu(X[:10_000])).mean())
+    alpha = ALPHA_REL * n * float(cupy.asnumpy(ntk_diag_gpu(X[:10_000])).mean())
     fn = kernel_fn(wm, n_jobs=1)
     # warm-up: compile the fused kernel and load cuBLAS/cuSOLVER on a tiny fit
-    nystrom_fit(X[:2000], y[:2000], kernel_fn=fn, n_centers=200, alpha=alpha,
-                random_state=0, working_memory=wm)
+    nystrom_fit(
+        X[:2000],
+        y[:2000],
+        kernel_fn=fn,
+        n_centers=200,
+        alpha=alpha,
+        random_state=0,
+        working_memory=wm,
+    )
     cupy.cuda.runtime.deviceSynchronize()
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
@@ -346,8 +390,16 @@ def main_gpu(args):
     for strategy in args.strategy:
         t0 = time.perf_counter()
         centers, coef, n_iter, info = nystrom_fit(
-            X, y, kernel_fn=fn, n_centers=m, alpha=alpha, tol=1e-6, max_iter=200,
-            random_state=0, working_memory=wm, strategy=strategy,
+            X,
+            y,
+            kernel_fn=fn,
+            n_centers=m,
+            alpha=alpha,
+            tol=1e-6,
+            max_iter=200,
+            random_state=0,
+            working_memory=wm,
+            strategy=strategy,
             verbose=args.verbose,
         )
         cupy.cuda.runtime.deviceSynchronize()
@@ -357,9 +409,14 @@ def main_gpu(args):
         cupy.cuda.runtime.deviceSynchronize()
         predict_s = time.perf_counter() - t0
         row = {
-            "n": n, "d": args.d, "m": m, "alpha": alpha,
-            "strategy": info["strategy"], "fit_s": round(fit_s, 3),
-            "predict_s": round(predict_s, 3), "n_iter": n_iter,
+            "n": n,
+            "d": args.d,
+            "m": m,
+            "alpha": alpha,
+            "strategy": info["strategy"],
+            "fit_s": round(fit_s, 3),
+            "predict_s": round(predict_s, 3),
+            "n_iter": n_iter,
             "converged": info["converged"],
             "rmse": rmse(cupy.asnumpy(pred), cupy.asnumpy(ft)),
             "pool_total_gib": round(pool.total_bytes() / 2**30, 2),
@@ -374,7 +431,8 @@ def main_gpu(args):
     result = {
         "benchmark": "bench_large_gpu",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+            timespec="seconds"
+        ),
         "device": "gpu",
         "dtype": "float64",
         "kernel": KERNEL,
@@ -403,19 +461,32 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, nargs="+", help="override the list of n")
     p.add_argument("--centers", type=int, help="number of centres m")
     p.add_argument("--d", type=int, default=20)
-    p.add_argument("--noise", type=float, default=NOISE,
-                   help="standard deviation of the target noise")
-    p.add_argument("--working-memory", type=float, default=None,
-                   help="budget in MiB (default: scikit-learn's, 1024; GPU: 16384)")
-    p.add_argument("--exact-max", type=int, default=20_000,
-                   help="largest n for the exact solver")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=NOISE,
+        help="standard deviation of the target noise",
+    )
+    p.add_argument(
+        "--working-memory",
+        type=float,
+        default=None,
+        help="budget in MiB (default: scikit-learn's, 1024; GPU: 16384)",
+    )
+    p.add_argument(
+        "--exact-max", type=int, default=20_000, help="largest n for the exact solver"
+    )
     p.add_argument("--dask-n", type=int)
     p.add_argument("--no-dask", action="store_true")
     p.add_argument("--save", action="store_true")
     p.add_argument("--gpu", action="store_true", help="the CuPy run at n = 1e6")
-    p.add_argument("--strategy", nargs="+", default=["auto"],
-                   choices=["auto", "cache", "gram", "stream"],
-                   help="GPU run: the strategies to time")
+    p.add_argument(
+        "--strategy",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "cache", "gram", "stream"],
+        help="GPU run: the strategies to time",
+    )
     p.add_argument("--out", help="GPU run: folder for bench_large_gpu.json")
     p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args(argv)

@@ -75,8 +75,16 @@ def machine_info():
 
     np.ones((2, 2)) @ np.ones((2, 2))  # load BLAS
     blas = [
-        {k: lib.get(k) for k in ("internal_api", "version", "num_threads",
-                                 "threading_layer", "architecture")}
+        {
+            k: lib.get(k)
+            for k in (
+                "internal_api",
+                "version",
+                "num_threads",
+                "threading_layer",
+                "architecture",
+            )
+        }
         for lib in threadpool_info()
         if lib.get("user_api") == "blas"
     ]
@@ -98,13 +106,18 @@ def make_data(n, seed=0):
     from sklearn.datasets import make_friedman1
     from sklearn.preprocessing import StandardScaler
 
-    X, y = make_friedman1(n_samples=n + 1000, n_features=10, noise=1.0,
-                          random_state=seed)
+    X, y = make_friedman1(
+        n_samples=n + 1000, n_features=10, noise=1.0, random_state=seed
+    )
     X_train, X_test, y_train, y_test = X[:n], X[n:], y[:n], y[n:]
     scaler = StandardScaler().fit(X_train)
     mean = y_train.mean()
-    return (scaler.transform(X_train), scaler.transform(X_test),
-            y_train - mean, y_test - mean)
+    return (
+        scaler.transform(X_train),
+        scaler.transform(X_test),
+        y_train - mean,
+        y_test - mean,
+    )
 
 
 def regressor_with_memory():
@@ -126,23 +139,52 @@ def regressor_with_memory():
             "memory": [None, str, HasMethods(["cache"])],
         }
 
-        def __init__(self, alpha=1.0, *, kernel="ntk", depth=3, activation="relu",
-                     activation_params=None, weight_std=1.0, bias_std=0.0,
-                     parameterization="ntk", width=None, alpha_scale="absolute",
-                     device="auto", working_memory=None, n_jobs=-1, memory=None):
+        def __init__(
+            self,
+            alpha=1.0,
+            *,
+            kernel="ntk",
+            depth=3,
+            activation="relu",
+            activation_params=None,
+            weight_std=1.0,
+            bias_std=0.0,
+            parameterization="ntk",
+            width=None,
+            alpha_scale="absolute",
+            device="auto",
+            working_memory=None,
+            n_jobs=-1,
+            memory=None,
+        ):
             super().__init__(
-                alpha=alpha, kernel=kernel, depth=depth, activation=activation,
-                activation_params=activation_params, weight_std=weight_std,
-                bias_std=bias_std, parameterization=parameterization, width=width,
-                alpha_scale=alpha_scale, device=device,
-                working_memory=working_memory, n_jobs=n_jobs)
+                alpha=alpha,
+                kernel=kernel,
+                depth=depth,
+                activation=activation,
+                activation_params=activation_params,
+                weight_std=weight_std,
+                bias_std=bias_std,
+                parameterization=parameterization,
+                width=width,
+                alpha_scale=alpha_scale,
+                device=device,
+                working_memory=working_memory,
+                n_jobs=n_jobs,
+            )
             self.memory = memory
 
         def _cached(self, X, Y=None):
-            return cached_kernel(self.memory, X, Y, kernel=self.kernel,
-                                 **self._kernel_params(),
-                                 working_memory=self.working_memory,
-                                 n_jobs=self.n_jobs, device="cpu")
+            return cached_kernel(
+                self.memory,
+                X,
+                Y,
+                kernel=self.kernel,
+                **self._kernel_params(),
+                working_memory=self.working_memory,
+                n_jobs=self.n_jobs,
+                device="cpu",
+            )
 
         def _train_kernel(self, X):
             return self._cached(X)  # a fresh array (loaded or computed)
@@ -185,14 +227,17 @@ def run(n, n_jobs):
         print(f"done: {name} ({seconds:.2f} s)", file=sys.stderr, flush=True)
         return row
 
-    t_plain, plain = timed(lambda: NTKRegressor(alpha=1e-2, depth=3, **common)
-                           .fit(X, y))
+    t_plain, plain = timed(
+        lambda: NTKRegressor(alpha=1e-2, depth=3, **common).fit(X, y)
+    )
     add("plain fit (alpha=1e-2, depth=3)", t_plain, plain, 1e-2, 3)
 
-    t_loo, loo = timed(lambda: NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, **common)
-                       .fit(X, y))
-    r2_loo = add("NTKRegressorCV (LOO), 50 candidates", t_loo, loo, loo.alpha_,
-                 loo.depth_)["test_r2"]
+    t_loo, loo = timed(
+        lambda: NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, **common).fit(X, y)
+    )
+    r2_loo = add(
+        "NTKRegressorCV (LOO), 50 candidates", t_loo, loo, loo.alpha_, loo.depth_
+    )["test_r2"]
 
     # The floor of the method the issue prescribes: one eigendecomposition
     # of an n x n kernel per depth (LAPACK syevd via kernel_eigh).
@@ -203,29 +248,52 @@ def run(n, n_jobs):
     K3 = None
     add("one eigendecomposition of the n x n kernel", t_eigh)
 
-    t_cvk, cvk = timed(lambda: NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=folds,
-                                              **common).fit(X, y))
+    t_cvk, cvk = timed(
+        lambda: NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=folds, **common).fit(
+            X, y
+        )
+    )
     add("NTKRegressorCV (5-fold), 50 candidates", t_cvk, cvk, cvk.alpha_, cvk.depth_)
 
-    t_grid, search = timed(lambda: GridSearchCV(NTKRegressor(**common), grid,
-                                                cv=folds).fit(X, y))
-    r2_grid = add("GridSearchCV(NTKRegressor(), 5-fold), 50 candidates", t_grid,
-                  search, search.best_params_["alpha"],
-                  search.best_params_["depth"])["test_r2"]
+    t_grid, search = timed(
+        lambda: GridSearchCV(NTKRegressor(**common), grid, cv=folds).fit(X, y)
+    )
+    r2_grid = add(
+        "GridSearchCV(NTKRegressor(), 5-fold), 50 candidates",
+        t_grid,
+        search,
+        search.best_params_["alpha"],
+        search.best_params_["depth"],
+    )["test_r2"]
 
     # -- GridSearchCV over alphas only, with and without memory -------------
     alpha_grid = {"alpha": grid["alpha"]}
     base = dict(common, depth=MEMORY_DEPTH)
-    t_nomem, s_nomem = timed(lambda: GridSearchCV(NTKRegressor(**base), alpha_grid,
-                                                  cv=folds).fit(X, y))
-    add(f"GridSearchCV over 10 alphas (depth {MEMORY_DEPTH}), no memory", t_nomem,
-        s_nomem, s_nomem.best_params_["alpha"], MEMORY_DEPTH)
+    t_nomem, s_nomem = timed(
+        lambda: GridSearchCV(NTKRegressor(**base), alpha_grid, cv=folds).fit(X, y)
+    )
+    add(
+        f"GridSearchCV over 10 alphas (depth {MEMORY_DEPTH}), no memory",
+        t_nomem,
+        s_nomem,
+        s_nomem.best_params_["alpha"],
+        MEMORY_DEPTH,
+    )
     Cached, memory_via = regressor_with_memory()
     with tempfile.TemporaryDirectory() as folder:
-        t_mem, s_mem = timed(lambda: GridSearchCV(Cached(memory=folder, **base),
-                                                  alpha_grid, cv=folds).fit(X, y))
-    add(f"GridSearchCV over 10 alphas (depth {MEMORY_DEPTH}), memory", t_mem, s_mem,
-        s_mem.best_params_["alpha"], MEMORY_DEPTH, note=memory_via)
+        t_mem, s_mem = timed(
+            lambda: GridSearchCV(
+                Cached(memory=folder, **base), alpha_grid, cv=folds
+            ).fit(X, y)
+        )
+    add(
+        f"GridSearchCV over 10 alphas (depth {MEMORY_DEPTH}), memory",
+        t_mem,
+        s_mem,
+        s_mem.best_params_["alpha"],
+        MEMORY_DEPTH,
+        note=memory_via,
+    )
 
     # Reference: each fold's kernels computed once, plus the 50 solves.
     t_kernels, t_solves = 0.0, 0.0
@@ -278,12 +346,20 @@ def print_table(rows, summary):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000,
-                        help="training rows (default 2000)")
-    parser.add_argument("--n-jobs", type=int, default=-1,
-                        help="threads for the kernel tiles (default: all cores)")
-    parser.add_argument("--save", action="store_true",
-                        help="append the JSON line to benchmarks/results/")
+    parser.add_argument(
+        "--n", type=int, default=2000, help="training rows (default 2000)"
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=-1,
+        help="threads for the kernel tiles (default: all cores)",
+    )
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="append the JSON line to benchmarks/results/",
+    )
     args = parser.parse_args(argv)
     if args.n < 5 * N_FOLDS:
         parser.error(f"--n must be >= {5 * N_FOLDS}")

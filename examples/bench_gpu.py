@@ -81,7 +81,8 @@ for n in GPU_SIZES:
     if cpu is None and gpu is None:
         continue
     max_diff = (
-        float(np.max(np.abs(cpu[2] - gpu[2]))) if cpu is not None and gpu is not None
+        float(np.max(np.abs(cpu[2] - gpu[2])))
+        if cpu is not None and gpu is not None
         else float("nan")
     )
     rows.append((n, cpu, gpu, max_diff))
@@ -89,8 +90,11 @@ for n in GPU_SIZES:
         f"n={n:6d}  "
         + (f"CPU fit {cpu[0]:7.2f} s predict {cpu[1]:6.2f} s  " if cpu else " " * 38)
         + (f"GPU fit {gpu[0]:7.3f} s predict {gpu[1]:6.3f} s  " if gpu else "")
-        + (f"speed-up {cpu[0] / gpu[0]:5.1f}x  max |diff| {max_diff:.1e}"
-           if cpu and gpu else "")
+        + (
+            f"speed-up {cpu[0] / gpu[0]:5.1f}x  max |diff| {max_diff:.1e}"
+            if cpu and gpu
+            else ""
+        )
     )
 
 # %%

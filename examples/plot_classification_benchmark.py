@@ -67,9 +67,10 @@ for name in data_sets:
             warnings.simplefilter("ignore", ConvergenceWarning)
             cv = cross_validate(make_pipeline(StandardScaler(), model), X, y, cv=folds)
         results[name, model_name] = cv
-    print(f"{name:14s} n={X.shape[0]:5d} d={X.shape[1]:3d}  " + "  ".join(
-        f"{m}: {results[name, m]['test_score'].mean():.3f}" for m in models
-    ))
+    print(
+        f"{name:14s} n={X.shape[0]:5d} d={X.shape[1]:3d}  "
+        + "  ".join(f"{m}: {results[name, m]['test_score'].mean():.3f}" for m in models)
+    )
 print(f"total {time.perf_counter() - start:.1f} s")
 
 # %%
@@ -82,8 +83,14 @@ for i, model_name in enumerate(models):
     scores = [results[d, model_name]["test_score"] for d in data_sets]
     fit_times = [results[d, model_name]["fit_time"].mean() for d in data_sets]
     offset = (i - (len(models) - 1) / 2) * width
-    ax_acc.bar(x + offset, [s.mean() for s in scores], width,
-               yerr=[s.std() for s in scores], capsize=2, label=model_name)
+    ax_acc.bar(
+        x + offset,
+        [s.mean() for s in scores],
+        width,
+        yerr=[s.std() for s in scores],
+        capsize=2,
+        label=model_name,
+    )
     ax_time.bar(x + offset, fit_times, width, label=model_name)
 ax_acc.set_ylim(0.9, 1.0)
 ax_acc.set_ylabel("accuracy (5-fold CV)")

@@ -39,8 +39,9 @@ from sklearn.preprocessing import StandardScaler
 from sknetk import NTKRegressor, NTKRegressorCV
 
 X, y = load_diabetes(return_X_y=True)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
-                                                    random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, random_state=0
+)
 
 alphas = np.logspace(-3, 1, 5)  # relative to the kernel's mean diagonal
 depths = [1, 2, 3, 4, 5]
@@ -76,9 +77,11 @@ search.fit(X_train, y_train)
 grid_seconds = time.perf_counter() - start
 best_alpha = search.best_params_["regressor__ntkregressor__alpha"]
 best_depth = search.best_params_["regressor__ntkregressor__depth"]
-print(f"GridSearchCV:   {grid_seconds:6.2f} s, alpha={best_alpha:.3g}, "
-      f"depth={best_depth}, test R^2 "
-      f"{search.best_estimator_.score(X_test, y_test):.3f}")
+print(
+    f"GridSearchCV:   {grid_seconds:6.2f} s, alpha={best_alpha:.3g}, "
+    f"depth={best_depth}, test R^2 "
+    f"{search.best_estimator_.score(X_test, y_test):.3f}"
+)
 
 # %%
 # The leave-one-out estimator
@@ -87,14 +90,17 @@ print(f"GridSearchCV:   {grid_seconds:6.2f} s, alpha={best_alpha:.3g}, "
 # directly. With the default ``cv=None`` it scores every pair by exact
 # leave-one-out: one kernel recursion pass for all depths, one
 # eigendecomposition per depth, then a matrix product per alpha.
-loo = with_scaling(NTKRegressorCV(alphas=alphas, depths=depths,
-                                  alpha_scale="mean_diag"))
+loo = with_scaling(
+    NTKRegressorCV(alphas=alphas, depths=depths, alpha_scale="mean_diag")
+)
 start = time.perf_counter()
 loo.fit(X_train, y_train)
 loo_seconds = time.perf_counter() - start
 cv_model = loo.regressor_[-1]
-print(f"NTKRegressorCV: {loo_seconds:6.2f} s, alpha={cv_model.alpha_:.3g}, "
-      f"depth={cv_model.depth_}, test R^2 {loo.score(X_test, y_test):.3f}")
+print(
+    f"NTKRegressorCV: {loo_seconds:6.2f} s, alpha={cv_model.alpha_:.3g}, "
+    f"depth={cv_model.depth_}, test R^2 {loo.score(X_test, y_test):.3f}"
+)
 print(f"speed-up: {grid_seconds / loo_seconds:.0f}x")
 
 # %%
@@ -107,18 +113,22 @@ print(f"speed-up: {grid_seconds / loo_seconds:.0f}x")
 results = cv_model.cv_results_
 scores = np.empty((len(depths), len(alphas)))
 for params, score in zip(results["params"], results["mean_test_score"]):
-    scores[depths.index(params["depth"]),
-           int(np.argmin(np.abs(alphas - params["alpha"])))] = score
+    scores[
+        depths.index(params["depth"]), int(np.argmin(np.abs(alphas - params["alpha"])))
+    ] = score
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
-image = ax.imshow(-scores, aspect="auto", cmap="viridis_r",
-                  norm=LogNorm())
+image = ax.imshow(-scores, aspect="auto", cmap="viridis_r", norm=LogNorm())
 ax.set_xticks(range(len(alphas)), [f"{a:.0e}" for a in alphas], rotation=45)
 ax.set_yticks(range(len(depths)), depths)
 ax.set_xlabel("alpha (relative to the mean kernel diagonal)")
 ax.set_ylabel("depth")
-ax.plot(list(alphas).index(cv_model.alpha_), depths.index(cv_model.depth_),
-        "r*", markersize=14)
+ax.plot(
+    list(alphas).index(cv_model.alpha_),
+    depths.index(cv_model.depth_),
+    "r*",
+    markersize=14,
+)
 fig.colorbar(image, label="leave-one-out MSE (standardized y)")
 ax.set_title("NTKRegressorCV: leave-one-out error over the grid")
 fig.tight_layout()
@@ -126,11 +136,9 @@ fig.tight_layout()
 # %%
 # The grid search's own landscape, for comparison (5-fold mean squared error
 # in the original units of ``y``, so only the shape is comparable):
-grid_scores = -search.cv_results_["mean_test_score"].reshape(len(alphas),
-                                                             len(depths)).T
+grid_scores = -search.cv_results_["mean_test_score"].reshape(len(alphas), len(depths)).T
 fig, ax = plt.subplots(figsize=(7, 3.5))
-image = ax.imshow(grid_scores, aspect="auto", cmap="viridis_r",
-                  norm=LogNorm())
+image = ax.imshow(grid_scores, aspect="auto", cmap="viridis_r", norm=LogNorm())
 ax.set_xticks(range(len(alphas)), [f"{a:.0e}" for a in alphas], rotation=45)
 ax.set_yticks(range(len(depths)), depths)
 ax.set_xlabel("alpha (relative to the mean kernel diagonal)")

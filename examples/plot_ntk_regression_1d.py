@@ -134,8 +134,11 @@ x0 = np.array([[0.5]])
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for depth in (1, 3, 10, 30):
     K = ntk_kernel(X_grid, x0, depth=depth, bias_std=1.0).ravel()
-    ax.plot(X_grid, K / ntk_kernel(x0, depth=depth, bias_std=1.0)[0, 0],
-            label=f"depth {depth}")
+    ax.plot(
+        X_grid,
+        K / ntk_kernel(x0, depth=depth, bias_std=1.0)[0, 0],
+        label=f"depth {depth}",
+    )
 ax.axvline(0.5, color="0.6", lw=0.8)
 ax.set_xlabel("x")
 ax.set_ylabel("K(x, 0.5) / K(0.5, 0.5)")

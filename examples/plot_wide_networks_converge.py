@@ -172,8 +172,12 @@ fig.tight_layout()
 mean_dev = np.array([deviation[w].mean() for w in widths])
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 ax.errorbar(
-    widths, mean_dev, yerr=[deviation[w].std() for w in widths], fmt="o-",
-    capsize=3, label="finite networks (mean and std over seeds)",
+    widths,
+    mean_dev,
+    yerr=[deviation[w].std() for w in widths],
+    fmt="o-",
+    capsize=3,
+    label="finite networks (mean and std over seeds)",
 )
 guide = mean_dev[0] * np.sqrt(widths[0] / np.array(widths, dtype=float))
 ax.plot(widths, guide, "k:", label="slope -1/2")
