@@ -2,16 +2,12 @@
 
 :class:`_BaseNTK` holds what :class:`~sknetk.NTKRegressor` and
 :class:`~sknetk.NTKClassifier` share: the declarative parameter constraints,
-the one place where the compute device is chosen (:meth:`_compute_device`),
-the training kernel (:meth:`_train_kernel`), the solve (:meth:`_solve`) and
-the tiled prediction ``K(X, X_fit_) @ dual_coef_`` (:meth:`_kernel_dot`).
-A finite training time ``t`` changes only :meth:`_solve` (and the GPU
-solve): the dual coefficients come from :func:`sknetk.dynamics.gradient_flow_dual_coef`
-instead of the Cholesky solve. ``memory`` changes only where the kernels come
-from (:meth:`_train_kernel`, :meth:`_kernel_dot`, :meth:`_kernel_blocks`).
-``solver`` is read in one place (:meth:`_choose_solver`); the Nystrom solver
-(:mod:`sknetk._nystrom`) keeps its centres in ``X_fit_``, so prediction is
-the same ``K(X, X_fit_) @ dual_coef_`` for both solvers.
+the one reader of ``device`` (:meth:`_device_setting`, resolved into an
+execution context by :meth:`_context`), the fit through the solver registry
+of :mod:`sknetk._solvers` (:meth:`_fit_kernel_ridge`) and the tiled
+prediction ``K(X, X_fit_) @ dual_coef_`` (:meth:`_kernel_dot`). Every solver
+keeps the rows its prediction needs in ``X_fit_`` (the Nystrom solver its
+centres), so prediction is the same for all of them.
 """
 
 import math
@@ -24,17 +20,27 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples
 
-from ._array_api import get_namespace, is_numpy_namespace, to_numpy
+from ._array_api import get_namespace, is_numpy_namespace
 from ._cache import cached_kernel
 from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
-from ._nystrom import _is_dask, kernel_block_function, nystrom_fit, nystrom_predict
-from ._solver import ALPHA_SCALES, blas_matmul, effective_alpha, solve_kernel_ridge
-from .dynamics import gradient_flow_dual_coef
+from ._nystrom import nystrom_predict
+from ._solver import ALPHA_SCALES, blas_matmul
+from ._solvers import (
+    SOLVER_OPTIONS,
+    SOLVERS,
+    ExecutionContext,
+    Kernel,
+    Ridge,
+    choose_solver,
+    flow_time,
+    is_dask,
+    kernel_entries,
+    solver_key,
+)
 from .kernels import (
     ACTIVATION_NAMES,
     PARAMETERIZATIONS,
     KernelSpec,
-    _budget_bytes,
     kernel_matvec,
     nngp_diag,
     nngp_kernel,
@@ -51,9 +57,6 @@ from .kernels import (
 SPARSE_DENSIFY_MAX_ENTRIES = 10_000_000
 
 KERNELS = ("ntk", "nngp")
-
-#: Values of the estimators' ``solver`` parameter.
-SOLVERS = ("auto", "cholesky", "nystrom")
 
 #: Sparse formats taken as they are; others are converted to CSR (which also
 #: checks them for NaN and infinity).
@@ -480,21 +483,6 @@ def check_fit_sample_weight(sample_weight, X):
     return sample_weight
 
 
-def _time_scale(sample_weight):
-    """Learning-rate factor that makes the weighted loss a weighted *mean*.
-
-    The functions of :mod:`sknetk.dynamics` divide the (weighted) squared
-    loss by ``N = n_samples * n_targets``, as neural-tangents does without
-    weights. The estimators divide by ``sum(w) * n_targets`` instead, so that
-    an integer weight is the same as repeating the row and a zero weight the
-    same as removing it, at every training time: the factor is
-    ``n_samples / sum(w)`` (1 without weights).
-    """
-    if sample_weight is None:
-        return 1.0
-    return float(len(sample_weight) / np.sum(sample_weight))
-
-
 def check_finite_prediction(out):
     """Return ``out`` (NumPy), or raise when the test kernel overflowed."""
     if not np.isfinite(out).all():
@@ -506,23 +494,14 @@ def check_finite_prediction(out):
     return out
 
 
-def _check_finite_kernel(K):
-    """Refuse a kernel with NaN or infinity (as :func:`solve_kernel_ridge` does)."""
-    xp = get_namespace(K)
-    if not bool(xp.all(xp.isfinite(K))):
-        raise ValueError(
-            "The kernel matrix contains NaN or infinity (are the inputs too "
-            "large in magnitude for float64?). Scale the features (e.g. "
-            "StandardScaler) before the estimator."
-        )
-
-
 class _BaseNTK(BaseEstimator):
     """Kernel ridge regression with an infinite-width network kernel (base).
 
     Subclasses define ``__init__`` with the parameters of
-    ``_parameter_constraints`` (plus their own) and call
-    :meth:`_fit_kernel_ridge` and :meth:`_kernel_dot`.
+    ``_parameter_constraints`` (plus their own), choose the solver with
+    :meth:`_choose_solver` before validating the input, then call
+    :meth:`_fit_kernel_ridge` and :meth:`_kernel_dot`. The solvers themselves
+    live in :mod:`sknetk._solvers`.
     """
 
     _parameter_constraints: dict = {
@@ -542,7 +521,7 @@ class _BaseNTK(BaseEstimator):
         "device": [StrOptions(set(DEVICES))],
         "working_memory": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Integral, None],
-        "solver": [StrOptions(set(SOLVERS))],
+        "solver": [StrOptions(set(SOLVER_OPTIONS))],
         "n_centers": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -576,6 +555,13 @@ class _BaseNTK(BaseEstimator):
             params["frozen_layers"] = 0
         return params
 
+    def _kernel(self):
+        """The :class:`~sknetk._solvers.Kernel` of this model."""
+        ntk = self.kernel == "ntk"
+        return Kernel(self.kernel, self._kernel_params(),
+                      ntk_kernel if ntk else nngp_kernel,
+                      ntk_diag if ntk else nngp_diag)
+
     def _check_kernel_params(self):
         """Checks beyond the declarative constraints (raise ``ValueError``).
 
@@ -593,318 +579,80 @@ class _BaseNTK(BaseEstimator):
 
     def _flow_time(self):
         """The finite training time ``t`` as a float, or None when converged."""
-        if self.t is None or math.isinf(self.t):
-            return None
-        return float(self.t)
+        return flow_time(self.t)
+
+    # -- where the work runs -------------------------------------------------
+    def _device_setting(self, predict=False):
+        """The ``device`` parameter, as a fitted model uses it: the one reader.
+
+        With ``predict=True`` (prediction, uncertainty, trajectories),
+        ``device="gpu"`` becomes the CPU, with a warning, where no GPU is
+        usable (:func:`sknetk._device.predict_device`), so that a model fitted
+        on a GPU predicts anywhere.
+        """
+        return predict_device(self.device) if predict else self.device
 
     def _compute_device(self, n_entries, *, predict=False):
-        """Where this fit or prediction runs: the one place that reads ``device``.
+        """``"cpu"`` or ``"gpu"`` for a call computing ``n_entries`` kernel entries.
 
-        Parameters
-        ----------
-        n_entries : int
-            Entries of the kernel matrix the call computes; ``device="auto"``
-            uses the GPU when CuPy and a device are present and
-            ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``.
-        predict : bool, default=False
-            True for the computations of a fitted model (prediction,
-            uncertainty, trajectories): ``device="gpu"`` then runs on the CPU,
-            with a warning, where no GPU is usable
-            (:func:`sknetk._device.predict_device`), so that a model fitted
-            on a GPU predicts anywhere.
-
-        Returns
-        -------
-        device : {"cpu", "gpu"}
-            ``device="gpu"`` raises
-            :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
-            missing when CuPy or a CUDA device is absent.
+        ``device="auto"`` uses the GPU when CuPy and a device are present and
+        ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``; ``device="gpu"``
+        raises :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
+        missing (at fit time; see :meth:`_device_setting` for prediction).
         """
-        device = predict_device(self.device) if predict else self.device
-        return "gpu" if use_gpu(device, n_entries) else "cpu"
+        return "gpu" if use_gpu(self._device_setting(predict), n_entries) else "cpu"
+
+    def _context(self, n_entries, *, predict=False, dask_input=False):
+        """The :class:`~sknetk._solvers.ExecutionContext` of one fit or prediction.
+
+        Dask input keeps the ``device`` setting: each worker chooses its
+        device from it.
+        """
+        if dask_input:
+            device, cupy = self._device_setting(predict), None
+        else:
+            device = (self._compute_device(n_entries, predict=True) if predict
+                      else self._compute_device(n_entries))
+            cupy = cupy_or_error() if device == "gpu" else None
+        return ExecutionContext(
+            device=device, cupy=cupy, working_memory=self.working_memory,
+            n_jobs=self.n_jobs, verbose=self.verbose, memory=self.memory,
+            random_state=self.random_state, n_centers=self.n_centers,
+            max_iter=self.max_iter, tol=self.tol,
+        )
 
     # -- fit -----------------------------------------------------------------
-    def _train_kernel(self, X):
-        """Training kernel ``K(X, X)`` on the CPU, float64, shape (n, n).
-
-        With ``memory``, it is loaded from the cache when the same data and
-        kernel parameters were seen before. The returned array is a private,
-        writable one (:meth:`_solve` overwrites it): a cached kernel is
-        read-only, so it is copied, and the cache file is never written.
-        """
-        if self.memory is not None:
-            K = cached_kernel(
-                self.memory,
-                X,
-                kernel=self.kernel,
-                **self._kernel_params(),
-                working_memory=self.working_memory,
-                n_jobs=self.n_jobs,
-                device="cpu",
-            )
-            # read-only (a memory map of the cache file on a hit): copied
-            return np.require(np.asarray(K), dtype=np.float64, requirements=["W"])
-        function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
-        return function(
-            X,
-            **self._kernel_params(),
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device="cpu",
-            verbose=self.verbose,
-        )
-
-    def _solve(self, K, y, sample_weight):
-        """Set ``alpha_`` and return the dual coefficients; may overwrite ``K``.
-
-        Converged (``t=None``): the Cholesky solve of ``K + alpha_ I``. A
-        finite ``t``: :func:`~sknetk.dynamics.gradient_flow_dual_coef`, from
-        one eigendecomposition of the (weighted) kernel.
-        """
-        diag = np.diagonal(K).copy() if self.alpha_scale == "mean_diag" else None
-        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
-        t = self._flow_time()
-        if t is None:
-            return solve_kernel_ridge(
-                K, y, self.alpha_, sample_weight, overwrite_K=True
-            )
-        _check_finite_kernel(K)
-        return gradient_flow_dual_coef(
-            K, y, t=t, ridge=self.alpha_, learning_rate=_time_scale(sample_weight),
-            sample_weight=sample_weight,
-        )
-
     def _choose_solver(self, n_samples, dask_input=False):
-        """``"cholesky"`` or ``"nystrom"`` for this fit: the one reader of ``solver``.
+        """``"cholesky"`` or ``"nystrom"`` for this fit (:func:`choose_solver`).
 
         Called before the input validation, which copies ``X`` for the exact
-        solver only (the Nystrom solver reads ``X`` block by block, so a
-        memmap is never loaded whole). Raises ``ValueError`` for the
-        combinations that cannot work: dask input with ``"cholesky"``, and a
-        finite ``t`` or ``memory`` (which need the exact kernel) with
-        ``"nystrom"`` or dask input.
+        solver only.
         """
-        exact_only = [
-            name
-            for name, value in (
-                ("a finite t", self._flow_time()),
-                ("memory", self.memory),
-            )
-            if value is not None
-        ]
-        exact_only = " and ".join(exact_only)
-        if self.solver == "cholesky":
-            if dask_input:
-                raise ValueError(
-                    'solver="cholesky" needs the n x n kernel in one process; '
-                    'fit dask arrays with solver="nystrom" or "auto".'
-                )
-            return "cholesky"
-        if self.solver == "nystrom" or dask_input:
-            if exact_only:
-                raise ValueError(
-                    f"The Nystrom solver cannot fit with {exact_only}, which "
-                    'needs the exact training kernel: use solver="cholesky" '
-                    '(or "auto") on NumPy input, or set t=None and memory=None.'
-                )
-            return "nystrom"
-        need = 8 * n_samples**2
-        if self._compute_device(n_samples**2) == "gpu":
-            # On the GPU the exact fit factorises in place: one n x n matrix
-            # of device memory, judged against what the device has free.
-            from ._cuda import free_device_memory
-
-            budget, where = 0.9 * free_device_memory(), "free GPU memory"
-        else:
-            budget, where = _budget_bytes(self.working_memory), "working_memory"
-        if exact_only:
-            solver, why = "cholesky", f"{exact_only} needs the exact kernel"
-        elif need <= budget:
-            solver, why = "cholesky", "it fits"
-        else:
-            solver, why = "nystrom", "it does not fit"
-        if self.verbose:
-            print(
-                f"[{type(self).__name__}] solver='auto': the {n_samples} x "
-                f"{n_samples} kernel needs {need / 2**20:.1f} MiB and "
-                f"{where} is {budget / 2**20:.1f} MiB; {why}: "
-                f"using {solver!r}."
-            )
-        return solver
-
-    def _nystrom_kernel_fn(self, device):
-        """Picklable ``kernel_fn(A, B=None)`` for :mod:`sknetk._nystrom`."""
-        return kernel_block_function(
-            self.kernel,
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device=device,
-            **self._kernel_params(),
+        return choose_solver(
+            self.solver, n_samples, dask_input=dask_input, t=self.t,
+            memory=self.memory, device_of=self._compute_device,
+            working_memory=self.working_memory, verbose=self.verbose,
+            name=type(self).__name__,
         )
 
-    def _train_diag(self, X):
-        """``K(x, x)`` of the training rows in O(n), by row blocks (memmap, dask)."""
-        function = ntk_diag if self.kernel == "ntk" else nngp_diag
-        params = self._kernel_params()
-        if _is_dask(X):
-            return np.asarray(
-                X.map_blocks(
-                    function, drop_axis=1, dtype=np.float64, **params
-                ).compute()
-            )
-        rows = max(1, int(_budget_bytes(self.working_memory) // (16 * X.shape[1])))
-        parts = [
-            to_numpy(function(np.asarray(X[i : i + rows]), **params))
-            for i in range(0, X.shape[0], rows)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def _fit_nystrom(self, X, y, sample_weight):
-        """Nystrom + preconditioned CG (:mod:`sknetk._nystrom`); NumPy attributes.
-
-        Only the centres are kept: ``X_fit_`` holds them and the prediction
-        ``K(X, X_fit_) @ dual_coef_`` of :meth:`_kernel_dot` is unchanged.
-        On the GPU, ``X`` (``n x d``) is copied to the device and every block,
-        factor and CG vector stays there; dask input runs its row blocks on
-        the current cluster, each worker choosing its device from ``device``.
-        """
-        diag = self._train_diag(X) if self.alpha_scale == "mean_diag" else None
-        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
-        if _is_dask(X):
-            device = self.device
-        else:
-            n_entries = X.shape[0] * min(self.n_centers, X.shape[0])
-            device = self._compute_device(n_entries)
-        cupy = cupy_or_error() if device == "gpu" and not _is_dask(X) else None
-        if cupy is not None:
-            # On the device, the kernel of CuPy input runs there ("auto").
-            X, device = cupy.asarray(X), "auto"
-        try:
-            centers, coef, n_iter, info = nystrom_fit(
-                X,
-                y,
-                kernel_fn=self._nystrom_kernel_fn(device),
-                n_centers=self.n_centers,
-                alpha=self.alpha_,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                random_state=self.random_state,
-                working_memory=self.working_memory,
-                sample_weight=sample_weight,
-                verbose=self.verbose,
-            )
-            self.X_fit_ = np.asarray(to_numpy(centers), dtype=np.float64)
-            self.dual_coef_ = to_numpy(coef)
-            # the ridge used: alpha_, floored for degenerate centres
-            self.alpha_ = float(info["alpha"])
-        finally:
-            if cupy is not None:
-                cupy.get_default_memory_pool().free_all_blocks()
-        self.n_iter_ = n_iter
-        return self
-
-    def _fit_kernel_ridge(self, X, y, sample_weight, solver="cholesky"):
+    def _fit_kernel_ridge(self, X, y, sample_weight, solver):
         """Fit on validated ``X``, float64 ``y`` and validated weights.
 
-        ``solver`` is what :meth:`_choose_solver` returned. The exact solver
-        needs a dense in-memory ``X``; the Nystrom solver also takes a
-        memmap or a dask array.
+        ``solver`` is what :meth:`_choose_solver` returned; the exact solvers
+        need a dense in-memory ``X``, the Nystrom solver also takes a memmap
+        or a dask array. The fitted attributes are NumPy arrays.
         """
         self._check_kernel_params()
-        self.solver_ = solver
-        if solver == "nystrom":
-            return self._fit_nystrom(X, y, sample_weight)
-        self.n_iter_ = 1
-        if self._compute_device(X.shape[0] ** 2) == "gpu":
-            self.dual_coef_ = self._fit_gpu(X, y, sample_weight)
-        else:
-            K = self._train_kernel(X)
-            self.dual_coef_ = self._solve(K, y, sample_weight)
-        self.X_fit_ = X
-        return self
-
-    def _fit_gpu(self, X, y, sample_weight):
-        """Kernel and solve on the GPU; returns NumPy dual coefficients.
-
-        The kernel is built on the device by the fused kernel and factorised
-        in place by cuSOLVER (one n x n matrix of device memory); on failure
-        the solve warns and falls back to an eigendecomposition. The fitted
-        attributes stay NumPy arrays so the model pickles and predicts without
-        CuPy. CuPy's pool blocks are released after the fit.
-
-        A finite ``t`` runs :func:`~sknetk.dynamics.gradient_flow_dual_coef`
-        on the CuPy kernel (cuSOLVER ``syevd``): the same array-API code as on
-        the CPU, with about four ``n x n`` matrices of device memory (the
-        kernel, its symmetrised copy, the eigenvectors and the solver's
-        workspace) instead of one.
-        """
-        from ._gpu_solve import solve_ridge_gpu
-
-        cupy = cupy_or_error()
-        function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
-        Xg = cupy.asarray(X)
-        if self._flow_time() is not None:
-            return self._fit_gpu_flow(cupy, function, Xg, y, sample_weight)
-        sqrt_sw = None if sample_weight is None else np.sqrt(sample_weight)
-
-        def make_kernel():
-            K = function(
-                Xg,
-                **self._kernel_params(),
-                working_memory=self.working_memory,
-                device="gpu",
-            )
-            if sqrt_sw is not None:
-                w = cupy.asarray(sqrt_sw)
-                K *= w[:, None]
-                K *= w[None, :]
-            return K
-
-        first = [make_kernel()]
-        diag = None
-        if self.alpha_scale == "mean_diag":
-            diag = cupy.asnumpy(first[0].diagonal())
-            if sqrt_sw is not None:
-                diag = diag / np.where(sample_weight > 0, sample_weight, 1.0)
-        self.alpha_ = effective_alpha(self.alpha, self.alpha_scale, diag, sample_weight)
-
-        def kernel_once():
-            return first.pop() if first else make_kernel()
-
-        Y = y if sqrt_sw is None else y * (sqrt_sw if y.ndim == 1 else sqrt_sw[:, None])
-        try:
-            dual = solve_ridge_gpu(kernel_once, cupy.asarray(Y), self.alpha_)
-            if sqrt_sw is not None:
-                w = cupy.asarray(sqrt_sw)
-                dual = dual * (w if dual.ndim == 1 else w[:, None])
-            return cupy.asnumpy(dual)
-        finally:
-            first.clear()
-            cupy.get_default_memory_pool().free_all_blocks()
-
-    def _fit_gpu_flow(self, cupy, function, Xg, y, sample_weight):
-        """Finite-time dual coefficients on the GPU (see :meth:`_fit_gpu`)."""
-        K = function(
-            Xg, **self._kernel_params(), working_memory=self.working_memory,
-            device="gpu",
+        n_entries = kernel_entries(solver, X.shape[0], self.n_centers)
+        context = self._context(n_entries, dask_input=is_dask(X))
+        t = self._flow_time()
+        ridge = Ridge(self.alpha, self.alpha_scale, sample_weight)
+        fit = SOLVERS[solver_key(solver, context.device, t)](
+            self._kernel(), X, y, sample_weight, ridge, t, context
         )
-        try:
-            diag = None
-            if self.alpha_scale == "mean_diag":
-                diag = cupy.asnumpy(K.diagonal())
-            self.alpha_ = effective_alpha(
-                self.alpha, self.alpha_scale, diag, sample_weight
-            )
-            _check_finite_kernel(K)
-            w = None if sample_weight is None else cupy.asarray(sample_weight)
-            dual = gradient_flow_dual_coef(
-                K, cupy.asarray(y), t=self._flow_time(), ridge=self.alpha_,
-                learning_rate=_time_scale(sample_weight), sample_weight=w,
-            )
-            return cupy.asnumpy(dual)
-        finally:
-            del K
-            cupy.get_default_memory_pool().free_all_blocks()
+        self.X_fit_, self.dual_coef_, self.alpha_ = fit.X_fit, fit.dual_coef, fit.alpha
+        self.solver_, self.n_iter_ = fit.solver, fit.n_iter
+        return self
 
     # -- predict -------------------------------------------------------------
     def _check_exact(self, what):
@@ -928,11 +676,12 @@ class _BaseNTK(BaseEstimator):
                 f"X has shape {X.shape}, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
+        context = self._context(0, predict=True, dask_input=True)
         return nystrom_predict(
             X.astype(np.float64).rechunk({1: -1}),
             self.X_fit_,
             self.dual_coef_,
-            self._nystrom_kernel_fn(predict_device(self.device)),
+            self._kernel().block_function(context.device, context),
         )
 
     def _kernel_dot(self, X, coef=None):
@@ -955,44 +704,21 @@ class _BaseNTK(BaseEstimator):
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + coef.shape[1:])
-        device = self._compute_device(X.shape[0] * self.X_fit_.shape[0],
-                                      predict=True)
-        if device == "gpu":
-            cupy = cupy_or_error()
-            out = kernel_matvec(
-                cupy.asarray(X),
-                cupy.asarray(self.X_fit_),
-                cupy.asarray(coef),
-                kernel=self.kernel,
-                **self._kernel_params(),
-                working_memory=self.working_memory,
-                device="gpu",
-            )
+        context = self._context(X.shape[0] * self.X_fit_.shape[0], predict=True)
+        common = dict(kernel=self.kernel, **self._kernel_params(),
+                      working_memory=self.working_memory)
+        cupy = context.cupy
+        if cupy is not None:
+            out = kernel_matvec(cupy.asarray(X), cupy.asarray(self.X_fit_),
+                                cupy.asarray(coef), **common, device="gpu")
             out = cupy.asnumpy(out)
         elif self.memory is not None:
-            K = cached_kernel(
-                self.memory,
-                X,
-                self.X_fit_,
-                kernel=self.kernel,
-                **self._kernel_params(),
-                working_memory=self.working_memory,
-                n_jobs=self.n_jobs,
-                device="cpu",
-            )
+            K = cached_kernel(self.memory, X, self.X_fit_, **common,
+                              n_jobs=self.n_jobs, device="cpu")
             out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
         else:
-            out = kernel_matvec(
-                X,
-                self.X_fit_,
-                coef,
-                kernel=self.kernel,
-                **self._kernel_params(),
-                working_memory=self.working_memory,
-                n_jobs=self.n_jobs,
-                device="cpu",
-                verbose=self.verbose,
-            )
+            out = kernel_matvec(X, self.X_fit_, coef, **common, n_jobs=self.n_jobs,
+                                device="cpu", verbose=self.verbose)
         return check_finite_prediction(out)
 
     # -- dense linear algebra at predict time ------------------------------
@@ -1000,14 +726,12 @@ class _BaseNTK(BaseEstimator):
         """``(asarray, device)`` for the dense linear algebra of one call.
 
         ``asarray`` moves NumPy arrays to where the work runs (CuPy on the
-        GPU, chosen by :meth:`_compute_device` as for fitting) and
-        ``device`` is the value to pass to the kernel functions. The code
-        using it is array-API generic (tests run it on ``array_api_strict``
-        by replacing this method).
+        GPU, chosen as for :meth:`_kernel_dot`) and ``device`` is the value to
+        pass to the kernel functions. The code using it is array-API generic
+        (tests run it on ``array_api_strict`` by replacing this method).
         """
-        if self._compute_device(n_entries, predict=True) == "gpu":
-            return cupy_or_error().asarray, "gpu"
-        return np.asarray, "cpu"
+        cupy = self._context(n_entries, predict=True).cupy
+        return (np.asarray, "cpu") if cupy is None else (cupy.asarray, "gpu")
 
     def _kernel_blocks(self, A, B, kernels, device):
         """``{name: K_name(A, B)}`` for ``name`` in ``kernels`` (``B=None``: A, A).

@@ -15,7 +15,6 @@ from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
     _insert_params_doc,
-    _time_scale,
     check_finite_prediction,
     check_fit_sample_weight,
     check_regression_targets,
@@ -26,6 +25,7 @@ from ._base import (
     validate_dask_fit,
 )
 from ._nystrom import _is_dask
+from ._solvers import time_scale
 from .dynamics import (
     _decomposition,
     _flow_filters,
@@ -456,7 +456,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             asarray(self.y_fit_),
             times,
             ridge=self.alpha_,
-            learning_rate=_time_scale(self._fit_sample_weight),
+            learning_rate=time_scale(self._fit_sample_weight),
             sample_weight=self._fit_weight(asarray),
         )
         del K
@@ -493,7 +493,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             n = U.shape[0]
             filters, _, _ = _flow_filters(
                 xp, evals, [math.inf if t is None else t], ridge,
-                _time_scale(self._fit_sample_weight), max(n * n_targets, 1),
+                time_scale(self._fit_sample_weight), max(n * n_targets, 1),
             )
             PV = (test.get("ntk", test["nngp"]) @ U) * filters[0, :][None, :]
             KsU = test["nngp"] @ U
@@ -565,7 +565,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                     K, test["nngp"], Kss,
                     ntk_test_train=test.get("ntk"),
                     t=math.inf if t is None else t, ridge=ridge,
-                    learning_rate=_time_scale(self._fit_sample_weight),
+                    learning_rate=time_scale(self._fit_sample_weight),
                     n_targets=n_targets, sample_weight=sw, eigh=eigh,
                 )
             return (check_finite_prediction(to_numpy(mean)),

@@ -515,9 +515,11 @@ def test_gpu_finite_time_equals_cpu(rng, kernel):
                     rtol=1e-6, atol=1e-9)
 
 
-def test_gpu_flow_fit_logic_on_numpy(rng):
+def test_gpu_flow_fit_logic_on_numpy(rng, monkeypatch):
     """The finite-t GPU fit, with NumPy standing in for CuPy, equals the CPU fit."""
     from types import SimpleNamespace
+
+    import sknetk._base
 
     fake_cupy = SimpleNamespace(
         asarray=np.asarray,
@@ -532,8 +534,11 @@ def test_gpu_flow_fit_logic_on_numpy(rng):
     X, y, _ = _data(rng, n_targets=2)
     w = rng.uniform(0.0, 2.0, size=len(X))
     model = NTKRegressor(alpha=0.01, alpha_scale="mean_diag", t=5.0, frozen_layers=1,
-                         **NETWORK)
+                         solver="cholesky", **NETWORK)
     ref = clone(model).fit(X, y, w)
-    dual = model._fit_gpu_flow(fake_cupy, kernel_on_cpu, X, y, w)
+    monkeypatch.setattr(sknetk._base, "cupy_or_error", lambda: fake_cupy)
+    monkeypatch.setattr(sknetk._base, "ntk_kernel", kernel_on_cpu)
+    monkeypatch.setattr(NTKRegressor, "_compute_device", lambda self, n, **kw: "gpu")
+    model.fit(X, y, w)
     assert model.alpha_ == pytest.approx(ref.alpha_, rel=1e-12)
-    assert_allclose(dual, ref.dual_coef_, rtol=1e-10, atol=1e-13)
+    assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-10, atol=1e-13)

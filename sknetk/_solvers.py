@@ -1,0 +1,422 @@
+"""The solvers of the NTK estimators: one contract, one registry, one dispatcher.
+
+Modelled on scikit-learn's ``linear_model/_ridge.py``: every way of fitting
+kernel ridge regression (or its finite-time gradient flow) with a network
+kernel is a function of the same shape,
+
+``solver(kernel, X, y, sample_weight, ridge, t, context) -> FitResult``,
+
+registered in :data:`SOLVERS`, and :func:`choose_solver` /
+:func:`solver_key` are the one place that reads the user's ``solver``.
+
+- ``kernel`` (:class:`Kernel`): which kernel and its network parameters,
+  with the functions computing its matrix and its diagonal.
+- ``X`` (validated rows), ``y`` (float64 targets), ``sample_weight``
+  (validated weights or ``None``).
+- ``ridge`` (:class:`Ridge`): the user's ``alpha`` and ``alpha_scale``; a
+  solver calls ``ridge.value(diag)`` with the (unweighted) diagonal of the
+  training kernel when ``ridge.needs_diag``, and this is the one place where
+  :func:`~sknetk._solver.effective_alpha` runs.
+- ``t``: the finite training time, or ``None`` when trained to convergence.
+- ``context`` (:class:`ExecutionContext`): where and how the work runs
+  (device and CuPy module, ``working_memory``, ``n_jobs``, ``verbose``,
+  ``memory``, ``random_state`` and the Nystrom solver's settings).
+
+Adding a solver is one function here plus one entry in :data:`SOLVERS` (and
+one rule in :func:`solver_key`).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._array_api import get_namespace, to_numpy
+from ._cache import cached_kernel
+from ._gpu_solve import solve_ridge_gpu
+from ._nystrom import _is_dask as is_dask
+from ._nystrom import kernel_block_function, nystrom_fit
+from ._solver import effective_alpha, solve_kernel_ridge
+from .dynamics import gradient_flow_dual_coef
+from .kernels import _budget_bytes
+
+#: Values of the estimators' ``solver`` parameter.
+SOLVER_OPTIONS = ("auto", "cholesky", "nystrom")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A network kernel: its name, parameters and the functions computing it.
+
+    ``function(X, **params, working_memory=..., device=..., [n_jobs, verbose])``
+    is :func:`~sknetk.kernels.ntk_kernel` or
+    :func:`~sknetk.kernels.nngp_kernel`; ``diag_function(X, **params)`` the
+    matching diagonal.
+    """
+
+    name: str
+    params: dict
+    function: Callable
+    diag_function: Callable
+
+    def matrix(self, X, context, **kwargs):
+        """``K(X, X)`` computed where ``context`` says (CuPy ``X`` on the GPU)."""
+        if context.device == "gpu":
+            return self.function(X, **self.params,
+                                 working_memory=context.working_memory,
+                                 device="gpu", **kwargs)
+        return self.function(X, **self.params,
+                             working_memory=context.working_memory,
+                             n_jobs=context.n_jobs, device="cpu",
+                             verbose=context.verbose, **kwargs)
+
+    def block_function(self, device, context):
+        """Picklable ``kernel_fn(A, B=None)`` for :mod:`sknetk._nystrom`."""
+        return kernel_block_function(
+            self.name, working_memory=context.working_memory,
+            n_jobs=context.n_jobs, device=device, **self.params,
+        )
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """The user's ridge: ``alpha`` and ``alpha_scale``, with the fit's weights."""
+
+    alpha: float
+    scale: str
+    sample_weight: Any = None
+
+    @property
+    def needs_diag(self):
+        """True when :meth:`value` needs the training kernel's diagonal."""
+        return self.scale == "mean_diag"
+
+    def value(self, diag=None):
+        """The effective ridge ``alpha_`` (``diag``: unweighted ``K(x_i, x_i)``)."""
+        return effective_alpha(self.alpha, self.scale, diag, self.sample_weight)
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """Where and how one fit or prediction runs, resolved once.
+
+    ``device`` is ``"cpu"`` or ``"gpu"`` (for dask input: the value the
+    workers choose their device from); ``cupy`` is the CuPy module when
+    ``device == "gpu"`` and the work runs in this process.
+    """
+
+    device: str = "cpu"
+    cupy: Any = None
+    working_memory: Any = None
+    n_jobs: Any = -1
+    verbose: int = 0
+    memory: Any = None
+    random_state: Any = None
+    n_centers: int = 5000
+    max_iter: int = 100
+    tol: float = 1e-6
+
+
+@dataclass
+class FitResult:
+    """What every solver returns (the estimators' fitted attributes)."""
+
+    X_fit: Any
+    dual_coef: Any
+    alpha: float
+    solver: str
+    n_iter: int = 1
+
+
+def time_scale(sample_weight):
+    """Learning-rate factor that makes the weighted loss a weighted *mean*.
+
+    The functions of :mod:`sknetk.dynamics` divide the (weighted) squared
+    loss by ``N = n_samples * n_targets``, as neural-tangents does without
+    weights. The estimators divide by ``sum(w) * n_targets`` instead, so that
+    an integer weight is the same as repeating the row and a zero weight the
+    same as removing it, at every training time: the factor is
+    ``n_samples / sum(w)`` (1 without weights).
+    """
+    if sample_weight is None:
+        return 1.0
+    return float(len(sample_weight) / np.sum(sample_weight))
+
+
+def check_finite_kernel(K):
+    """Refuse a kernel with NaN or infinity (as :func:`solve_kernel_ridge` does)."""
+    xp = get_namespace(K)
+    if not bool(xp.all(xp.isfinite(K))):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?). Scale the features (e.g. "
+            "StandardScaler) before the estimator."
+        )
+
+
+# -- the exact solvers on the CPU ---------------------------------------------
+def train_kernel(kernel, X, context):
+    """Training kernel ``K(X, X)`` on the CPU: float64, private and writable.
+
+    With ``context.memory`` it comes from the cache; a cached kernel is
+    read-only (a memory map on a hit), so it is copied and the cache file is
+    never written.
+    """
+    if context.memory is None:
+        return kernel.matrix(X, context)
+    K = cached_kernel(
+        context.memory, X, kernel=kernel.name, **kernel.params,
+        working_memory=context.working_memory, n_jobs=context.n_jobs,
+        device="cpu",
+    )
+    return np.require(np.asarray(K), dtype=np.float64, requirements=["W"])
+
+
+def _diag(K, ridge):
+    """Copy of ``K``'s diagonal if the ridge needs it (before ``K`` is overwritten)."""
+    return K.diagonal().copy() if ridge.needs_diag else None
+
+
+def solve_cholesky(kernel, X, y, sample_weight, ridge, t, context):
+    """Exact kernel ridge on the CPU: the Cholesky solve of ``K + alpha_ I``."""
+    K = train_kernel(kernel, X, context)
+    alpha = ridge.value(_diag(K, ridge))
+    dual = solve_kernel_ridge(K, y, alpha, sample_weight, overwrite_K=True)
+    return FitResult(X, dual, alpha, "cholesky")
+
+
+def solve_flow(kernel, X, y, sample_weight, ridge, t, context):
+    """Exact gradient flow for time ``t`` on the CPU: one eigendecomposition."""
+    K = train_kernel(kernel, X, context)
+    alpha = ridge.value(_diag(K, ridge))
+    check_finite_kernel(K)
+    dual = gradient_flow_dual_coef(
+        K, y, t=t, ridge=alpha, learning_rate=time_scale(sample_weight),
+        sample_weight=sample_weight,
+    )
+    return FitResult(X, dual, alpha, "cholesky")
+
+
+# -- the exact solvers on the GPU ---------------------------------------------
+def solve_cholesky_gpu(kernel, X, y, sample_weight, ridge, t, context):
+    """Exact kernel ridge on the GPU; NumPy dual coefficients.
+
+    The kernel is built on the device and factorised in place by cuSOLVER
+    (one ``n x n`` matrix of device memory); on failure the solve warns and
+    falls back to an eigendecomposition of a fresh kernel. With weights the
+    system is ``(W^1/2 K W^1/2 + alpha_ I) z = W^1/2 y``, ``dual = W^1/2 z``.
+    CuPy's pool blocks are released after the fit.
+    """
+    cupy = context.cupy
+    Xg = cupy.asarray(X)
+    w = None if sample_weight is None else cupy.asarray(np.sqrt(sample_weight))
+
+    def weighted(K):
+        if w is not None:
+            K *= w[:, None]
+            K *= w[None, :]
+        return K
+
+    first = [kernel.matrix(Xg, context)]
+    alpha = ridge.value(cupy.asnumpy(first[0].diagonal()) if ridge.needs_diag else None)
+    first[0] = weighted(first[0])
+
+    def kernel_once():
+        return first.pop() if first else weighted(kernel.matrix(Xg, context))
+
+    Y = cupy.asarray(y)
+    if w is not None:
+        Y = Y * (w if y.ndim == 1 else w[:, None])
+    try:
+        dual = solve_ridge_gpu(kernel_once, Y, alpha)
+        if w is not None:
+            dual = dual * (w if dual.ndim == 1 else w[:, None])
+        return FitResult(X, cupy.asnumpy(dual), alpha, "cholesky")
+    finally:
+        first.clear()
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def solve_flow_gpu(kernel, X, y, sample_weight, ridge, t, context):
+    """Exact gradient flow for time ``t`` on the GPU (cuSOLVER ``syevd``).
+
+    The same array-API code as on the CPU, with about four ``n x n``
+    matrices of device memory (the kernel, its symmetrised copy, the
+    eigenvectors and the solver's workspace).
+    """
+    cupy = context.cupy
+    K = kernel.matrix(cupy.asarray(X), context)
+    try:
+        alpha = ridge.value(cupy.asnumpy(K.diagonal()) if ridge.needs_diag else None)
+        check_finite_kernel(K)
+        w = None if sample_weight is None else cupy.asarray(sample_weight)
+        dual = gradient_flow_dual_coef(
+            K, cupy.asarray(y), t=t, ridge=alpha,
+            learning_rate=time_scale(sample_weight), sample_weight=w,
+        )
+        return FitResult(X, cupy.asnumpy(dual), alpha, "cholesky")
+    finally:
+        del K
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+# -- Nystrom + preconditioned conjugate gradient ------------------------------
+def train_diag(kernel, X, context):
+    """``K(x, x)`` of the training rows in O(n), by row blocks (memmap, dask)."""
+    if is_dask(X):
+        return np.asarray(X.map_blocks(
+            kernel.diag_function, drop_axis=1, dtype=np.float64, **kernel.params
+        ).compute())
+    rows = max(1, int(_budget_bytes(context.working_memory) // (16 * X.shape[1])))
+    parts = [
+        to_numpy(kernel.diag_function(np.asarray(X[i : i + rows]), **kernel.params))
+        for i in range(0, X.shape[0], rows)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def solve_nystrom(kernel, X, y, sample_weight, ridge, t, context):
+    """Nystrom + FALKON-preconditioned CG (:mod:`sknetk._nystrom`); NumPy results.
+
+    Only the centres are kept (``X_fit``), so prediction is the same
+    ``K(X, X_fit) @ dual_coef`` as for the exact solvers. On the GPU, ``X``
+    is copied to the device and every block, factor and CG vector stays
+    there; dask input runs its row blocks on the current cluster, each worker
+    choosing its device from ``context.device``. The ridge is ``alpha_``,
+    floored by the solver for degenerate centres.
+    """
+    alpha = ridge.value(train_diag(kernel, X, context) if ridge.needs_diag else None)
+    cupy = context.cupy if not is_dask(X) else None
+    device = context.device
+    if cupy is not None:
+        # On the device, the kernel of CuPy input runs there ("auto").
+        X, device = cupy.asarray(X), "auto"
+    try:
+        centers, coef, n_iter, info = nystrom_fit(
+            X, y, kernel_fn=kernel.block_function(device, context),
+            n_centers=context.n_centers, alpha=alpha, max_iter=context.max_iter,
+            tol=context.tol, random_state=context.random_state,
+            working_memory=context.working_memory, sample_weight=sample_weight,
+            verbose=context.verbose,
+        )
+        return FitResult(
+            np.asarray(to_numpy(centers), dtype=np.float64), to_numpy(coef),
+            float(info["alpha"]), "nystrom", n_iter,
+        )
+    finally:
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
+
+
+#: Every solver, by name; each has the signature
+#: ``(kernel, X, y, sample_weight, ridge, t, context) -> FitResult``.
+SOLVERS = {
+    "cholesky": solve_cholesky,
+    "flow": solve_flow,
+    "cholesky_gpu": solve_cholesky_gpu,
+    "flow_gpu": solve_flow_gpu,
+    "nystrom": solve_nystrom,
+}
+
+
+# -- the dispatcher -----------------------------------------------------------
+def flow_time(t):
+    """The finite training time ``t`` as a float, or ``None`` when converged."""
+    if t is None or math.isinf(t):
+        return None
+    return float(t)
+
+
+def choose_solver(solver, n_samples, *, dask_input=False, t=None, memory=None,
+                  device_of=None, working_memory=None, verbose=0, name=""):
+    """``"cholesky"`` or ``"nystrom"`` for one fit: the one reader of ``solver``.
+
+    Called before the input validation, which copies ``X`` for the exact
+    solver only (the Nystrom solver reads ``X`` block by block, so a memmap
+    is never loaded whole).
+
+    Parameters
+    ----------
+    solver : {"auto", "cholesky", "nystrom"}
+        The estimator's ``solver``.
+    n_samples : int
+        Training rows.
+    dask_input : bool, default=False
+        True for a dask ``X`` (only the Nystrom solver takes it).
+    t : float or None, default=None
+        The finite training time (see :func:`flow_time`).
+    memory : object, default=None
+        The estimator's kernel cache.
+    device_of : callable, default=None
+        ``device_of(n_entries) -> "cpu" | "gpu"``, where a kernel of that
+        many entries is computed (``None``: the CPU).
+    working_memory : float, default=None
+        The memory budget in MiB of the CPU fit.
+    verbose : int, default=0
+        With ``solver="auto"``, print the choice and why.
+    name : str, default=""
+        The estimator's name, for the printed line.
+
+    Raises ``ValueError`` for the combinations that cannot work: dask input
+    with ``"cholesky"``, and a finite ``t`` or ``memory`` (which need the
+    exact kernel) with ``"nystrom"`` or dask input.
+    """
+    exact_only = " and ".join(
+        what for what, value in (("a finite t", flow_time(t)), ("memory", memory))
+        if value is not None
+    )
+    if solver == "cholesky":
+        if dask_input:
+            raise ValueError(
+                'solver="cholesky" needs the n x n kernel in one process; '
+                'fit dask arrays with solver="nystrom" or "auto".'
+            )
+        return "cholesky"
+    if solver == "nystrom" or dask_input:
+        if exact_only:
+            raise ValueError(
+                f"The Nystrom solver cannot fit with {exact_only}, which "
+                'needs the exact training kernel: use solver="cholesky" '
+                '(or "auto") on NumPy input, or set t=None and memory=None.'
+            )
+        return "nystrom"
+    need = 8 * n_samples**2
+    if device_of is not None and device_of(n_samples**2) == "gpu":
+        # On the GPU the exact fit factorises in place: one n x n matrix
+        # of device memory, judged against what the device has free.
+        from ._cuda import free_device_memory
+
+        budget, where = 0.9 * free_device_memory(), "free GPU memory"
+    else:
+        budget, where = _budget_bytes(working_memory), "working_memory"
+    if exact_only:
+        chosen, why = "cholesky", f"{exact_only} needs the exact kernel"
+    elif need <= budget:
+        chosen, why = "cholesky", "it fits"
+    else:
+        chosen, why = "nystrom", "it does not fit"
+    if verbose:
+        print(
+            f"[{name}] solver='auto': the {n_samples} x {n_samples} kernel "
+            f"needs {need / 2**20:.1f} MiB and {where} is "
+            f"{budget / 2**20:.1f} MiB; {why}: using {chosen!r}."
+        )
+    return chosen
+
+
+def kernel_entries(solver, n_samples, n_centers):
+    """Entries of the largest kernel matrix ``solver`` computes (for ``device``)."""
+    if solver == "nystrom":
+        return n_samples * min(n_centers, n_samples)
+    return n_samples**2
+
+
+def solver_key(solver, device, t):
+    """The :data:`SOLVERS` entry fitting with ``solver`` (what
+    :func:`choose_solver` returned) on ``device`` for time ``t``."""
+    if solver == "nystrom":
+        return "nystrom"
+    gpu = "_gpu" if device == "gpu" else ""
+    return ("cholesky" if flow_time(t) is None else "flow") + gpu
