@@ -5,6 +5,8 @@ found from the array itself (``array_api_compat``), so importing sknetk never
 touches a GPU.
 """
 
+import sys
+
 import numpy as np
 
 try:  # the stand-alone package, when installed
@@ -42,6 +44,13 @@ def is_numpy_namespace(xp):
 def is_cupy_namespace(xp):
     """True when ``xp`` is CuPy (or array_api_compat's CuPy wrapper)."""
     return _compat.is_cupy_namespace(xp)
+
+
+def is_dask(X):
+    """True for a dask array, without importing dask when it is not in use."""
+    if "dask.array" not in sys.modules:
+        return False
+    return isinstance(X, sys.modules["dask.array"].Array)
 
 
 def device(x):

@@ -20,7 +20,8 @@ import operator
 
 import numpy as np
 
-from ._array_api import get_namespace, is_numpy_namespace, to_numpy
+from ._array_api import device, get_namespace, is_numpy_namespace, to_numpy
+from ._linalg import times_upper
 
 __all__ = [
     "DaskRowOperator",
@@ -125,8 +126,6 @@ def _like(a, X):
     xp = get_namespace(X)
     if a is None or is_numpy_namespace(xp):
         return a
-    from ._array_api import device
-
     return xp.asarray(a, device=device(X))
 
 
@@ -140,15 +139,13 @@ def _task_kernel(Xb, C, kernel_fn):
 
 def _task_rhs(Xb, yb, wb, C, kernel_fn, B):
     """``(K_b^T W_b y_b, F_b^T W_b F_b or None)``, ``F_b = K_b B``, for one block."""
-    from ._nystrom import _times_upper
-
     K = kernel_fn(Xb, _like(C, Xb))
     w = _like(wb, Xb)
     yb = _like(np.asarray(to_numpy(yb), dtype=K.dtype), Xb)
     rhs = to_numpy(K.T @ _weighted(yb, w))
     if B is None:
         return rhs, None
-    F = _times_upper(get_namespace(K), K, _like(B, Xb))
+    F = times_upper(get_namespace(K), K, _like(B, Xb))
     if w is not None:
         F = get_namespace(F).sqrt(w)[:, None] * F
     return rhs, to_numpy(F.T @ F)

@@ -34,7 +34,6 @@ the same code runs on NumPy (including ``np.memmap`` larger than memory),
 
 import functools
 import math
-import sys
 import warnings
 from numbers import Integral, Real
 
@@ -43,8 +42,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._array_api import device as _device
-from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace
-from .kernels import _budget_bytes, nngp_kernel, ntk_kernel
+from ._array_api import get_namespace, is_cupy_namespace, is_dask, is_numpy_namespace
+from ._dask import DaskRowOperator, dask_kernel_matvec, n_dask_workers
+from ._linalg import add_to_diagonal, solve_triangular, times_upper
+from .kernels import budget_bytes, nngp_kernel, ntk_kernel
 
 __all__ = [
     "STRATEGIES",
@@ -128,7 +129,7 @@ def kernel_block_function(
     functions = {"ntk": ntk_kernel, "nngp": nngp_kernel}
     if kernel not in functions:
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
-    budget = _budget_bytes(working_memory)
+    budget = budget_bytes(working_memory)
     return functools.partial(
         functions[kernel],
         working_memory=budget / 2 / 2**20,
@@ -176,7 +177,7 @@ def sample_centers(X, n_centers, random_state=None):
     else:
         rng = check_random_state(random_state)
         idx = np.sort(rng.choice(n, size=int(n_centers), replace=False))
-    if _is_dask(X):
+    if is_dask(X):
         return np.asarray(X[idx].compute()), idx
     xp = get_namespace(X)
     if is_numpy_namespace(xp):
@@ -184,45 +185,12 @@ def sample_centers(X, n_centers, random_state=None):
     return xp.take(X, xp.asarray(idx, device=_device(X)), axis=0), idx
 
 
-def _is_dask(X):
-    """True for a dask array, without importing dask when it is not in use."""
-    if "dask.array" not in sys.modules:
-        return False
-    return isinstance(X, sys.modules["dask.array"].Array)
+_is_dask = is_dask  # former name, still imported by the estimators
 
 
 # ---------------------------------------------------------------------------
 # Linear algebra helpers
 # ---------------------------------------------------------------------------
-def _solve_triangular(xp, L, B, *, transpose=False):
-    """Solve ``L x = B`` (or ``L^T x = B``) for a lower-triangular ``L``."""
-    if is_numpy_namespace(xp):
-        from scipy.linalg import solve_triangular
-
-        return solve_triangular(
-            L, B, lower=True, trans="T" if transpose else "N", check_finite=False
-        )
-    if is_cupy_namespace(xp):  # pragma: no cover - needs a GPU
-        from cupyx.scipy.linalg import solve_triangular
-
-        return solve_triangular(L, B, lower=True, trans="T" if transpose else "N")
-    # The array-API standard has no triangular solve; a general one is exact
-    # enough and only used on the (small) centres' matrices.
-    return xp.linalg.solve(L.T if transpose else L, B)
-
-
-def _plus_diagonal(xp, A, value, copy=True):
-    """``A + value * I``; in place when ``copy=False`` and the library allows."""
-    m = A.shape[0]
-    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
-        if copy:
-            A = A.copy()
-        idx = xp.arange(m)
-        A[idx, idx] += value
-        return A
-    return A + value * xp.eye(m, dtype=A.dtype, device=_device(A))
-
-
 def _safe_cholesky(xp, A, what):
     """Lower Cholesky factor of ``A + jitter * I``, growing the jitter on failure.
 
@@ -241,7 +209,7 @@ def _safe_cholesky(xp, A, what):
     while True:
         jitter = rel * scale
         try:
-            L = xp.linalg.cholesky(_plus_diagonal(xp, A, jitter))
+            L = xp.linalg.cholesky(add_to_diagonal(A, jitter, copy=True))
             if bool(xp.all(xp.isfinite(L))):  # CuPy returns NaN, no error
                 return L, jitter
         except np.linalg.LinAlgError:
@@ -281,7 +249,7 @@ class _Preconditioner:
         inner = self.L.T @ self.L
         inner *= n_eff / m
         self.R, _ = _safe_cholesky(
-            xp, _plus_diagonal(xp, inner, self.alpha, copy=False),
+            xp, add_to_diagonal(inner, self.alpha),
             "preconditioner's inner matrix",
         )
 
@@ -296,18 +264,18 @@ class _Preconditioner:
 
     def apply(self, v):
         """``B v = L^{-T} R^{-T} v`` (from CG space to coefficients)."""
-        w = _solve_triangular(self.xp, self.R, v, transpose=True)
-        return _solve_triangular(self.xp, self.L, w, transpose=True)
+        w = solve_triangular(self.xp, self.R, v, transpose=True)
+        return solve_triangular(self.xp, self.L, w, transpose=True)
 
     def apply_t(self, u):
         """``B^T u = R^{-1} L^{-1} u`` (from coefficient space to CG space)."""
-        w = _solve_triangular(self.xp, self.L, u)
-        return _solve_triangular(self.xp, self.R, w)
+        w = solve_triangular(self.xp, self.L, u)
+        return solve_triangular(self.xp, self.R, w)
 
     def ridge(self, v):
         """``B^T K_mm B v = R^{-1} R^{-T} v``."""
-        w = _solve_triangular(self.xp, self.R, v, transpose=True)
-        return _solve_triangular(self.xp, self.R, w)
+        w = solve_triangular(self.xp, self.R, v, transpose=True)
+        return solve_triangular(self.xp, self.R, w)
 
 
 def _conjugate_gradient(xp, apply_M, c, *, tol, max_iter, verbose=0):
@@ -360,31 +328,6 @@ def _as_block(xp, A, dtype):
     if is_numpy_namespace(xp):
         return np.asarray(A, dtype=dtype)
     return xp.astype(A, dtype) if A.dtype != dtype else A
-
-
-def _times_upper(xp, A, U):
-    """``A @ U`` for an upper-triangular ``U``, in place on ``A`` when possible.
-
-    On NumPy (C-ordered float ``A``) this is BLAS ``trmm``: half the flops of
-    a matrix product and no second block in memory. ``A`` is overwritten.
-    """
-    if (
-        is_numpy_namespace(xp)
-        and A.dtype in (np.float64, np.float32)
-        and A.dtype == U.dtype
-        and A.flags.c_contiguous
-        and A.flags.writeable
-        and U.flags.c_contiguous
-    ):
-        from scipy.linalg import blas
-
-        trmm = blas.dtrmm if A.dtype == np.float64 else blas.strmm
-        # (A U)^T = U^T A^T: the transposes are Fortran-ordered views
-        out = trmm(1.0, U.T, A.T, side=0, trans_a=0, lower=1, overwrite_b=1)
-        if np.shares_memory(out, A):
-            return A
-        return out.T  # pragma: no cover - BLAS made a copy
-    return A @ U
 
 
 class _LocalRowOperator:
@@ -440,7 +383,7 @@ class _LocalRowOperator:
             if blocks is not None:
                 blocks.append(K)
             if B is not None:
-                F = self._weighted(_times_upper(xp, K, B), i0, i1, power=0.5)
+                F = self._weighted(times_upper(xp, K, B), i0, i1, power=0.5)
                 g = F.T @ F
                 if self.gram is None:
                     self.gram = g
@@ -637,7 +580,7 @@ def nystrom_fit(
         raise ValueError("X has no rows; at least one is required.")
     if y.shape[0] != n:
         raise ValueError(f"y has {y.shape[0]} rows but X has {n}; they must match.")
-    budget = _budget_bytes(working_memory)
+    budget = budget_bytes(working_memory)
 
     centers, _ = sample_centers(X, n_centers, random_state)
     m = centers.shape[0]
@@ -646,7 +589,7 @@ def nystrom_fit(
     dtype = K_mm.dtype
     itemsize = 4 if dtype == xp.float32 else 8
 
-    dask_input = _is_dask(X) or _is_dask(y) or _is_dask(sample_weight)
+    dask_input = is_dask(X) or is_dask(y) or is_dask(sample_weight)
     if not dask_input:
         y = _to_namespace(xp, y, dtype, centers)
         if sample_weight is not None:
@@ -658,8 +601,6 @@ def nystrom_fit(
         y = y[:, None]
     rows = max(1, int(_BLOCK_FRACTION * budget / (m * itemsize)))
     if dask_input:
-        from ._dask import DaskRowOperator, n_dask_workers
-
         # The cached blocks are spread over the workers' memory.
         strategy = _choose_strategy(strategy, n, m, itemsize,
                                     budget * n_dask_workers(), max_iter=max_iter)
@@ -754,12 +695,10 @@ def nystrom_predict(X, centers, coef, kernel_fn, working_memory=None):
     >>> bool(np.allclose(pred, ntk_kernel(X, C) @ b))
     True
     """
-    if _is_dask(X):
-        from ._dask import dask_kernel_matvec
-
+    if is_dask(X):
         return dask_kernel_matvec(X, centers, coef, kernel_fn)
     xp = get_namespace(centers, coef)
-    budget = _budget_bytes(working_memory)
+    budget = budget_bytes(working_memory)
     m = centers.shape[0]
     dtype = coef.dtype
     itemsize = 4 if dtype == xp.float32 else 8
@@ -797,7 +736,7 @@ def _check_weights(sample_weight, n):
             f"sample_weight must have shape ({n},), got {sample_weight.shape}."
         )
     xp = get_namespace(sample_weight)
-    if _is_dask(sample_weight):
+    if is_dask(sample_weight):
         lo = float(sample_weight.min().compute())
         total = float(sample_weight.sum().compute())
     else:

@@ -117,7 +117,8 @@ def _prepare(X, Y, xp, dtype):
 # ---------------------------------------------------------------------------
 # Tiling
 # ---------------------------------------------------------------------------
-def _budget_bytes(working_memory):
+def budget_bytes(working_memory):
+    """``working_memory`` (MiB; ``None``: scikit-learn's setting) in bytes, checked."""
     if working_memory is None:
         working_memory = get_config()["working_memory"]
     if (
@@ -129,6 +130,9 @@ def _budget_bytes(working_memory):
             f"working_memory must be a positive number of MiB, got {working_memory!r}."
         )
     return float(working_memory) * 2**20
+
+
+_budget_bytes = budget_bytes  # former name, still imported by the estimators
 
 
 def _tile_side(budget, n_threads, itemsize, n_outputs):
@@ -179,7 +183,7 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
     }
     if is_cupy_namespace(xp):
         return compute_kernels_cupy(
-            X, Y, spec, want, all_depths, _budget_bytes(working_memory),
+            X, Y, spec, want, all_depths, budget_bytes(working_memory),
             roots=(roots_x, roots_y),
         )
     q0 = xp.sum(X * X, axis=1) / d if symmetric else None
@@ -190,7 +194,7 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
         name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=_device_of(X))
         for name in want
     }
-    budget = _budget_bytes(working_memory)
+    budget = budget_bytes(working_memory)
     itemsize = 4 if X.dtype == xp.float32 else 8
     n_out = n_depths * len(want)
     threads = _n_threads(xp, n_jobs, max(n1, n2))
@@ -748,7 +752,7 @@ def _row_block(n_rows_y, budget, itemsize):
 
 def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
     xp = get_namespace(X)
-    budget = _budget_bytes(working_memory)
+    budget = budget_bytes(working_memory)
     itemsize = 4 if X.dtype == xp.float32 else 8
     rows = _row_block(Y.shape[0], budget, itemsize)
     pieces = []
