@@ -191,7 +191,7 @@ def _no_kernels(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a kernel was computed")
 
-    for name in ("_compute_kernels", "_diag_recursion", "_blocked_matvec"):
+    for name in ("_compute_kernels", "checked_diagonals", "_blocked_matvec"):
         monkeypatch.setattr(sknetk.kernels, name, refuse)
 
 
