@@ -250,7 +250,8 @@ def _erf_dual(xp, s1, s2, rho, a, b, c=0.0):
     # (terms grouped so that swapping the two rows gives the same bits: the
     # symmetric path's K(X, X) is exactly symmetric)
     root = xp.sqrt(
-        i12 * i12 + ((n1 * i2) * (n1 * i2) + (n2 * i1) * (n2 * i1))
+        i12 * i12
+        + ((n1 * i2) * (n1 * i2) + (n2 * i1) * (n2 * i1))
         + n12 * n12 * ((1.0 - rho) * (1.0 + rho))
     )
     new_c = (a * a * 2 / _PI) * xp.atan2(n12 * rho, root) + c * c
@@ -295,11 +296,14 @@ def _gelu_dual(xp, s1, s2, rho):
     root_p = xp.sqrt(1.0 + q1) * xp.sqrt(1.0 + q2)
     k = rho * (s1 * s2)
     beta = xp.atan2(kappa, d)
-    new_c = 0.25 * k + (root_p * u12 * d + kappa * kappa / (d * root_p)
-                        + k * beta) / (2 * _PI)
-    dot = 0.25 + beta / (2 * _PI) + (kappa / d) * (
-        one_minus_u12 + e12 * (1.0 + 1.0 / dd)
-    ) / (2 * _PI)
+    new_c = 0.25 * k + (root_p * u12 * d + kappa * kappa / (d * root_p) + k * beta) / (
+        2 * _PI
+    )
+    dot = (
+        0.25
+        + beta / (2 * _PI)
+        + (kappa / d) * (one_minus_u12 + e12 * (1.0 + 1.0 / dd)) / (2 * _PI)
+    )
     return new_c, dot
 
 
@@ -454,8 +458,12 @@ ACTIVATIONS = {
         derivative=_rbf_derivative,
         corr_dual=_rbf_dual,
         defaults={"gamma": 1.0},
-        domains={"gamma": (_nonnegative, ">= 0 (the network is "
-                           "sqrt(2) sin(sqrt(2 gamma) x + pi/4))")},
+        domains={
+            "gamma": (
+                _nonnegative,
+                ">= 0 (the network is sqrt(2) sin(sqrt(2 gamma) x + pi/4))",
+            )
+        },
     ),
     "sign": Activation(
         "sign",

@@ -303,8 +303,9 @@ def plain_labels(labels):
     ]
 
 
-def check_weighted_classes(estimator, Y, classes, sample_weight,
-                           weights="sample_weight"):
+def check_weighted_classes(
+    estimator, Y, classes, sample_weight, weights="sample_weight"
+):
     """The class rule shared by the classifiers: two classes of positive weight.
 
     Parameters
@@ -382,9 +383,7 @@ def check_regression_targets(y):
     try:
         out = y.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        bad = next(
-            (v for v in y.ravel().tolist() if not _is_float_like(v)), None
-        )
+        bad = next((v for v in y.ravel().tolist() if not _is_float_like(v)), None)
         raise ValueError(
             f"y must hold numbers for regression; got dtype {y.dtype} with "
             f"the non-numeric value {bad!r}. For class labels use a "
@@ -422,9 +421,7 @@ def check_dask_X(X):
     scikit-learn casts NumPy input); anything else raises ``ValueError``.
     """
     if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2-D dask array for X, got shape {X.shape}."
-        )
+        raise ValueError(f"Expected a 2-D dask array for X, got shape {X.shape}.")
     if X.dtype != np.bool_ and (
         not np.issubdtype(X.dtype, np.number)
         or np.issubdtype(X.dtype, np.complexfloating)
@@ -558,9 +555,12 @@ class _BaseNTK(BaseEstimator):
     def _kernel(self):
         """The :class:`~sknetk._solvers.Kernel` of this model."""
         ntk = self.kernel == "ntk"
-        return Kernel(self.kernel, self._kernel_params(),
-                      ntk_kernel if ntk else nngp_kernel,
-                      ntk_diag if ntk else nngp_diag)
+        return Kernel(
+            self.kernel,
+            self._kernel_params(),
+            ntk_kernel if ntk else nngp_kernel,
+            ntk_diag if ntk else nngp_diag,
+        )
 
     def _check_kernel_params(self):
         """Checks beyond the declarative constraints (raise ``ValueError``).
@@ -611,14 +611,23 @@ class _BaseNTK(BaseEstimator):
         if dask_input:
             device, cupy = self._device_setting(predict), None
         else:
-            device = (self._compute_device(n_entries, predict=True) if predict
-                      else self._compute_device(n_entries))
+            device = (
+                self._compute_device(n_entries, predict=True)
+                if predict
+                else self._compute_device(n_entries)
+            )
             cupy = cupy_or_error() if device == "gpu" else None
         return ExecutionContext(
-            device=device, cupy=cupy, working_memory=self.working_memory,
-            n_jobs=self.n_jobs, verbose=self.verbose, memory=self.memory,
-            random_state=self.random_state, n_centers=self.n_centers,
-            max_iter=self.max_iter, tol=self.tol,
+            device=device,
+            cupy=cupy,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            memory=self.memory,
+            random_state=self.random_state,
+            n_centers=self.n_centers,
+            max_iter=self.max_iter,
+            tol=self.tol,
         )
 
     # -- fit -----------------------------------------------------------------
@@ -629,9 +638,14 @@ class _BaseNTK(BaseEstimator):
         solver only.
         """
         return choose_solver(
-            self.solver, n_samples, dask_input=dask_input, t=self.t,
-            memory=self.memory, device_of=self._compute_device,
-            working_memory=self.working_memory, verbose=self.verbose,
+            self.solver,
+            n_samples,
+            dask_input=dask_input,
+            t=self.t,
+            memory=self.memory,
+            device_of=self._compute_device,
+            working_memory=self.working_memory,
+            verbose=self.verbose,
             name=type(self).__name__,
         )
 
@@ -705,20 +719,36 @@ class _BaseNTK(BaseEstimator):
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + coef.shape[1:])
         context = self._context(X.shape[0] * self.X_fit_.shape[0], predict=True)
-        common = dict(kernel=self.kernel, **self._kernel_params(),
-                      working_memory=self.working_memory)
+        common = dict(
+            kernel=self.kernel,
+            **self._kernel_params(),
+            working_memory=self.working_memory,
+        )
         cupy = context.cupy
         if cupy is not None:
-            out = kernel_matvec(cupy.asarray(X), cupy.asarray(self.X_fit_),
-                                cupy.asarray(coef), **common, device="gpu")
+            out = kernel_matvec(
+                cupy.asarray(X),
+                cupy.asarray(self.X_fit_),
+                cupy.asarray(coef),
+                **common,
+                device="gpu",
+            )
             out = cupy.asnumpy(out)
         elif self.memory is not None:
-            K = cached_kernel(self.memory, X, self.X_fit_, **common,
-                              n_jobs=self.n_jobs, device="cpu")
+            K = cached_kernel(
+                self.memory, X, self.X_fit_, **common, n_jobs=self.n_jobs, device="cpu"
+            )
             out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
         else:
-            out = kernel_matvec(X, self.X_fit_, coef, **common, n_jobs=self.n_jobs,
-                                device="cpu", verbose=self.verbose)
+            out = kernel_matvec(
+                X,
+                self.X_fit_,
+                coef,
+                **common,
+                n_jobs=self.n_jobs,
+                device="cpu",
+                verbose=self.verbose,
+            )
         return check_finite_prediction(out)
 
     # -- dense linear algebra at predict time ------------------------------
@@ -739,14 +769,19 @@ class _BaseNTK(BaseEstimator):
         Both kernels come from one pass of the recursion, or, with
         ``memory`` and NumPy arrays, each from the cache.
         """
-        common = dict(working_memory=self.working_memory, n_jobs=self.n_jobs,
-                      device=device)
+        common = dict(
+            working_memory=self.working_memory, n_jobs=self.n_jobs, device=device
+        )
         numpy_in = is_numpy_namespace(get_namespace(A, B))
         if len(kernels) == 1 or (self.memory is not None and numpy_in):
             return {
                 name: cached_kernel(
-                    self.memory if numpy_in else None, A, B, kernel=name,
-                    **self._params_for(name), **common,
+                    self.memory if numpy_in else None,
+                    A,
+                    B,
+                    kernel=name,
+                    **self._params_for(name),
+                    **common,
                 )
                 for name in kernels
             }

@@ -168,8 +168,10 @@ def _store_folders(memory):
     store = getattr(getattr(memory, "store_backend", None), "location", None)
     if not isinstance(store, str):
         return []
-    return [os.path.join(store, *_FUNCTION_FOLDERS[:k])
-            for k in range(len(_FUNCTION_FOLDERS) + 1)]
+    return [
+        os.path.join(store, *_FUNCTION_FOLDERS[:k])
+        for k in range(len(_FUNCTION_FOLDERS) + 1)
+    ]
 
 
 def _trust_message(memory, reason):
@@ -275,8 +277,9 @@ def _plain_cached_call(memory, display, args):
     )
 
     def cached(mmap_mode):
-        return Memory(memory.location, mmap_mode=mmap_mode,
-                      **options).cache(_compute_kernel, ignore=_NOT_IN_KEY)
+        return Memory(memory.location, mmap_mode=mmap_mode, **options).cache(
+            _compute_kernel, ignore=_NOT_IN_KEY
+        )
 
     try:
         reader = cached(None if memory.compress else "r")
@@ -288,13 +291,20 @@ def _plain_cached_call(memory, display, args):
         entry = reader.call_and_shelve(*args)  # the entry, not loaded yet
         try:
             K = entry.get()
-            if not (isinstance(K, np.ndarray) and K.dtype == np.float64
-                    and K.shape == _expected_shape(args)):
-                raise ValueError(f"not a float64 array of shape "
-                                 f"{_expected_shape(args)}")
+            if not (
+                isinstance(K, np.ndarray)
+                and K.dtype == np.float64
+                and K.shape == _expected_shape(args)
+            ):
+                raise ValueError(
+                    f"not a float64 array of shape {_expected_shape(args)}"
+                )
         except Exception as exc:  # truncated file, garbage, wrong object
-            folder = os.path.join(reader.store_backend.location, reader.func_id,
-                                  getattr(entry, "args_id", ""))
+            folder = os.path.join(
+                reader.store_backend.location,
+                reader.func_id,
+                getattr(entry, "args_id", ""),
+            )
             warnings.warn(
                 f"memory={display!r}: the cached kernel in {folder} could not "
                 f"be read ({_first_line(exc)}); it is computed again and the "
@@ -381,7 +391,6 @@ def _compute_kernel(X, Y, kernel, spec, all_depths, working_memory, n_jobs, devi
     if spec.frozen_layers:
         return nngp_ntk_kernels(X, Y, frozen_layers=spec.frozen_layers, **params)[1]
     return ntk_kernel(X, Y, **params)
-
 
 
 def cached_kernel(

@@ -302,8 +302,11 @@ def rows_per_thread():
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        if not sep or key not in rows or not value.isdigit() or not (
-            1 <= int(value) <= _MAX_ROWS_PER_THREAD
+        if (
+            not sep
+            or key not in rows
+            or not value.isdigit()
+            or not (1 <= int(value) <= _MAX_ROWS_PER_THREAD)
         ):
             raise ValueError(
                 f"{ROWS_ENV}={text!r}: expected comma-separated float64=<r> "
@@ -321,7 +324,8 @@ def kernel_source(rows=None):
     """
     rows = rows_per_thread() if rows is None else rows
     return DUAL_SOURCE + _KERNEL_TEMPLATE % {
-        "rows64": int(rows["float64"]), "rows32": int(rows["float32"])
+        "rows64": int(rows["float64"]),
+        "rows32": int(rows["float32"]),
     }
 
 
@@ -391,15 +395,20 @@ def row_data(xp, q_pre, roots=None):
     q = xp.stack(q_pre)
     s = xp.sqrt(q)
     positive = s > 0
-    inv = xp.where(positive, 1.0 / xp.where(positive, s, xp.ones_like(s)),
-                   xp.zeros_like(s))
+    inv = xp.where(
+        positive, 1.0 / xp.where(positive, s, xp.ones_like(s)), xp.zeros_like(s)
+    )
     columns = [q, s, inv]
     for which in range(2):
         per_layer = [None] * len(q_pre) if roots is None else roots[which]
-        columns.append(xp.stack([
-            xp.full_like(s[0], math.inf) if r is None else xp.astype(r, s.dtype)
-            for r in per_layer
-        ]))
+        columns.append(
+            xp.stack(
+                [
+                    xp.full_like(s[0], math.inf) if r is None else xp.astype(r, s.dtype)
+                    for r in per_layer
+                ]
+            )
+        )
     return xp.stack(columns, axis=-1)
 
 
@@ -439,8 +448,9 @@ def check_fits(n_bytes, what):
         )
 
 
-def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
-                         roots=None):
+def compute_kernels_cupy(
+    X, Y, spec, want, all_depths, working_memory_bytes, roots=None
+):
     """Fill the requested kernels with the fused kernel; CuPy arrays in and out.
 
     The Gram matrix is produced in row blocks (cuBLAS) into a scratch buffer
@@ -471,13 +481,22 @@ def compute_kernels_cupy(X, Y, spec, want, all_depths, working_memory_bytes,
     xp = _cupy_namespace()
     roots_x, roots_y = (None, None) if roots is None else roots
     path_x = variance_path(xp, X, spec)[0]
-    ra_all = cupy.ascontiguousarray(row_data(
-        xp, path_x, _per_layer_roots(roots_x, spec.depth, all_depths)
-    ).astype(dtype, copy=False))
-    cb = ra_all if symmetric else cupy.ascontiguousarray(row_data(
-        xp, variance_path(xp, Yv, spec)[0],
-        _per_layer_roots(roots_y, spec.depth, all_depths),
-    ).astype(dtype, copy=False))
+    ra_all = cupy.ascontiguousarray(
+        row_data(xp, path_x, _per_layer_roots(roots_x, spec.depth, all_depths)).astype(
+            dtype, copy=False
+        )
+    )
+    cb = (
+        ra_all
+        if symmetric
+        else cupy.ascontiguousarray(
+            row_data(
+                xp,
+                variance_path(xp, Yv, spec)[0],
+                _per_layer_roots(roots_y, spec.depth, all_depths),
+            ).astype(dtype, copy=False)
+        )
+    )
     # squared norms, undivided: the kernel scales every Gram entry by 1/d
     sq = xp.sum(X * X, axis=1) if symmetric else None
     lc = cupy.asarray(layer_constants(spec, d, dtype), dtype=dtype).reshape(-1)

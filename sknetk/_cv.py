@@ -380,7 +380,8 @@ class _BaseNTKCV(BaseEstimator):
         if search_frozen:
             grid["frozen_layers"] = [int(f) for f in frozen]
         candidates = [
-            p for p in ParameterGrid(grid)
+            p
+            for p in ParameterGrid(grid)
             if p.get("frozen_layers", int(frozen[0])) <= p["depth"]
         ]
         if not candidates:
@@ -407,16 +408,21 @@ class _BaseNTKCV(BaseEstimator):
 
     def _kernel_stack(self, X, depth, activation, frozen_layers):
         """Kernels of depths ``1..depth``, shape (depth, n, n), one pass."""
-        return self._kernel_matrix(X, None, depth, activation, frozen_layers,
-                                   all_depths=True)
+        return self._kernel_matrix(
+            X, None, depth, activation, frozen_layers, all_depths=True
+        )
 
-    def _kernel_matrix(self, X, Y, depth, activation, frozen_layers,
-                       all_depths=False):
+    def _kernel_matrix(self, X, Y, depth, activation, frozen_layers, all_depths=False):
         function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
         return function(
-            X, Y, **self._kernel_params(depth, activation, frozen_layers),
-            all_depths=all_depths, working_memory=self.working_memory,
-            n_jobs=self.n_jobs, device=self.device, verbose=self.verbose,
+            X,
+            Y,
+            **self._kernel_params(depth, activation, frozen_layers),
+            all_depths=all_depths,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+            device=self.device,
+            verbose=self.verbose,
         )
 
     def _to_device(self, X):
@@ -439,19 +445,28 @@ class _BaseNTKCV(BaseEstimator):
         Xd = self._to_device(X)
         xp = get_namespace(Xd)
         Yd = xp.asarray(Y) if not is_numpy_namespace(xp) else Y
-        sw = None if sample_weight is None else (
-            xp.asarray(sample_weight) if not is_numpy_namespace(xp) else sample_weight
+        sw = (
+            None
+            if sample_weight is None
+            else (
+                xp.asarray(sample_weight)
+                if not is_numpy_namespace(xp)
+                else sample_weight
+            )
         )
         by_kernel = {}
         for i, p in enumerate(candidates):
-            key = (p.get("activation", fixed["activation"]),
-                   p.get("frozen_layers", fixed["frozen_layers"]))
+            key = (
+                p.get("activation", fixed["activation"]),
+                p.get("frozen_layers", fixed["frozen_layers"]),
+            )
             by_kernel.setdefault(key, {}).setdefault(p["depth"], []).append(i)
 
         kept = None
         if self.cv is None:
-            scores, kept = self._search_loo(Xd, Yd, y_true, sw, sample_weight,
-                                            candidates, by_kernel)
+            scores, kept = self._search_loo(
+                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel
+            )
             split_scores, n_splits = None, 0
         else:
             cv = check_cv(self.cv, y_true, classifier=self._is_classifier)
@@ -459,7 +474,8 @@ class _BaseNTKCV(BaseEstimator):
             _check_split_weights(splits, sample_weight)
             n_splits = len(splits)
             scores, split_scores = self._search_splits(
-                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel, splits)
+                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel, splits
+            )
 
         ranking_scores = np.where(np.isfinite(scores), scores, -np.inf)
         rank = rankdata(-ranking_scores, method="min").astype(np.int32)
@@ -486,11 +502,13 @@ class _BaseNTKCV(BaseEstimator):
         if kept is not None and kept[0] == best:
             _, coef, self.ridge_ = kept
         else:  # refit the best candidate on all rows
-            K = self._kernel_matrix(Xd, None, self.depth_, self.activation_,
-                                    self.frozen_layers_)
+            K = self._kernel_matrix(
+                Xd, None, self.depth_, self.activation_, self.frozen_layers_
+            )
             self.ridge_ = self._ridge(self.alpha_, K, sw)
             coef = to_numpy(
-                solve_kernel_ridge(K, Yd, self.ridge_, sw, overwrite_K=True))
+                solve_kernel_ridge(K, Yd, self.ridge_, sw, overwrite_K=True)
+            )
         self.X_fit_ = X
         return coef
 
@@ -505,7 +523,8 @@ class _BaseNTKCV(BaseEstimator):
         for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in progress(
-                list(by_depth.items()), desc="leave-one-out over depths",
+                list(by_depth.items()),
+                desc="leave-one-out over depths",
                 verbose=self.verbose,
             ):
                 K = stack[depth - 1, ...]
@@ -516,10 +535,8 @@ class _BaseNTKCV(BaseEstimator):
                 U2 = U * U
                 for i in indices:
                     ridge = self._ridge(candidates[i]["alpha"], K, sw)
-                    loo, coef = _loo_predictions(evals, U, z, Y, ridge, K, positive,
-                                                 U2)
-                    score = self._score(y_true, to_numpy(loo), sample_weight,
-                                        loo=True)
+                    loo, coef = _loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
+                    score = self._score(y_true, to_numpy(loo), sample_weight, loo=True)
                     scores[i] = score
                     if math.isfinite(score) and (
                         kept is None
@@ -530,8 +547,9 @@ class _BaseNTKCV(BaseEstimator):
             del stack
         return scores, kept
 
-    def _search_splits(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel,
-                       splits):
+    def _search_splits(
+        self, X, Y, y_true, sw, sample_weight, candidates, by_kernel, splits
+    ):
         xp = get_namespace(X)
         split_scores = np.full((len(candidates), len(splits)), np.nan)
         for (act, frozen), by_depth in by_kernel.items():
@@ -539,18 +557,25 @@ class _BaseNTKCV(BaseEstimator):
             for depth, indices in by_depth.items():
                 K = stack[depth - 1, ...]
                 for k, (train, test) in progress(
-                    list(enumerate(splits)), desc=f"folds (depth {depth})",
+                    list(enumerate(splits)),
+                    desc=f"folds (depth {depth})",
                     verbose=self.verbose,
                 ):
                     K_tr = _take2(xp, K, train, train)
                     K_te = _take2(xp, K, test, train)
                     dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
-                    Y_tr = Y[dev_train, ...] if is_numpy_namespace(xp) else xp.take(
-                        Y, dev_train, axis=0)
+                    Y_tr = (
+                        Y[dev_train, ...]
+                        if is_numpy_namespace(xp)
+                        else xp.take(Y, dev_train, axis=0)
+                    )
                     sw_tr = None
                     if sw is not None:
-                        sw_tr = sw[train] if is_numpy_namespace(xp) else xp.take(
-                            sw, dev_train, axis=0)
+                        sw_tr = (
+                            sw[train]
+                            if is_numpy_namespace(xp)
+                            else xp.take(sw, dev_train, axis=0)
+                        )
                     evals, V = kernel_eigh(K_tr, sw_tr)
                     U = V if sw_tr is None else xp.sqrt(sw_tr)[:, None] * V
                     z = U.T @ Y_tr
@@ -561,11 +586,15 @@ class _BaseNTKCV(BaseEstimator):
                         a = evals + ridge
                         top = float(xp.max(xp.abs(a)))
                         keep = a > float(a.shape[0] * np.finfo(np.float64).eps * top)
-                        g = xp.where(keep, 1.0 / xp.where(keep, a, xp.ones_like(a)),
-                                     xp.zeros_like(a))
+                        g = xp.where(
+                            keep,
+                            1.0 / xp.where(keep, a, xp.ones_like(a)),
+                            xp.zeros_like(a),
+                        )
                         pred = to_numpy(KU @ (g[:, None] * z))
                         split_scores[i, k] = self._score(
-                            y_true[test], pred, w_test, loo=False)
+                            y_true[test], pred, w_test, loo=False
+                        )
             del stack
         return np.mean(split_scores, axis=1), split_scores
 
@@ -574,25 +603,33 @@ class _BaseNTKCV(BaseEstimator):
         """Decision values; CuPy in gives CuPy out (computed from the host copy)."""
         check_is_fitted(self)
         X, was_cupy = to_host(X)
-        X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64,
-                          reset=False)
+        X = validate_data(
+            self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
+        )
         if sp.issparse(X):
             rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
             X = X.tocsr()
-            parts = [self._dense_decision(X[i : i + rows].toarray())
-                     for i in range(0, X.shape[0], rows)]
+            parts = [
+                self._dense_decision(X[i : i + rows].toarray())
+                for i in range(0, X.shape[0], rows)
+            ]
             if parts:
                 return np.concatenate(parts, axis=0)
             return np.zeros((0,) + self.dual_coef_.shape[1:])
         return to_input_namespace(self._dense_decision(X), was_cupy)
 
     def _dense_decision(self, X):
-        params = self._kernel_params(self.depth_, self.activation_,
-                                     self.frozen_layers_)
+        params = self._kernel_params(self.depth_, self.activation_, self.frozen_layers_)
         return kernel_matvec(
-            X, self.X_fit_, self.dual_coef_, kernel=self.kernel, **params,
-            working_memory=self.working_memory, n_jobs=self.n_jobs,
-            device=predict_device(self.device))
+            X,
+            self.X_fit_,
+            self.dual_coef_,
+            kernel=self.kernel,
+            **params,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+            device=predict_device(self.device),
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -634,8 +671,15 @@ def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
     X, _ = to_host(X)
     y, _ = to_host(y)
     sample_weight, _ = to_host(sample_weight)
-    X, y = validate_data(estimator, X, y, accept_sparse=ACCEPT_SPARSE, dtype=np.float64,
-                         copy=True, **kwargs)
+    X, y = validate_data(
+        estimator,
+        X,
+        y,
+        accept_sparse=ACCEPT_SPARSE,
+        dtype=np.float64,
+        copy=True,
+        **kwargs,
+    )
     X = densify(X)
     sample_weight = check_fit_sample_weight(sample_weight, X)
     return X, y, sample_weight
@@ -784,7 +828,8 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
             The fitted estimator.
         """
         X, y, sample_weight = _check_fit_input(
-            self, X, y, sample_weight, multi_output=True)
+            self, X, y, sample_weight, multi_output=True
+        )
         y = check_regression_targets(y)  # float64, or a message naming y
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         coef = self._search(X, Y, y, sample_weight, groups)
@@ -912,8 +957,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
                 Y = self._binarizer.transform(y_true).astype(np.float64)
                 sq = np.mean((Y - pred) ** 2, axis=1)
                 return -float(np.average(sq, weights=sample_weight))
-            return float(accuracy_score(y_true, identity.predict(decision),
-                                        sample_weight=sample_weight))
+            return float(
+                accuracy_score(
+                    y_true, identity.predict(decision), sample_weight=sample_weight
+                )
+            )
         scorer = check_scoring(identity, scoring=self.scoring)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         try:
@@ -963,8 +1011,13 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         if self.class_weight is not None:
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else sample_weight * cw
-        check_weighted_classes(type(self).__name__, Y, self.classes_, sample_weight,
-                               weights="sample_weight and class_weight")
+        check_weighted_classes(
+            type(self).__name__,
+            Y,
+            self.classes_,
+            sample_weight,
+            weights="sample_weight and class_weight",
+        )
         coef = self._search(X, Y, y, sample_weight, groups)
         self.dual_coef_ = coef[:, 0] if Y.shape[1] == 1 else coef
         return self
@@ -999,7 +1052,8 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         """
         check_is_fitted(self)
         return _IdentityClassifier(self.classes_).predict(
-            self.decision_function(to_host(X)[0]))
+            self.decision_function(to_host(X)[0])
+        )
 
 
 _insert_doc(
@@ -1020,8 +1074,11 @@ _insert_doc(
         "splitter, as in ``RidgeClassifierCV``"
     ),
 )
-for _cls, _shape in ((NTKRegressorCV, "(n_samples,) or (n_samples, n_targets)"),
-                     (NTKClassifierCV, "(n_samples,) or (n_samples, n_classes)")):
+for _cls, _shape in (
+    (NTKRegressorCV, "(n_samples,) or (n_samples, n_targets)"),
+    (NTKClassifierCV, "(n_samples,) or (n_samples, n_classes)"),
+):
     _cls.__doc__ = _cls.__doc__.replace(
-        "    {results}", _RESULTS_DOC.format(coef_shape=_shape).strip("\n"), 1)
+        "    {results}", _RESULTS_DOC.format(coef_shape=_shape).strip("\n"), 1
+    )
 del _cls, _shape

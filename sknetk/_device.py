@@ -45,8 +45,7 @@ def _probe_cupy():
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # pragma: no cover - depends on the machine
         return None, (
-            f"CuPy is installed but no CUDA device is usable ({exc}). "
-            f"{_DEVICE_HINT}"
+            f"CuPy is installed but no CUDA device is usable ({exc}). {_DEVICE_HINT}"
         )
     if n < 1:  # pragma: no cover - depends on the machine
         return None, f"CuPy is installed but no CUDA device was found. {_DEVICE_HINT}"
@@ -145,4 +144,3 @@ def predict_device(device):
         stacklevel=4,
     )
     return "cpu"
-

@@ -155,8 +155,7 @@ def cholesky_solve_inplace(K, Y):
     def solve(R):
         """``(K + alpha I)^-1 R`` with the factor (cuSOLVER potrs)."""
         X = cupy.array(R, dtype=K.dtype, order="F", copy=True)
-        potrs(handle, lower, n, X.shape[1], K.data.ptr, n, X.data.ptr, n,
-              info.data.ptr)
+        potrs(handle, lower, n, X.shape[1], K.data.ptr, n, X.data.ptr, n, info.data.ptr)
         return X
 
     # The factor's diagonal is the same in either storage order.

@@ -118,8 +118,12 @@ def _at(A, i, j):
 
 def _check_fortran(A):
     if not (
-        isinstance(A, np.ndarray) and A.dtype == np.float64 and A.ndim == 2
-        and A.shape[0] == A.shape[1] and A.flags.f_contiguous and A.flags.writeable
+        isinstance(A, np.ndarray)
+        and A.dtype == np.float64
+        and A.ndim == 2
+        and A.shape[0] == A.shape[1]
+        and A.flags.f_contiguous
+        and A.flags.writeable
     ):
         raise ValueError("A must be a writeable square Fortran-ordered float64 array.")
 
@@ -174,11 +178,32 @@ def cholesky_inplace(A, block=None):
         if rest == 0:
             break
         # Panel: A21 <- A21 L11^-T.
-        trsm(_char("R"), lower, _char("T"), _char("N"), _int(rest), _int(jb),
-             _dbl(1.0), _at(A, j, j), lda, _at(A, j + jb, j), lda)
+        trsm(
+            _char("R"),
+            lower,
+            _char("T"),
+            _char("N"),
+            _int(rest),
+            _int(jb),
+            _dbl(1.0),
+            _at(A, j, j),
+            lda,
+            _at(A, j + jb, j),
+            lda,
+        )
         # Trailing update (lower triangle only): A22 <- A22 - A21 A21^T.
-        syrk(lower, _char("N"), _int(rest), _int(jb), _dbl(-1.0),
-             _at(A, j + jb, j), lda, _dbl(1.0), _at(A, j + jb, j + jb), lda)
+        syrk(
+            lower,
+            _char("N"),
+            _int(rest),
+            _int(jb),
+            _dbl(-1.0),
+            _at(A, j + jb, j),
+            lda,
+            _dbl(1.0),
+            _at(A, j + jb, j + jb),
+            lda,
+        )
     return 0
 
 
@@ -192,8 +217,12 @@ def cho_solve_inplace(L, B):
     """
     n = L.shape[0]
     if not (
-        isinstance(B, np.ndarray) and B.dtype == np.float64 and B.ndim == 2
-        and B.shape[0] == n and B.flags.f_contiguous and B.flags.writeable
+        isinstance(B, np.ndarray)
+        and B.dtype == np.float64
+        and B.ndim == 2
+        and B.shape[0] == n
+        and B.flags.f_contiguous
+        and B.flags.writeable
     ):
         raise ValueError("B must be a writeable Fortran-ordered float64 (n, k) array.")
     if n == 0 or B.shape[1] == 0:
@@ -201,8 +230,18 @@ def cho_solve_inplace(L, B):
     trsm = _function(cython_blas, "dtrsm", 11)
     args = (_char("L"), _char("L"))
     for trans in ("N", "T"):
-        trsm(*args, _char(trans), _char("N"), _int(n), _int(B.shape[1]), _dbl(1.0),
-             _at(L, 0, 0), _int(n), _P(B.ctypes.data), _int(n))
+        trsm(
+            *args,
+            _char(trans),
+            _char("N"),
+            _int(n),
+            _int(B.shape[1]),
+            _dbl(1.0),
+            _at(L, 0, 0),
+            _int(n),
+            _P(B.ctypes.data),
+            _int(n),
+        )
     return B
 
 
@@ -236,8 +275,14 @@ def pocon(L, anorm):
     work = np.empty(3 * n)
     iwork = np.empty(n, dtype=np.intc)
     _function(cython_lapack, "dpocon", 9)(
-        _char("L"), _int(n), _at(L, 0, 0), _int(n), _dbl(anorm),
-        ctypes.byref(rcond), _P(work.ctypes.data), _P(iwork.ctypes.data),
+        _char("L"),
+        _int(n),
+        _at(L, 0, 0),
+        _int(n),
+        _dbl(anorm),
+        ctypes.byref(rcond),
+        _P(work.ctypes.data),
+        _P(iwork.ctypes.data),
         ctypes.byref(info),
     )
     return float(rcond.value) if info.value == 0 else 0.0

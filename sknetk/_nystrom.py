@@ -249,7 +249,8 @@ class _Preconditioner:
         inner = self.L.T @ self.L
         inner *= n_eff / m
         self.R, _ = _safe_cholesky(
-            xp, add_to_diagonal(inner, self.alpha),
+            xp,
+            add_to_diagonal(inner, self.alpha),
             "preconditioner's inner matrix",
         )
 
@@ -374,8 +375,9 @@ class _LocalRowOperator:
         B = precond.explicit() if self.strategy == "gram" else None
         for i0, i1 in self.ranges:
             K = self._kernel(i0, i1)
-            part = K.T @ self._weighted(_as_block(xp, y[i0:i1, ...], self.dtype),
-                                        i0, i1)
+            part = K.T @ self._weighted(
+                _as_block(xp, y[i0:i1, ...], self.dtype), i0, i1
+            )
             if out is None:
                 out = part
             else:
@@ -602,16 +604,24 @@ def nystrom_fit(
     rows = max(1, int(_BLOCK_FRACTION * budget / (m * itemsize)))
     if dask_input:
         # The cached blocks are spread over the workers' memory.
-        strategy = _choose_strategy(strategy, n, m, itemsize,
-                                    budget * n_dask_workers(), max_iter=max_iter)
+        strategy = _choose_strategy(
+            strategy, n, m, itemsize, budget * n_dask_workers(), max_iter=max_iter
+        )
         op = DaskRowOperator(X, centers, kernel_fn, sample_weight, strategy)
         rows = max(op.row_chunks)
     else:
-        strategy = _choose_strategy(strategy, n, m, itemsize, budget,
-                                    on_gpu=is_cupy_namespace(xp),
-                                    max_iter=max_iter)
-        op = _LocalRowOperator(X, centers, kernel_fn, sample_weight, rows, strategy,
-                               dtype)
+        strategy = _choose_strategy(
+            strategy,
+            n,
+            m,
+            itemsize,
+            budget,
+            on_gpu=is_cupy_namespace(xp),
+            max_iter=max_iter,
+        )
+        op = _LocalRowOperator(
+            X, centers, kernel_fn, sample_weight, rows, strategy, dtype
+        )
     if verbose:
         print(
             f"[nystrom] n={n}, m={m}, strategy={strategy!r}, block rows={rows}, "
@@ -708,8 +718,9 @@ def nystrom_predict(X, centers, coef, kernel_fn, working_memory=None):
         for i0, i1 in _row_ranges(X.shape[0], rows)
     ]
     if not pieces:
-        return xp.zeros((0,) + tuple(coef.shape[1:]), dtype=dtype,
-                        device=_device(centers))
+        return xp.zeros(
+            (0,) + tuple(coef.shape[1:]), dtype=dtype, device=_device(centers)
+        )
     return pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=0)
 
 

@@ -180,8 +180,6 @@ class KernelSpec:
         return w2, b2, scale, shift, index >= self.frozen_layers
 
 
-
-
 # ---------------------------------------------------------------------------
 # Variance path (per example) and the recursion on one tile
 # ---------------------------------------------------------------------------
@@ -252,8 +250,20 @@ def tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
         sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
         if theta is not None:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
-        _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks, qa, qb)
+        _collect(
+            xp,
+            spec,
+            layer,
+            sigma,
+            theta,
+            n_features,
+            want_ntk,
+            all_depths,
+            nngps,
+            ntks,
+            qa,
+            qb,
+        )
     return nngps, ntks
 
 
@@ -281,8 +291,22 @@ def _dense_ntk(spec, layer, sigma, theta, n_features):
     return theta if contribution is None else theta + contribution
 
 
-def _collect(xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-             nngps, ntks, qa, qb, scratch=None, clip=True):
+def _collect(
+    xp,
+    spec,
+    layer,
+    sigma,
+    theta,
+    n_features,
+    want_ntk,
+    all_depths,
+    nngps,
+    ntks,
+    qa,
+    qb,
+    scratch=None,
+    clip=True,
+):
     """Append the readout kernels after hidden block ``layer`` when wanted.
 
     ``qa[1]``/``qb[1]`` (when present) map ``"nngp"``/``"ntk"`` to the square
@@ -317,8 +341,9 @@ def _clip_cs(xp, K, root_a, root_b, scratch=None):
     return xp.maximum(xp.minimum(K, bound), -bound)
 
 
-def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b,
-                       tols):
+def _abrelu_tile_numpy(
+    sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols
+):
     """In-place NumPy version of :func:`tile_recursion` for the ABReLU family.
 
     Same mathematics as ``_abrelu_dual`` (``theta = arccos(rho)``, and
@@ -391,8 +416,22 @@ def _abrelu_tile_numpy(sigma, qa, qb, spec, want_ntk, all_depths, n_features, a,
         # layer's correlation is +-1: elsewhere the dual and its derivative
         # are below their values at +-1 by ~tol relative, far more than the
         # rounding of the few operations left.
-        _collect(np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
-                 nngps, ntks, qa, qb, scratch=tmp, clip=any_near)
+        _collect(
+            np,
+            spec,
+            layer,
+            sigma,
+            theta,
+            n_features,
+            want_ntk,
+            all_depths,
+            nngps,
+            ntks,
+            qa,
+            qb,
+            scratch=tmp,
+            clip=any_near,
+        )
     return nngps, ntks
 
 
@@ -409,8 +448,9 @@ def diag_recursion(xp, X, spec, want_ntk, all_depths, path=None):
         sigma = q_out[layer]
         if theta is not None:
             theta = xp.zeros_like(sigma) if spec._act.kills_ntk else theta * dots[layer]
-        _collect(xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks,
-                 (), ())
+        _collect(
+            xp, spec, layer, sigma, theta, d, want_ntk, all_depths, nngps, ntks, (), ()
+        )
     return nngps, ntks
 
 
@@ -462,8 +502,11 @@ def _overflow_error(X, name, spec, want_ntk):
     """
     dtype = X.dtype
     with np.errstate(all="ignore"):
-        bad = [i for i in range(X.shape[0])
-               if not _finite_diagonals(X[i : i + 1], spec, want_ntk)][:16]
+        bad = [
+            i
+            for i in range(X.shape[0])
+            if not _finite_diagonals(X[i : i + 1], spec, want_ntk)
+        ][:16]
     rows = X[bad] if bad else X[:16]
     rms = _row_rms(rows)
     params = spec._params
@@ -471,26 +514,34 @@ def _overflow_error(X, name, spec, want_ntk):
     candidates = []  # (description, change to rows, change to spec)
     if rms.max(initial=0.0) > 1.0:
         safe = np.where(rms > 0, rms, 1.0)
-        candidates.append((
-            f"the rows of {name} are too large in magnitude (largest "
-            f"root-mean-square {rms.max():.3g}); scale the features (e.g. "
-            "StandardScaler)",
-            lambda r: (r / safe[:, None]).astype(dtype), {},
-        ))
+        candidates.append(
+            (
+                f"the rows of {name} are too large in magnitude (largest "
+                f"root-mean-square {rms.max():.3g}); scale the features (e.g. "
+                "StandardScaler)",
+                lambda r: (r / safe[:, None]).astype(dtype),
+                {},
+            )
+        )
     if spec.weight_std > 1.0:
-        candidates.append((f"weight_std={spec.weight_std!r} is too large",
-                           None, {"weight_std": 1.0}))
+        candidates.append(
+            (f"weight_std={spec.weight_std!r} is too large", None, {"weight_std": 1.0})
+        )
     if spec.bias_std is not None and spec.bias_std > 1.0:
-        candidates.append((f"bias_std={spec.bias_std!r} is too large",
-                           None, {"bias_std": 1.0}))
+        candidates.append(
+            (f"bias_std={spec.bias_std!r} is too large", None, {"bias_std": 1.0})
+        )
     for key, value in sorted(params.items()):
         if abs(value) > max(1.0, abs(defaults[key])):
             new_params = dict(params, **{key: defaults[key]})
-            candidates.append((
-                f"activation parameter {key!r}={value!r} of {spec.activation!r} "
-                "is too large",
-                None, {"activation_params": tuple(sorted(new_params.items()))},
-            ))
+            candidates.append(
+                (
+                    f"activation parameter {key!r}={value!r} of {spec.activation!r} "
+                    "is too large",
+                    None,
+                    {"activation_params": tuple(sorted(new_params.items()))},
+                )
+            )
     culprits = None
     for size in range(1, len(candidates) + 1):
         for subset in itertools.combinations(candidates, size):

@@ -289,7 +289,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         if _is_dask(X):
             X, y = validate_dask_fit(self, X, y)
             y = check_array(
-                y, ensure_2d=False, dtype=None, ensure_all_finite=False,
+                y,
+                ensure_2d=False,
+                dtype=None,
+                ensure_all_finite=False,
                 input_name="y",
             )
             sample_weight = check_fit_sample_weight(
@@ -492,8 +495,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             # it is K** - PV KsU^T - D PV^T.
             n = U.shape[0]
             filters, _, _ = _flow_filters(
-                xp, evals, [math.inf if t is None else t], ridge,
-                time_scale(self._fit_sample_weight), max(n * n_targets, 1),
+                xp,
+                evals,
+                [math.inf if t is None else t],
+                ridge,
+                time_scale(self._fit_sample_weight),
+                max(n * n_targets, 1),
             )
             PV = (test.get("ntk", test["nngp"]) @ U) * filters[0, :][None, :]
             KsU = test["nngp"] @ U
@@ -552,24 +559,31 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                 # covariance is subtracted from it in place, by row blocks
                 Kss = self._kernel_blocks(Xb, None, ("nngp",), device)["nngp"]
                 mean = test[self.kernel] @ dual
-                cov = self._covariance_in_place(Kss, test, K, eigh, sw,
-                                                n_targets)
+                cov = self._covariance_in_place(Kss, test, K, eigh, sw, n_targets)
                 return check_finite_prediction(to_numpy(mean)), to_numpy(cov)
             Kss = nngp_diag(Xb, **nngp_params)
             mean = test[self.kernel] @ dual
             if self.kernel == "nngp" and t is None:
-                _, cov = gp_posterior(None, test["nngp"], Kss, None, ridge,
-                                      sample_weight=sw, eigh=eigh)
+                _, cov = gp_posterior(
+                    None, test["nngp"], Kss, None, ridge, sample_weight=sw, eigh=eigh
+                )
             else:
                 cov = ensemble_covariance(
-                    K, test["nngp"], Kss,
+                    K,
+                    test["nngp"],
+                    Kss,
                     ntk_test_train=test.get("ntk"),
-                    t=math.inf if t is None else t, ridge=ridge,
+                    t=math.inf if t is None else t,
+                    ridge=ridge,
                     learning_rate=time_scale(self._fit_sample_weight),
-                    n_targets=n_targets, sample_weight=sw, eigh=eigh,
+                    n_targets=n_targets,
+                    sample_weight=sw,
+                    eigh=eigh,
                 )
-            return (check_finite_prediction(to_numpy(mean)),
-                    check_finite_prediction(to_numpy(cov)))
+            return (
+                check_finite_prediction(to_numpy(mean)),
+                check_finite_prediction(to_numpy(cov)),
+            )
 
         if full:
             return block(densify(X))

@@ -53,7 +53,6 @@ __all__ = [
 ALPHA_SCALES = ("absolute", "mean_diag")
 
 
-
 def blas_matmul(A, B):
     """``A @ B`` for NumPy float64 arrays, through SciPy's BLAS.
 
@@ -77,10 +76,16 @@ def blas_matmul(A, B):
         Equal to ``A @ B`` up to rounding.
     """
     if (
-        isinstance(A, np.ndarray) and isinstance(B, np.ndarray)
-        and A.ndim == 2 and B.ndim in (1, 2) and A.shape[1] == B.shape[0]
-        and A.dtype == np.float64 and B.dtype == np.float64
-        and A.flags.c_contiguous and min(A.shape) > 0 and B.size > 0
+        isinstance(A, np.ndarray)
+        and isinstance(B, np.ndarray)
+        and A.ndim == 2
+        and B.ndim in (1, 2)
+        and A.shape[1] == B.shape[0]
+        and A.dtype == np.float64
+        and B.dtype == np.float64
+        and A.flags.c_contiguous
+        and min(A.shape) > 0
+        and B.size > 0
     ):
         B2 = np.asfortranarray(B.reshape(B.shape[0], -1))
         out = blas.dgemm(1.0, A.T, B2, trans_a=True)
@@ -387,6 +392,7 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
         L = None
     reason = "not positive definite"
     if L is not None and bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
+
         def solve(B):
             return cho_solve_xp(xp, L, B)
 
@@ -405,4 +411,3 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
     if sw is not None:
         x = x * xp.sqrt(sw)[:, None]
     return xp.reshape(x, (n,)) if ravel else x
-

@@ -64,19 +64,31 @@ class Kernel:
     def matrix(self, X, context, **kwargs):
         """``K(X, X)`` computed where ``context`` says (CuPy ``X`` on the GPU)."""
         if context.device == "gpu":
-            return self.function(X, **self.params,
-                                 working_memory=context.working_memory,
-                                 device="gpu", **kwargs)
-        return self.function(X, **self.params,
-                             working_memory=context.working_memory,
-                             n_jobs=context.n_jobs, device="cpu",
-                             verbose=context.verbose, **kwargs)
+            return self.function(
+                X,
+                **self.params,
+                working_memory=context.working_memory,
+                device="gpu",
+                **kwargs,
+            )
+        return self.function(
+            X,
+            **self.params,
+            working_memory=context.working_memory,
+            n_jobs=context.n_jobs,
+            device="cpu",
+            verbose=context.verbose,
+            **kwargs,
+        )
 
     def block_function(self, device, context):
         """Picklable ``kernel_fn(A, B=None)`` for :mod:`sknetk._nystrom`."""
         return kernel_block_function(
-            self.name, working_memory=context.working_memory,
-            n_jobs=context.n_jobs, device=device, **self.params,
+            self.name,
+            working_memory=context.working_memory,
+            n_jobs=context.n_jobs,
+            device=device,
+            **self.params,
         )
 
 
@@ -167,8 +179,12 @@ def train_kernel(kernel, X, context):
     if context.memory is None:
         return kernel.matrix(X, context)
     K = cached_kernel(
-        context.memory, X, kernel=kernel.name, **kernel.params,
-        working_memory=context.working_memory, n_jobs=context.n_jobs,
+        context.memory,
+        X,
+        kernel=kernel.name,
+        **kernel.params,
+        working_memory=context.working_memory,
+        n_jobs=context.n_jobs,
         device="cpu",
     )
     return np.require(np.asarray(K), dtype=np.float64, requirements=["W"])
@@ -193,7 +209,11 @@ def solve_flow(kernel, X, y, sample_weight, ridge, t, context):
     alpha = ridge.value(_diag(K, ridge))
     check_finite_kernel(K)
     dual = gradient_flow_dual_coef(
-        K, y, t=t, ridge=alpha, learning_rate=time_scale(sample_weight),
+        K,
+        y,
+        t=t,
+        ridge=alpha,
+        learning_rate=time_scale(sample_weight),
         sample_weight=sample_weight,
     )
     return FitResult(X, dual, alpha, "cholesky")
@@ -253,8 +273,12 @@ def solve_flow_gpu(kernel, X, y, sample_weight, ridge, t, context):
         check_finite_kernel(K)
         w = None if sample_weight is None else cupy.asarray(sample_weight)
         dual = gradient_flow_dual_coef(
-            K, cupy.asarray(y), t=t, ridge=alpha,
-            learning_rate=time_scale(sample_weight), sample_weight=w,
+            K,
+            cupy.asarray(y),
+            t=t,
+            ridge=alpha,
+            learning_rate=time_scale(sample_weight),
+            sample_weight=w,
         )
         return FitResult(X, cupy.asnumpy(dual), alpha, "cholesky")
     finally:
@@ -266,9 +290,11 @@ def solve_flow_gpu(kernel, X, y, sample_weight, ridge, t, context):
 def train_diag(kernel, X, context):
     """``K(x, x)`` of the training rows in O(n), by row blocks (memmap, dask)."""
     if is_dask(X):
-        return np.asarray(X.map_blocks(
-            kernel.diag_function, drop_axis=1, dtype=np.float64, **kernel.params
-        ).compute())
+        return np.asarray(
+            X.map_blocks(
+                kernel.diag_function, drop_axis=1, dtype=np.float64, **kernel.params
+            ).compute()
+        )
     rows = max(1, int(_budget_bytes(context.working_memory) // (16 * X.shape[1])))
     parts = [
         to_numpy(kernel.diag_function(np.asarray(X[i : i + rows]), **kernel.params))
@@ -295,15 +321,24 @@ def solve_nystrom(kernel, X, y, sample_weight, ridge, t, context):
         X, device = cupy.asarray(X), "auto"
     try:
         centers, coef, n_iter, info = nystrom_fit(
-            X, y, kernel_fn=kernel.block_function(device, context),
-            n_centers=context.n_centers, alpha=alpha, max_iter=context.max_iter,
-            tol=context.tol, random_state=context.random_state,
-            working_memory=context.working_memory, sample_weight=sample_weight,
+            X,
+            y,
+            kernel_fn=kernel.block_function(device, context),
+            n_centers=context.n_centers,
+            alpha=alpha,
+            max_iter=context.max_iter,
+            tol=context.tol,
+            random_state=context.random_state,
+            working_memory=context.working_memory,
+            sample_weight=sample_weight,
             verbose=context.verbose,
         )
         return FitResult(
-            np.asarray(to_numpy(centers), dtype=np.float64), to_numpy(coef),
-            float(info["alpha"]), "nystrom", n_iter,
+            np.asarray(to_numpy(centers), dtype=np.float64),
+            to_numpy(coef),
+            float(info["alpha"]),
+            "nystrom",
+            n_iter,
         )
     finally:
         if cupy is not None:
@@ -329,8 +364,18 @@ def flow_time(t):
     return float(t)
 
 
-def choose_solver(solver, n_samples, *, dask_input=False, t=None, memory=None,
-                  device_of=None, working_memory=None, verbose=0, name=""):
+def choose_solver(
+    solver,
+    n_samples,
+    *,
+    dask_input=False,
+    t=None,
+    memory=None,
+    device_of=None,
+    working_memory=None,
+    verbose=0,
+    name="",
+):
     """``"cholesky"`` or ``"nystrom"`` for one fit: the one reader of ``solver``.
 
     Called before the input validation, which copies ``X`` for the exact
@@ -364,7 +409,8 @@ def choose_solver(solver, n_samples, *, dask_input=False, t=None, memory=None,
     exact kernel) with ``"nystrom"`` or dask input.
     """
     exact_only = " and ".join(
-        what for what, value in (("a finite t", flow_time(t)), ("memory", memory))
+        what
+        for what, value in (("a finite t", flow_time(t)), ("memory", memory))
         if value is not None
     )
     if solver == "cholesky":

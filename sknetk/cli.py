@@ -76,9 +76,25 @@ class CLIError(Exception):
 # Cells that pandas.read_csv reads as missing by default; the same here.
 _NA_TOKENS = frozenset(
     {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
-        "nan", "null",
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
     }
 )
 # A numeric column whose largest magnitude is outside 2**-256 .. 2**256 (about
@@ -241,8 +257,7 @@ def _read_csv(path, target, drop):
         shown = ", ".join(header[:10])
         more = ", ..." if len(header) > 10 else ""
         raise CLIError(
-            f"target column {target!r} not found in {path}; columns are: "
-            f"{shown}{more}"
+            f"target column {target!r} not found in {path}; columns are: {shown}{more}"
         )
     missing = [c for c in drop if c not in header]
     if missing:
@@ -733,9 +748,7 @@ def _check_args(args):
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if args.device == "gpu" and not gpu_available():
-        raise CLIError(
-            '--device gpu needs CuPy and a CUDA device; see "sknetk info".'
-        )
+        raise CLIError('--device gpu needs CuPy and a CUDA device; see "sknetk info".')
     if args.json is not None:
         _check_output(args.json, "--json", args)
     if args.plot is not None:
@@ -907,8 +920,7 @@ def _compare(args, out):
             ) from None
         if image is None:
             print(
-                f"sknetk compare: no plot written to {args.plot}: no model "
-                "succeeded",
+                f"sknetk compare: no plot written to {args.plot}: no model succeeded",
                 file=sys.stderr,
             )
             status = 1
@@ -1086,9 +1098,13 @@ def _parser():
         "--models",
         metavar="LIST",
         help=(
-            "comma-separated models from: " + ", ".join(MODELS) + " (default "
-            + ",".join(DEFAULT_MODELS["classification"]) + " for classification, "
-            + ",".join(DEFAULT_MODELS["regression"]) + " for regression)"
+            "comma-separated models from: "
+            + ", ".join(MODELS)
+            + " (default "
+            + ",".join(DEFAULT_MODELS["classification"])
+            + " for classification, "
+            + ",".join(DEFAULT_MODELS["regression"])
+            + " for regression)"
         ),
     )
     run.add_argument("--cv", type=int, default=5, help="number of folds (default 5)")

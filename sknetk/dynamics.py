@@ -104,9 +104,7 @@ def _sqrt_weights(xp, sample_weight, n):
         return None
     w = _float64(xp, sample_weight, "sample_weight")
     if w.shape != (n,):
-        raise ValueError(
-            f"sample_weight must have shape ({n},), got {tuple(w.shape)}."
-        )
+        raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}.")
     if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
         raise ValueError("sample_weight must be finite and >= 0.")
     return xp.sqrt(w)
@@ -583,9 +581,7 @@ def gp_posterior(
         )
     Kss = _check_test_test(xp, K_test_test, Ks.shape[0])
     ridge = _check_ridge(ridge)
-    filters, _, _ = _flow_filters(
-        xp, evals, np.array([math.inf]), ridge, 1.0, 1
-    )
+    filters, _, _ = _flow_filters(xp, evals, np.array([math.inf]), ridge, 1.0, 1)
     g = filters[0, ...]
     KsU = Ks @ U
     mean = None
@@ -695,8 +691,10 @@ def ensemble_covariance(
         )
     m = Ks.shape[0]
     Kss = _check_test_test(xp, K_test_test, m)
-    Ths = Ks if ntk_test_train is None else _check_cross(
-        xp, ntk_test_train, "ntk_test_train", m, n
+    Ths = (
+        Ks
+        if ntk_test_train is None
+        else _check_cross(xp, ntk_test_train, "ntk_test_train", m, n)
     )
     if (
         isinstance(n_targets, bool)

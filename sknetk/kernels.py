@@ -106,8 +106,7 @@ def _prepare(X, Y, xp, dtype):
         Y = _check_input(Y, "Y", xp, dtype)
         if Y.shape[1] != X.shape[1]:
             raise ValueError(
-                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; "
-                "they must match."
+                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
             )
     if X.shape[1] == 0:
         raise ValueError("X has 0 features; at least one is required.")
@@ -156,8 +155,7 @@ def _n_threads(xp, n_jobs, n_tiles):
     return max(1, min(effective_n_jobs(n_jobs), n_tiles))
 
 
-def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
-                     verbose=0):
+def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs, verbose=0):
     """Fill the requested kernel matrices of ``(X, Y)`` tile by tile.
 
     ``want`` is a subset of ``{"nngp", "ntk"}``. Returns a dict of arrays of
@@ -174,16 +172,24 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
     # on the diagonal of K(X, X), and bound every entry by Cauchy-Schwarz.
     path_x, diag_x = checked_diagonals(xp, X, "X", spec, want_ntk, all_depths)
     path_y, diag_y = (
-        (path_x, diag_x) if symmetric
+        (path_x, diag_x)
+        if symmetric
         else checked_diagonals(xp, Yv, "Y", spec, want_ntk, all_depths)
     )
     roots_x = {name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_x.items()}
-    roots_y = roots_x if symmetric else {
-        name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_y.items()
-    }
+    roots_y = (
+        roots_x
+        if symmetric
+        else {name: [xp.sqrt(v) for v in blocks] for name, blocks in diag_y.items()}
+    )
     if is_cupy_namespace(xp):
         return compute_kernels_cupy(
-            X, Y, spec, want, all_depths, budget_bytes(working_memory),
+            X,
+            Y,
+            spec,
+            want,
+            all_depths,
+            budget_bytes(working_memory),
             roots=(roots_x, roots_y),
         )
     q0 = xp.sum(X * X, axis=1) / d if symmetric else None
@@ -211,13 +217,15 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs,
             # diagonal follows the exact correlation-one recursion.
             sigma = (sigma + sigma.T) * 0.5
             sigma = _set_diagonal(xp, sigma, q0[i0:i1])
-        qa = ([q[i0:i1] for q in path_x[0]],
-              {name: [r[i0:i1] for r in v] for name, v in roots_x.items()})
-        qb = ([q[j0:j1] for q in path_y[0]],
-              {name: [r[j0:j1] for r in v] for name, v in roots_y.items()})
-        nngps, ntks = _tile_recursion(
-            xp, sigma, qa, qb, spec, want_ntk, all_depths, d
+        qa = (
+            [q[i0:i1] for q in path_x[0]],
+            {name: [r[i0:i1] for r in v] for name, v in roots_x.items()},
         )
+        qb = (
+            [q[j0:j1] for q in path_y[0]],
+            {name: [r[j0:j1] for r in v] for name, v in roots_y.items()},
+        )
+        nngps, ntks = _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, d)
         for name, blocks in (("nngp", nngps), ("ntk", ntks)):
             if name not in out:
                 continue
@@ -358,16 +366,32 @@ _PARAM_DOCS = {
         parameterization).""",
 }
 
-_NETWORK = ("depth", "activation", "activation_params", "weight_std", "bias_std",
-            "parameterization", "width")
+_NETWORK = (
+    "depth",
+    "activation",
+    "activation_params",
+    "weight_std",
+    "bias_std",
+    "parameterization",
+    "width",
+)
 
 
 def _params_doc(*names):
     return "\n".join(_PARAM_DOCS[name] for name in names)
 
 
-def _spec_from(depth, activation, activation_params, weight_std, bias_std,
-               parameterization, width, frozen_layers=0, ntk=True):
+def _spec_from(
+    depth,
+    activation,
+    activation_params,
+    weight_std,
+    bias_std,
+    parameterization,
+    width,
+    frozen_layers=0,
+    ntk=True,
+):
     return KernelSpec.from_params(
         ntk=ntk,
         depth=depth,
@@ -436,13 +460,24 @@ def nngp_ntk_kernels(
     >>> bool(np.all(ntk >= nngp))
     True
     """
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+    )
     (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths,
-                           working_memory, n_jobs, verbose)
-    return (back(_finish(out["nngp"], all_depths)),
-            back(_finish(out["ntk"], all_depths)))
+    out = _compute_kernels(
+        X, Y, spec, ("nngp", "ntk"), all_depths, working_memory, n_jobs, verbose
+    )
+    return (
+        back(_finish(out["nngp"], all_depths)),
+        back(_finish(out["ntk"], all_depths)),
+    )
 
 
 def ntk_kernel(
@@ -498,8 +533,16 @@ def ntk_kernel(
     array([[0.5   , 0.0796],
            [0.0796, 0.5   ]])
     """
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+    )
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(
         X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs, verbose
@@ -557,8 +600,17 @@ def nngp_kernel(
     array([[0.25  , 0.0796],
            [0.0796, 0.25  ]])
     """
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers, ntk=False)
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+        ntk=False,
+    )
     (X, Y), back = _place(device, dtype, X, Y)
     out = _compute_kernels(
         X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs, verbose
@@ -622,8 +674,16 @@ def ntk_diag(
     >>> ntk_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.5, 2. ])
     """
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers)
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+    )
     return _diag(X, spec, "ntk", all_depths, dtype, device)
 
 
@@ -662,8 +722,17 @@ def nngp_diag(
     >>> nngp_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.25, 1.  ])
     """
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers, ntk=False)
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+        ntk=False,
+    )
     return _diag(X, spec, "nngp", all_depths, dtype, device)
 
 
@@ -722,9 +791,17 @@ def kernel_matvec(
     """
     if kernel not in ("ntk", "nngp"):
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
-    spec = _spec_from(depth, activation, activation_params, weight_std, bias_std,
-                      parameterization, width, frozen_layers,
-                      ntk=kernel == "ntk")
+    spec = _spec_from(
+        depth,
+        activation,
+        activation_params,
+        weight_std,
+        bias_std,
+        parameterization,
+        width,
+        frozen_layers,
+        ntk=kernel == "ntk",
+    )
     if Y is None:
         raise ValueError("kernel_matvec needs Y (the kernel's columns).")
     xp_v = get_namespace(V)
@@ -740,9 +817,7 @@ def kernel_matvec(
         )
     if not bool(xp.all(xp.isfinite(V))):
         raise ValueError("V contains NaN or infinity.")
-    return back(
-        _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose)
-    )
+    return back(_blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose))
 
 
 def _row_block(n_rows_y, budget, itemsize):
@@ -757,12 +832,18 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
     rows = _row_block(Y.shape[0], budget, itemsize)
     pieces = []
     n = X.shape[0]
-    starts = progress(range(0, n, rows), desc=f"kernel rows ({n} x {Y.shape[0]})",
-                      verbose=verbose)
+    starts = progress(
+        range(0, n, rows), desc=f"kernel rows ({n} x {Y.shape[0]})", verbose=verbose
+    )
     for i0 in starts:
         block = _compute_kernels(
-            X[i0 : min(i0 + rows, n), :], Y, spec, (kernel,), False,
-            budget / 2 / 2**20, n_jobs,
+            X[i0 : min(i0 + rows, n), :],
+            Y,
+            spec,
+            (kernel,),
+            False,
+            budget / 2 / 2**20,
+            n_jobs,
         )[kernel][0, ...]
         # NumPy float64 goes through SciPy's BLAS, the library of the
         # Cholesky solve that follows in a grid search (see blas_matmul).
@@ -774,16 +855,51 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
 
 
 for _f, _names in (
-    (nngp_ntk_kernels, _NETWORK + ("all_depths", "working_memory", "n_jobs",
-                                   "dtype", "device", "frozen_layers",
-                                   "verbose")),
-    (ntk_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
-                             "device", "frozen_layers", "verbose")),
-    (nngp_kernel, _NETWORK + ("all_depths", "working_memory", "n_jobs", "dtype",
-                              "device", "frozen_layers", "verbose")),
+    (
+        nngp_ntk_kernels,
+        _NETWORK
+        + (
+            "all_depths",
+            "working_memory",
+            "n_jobs",
+            "dtype",
+            "device",
+            "frozen_layers",
+            "verbose",
+        ),
+    ),
+    (
+        ntk_kernel,
+        _NETWORK
+        + (
+            "all_depths",
+            "working_memory",
+            "n_jobs",
+            "dtype",
+            "device",
+            "frozen_layers",
+            "verbose",
+        ),
+    ),
+    (
+        nngp_kernel,
+        _NETWORK
+        + (
+            "all_depths",
+            "working_memory",
+            "n_jobs",
+            "dtype",
+            "device",
+            "frozen_layers",
+            "verbose",
+        ),
+    ),
     (ntk_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
     (nngp_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
-    (kernel_matvec, _NETWORK + ("working_memory", "n_jobs", "dtype", "device",
-                                "frozen_layers", "verbose")),
+    (
+        kernel_matvec,
+        _NETWORK
+        + ("working_memory", "n_jobs", "dtype", "device", "frozen_layers", "verbose"),
+    ),
 ):
     _f.__doc__ = _f.__doc__.replace("    {params}", _params_doc(*_names), 1)

@@ -124,11 +124,14 @@ def kernel_spectrum(
         or not learning_rate > 0
         or not math.isfinite(learning_rate)
     ):
-        raise ValueError(f"learning_rate must be a finite number > 0, got "
-                         f"{learning_rate!r}.")
+        raise ValueError(
+            f"learning_rate must be a finite number > 0, got {learning_rate!r}."
+        )
     ridge = _check_ridge(ridge)
-    if isinstance(n_targets, bool) or not isinstance(n_targets, Integral) or (
-        n_targets < 1
+    if (
+        isinstance(n_targets, bool)
+        or not isinstance(n_targets, Integral)
+        or (n_targets < 1)
     ):
         raise ValueError(f"n_targets must be an integer >= 1, got {n_targets!r}.")
 
@@ -165,8 +168,11 @@ def kernel_spectrum(
 
     rate = learning_rate * (evals + ridge) / (n * n_targets)
     positive = rate > 0
-    times = xp.where(positive, 1.0 / xp.where(positive, rate, xp.ones_like(rate)),
-                     xp.full_like(rate, math.inf))
+    times = xp.where(
+        positive,
+        1.0 / xp.where(positive, rate, xp.ones_like(rate)),
+        xp.full_like(rate, math.inf),
+    )
 
     if normalize is None or n == 0:
         scale = 1.0

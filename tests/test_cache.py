@@ -55,16 +55,20 @@ def _digests(folder):
 def _outputs(memory, X, y, X_test):
     """Everything that consumes a cached kernel, in place or not."""
     reg = NTKRegressor(alpha=1e-3, memory=memory, **NETWORK).fit(X, y)
-    flow = NTKRegressor(alpha=1e-3, t=20.0, frozen_layers=1, memory=memory,
-                        **NETWORK).fit(X, y)
-    gp = NTKRegressor(kernel="nngp", alpha=1e-2, t=10.0, memory=memory,
-                      **NETWORK).fit(X, y)
+    flow = NTKRegressor(
+        alpha=1e-3, t=20.0, frozen_layers=1, memory=memory, **NETWORK
+    ).fit(X, y)
+    gp = NTKRegressor(kernel="nngp", alpha=1e-2, t=10.0, memory=memory, **NETWORK).fit(
+        X, y
+    )
     clf = NTKClassifier(alpha=1e-3, memory=memory, **NETWORK).fit(X, y > 0)
     return [
-        reg.dual_coef_, reg.predict(X_test),
+        reg.dual_coef_,
+        reg.predict(X_test),
         *reg.predict(X_test, return_std=True),
         *reg.predict(X_test, return_cov=True),
-        flow.predict(X_test), *flow.predict(X_test, return_cov=True),
+        flow.predict(X_test),
+        *flow.predict(X_test, return_cov=True),
         flow.predict_trajectory(X_test, [1.0, 100.0]),
         *gp.predict(X_test, return_std=True),
         *gp.predict(X_test, return_std=True),  # the noise went in place here
@@ -106,8 +110,12 @@ def test_reuse_never_modifies_the_cache(tmp_path, kind, mmap_mode):
             return SubclassedMemory(folder, mmap_mode=mmap_mode, verbose=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # compressed files are not mapped
-            return Memory(folder, mmap_mode=mmap_mode, verbose=0,
-                          compress=3 if kind == "compressed" else False)
+            return Memory(
+                folder,
+                mmap_mode=mmap_mode,
+                verbose=0,
+                compress=3 if kind == "compressed" else False,
+            )
 
     stored = None
     for _ in range(3):
@@ -170,8 +178,9 @@ def test_folder_others_can_write_is_refused_before_loading(tmp_path, where):
     for path in entries:
         with open(path, "wb") as f:
             pickle.dump(_Planted(str(mark)), f)
-    target = folder if where == "folder" else os.path.dirname(
-        os.path.dirname(entries[0]))  # .../_compute_kernel
+    target = (
+        folder if where == "folder" else os.path.dirname(os.path.dirname(entries[0]))
+    )  # .../_compute_kernel
     os.chmod(target, 0o777)
     with pytest.raises(ValueError, match=r"memory=.*writable by every user"):
         NTKRegressor(memory=str(folder), **NETWORK).fit(X, y)
@@ -192,8 +201,11 @@ def test_shared_parent_needs_the_sticky_bit(tmp_path):
     assert not (parent / "cache").exists()  # refused before creating anything
     os.chmod(parent, 0o1777)
     model = NTKRegressor(memory=str(parent / "cache"), **NETWORK).fit(X, y)
-    assert_allclose(model.predict(X_test),
-                    NTKRegressor(**NETWORK).fit(X, y).predict(X_test), rtol=1e-12)
+    assert_allclose(
+        model.predict(X_test),
+        NTKRegressor(**NETWORK).fit(X, y).predict(X_test),
+        rtol=1e-12,
+    )
 
 
 @posix_only
@@ -253,10 +265,12 @@ def test_explicit_memory_on_unsafe_folder_warns(tmp_path):
     folder.mkdir()
     os.chmod(folder, 0o777)
     with pytest.warns(UserWarning, match=r"writable by every user.*passed explicitly"):
-        got = NTKRegressor(memory=Memory(str(folder), verbose=0),
-                           **NETWORK).fit(X, y).predict(X_test)
-    assert_allclose(got, NTKRegressor(**NETWORK).fit(X, y).predict(X_test),
-                    rtol=1e-12)
+        got = (
+            NTKRegressor(memory=Memory(str(folder), verbose=0), **NETWORK)
+            .fit(X, y)
+            .predict(X_test)
+        )
+    assert_allclose(got, NTKRegressor(**NETWORK).fit(X, y).predict(X_test), rtol=1e-12)
 
 
 def test_folder_risk_is_posix_only(tmp_path, monkeypatch):
@@ -300,6 +314,7 @@ def _make_unwritable(folder, monkeypatch):
             if inside(path) and (not writes or any(c in str(mode) for c in "wax+")):
                 raise denied(path)
             return original(path, *args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(os, "mkdir", guard(os.mkdir, False))
@@ -307,8 +322,11 @@ def _make_unwritable(folder, monkeypatch):
     monkeypatch.setattr(builtins, "open", guard(builtins.open, True))
     from joblib._store_backends import FileSystemStoreBackend
 
-    monkeypatch.setattr(FileSystemStoreBackend, "_open_item",
-                        staticmethod(guard(FileSystemStoreBackend._open_item, True)))
+    monkeypatch.setattr(
+        FileSystemStoreBackend,
+        "_open_item",
+        staticmethod(guard(FileSystemStoreBackend._open_item, True)),
+    )
 
 
 @pytest.fixture
@@ -321,8 +339,9 @@ def restore_mode(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Unable to cache to disk")  # joblib's own
 @pytest.mark.parametrize("memory_kind", ["path", "Memory"])
-def test_unwritable_folder_warns_and_computes(tmp_path, monkeypatch, restore_mode,
-                                              memory_kind):
+def test_unwritable_folder_warns_and_computes(
+    tmp_path, monkeypatch, restore_mode, memory_kind
+):
     """Hits stored before are served; misses are computed, with a warning."""
     X, y, X_test = _data()
     X_new = X + 0.5
@@ -335,9 +354,11 @@ def test_unwritable_folder_warns_and_computes(tmp_path, monkeypatch, restore_mod
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hit = NTKRegressor(memory=memory, **NETWORK).fit(X, y)
-        assert_allclose(hit.predict(X_test),
-                        NTKRegressor(**NETWORK).fit(X, y).predict(X_test),
-                        rtol=1e-12)
+        assert_allclose(
+            hit.predict(X_test),
+            NTKRegressor(**NETWORK).fit(X, y).predict(X_test),
+            rtol=1e-12,
+        )
     assert calls == []  # both kernels loaded
     with pytest.warns(UserWarning, match=r"memory=.*could not be stored"):
         miss = NTKRegressor(memory=memory, **NETWORK).fit(X_new, y)
@@ -349,8 +370,9 @@ def test_unwritable_folder_warns_and_computes(tmp_path, monkeypatch, restore_mod
     assert _digests(folder) == stored
 
 
-def test_empty_unwritable_folder_warns_and_computes(tmp_path, monkeypatch,
-                                                    restore_mode):
+def test_empty_unwritable_folder_warns_and_computes(
+    tmp_path, monkeypatch, restore_mode
+):
     X, y, X_test = _data()
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -364,8 +386,9 @@ def test_empty_unwritable_folder_warns_and_computes(tmp_path, monkeypatch,
     assert os.listdir(folder) == []
 
 
-def test_path_that_is_a_file_or_cannot_be_created_raises(tmp_path, monkeypatch,
-                                                         restore_mode):
+def test_path_that_is_a_file_or_cannot_be_created_raises(
+    tmp_path, monkeypatch, restore_mode
+):
     X, y, _ = _data()
     a_file = tmp_path / "kernels.txt"
     a_file.write_text("not a folder")
@@ -402,8 +425,9 @@ def _corrupt(path, how):
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "wrong_array"])
 @pytest.mark.parametrize("mmap_mode", [None, "r+"])
-def test_unreadable_entry_is_recomputed_and_rewritten(tmp_path, monkeypatch, caplog,
-                                                      how, mmap_mode):
+def test_unreadable_entry_is_recomputed_and_rewritten(
+    tmp_path, monkeypatch, caplog, how, mmap_mode
+):
     """A one-line warning naming the entry (not joblib's logged traceback)."""
     X, y, X_test = _data()
     folder = str(tmp_path / "cache")

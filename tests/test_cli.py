@@ -95,8 +95,17 @@ def test_compare_matches_sklearn_cross_val_score(capsys, tmp_path):
     """Scores equal scikit-learn's cross_val_score with the same folds and pipeline."""
     out_json = tmp_path / "res.json"
     code, out, err = run(
-        capsys, "compare", "--dataset", "iris", "--models", "svc,dummy", "--cv", "4",
-        "--json", str(out_json), "-q",
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "svc,dummy",
+        "--cv",
+        "4",
+        "--json",
+        str(out_json),
+        "-q",
     )
     assert code == 0, err
     assert err == ""
@@ -125,8 +134,17 @@ def test_compare_regression_dataset(capsys, tmp_path):
 
     out_json = tmp_path / "res.json"
     code, out, err = run(
-        capsys, "compare", "--dataset", "diabetes", "--models", "krr-rbf,ridge",
-        "--cv", "3", "--json", str(out_json), "-q",
+        capsys,
+        "compare",
+        "--dataset",
+        "diabetes",
+        "--models",
+        "krr-rbf,ridge",
+        "--cv",
+        "3",
+        "--json",
+        str(out_json),
+        "-q",
     )
     assert code == 0, err
     assert "regression" in out and "r2 mean" in out
@@ -167,8 +185,19 @@ def test_compare_ntk_regression_matches_estimator(capsys, tmp_path):
 
     out_json = tmp_path / "res.json"
     code, _, err = run(
-        capsys, "compare", "--dataset", "diabetes", "--models", "ntk", "--cv", "3",
-        "--json", str(out_json), "-q", "--n-jobs", "1",
+        capsys,
+        "compare",
+        "--dataset",
+        "diabetes",
+        "--models",
+        "ntk",
+        "--cv",
+        "3",
+        "--json",
+        str(out_json),
+        "-q",
+        "--n-jobs",
+        "1",
     )
     assert code == 0, err
     args = _parser().parse_args(["compare", "--n-jobs", "1"])
@@ -191,9 +220,21 @@ def test_compare_csv_mixed_columns_classification(capsys, mixed_csv, tmp_path):
     """String target, categorical and boolean columns and missing values work."""
     out_json = tmp_path / "res.json"
     code, out, err = run(
-        capsys, "compare", "--csv", str(mixed_csv), "--target", "label",
-        "--drop", "id,value", "--models", "svm,ridge", "--cv", "3",
-        "--json", str(out_json), "-q",
+        capsys,
+        "compare",
+        "--csv",
+        str(mixed_csv),
+        "--target",
+        "label",
+        "--drop",
+        "id,value",
+        "--models",
+        "svm,ridge",
+        "--cv",
+        "3",
+        "--json",
+        str(out_json),
+        "-q",
     )
     assert code == 0, err
     assert "classification, 2 classes" in out
@@ -211,9 +252,21 @@ def test_compare_csv_regression_auto_task(capsys, mixed_csv, tmp_path):
     """A float target is regression; the linear model recovers it (R^2 near 1)."""
     out_json = tmp_path / "res.json"
     code, out, err = run(
-        capsys, "compare", "--csv", str(mixed_csv), "--target", "value",
-        "--drop", "id,label", "--models", "ridge", "--cv", "3", "--json",
-        str(out_json), "-q",
+        capsys,
+        "compare",
+        "--csv",
+        str(mixed_csv),
+        "--target",
+        "value",
+        "--drop",
+        "id,label",
+        "--models",
+        "ridge",
+        "--cv",
+        "3",
+        "--json",
+        str(out_json),
+        "-q",
     )
     assert code == 0, err
     result = json.loads(out_json.read_text())
@@ -224,8 +277,16 @@ def test_compare_csv_regression_auto_task(capsys, mixed_csv, tmp_path):
 def test_compare_task_override(capsys, mixed_csv, tmp_path):
     """--task regression on a string target is rejected with a hint."""
     code, _, err = run(
-        capsys, "compare", "--csv", str(mixed_csv), "--target", "label",
-        "--drop", "id", "--task", "regression",
+        capsys,
+        "compare",
+        "--csv",
+        str(mixed_csv),
+        "--target",
+        "label",
+        "--drop",
+        "id",
+        "--task",
+        "regression",
     )
     assert code == 2
     assert "not numeric" in err and "--task classification" in err
@@ -244,19 +305,27 @@ def _write(tmp_path, text, name="data.csv"):
     "make_argv, message",
     [
         (lambda p: ["--csv", str(p / "nope.csv"), "--target", "y"], "file not found"),
-        (lambda p: ["--csv", _write(p, "a,b\n1,2\n3,4\n"), "--target", "y"],
-         "target column 'y' not found"),
-        (lambda p: ["--csv", _write(p, "a,y\n" + "1,k\n" * 10), "--target", "y"],
-         "single class"),
+        (
+            lambda p: ["--csv", _write(p, "a,b\n1,2\n3,4\n"), "--target", "y"],
+            "target column 'y' not found",
+        ),
+        (
+            lambda p: ["--csv", _write(p, "a,y\n" + "1,k\n" * 10), "--target", "y"],
+            "single class",
+        ),
         (lambda p: ["--csv", _write(p, ""), "--target", "y"], "is empty"),
-        (lambda p: ["--csv", _write(p, "a,b,y\n1,2,0\n"), "--target", "y"],
-         "fewer than --cv=5"),
+        (
+            lambda p: ["--csv", _write(p, "a,b,y\n1,2,0\n"), "--target", "y"],
+            "fewer than --cv=5",
+        ),
         (lambda p: ["--csv", _write(p, "a\n1\n")], "--csv needs --target"),
         (lambda p: ["--csv", str(p)], "--csv needs --target"),
         (lambda p: ["--csv", str(p), "--target", "y"], "is a directory"),
         (lambda p: ["--dataset", "mnist"], "unknown dataset 'mnist'"),
-        (lambda p: ["--dataset", "iris", "--models", "ntk,xgboost"],
-         "unknown model 'xgboost'"),
+        (
+            lambda p: ["--dataset", "iris", "--models", "ntk,xgboost"],
+            "unknown model 'xgboost'",
+        ),
         (lambda p: ["--dataset", "iris", "--models", "krr-rbf"], "is a regressor"),
         (lambda p: ["--dataset", "iris", "--cv", "1"], "--cv must be at least 2"),
         (lambda p: ["--dataset", "iris", "--cv", "51"], "fewer than --cv=51"),
@@ -283,8 +352,17 @@ def test_compare_rejects_high_cardinality_column(capsys, tmp_path):
     assert "column 'name' is not numeric and has 40 distinct values" in err
     # Raising the limit (or dropping the column) makes the same file work.
     code, _, err = run(
-        capsys, "compare", "--csv", path, "--target", "y", "--drop", "name",
-        "--models", "dummy", "-q",
+        capsys,
+        "compare",
+        "--csv",
+        path,
+        "--target",
+        "y",
+        "--drop",
+        "name",
+        "--models",
+        "dummy",
+        "-q",
     )
     assert code == 0, err
 
@@ -306,13 +384,25 @@ def test_compare_warns_about_kernel_memory(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_evaluate", lambda *args: [])  # do not fit
     rows = "".join(f"{i % 97},{i % 2}\n" for i in range(9000))
     path = _write(tmp_path, "x,y\n" + rows)
-    code, out, _ = run(capsys, "compare", "--csv", path, "--target", "y",
-                       "--models", "ntk", "-q")
+    code, out, _ = run(
+        capsys, "compare", "--csv", path, "--target", "y", "--models", "ntk", "-q"
+    )
     assert code == 0
     # 7200 training rows per fold: 8 float64 matrices of 7200 x 7200 = 3.1 GiB.
     assert "need about 3 GiB per fold" in out
-    code, out, _ = run(capsys, "compare", "--csv", path, "--target", "y",
-                       "--models", "ntk", "--max-samples", "2000", "-q")
+    code, out, _ = run(
+        capsys,
+        "compare",
+        "--csv",
+        path,
+        "--target",
+        "y",
+        "--models",
+        "ntk",
+        "--max-samples",
+        "2000",
+        "-q",
+    )
     assert "GiB" not in out and "subsampled 2000 of 9000 rows" in out
 
 
@@ -332,8 +422,9 @@ def test_compare_model_failure_reported(capsys, monkeypatch):
         return real(name, task, args)
 
     monkeypatch.setattr(cli, "_make_model", fake)
-    code, out, _ = run(capsys, "compare", "--dataset", "iris", "--models",
-                       "knn,dummy", "-q")
+    code, out, _ = run(
+        capsys, "compare", "--dataset", "iris", "--models", "knn,dummy", "-q"
+    )
     assert code == 1
     rows = table_rows(out)
     assert rows["knn"][2] == "failed"
@@ -379,7 +470,11 @@ def test_python_m_sknetk_info_subprocess():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "sknetk", "info"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("sknetk ")
@@ -401,8 +496,9 @@ def test_progress_plain_fallback(monkeypatch):
     """Without tqdm the fallback yields every item and ends with a final count."""
     monkeypatch.setattr(_progress, "_get_tqdm", lambda: None)
     buf = io.StringIO()
-    out = list(_progress.progress(iter(range(7)), total=7, desc="fit", verbose=1,
-                                  file=buf))
+    out = list(
+        _progress.progress(iter(range(7)), total=7, desc="fit", verbose=1, file=buf)
+    )
     assert out == list(range(7))
     last = buf.getvalue().splitlines()[-1]
     assert last.startswith("fit: 7/7 [")
@@ -429,8 +525,9 @@ def test_progress_uses_tqdm_when_installed():
 def test_compare_progress_on_stderr(capsys, monkeypatch):
     """compare shows progress on stderr by default and nothing with -q."""
     monkeypatch.setattr(_progress, "_get_tqdm", lambda: None)
-    code, out, err = run(capsys, "compare", "--dataset", "iris", "--models", "dummy",
-                         "--cv", "3")
+    code, out, err = run(
+        capsys, "compare", "--dataset", "iris", "--models", "dummy", "--cv", "3"
+    )
     assert code == 0
     assert err.splitlines()[-1].startswith("compare: 3/3")
     assert "compare:" not in out

@@ -77,8 +77,16 @@ def mixed_csv(tmp_path):
     rows = []
     for i in range(n):
         x2_cell = "" if i % 13 == 0 else repr(float(x2[i]))
-        rows.append([f"row{i}", repr(float(x1[i])), x2_cell, colour[i],
-                     str(bool(flag[i])), label[i]])
+        rows.append(
+            [
+                f"row{i}",
+                repr(float(x1[i])),
+                x2_cell,
+                colour[i],
+                str(bool(flag[i])),
+                label[i],
+            ]
+        )
     header = ["id", "x1", "x2", "colour", "flag", "label"]
     return write_csv(tmp_path / "mixed.csv", header, rows)
 
@@ -111,7 +119,11 @@ def run_bare(shadow, cwd, *argv):
     env.pop("MPLBACKEND", None)
     return subprocess.run(
         [sys.executable, "-m", "sknetk", *argv],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -121,12 +133,16 @@ def run_bare(shadow, cwd, *argv):
 def test_compare_bundled_data_without_pandas(hidden_extras, tmp_path):
     """The README's ``sknetk compare`` runs with pandas and matplotlib unimportable."""
     probe = subprocess.run(
-        [sys.executable, "-c", "import pandas"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(hidden_extras)}, cwd=tmp_path,
+        [sys.executable, "-c", "import pandas"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(hidden_extras)},
+        cwd=tmp_path,
     )
     assert probe.returncode != 0 and "hidden by the test" in probe.stderr
-    proc = run_bare(hidden_extras, tmp_path, "compare", "--max-samples", "100",
-                    "--cv", "3", "-q")
+    proc = run_bare(
+        hidden_extras, tmp_path, "compare", "--max-samples", "100", "--cv", "3", "-q"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Dataset: breast_cancer (100 samples, 30 columns")
     rows = table_rows(proc.stdout)
@@ -142,9 +158,22 @@ def test_compare_csv_without_pandas_matches_pandas_pipeline(
     pd = pytest.importorskip("pandas")
     out_json = tmp_path / "res.json"
     proc = run_bare(
-        hidden_extras, tmp_path, "compare", "--csv", str(mixed_csv), "--target",
-        "label", "--drop", "id", "--models", "svm", "--cv", "3", "-q",
-        "--json", str(out_json),
+        hidden_extras,
+        tmp_path,
+        "compare",
+        "--csv",
+        str(mixed_csv),
+        "--target",
+        "label",
+        "--drop",
+        "id",
+        "--models",
+        "svm",
+        "--cv",
+        "3",
+        "-q",
+        "--json",
+        str(out_json),
     )
     assert proc.returncode == 0, proc.stderr
     assert "one-hot encoded 1 non-numeric column(s)" in proc.stdout
@@ -155,13 +184,23 @@ def test_compare_csv_without_pandas_matches_pandas_pipeline(
     y = frame["label"].to_numpy()
     X = frame.drop(columns=["id", "label"])
     X["flag"] = X["flag"].astype(float)
-    pre = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-         ["x1", "x2", "flag"]),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                              OneHotEncoder(handle_unknown="ignore",
-                                            sparse_output=False)), ["colour"]),
-    ])
+    pre = ColumnTransformer(
+        [
+            (
+                "num",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                ["x1", "x2", "flag"],
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                ["colour"],
+            ),
+        ]
+    )
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     expected = cross_val_score(make_pipeline(pre, SVC()), X, y, cv=folds)
     np.testing.assert_allclose(scores, expected, rtol=1e-12)
@@ -195,11 +234,15 @@ def test_every_bundled_dataset_without_pandas(hidden_extras, tmp_path):
         "    assert code == 0, name\n"
         "assert 'pandas' not in sys.modules\n"
     )
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(hidden_extras), str(ROOT)])}
-    proc = subprocess.run([sys.executable, "-c", script, *cli.DATASETS],
-                          capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden_extras), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *cli.DATASETS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     for dataset, (loader, task) in cli.DATASETS.items():
         result = strict_json((tmp_path / f"{dataset}.json").read_text())
@@ -214,8 +257,9 @@ def test_every_bundled_dataset_without_pandas(hidden_extras, tmp_path):
             folds = KFold(3, shuffle=True, random_state=0)
         expected = cross_val_score(model, X, y, cv=folds)
         assert result["task"] == task
-        np.testing.assert_allclose(result["results"][0]["scores"], expected,
-                                   rtol=1e-10, err_msg=dataset)
+        np.testing.assert_allclose(
+            result["results"][0]["scores"], expected, rtol=1e-10, err_msg=dataset
+        )
 
 
 QUIRKY_CSVS = {
@@ -262,15 +306,16 @@ def test_csv_reader_agrees_with_pandas(tmp_path, text):
 # ---------------------------------------------------------------------------
 def small_csv(tmp_path, name="data.csv"):
     rng = np.random.default_rng(1)
-    rows = [[repr(float(a)), repr(float(b)), int(a + b > 0)]
-            for a, b in rng.normal(size=(40, 2))]
+    rows = [
+        [repr(float(a)), repr(float(b)), int(a + b > 0)]
+        for a, b in rng.normal(size=(40, 2))
+    ]
     return write_csv(tmp_path / name, ["a", "b", "y"], rows)
 
 
 @pytest.mark.parametrize("option", ["--json", "--plot"])
 @pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink"])
-def test_output_never_overwrites_the_input(capsys, tmp_path, no_run, option,
-                                           spelling):
+def test_output_never_overwrites_the_input(capsys, tmp_path, no_run, option, spelling):
     """An output path naming the --csv input is refused, even with --force."""
     data = small_csv(tmp_path)
     before = data.read_bytes()
@@ -283,8 +328,18 @@ def test_output_never_overwrites_the_input(capsys, tmp_path, no_run, option,
     if spelling == "symlink":
         os.symlink(data, target)
     for extra in ([], ["--force"]):
-        code, out, err = run(capsys, "compare", "--csv", str(data), "--target", "y",
-                             option, target, *extra, "-q")
+        code, out, err = run(
+            capsys,
+            "compare",
+            "--csv",
+            str(data),
+            "--target",
+            "y",
+            option,
+            target,
+            *extra,
+            "-q",
+        )
         assert code == 2
         assert "is the input file of --csv" in err
         assert err.count("\n") == 1 and "Traceback" not in err
@@ -297,8 +352,18 @@ def test_existing_output_needs_force(capsys, tmp_path, option):
     """An existing output file is kept unless --force, which replaces it."""
     path = tmp_path / ("out.json" if option == "--json" else "out.png")
     path.write_text("precious")
-    argv = ["compare", "--dataset", "iris", "--models", "dummy", "--cv", "3", "-q",
-            option, str(path)]
+    argv = [
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "dummy",
+        "--cv",
+        "3",
+        "-q",
+        option,
+        str(path),
+    ]
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert "already exists; pass --force" in err and err.count("\n") == 1
@@ -318,24 +383,30 @@ def test_existing_output_needs_force(capsys, tmp_path, option):
         (lambda p: ["--plot", str(p / "missing" / "r.png")], "does not exist"),
         (lambda p: ["--json", str(p)], "is a directory"),
         (lambda p: ["--json", ""], "needs a file name"),
-        (lambda p: ["--json", str(p / "a.png"), "--plot", str(p / "a.png")],
-         "same file"),
+        (
+            lambda p: ["--json", str(p / "a.png"), "--plot", str(p / "a.png")],
+            "same file",
+        ),
         (lambda p: ["--plot", str(p / "out.xyz")], "cannot write .xyz files"),
         (lambda p: ["--plot", str(p / "out")], "has no file extension"),
         (lambda p: ["--max-samples", "-1"], "--max-samples must be at least"),
         (lambda p: ["--max-samples", "0"], "--max-samples must be at least"),
-        (lambda p: ["--max-samples", "2", "--cv", "3"],
-         "--max-samples must be at least --cv=3"),
+        (
+            lambda p: ["--max-samples", "2", "--cv", "3"],
+            "--max-samples must be at least --cv=3",
+        ),
         (lambda p: ["--n-jobs", "0"], "--n-jobs must not be 0"),
         (lambda p: ["--random-state", "-1"], "--random-state must be in"),
         (lambda p: ["--max-categories", "-2"], "--max-categories must be >= 0"),
     ],
 )
-def test_bad_options_rejected_before_the_run(capsys, tmp_path, no_run, make_argv,
-                                             message):
+def test_bad_options_rejected_before_the_run(
+    capsys, tmp_path, no_run, make_argv, message
+):
     """Bad options and output paths: one line, exit 2, before data or models."""
-    code, out, err = run(capsys, "compare", "--dataset", "iris", "-q",
-                         *make_argv(tmp_path))
+    code, out, err = run(
+        capsys, "compare", "--dataset", "iris", "-q", *make_argv(tmp_path)
+    )
     assert code == 2
     assert message in err
     assert err.count("\n") == 1 and err.startswith("sknetk compare: error: ")
@@ -343,16 +414,22 @@ def test_bad_options_rejected_before_the_run(capsys, tmp_path, no_run, make_argv
     assert sorted(os.listdir(tmp_path)) == []  # nothing written
 
 
-def test_plot_format_needing_latex_rejected_before_the_run(capsys, tmp_path,
-                                                           no_run):
+def test_plot_format_needing_latex_rejected_before_the_run(capsys, tmp_path, no_run):
     """.pgf is a matplotlib format that needs LaTeX: without it, exit 2 up front."""
     import shutil
 
     pytest.importorskip("matplotlib")
     if shutil.which("xelatex"):
         pytest.skip("xelatex is installed, so .pgf works")
-    code, out, err = run(capsys, "compare", "--dataset", "iris", "-q", "--plot",
-                         str(tmp_path / "chart.pgf"))
+    code, out, err = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "-q",
+        "--plot",
+        str(tmp_path / "chart.pgf"),
+    )
     assert code == 2 and out == ""
     assert "matplotlib cannot write .pgf here" in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
@@ -360,8 +437,19 @@ def test_plot_format_needing_latex_rejected_before_the_run(capsys, tmp_path,
 
 def test_n_jobs_negative_values_still_accepted(capsys):
     """joblib's negative n_jobs (-2: all cores but one) stay valid."""
-    code, out, err = run(capsys, "compare", "--dataset", "iris", "--models", "rf",
-                         "--cv", "2", "--n-jobs", "-2", "-q")
+    code, out, err = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "rf",
+        "--cv",
+        "2",
+        "--n-jobs",
+        "-2",
+        "-q",
+    )
     assert code == 0, err
     assert float(table_rows(out)["rf"][2]) > 0.9
 
@@ -371,8 +459,19 @@ def test_plot_written_exactly_where_asked(capsys, tmp_path, ext, magic):
     """--plot writes the named file, in the format its extension names."""
     pytest.importorskip("matplotlib")
     path = tmp_path / f"chart.{ext}"
-    code, _, err = run(capsys, "compare", "--dataset", "iris", "--models",
-                       "dummy,knn", "--cv", "3", "-q", "--plot", str(path))
+    code, _, err = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "dummy,knn",
+        "--cv",
+        "3",
+        "-q",
+        "--plot",
+        str(path),
+    )
     assert code == 0, err
     assert os.listdir(tmp_path) == [path.name]
     assert path.read_bytes().startswith(magic)
@@ -392,21 +491,35 @@ class _Broken:
 
 
 def _all_models_broken(monkeypatch):
-    monkeypatch.setattr(cli, "_make_model", lambda name, task, args: (_Broken(),
-                                                                      "Broken"))
+    monkeypatch.setattr(
+        cli, "_make_model", lambda name, task, args: (_Broken(), "Broken")
+    )
 
 
 def test_json_writes_null_for_failed_models(capsys, tmp_path, monkeypatch):
     """A failed model's mean and std are JSON null, not the invalid bare NaN."""
     real = cli._make_model
     monkeypatch.setattr(
-        cli, "_make_model",
-        lambda name, task, args: (_Broken(), "Broken") if name == "knn"
-        else real(name, task, args),
+        cli,
+        "_make_model",
+        lambda name, task, args: (
+            (_Broken(), "Broken") if name == "knn" else real(name, task, args)
+        ),
     )
     path = tmp_path / "r.json"
-    code, _, _ = run(capsys, "compare", "--dataset", "iris", "--models", "knn,dummy",
-                     "--cv", "3", "-q", "--json", str(path))
+    code, _, _ = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "knn,dummy",
+        "--cv",
+        "3",
+        "-q",
+        "--json",
+        str(path),
+    )
     assert code == 1
     text = path.read_text()
     assert "NaN" not in text
@@ -425,8 +538,19 @@ def test_plot_when_every_model_failed(capsys, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     _all_models_broken(monkeypatch)
     path = tmp_path / "p.png"
-    code, out, err = run(capsys, "compare", "--dataset", "iris", "--models",
-                         "knn,svm", "--cv", "3", "-q", "--plot", str(path))
+    code, out, err = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "knn,svm",
+        "--cv",
+        "3",
+        "-q",
+        "--plot",
+        str(path),
+    )
     assert code == 1
     assert "Traceback" not in out + err
     assert f"no plot written to {path}" in err
@@ -440,8 +564,10 @@ def _scaled_csv(tmp_path, name, factor):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] - X[:, 1] > 0).astype(int)
-    rows = [[repr(float(a * factor)), repr(float(b)), repr(float(c)), int(t)]
-            for (a, b, c), t in zip(X, y)]
+    rows = [
+        [repr(float(a * factor)), repr(float(b)), repr(float(c)), int(t)]
+        for (a, b, c), t in zip(X, y)
+    ]
     return write_csv(tmp_path / name, ["a", "b", "c", "y"], rows)
 
 
@@ -457,12 +583,28 @@ def test_huge_and_tiny_columns_score_like_unit_scale(capsys, tmp_path, factor):
     for tag, f in (("ref", 1.0), ("scaled", factor)):
         path = _scaled_csv(tmp_path, f"{tag}.csv", f)
         out_json = tmp_path / f"{tag}.json"
-        code, out, err = run(capsys, "compare", "--csv", str(path), "--target", "y",
-                             "--models", models, "--cv", "3", "-q", "--n-jobs", "1",
-                             "--json", str(out_json))
+        code, out, err = run(
+            capsys,
+            "compare",
+            "--csv",
+            str(path),
+            "--target",
+            "y",
+            "--models",
+            models,
+            "--cv",
+            "3",
+            "-q",
+            "--n-jobs",
+            "1",
+            "--json",
+            str(out_json),
+        )
         assert code == 0, out + err
-        scores[tag] = {r["model"]: r["scores"]
-                       for r in strict_json(out_json.read_text())["results"]}
+        scores[tag] = {
+            r["model"]: r["scores"]
+            for r in strict_json(out_json.read_text())["results"]
+        }
         if tag == "scaled":
             assert "rescaled 1 column(s)" in out
     exact = np.log2(factor) == int(np.log2(factor))
@@ -525,8 +667,11 @@ def test_ci_runs_readme_command_in_a_bare_venv_first():
     """.ci/run installs the package bare in a fresh venv and runs sknetk compare
     there before it installs any extra."""
     script = (ROOT / ".ci" / "run").read_text()
-    lines = [line.strip() for line in script.splitlines()
-             if line.strip() and not line.strip().startswith("#")]
+    lines = [
+        line.strip()
+        for line in script.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     assert "set -euo pipefail" in lines
 
     def first(predicate):

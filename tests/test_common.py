@@ -49,8 +49,15 @@ ESTIMATORS = [
     # repeated rows change the uniform draw of centres, so integer weights
     # equal repetitions only in distribution; n_centers=20 passed by the
     # luck of the seed, failing for 8 of 20 seeds).
-    NTKRegressor(solver="nystrom", n_centers=30, tol=1e-10, depth=2,
-                 frozen_layers=1, alpha_scale="mean_diag", bias_std=0.1),
+    NTKRegressor(
+        solver="nystrom",
+        n_centers=30,
+        tol=1e-10,
+        depth=2,
+        frozen_layers=1,
+        alpha_scale="mean_diag",
+        bias_std=0.1,
+    ),
     NTKClassifier(solver="nystrom", n_centers=30, tol=1e-10),
     NTKRegressorCV(),
     NTKClassifierCV(),
@@ -68,8 +75,13 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 @pytest.mark.parametrize(
     "estimator",
-    [NTKRegressor(), NTKClassifier(), FourierFeatures(), NTKRegressorCV(),
-     NTKClassifierCV()],
+    [
+        NTKRegressor(),
+        NTKClassifier(),
+        FourierFeatures(),
+        NTKRegressorCV(),
+        NTKClassifierCV(),
+    ],
     ids=lambda est: type(est).__name__,
 )
 def test_param_validation(estimator):
@@ -84,8 +96,13 @@ def _public_estimator_classes():
         if inspect.isclass(obj) and issubclass(obj, BaseEstimator):
             classes.add(obj)
     # Until the package exports them, the estimators defined here count too.
-    return classes | {NTKRegressor, NTKClassifier, FourierFeatures, NTKRegressorCV,
-                      NTKClassifierCV}
+    return classes | {
+        NTKRegressor,
+        NTKClassifier,
+        FourierFeatures,
+        NTKRegressorCV,
+        NTKClassifierCV,
+    }
 
 
 def _classes_under_common_checks():

@@ -33,6 +33,7 @@ def _require_compiler():
         pytest.fail(f"{message}: CI must run the host-compiled CUDA-source tests")
     pytest.skip(message)
 
+
 HARNESS = r"""
 #include <cmath>
 #include <cstddef>
@@ -61,8 +62,17 @@ def host_kernel(tmp_path_factory):
     lib = folder / "recursion.so"
     src.write_text(HARNESS % {"dual": _cuda.DUAL_SOURCE})
     subprocess.run(
-        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", "-Werror=double-promotion",
-         str(src), "-o", str(lib)],
+        [
+            CXX,
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-std=c++14",
+            "-Werror=double-promotion",
+            str(src),
+            "-o",
+            str(lib),
+        ],
         check=True,
         capture_output=True,
     )
@@ -92,8 +102,22 @@ def _run_host(fn, X, Y, spec, all_depths):
     n_out = spec.depth if all_depths else 1
     nngp = np.zeros((n_out, X.shape[0], Y.shape[0]))
     ntk = np.zeros_like(nngp)
-    fn(G, qa, qb, lc, np.asarray(params, dtype=np.float64), act_id,
-       X.shape[0], Y.shape[0], spec.depth, all_depths, True, True, nngp, ntk)
+    fn(
+        G,
+        qa,
+        qb,
+        lc,
+        np.asarray(params, dtype=np.float64),
+        act_id,
+        X.shape[0],
+        Y.shape[0],
+        spec.depth,
+        all_depths,
+        True,
+        True,
+        nngp,
+        ntk,
+    )
     return nngp, ntk
 
 
@@ -123,8 +147,9 @@ def test_every_activation_has_a_fused_form():
 
 @pytest.mark.parametrize("act, params, parameterization, bias_std", CASES)
 @pytest.mark.parametrize("frozen", [0, 2])
-def test_cuda_source_matches_numpy(host_kernel, act, params, parameterization,
-                                   bias_std, frozen):
+def test_cuda_source_matches_numpy(
+    host_kernel, act, params, parameterization, bias_std, frozen
+):
     """Host-compiled fused kernel == NumPy recursion, every depth (all_depths)."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(9, 4))
@@ -133,15 +158,28 @@ def test_cuda_source_matches_numpy(host_kernel, act, params, parameterization,
     X[3] = -X[4]  # antipodal
     Y = np.vstack([rng.normal(size=(6, 4)), X[5:6] * 2.5, np.zeros((1, 4))])
     spec = KernelSpec.from_params(
-        depth=3, activation=act, activation_params=params, weight_std=1.3,
-        bias_std=bias_std, parameterization=parameterization, width=64,
+        depth=3,
+        activation=act,
+        activation_params=params,
+        weight_std=1.3,
+        bias_std=bias_std,
+        parameterization=parameterization,
+        width=64,
         frozen_layers=frozen,
     )
     nngp, ntk = _run_host(host_kernel, X, Y, spec, all_depths=True)
     ref_nngp, ref_ntk = nngp_ntk_kernels(
-        X, Y, depth=3, activation=act, activation_params=params, weight_std=1.3,
-        bias_std=bias_std, parameterization=parameterization, width=64,
-        all_depths=True, frozen_layers=frozen,
+        X,
+        Y,
+        depth=3,
+        activation=act,
+        activation_params=params,
+        weight_std=1.3,
+        bias_std=bias_std,
+        parameterization=parameterization,
+        width=64,
+        all_depths=True,
+        frozen_layers=frozen,
     )
     scale = max(np.abs(ref_ntk).max(), np.abs(ref_nngp).max(), 1e-300)
     np.testing.assert_allclose(nngp, ref_nngp, rtol=0, atol=1e-7 * scale)
@@ -203,9 +241,9 @@ ROW_SETTINGS = [None, {"float64": 2, "float32": 3}, {"float64": 4, "float32": 1}
     + [CASES[0] + (rows,) for rows in ROW_SETTINGS[1:]]
     + [CASES[7] + (rows,) for rows in ROW_SETTINGS[1:]],
 )
-def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
-                                             parameterization, bias_std, rows,
-                                             dtype):
+def test_whole_kernel_source_emulated_launch(
+    tmp_path, act, params, parameterization, bias_std, rows, dtype
+):
     """The full RawModule source (all 14 kernels) compiles; an emulated launch
     with the grid the Python side uses, Gram scaling folded in, equals NumPy,
     for the default rows per thread and other settings."""
@@ -214,26 +252,58 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     source = _cuda.KERNEL_SOURCE if rows is None else _cuda.kernel_source(rows)
     src.write_text(LAUNCH_HARNESS % {"kernel": source})
     subprocess.run(
-        [CXX, "-O1", "-shared", "-fPIC", "-std=c++14", "-Werror=double-promotion",
-         str(src), "-o", str(lib)],
-        check=True, capture_output=True,
+        [
+            CXX,
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-std=c++14",
+            "-Werror=double-promotion",
+            str(src),
+            "-o",
+            str(lib),
+        ],
+        check=True,
+        capture_output=True,
     )
     single = dtype == np.float32
     fn = ctypes.CDLL(str(lib)).launch_f if single else ctypes.CDLL(str(lib)).launch
     dptr = np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
     scalar = ctypes.c_float if single else ctypes.c_double
-    fn.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                   dptr, scalar, dptr, dptr, dptr, dptr,
-                   ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int,
-                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_longlong,
-                   dptr, dptr]
+    fn.argtypes = [
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        dptr,
+        scalar,
+        dptr,
+        dptr,
+        dptr,
+        dptr,
+        ctypes.c_longlong,
+        ctypes.c_longlong,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_longlong,
+        dptr,
+        dptr,
+    ]
     rng = np.random.default_rng(7)
     X, Y = rng.normal(size=(13, 5)), rng.normal(size=(300, 5))
     spec = KernelSpec.from_params(
-        depth=3, activation=act, activation_params=params, weight_std=1.1,
-        bias_std=bias_std, parameterization=parameterization, width=32,
+        depth=3,
+        activation=act,
+        activation_params=params,
+        weight_std=1.1,
+        bias_std=bias_std,
+        parameterization=parameterization,
+        width=32,
     )
     act_id, ap = _cuda.fused_activation(spec)
+
     def prep(a):
         return np.ascontiguousarray(a, dtype=dtype)
 
@@ -246,11 +316,37 @@ def test_whole_kernel_source_emulated_launch(tmp_path, act, params,
     threads = _cuda._THREADS
     # grid.y = 2 < 13 rows: rows are strided, and with several rows per
     # thread the last group is partial
-    fn(act_id, (300 + threads - 1) // threads, 2, threads, gram, 1 / 5, ra, cb,
-       lc, prep(ap), 13, 300, 3, 1, 1, 1, 13 * 300, nngp, ntk)
+    fn(
+        act_id,
+        (300 + threads - 1) // threads,
+        2,
+        threads,
+        gram,
+        1 / 5,
+        ra,
+        cb,
+        lc,
+        prep(ap),
+        13,
+        300,
+        3,
+        1,
+        1,
+        1,
+        13 * 300,
+        nngp,
+        ntk,
+    )
     ref_nngp, ref_ntk = nngp_ntk_kernels(
-        X, Y, depth=3, activation=act, activation_params=params, weight_std=1.1,
-        bias_std=bias_std, parameterization=parameterization, width=32,
+        X,
+        Y,
+        depth=3,
+        activation=act,
+        activation_params=params,
+        weight_std=1.1,
+        bias_std=bias_std,
+        parameterization=parameterization,
+        width=32,
         all_depths=True,
     )
     scale = max(np.abs(ref_ntk).max(), np.abs(ref_nngp).max())

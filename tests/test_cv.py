@@ -46,8 +46,9 @@ def _brute_force_loo(K, Y, ridge, w=None):
     for i in range(n):
         keep = np.arange(n) != i
         model = KernelRidge(alpha=ridge, kernel="precomputed")
-        model.fit(K[np.ix_(keep, keep)], Y[keep],
-                  sample_weight=None if w is None else w[keep])
+        model.fit(
+            K[np.ix_(keep, keep)], Y[keep], sample_weight=None if w is None else w[keep]
+        )
         out[i] = model.predict(K[i : i + 1, keep])[0]
     return out
 
@@ -78,8 +79,9 @@ def test_loo_predictions_equal_brute_force(weighted, multi):
     U = V if w is None else np.sqrt(w)[:, None] * V
     for ridge in (1e-3, 0.3, 10.0):
         loo, coef = _loo_predictions(evals, U, U.T @ Y, Y, ridge, K, positive)
-        np.testing.assert_allclose(loo, _brute_force_loo(K, Y, ridge, w),
-                                   rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(
+            loo, _brute_force_loo(K, Y, ridge, w), rtol=1e-8, atol=1e-10
+        )
         ref = KernelRidge(alpha=ridge, kernel="precomputed").fit(K, Y, sample_weight=w)
         np.testing.assert_allclose(coef, ref.dual_coef_, rtol=1e-8, atol=1e-10)
 
@@ -90,8 +92,9 @@ def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
     """cv_results_ holds the brute-force LOO error of every (alpha, depth)."""
     X, y = _data(seed=2)
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X)) if weighted else None
-    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, alpha_scale=alpha_scale,
-                           bias_std=0.2).fit(X, y, sample_weight=w)
+    model = NTKRegressorCV(
+        alphas=ALPHAS, depths=DEPTHS, alpha_scale=alpha_scale, bias_std=0.2
+    ).fit(X, y, sample_weight=w)
     res = model.cv_results_
     assert len(res["params"]) == len(ALPHAS) * len(DEPTHS)
     stack = ntk_kernel(X, depth=max(DEPTHS), bias_std=0.2, all_depths=True)
@@ -105,8 +108,10 @@ def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
     best = int(np.argmax(scores))
     assert model.best_index_ == best
     assert model.best_params_ == res["params"][best]
-    assert (model.alpha_, model.depth_) == (res["params"][best]["alpha"],
-                                            res["params"][best]["depth"])
+    assert (model.alpha_, model.depth_) == (
+        res["params"][best]["alpha"],
+        res["params"][best]["depth"],
+    )
     assert model.best_score_ == pytest.approx(scores[best], rel=1e-8)
     assert res["rank_test_score"][best] == 1
 
@@ -134,9 +139,13 @@ def test_regressor_loo_predictions_equal_brute_force(weighted, multi):
         per_row = np.reshape((y_true - y_pred) * probe, (len(y_true), -1)).sum(axis=1)
         return float(np.average(per_row, weights=sample_weight))
 
-    model = NTKRegressorCV(alphas=(0.01, 0.3), depths=(1, 3), bias_std=0.2,
-                           alpha_scale="mean_diag",
-                           scoring=make_scorer(signed_residual))
+    model = NTKRegressorCV(
+        alphas=(0.01, 0.3),
+        depths=(1, 3),
+        bias_std=0.2,
+        alpha_scale="mean_diag",
+        scoring=make_scorer(signed_residual),
+    )
     model.fit(X, y, sample_weight=w)
     res = model.cv_results_
     recorded = list(seen)
@@ -150,7 +159,8 @@ def test_regressor_loo_predictions_equal_brute_force(weighted, multi):
         loo = _brute_force_loo(K, Y, ridge, w)
         if w is not None:  # the zero-weight row: the full model's prediction
             full = KernelRidge(alpha=ridge, kernel="precomputed").fit(
-                K, Y, sample_weight=w)
+                K, Y, sample_weight=w
+            )
             loo[4] = full.predict(K[4:5])[0]
         loo = loo.reshape(y.shape)
         # the recorded predictions of this candidate (search order may differ)
@@ -172,9 +182,12 @@ def test_regressor_predicts_with_refitted_best_model():
     K = ntk_kernel(X, depth=model.depth_)
     assert model.ridge_ == pytest.approx(model.alpha_ * np.mean(np.diag(K)))
     ref = KernelRidge(alpha=model.ridge_, kernel="precomputed").fit(K, y)
-    np.testing.assert_allclose(model.predict(X_test),
-                               ref.predict(ntk_kernel(X_test, X, depth=model.depth_)),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        model.predict(X_test),
+        ref.predict(ntk_kernel(X_test, X, depth=model.depth_)),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-8, atol=1e-12)
 
 
@@ -200,12 +213,15 @@ def test_kfold_matches_grid_search_over_kernel_ridge():
     stack = ntk_kernel(X, depth=max(DEPTHS), all_depths=True)
     ref_scores = np.empty(len(res["params"]))
     for depth in DEPTHS:
-        search = GridSearchCV(KernelRidge(kernel="precomputed"),
-                              {"alpha": list(ALPHAS)}, cv=cv)
+        search = GridSearchCV(
+            KernelRidge(kernel="precomputed"), {"alpha": list(ALPHAS)}, cv=cv
+        )
         search.fit(stack[depth - 1], y)
-        for alpha, score, split in zip(search.cv_results_["param_alpha"],
-                                       search.cv_results_["mean_test_score"],
-                                       search.cv_results_["split2_test_score"]):
+        for alpha, score, split in zip(
+            search.cv_results_["param_alpha"],
+            search.cv_results_["mean_test_score"],
+            search.cv_results_["split2_test_score"],
+        ):
             i = res["params"].index({"alpha": alpha, "depth": depth})
             ref_scores[i] = score
             assert res["split2_test_score"][i] == pytest.approx(split, rel=1e-9)
@@ -220,28 +236,36 @@ def test_kfold_matches_grid_search_over_ntk_regressor():
     X, y = _data(n=40, seed=6)
     cv = KFold(4, shuffle=True, random_state=1)
     for alpha_scale in ("absolute", "mean_diag"):
-        model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=cv,
-                               alpha_scale=alpha_scale).fit(X, y)
-        search = GridSearchCV(NTKRegressor(alpha_scale=alpha_scale),
-                              {"alpha": list(ALPHAS), "depth": list(DEPTHS)},
-                              cv=cv).fit(X, y)
+        model = NTKRegressorCV(
+            alphas=ALPHAS, depths=DEPTHS, cv=cv, alpha_scale=alpha_scale
+        ).fit(X, y)
+        search = GridSearchCV(
+            NTKRegressor(alpha_scale=alpha_scale),
+            {"alpha": list(ALPHAS), "depth": list(DEPTHS)},
+            cv=cv,
+        ).fit(X, y)
         assert model.cv_results_["params"] == search.cv_results_["params"]
-        np.testing.assert_allclose(model.cv_results_["mean_test_score"],
-                                   search.cv_results_["mean_test_score"], rtol=1e-8)
+        np.testing.assert_allclose(
+            model.cv_results_["mean_test_score"],
+            search.cv_results_["mean_test_score"],
+            rtol=1e-8,
+        )
         assert model.best_params_ == search.best_params_
         np.testing.assert_allclose(model.predict(X), search.predict(X), rtol=1e-8)
 
 
 def test_classifier_splits_match_manual_one_vs_all():
     """Fold accuracies equal one-vs-all KernelRidge fitted per fold."""
-    X, y = make_classification(n_samples=45, n_features=5, n_informative=3,
-                               n_classes=3, random_state=0)
+    X, y = make_classification(
+        n_samples=45, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
     labels = np.array(["a", "b", "c"])[y]
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, labels)
     Y = LabelBinarizer(pos_label=1, neg_label=-1).fit_transform(labels)
-    for params, score in zip(model.cv_results_["params"],
-                             model.cv_results_["mean_test_score"]):
+    for params, score in zip(
+        model.cv_results_["params"], model.cv_results_["mean_test_score"]
+    ):
         K = ntk_kernel(X, depth=params["depth"])
         accs = []
         for train, test in cv.split(X, labels):
@@ -261,8 +285,9 @@ def test_classifier_loo_scores_equal_brute_force():
     for scoring in (None, "accuracy"):
         model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), scoring=scoring)
         model.fit(X, labels)
-        for params, score in zip(model.cv_results_["params"],
-                                 model.cv_results_["mean_test_score"]):
+        for params, score in zip(
+            model.cv_results_["params"], model.cv_results_["mean_test_score"]
+        ):
             K = ntk_kernel(X, depth=params["depth"])
             loo = _brute_force_loo(K, Y, params["alpha"])[:, 0]
             if scoring is None:
@@ -277,14 +302,24 @@ def test_classifier_loo_scores_equal_brute_force():
 def test_kfold_classifier_matches_grid_search_over_ntk_classifier():
     """Same scores and choice as GridSearchCV(NTKClassifier()) when available."""
     NTKClassifier = pytest.importorskip("sknetk._classification").NTKClassifier
-    X, y = make_classification(n_samples=40, n_features=4, n_classes=3,
-                               n_informative=3, n_redundant=0, random_state=2)
+    X, y = make_classification(
+        n_samples=40,
+        n_features=4,
+        n_classes=3,
+        n_informative=3,
+        n_redundant=0,
+        random_state=2,
+    )
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
     model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, y)
-    search = GridSearchCV(NTKClassifier(), {"alpha": list(ALPHAS), "depth": [1, 2]},
-                          cv=cv).fit(X, y)
-    np.testing.assert_allclose(model.cv_results_["mean_test_score"],
-                               search.cv_results_["mean_test_score"], rtol=1e-12)
+    search = GridSearchCV(
+        NTKClassifier(), {"alpha": list(ALPHAS), "depth": [1, 2]}, cv=cv
+    ).fit(X, y)
+    np.testing.assert_allclose(
+        model.cv_results_["mean_test_score"],
+        search.cv_results_["mean_test_score"],
+        rtol=1e-12,
+    )
     assert model.best_params_ == search.best_params_
     np.testing.assert_array_equal(model.predict(X), search.predict(X))
 
@@ -295,24 +330,40 @@ def test_kfold_classifier_matches_grid_search_over_ntk_classifier():
 def test_frozen_layers_and_activation_search():
     """Frozen-layer and activation candidates score as their own kernels do."""
     X, y = _data(n=20, seed=7)
-    model = NTKRegressorCV(alphas=(0.1,), depths=(1, 2, 3), frozen_layers=[0, 2],
-                           activation=["relu", "erf"]).fit(X, y)
+    model = NTKRegressorCV(
+        alphas=(0.1,),
+        depths=(1, 2, 3),
+        frozen_layers=[0, 2],
+        activation=["relu", "erf"],
+    ).fit(X, y)
     params = model.cv_results_["params"]
     # frozen_layers=2 needs depth >= 2: 2 activations x (3 + 2) pairs.
     assert len(params) == 10
     assert all(p["frozen_layers"] <= p["depth"] for p in params)
     for p, score in zip(params, model.cv_results_["mean_test_score"]):
-        _, K = nngp_ntk_kernels(X, depth=p["depth"], activation=p["activation"],
-                                frozen_layers=p["frozen_layers"])
+        _, K = nngp_ntk_kernels(
+            X,
+            depth=p["depth"],
+            activation=p["activation"],
+            frozen_layers=p["frozen_layers"],
+        )
         ref = _neg_mse(y, _brute_force_loo(K, y[:, None], 0.1)[:, 0], None)
         assert score == pytest.approx(ref, rel=1e-8)
     # Prediction uses the chosen kernel, frozen layers included (row blocks).
     best = model.best_params_
-    _, K = nngp_ntk_kernels(X, depth=best["depth"], activation=best["activation"],
-                            frozen_layers=best["frozen_layers"])
-    _, Ks = nngp_ntk_kernels(X[:5], X, depth=best["depth"],
-                             activation=best["activation"],
-                             frozen_layers=best["frozen_layers"])
+    _, K = nngp_ntk_kernels(
+        X,
+        depth=best["depth"],
+        activation=best["activation"],
+        frozen_layers=best["frozen_layers"],
+    )
+    _, Ks = nngp_ntk_kernels(
+        X[:5],
+        X,
+        depth=best["depth"],
+        activation=best["activation"],
+        frozen_layers=best["frozen_layers"],
+    )
     ref = KernelRidge(alpha=0.1, kernel="precomputed").fit(K, y).predict(Ks)
     np.testing.assert_allclose(model.predict(X[:5]), ref, rtol=1e-9, atol=1e-12)
 
@@ -322,8 +373,11 @@ def test_fully_frozen_network_is_the_nngp():
     X, y = _data(n=20, seed=8)
     frozen = NTKRegressorCV(alphas=ALPHAS, depths=(2,), frozen_layers=2).fit(X, y)
     nngp = NTKRegressorCV(alphas=ALPHAS, depths=(2,), kernel="nngp").fit(X, y)
-    np.testing.assert_allclose(frozen.cv_results_["mean_test_score"],
-                               nngp.cv_results_["mean_test_score"], rtol=1e-10)
+    np.testing.assert_allclose(
+        frozen.cv_results_["mean_test_score"],
+        nngp.cv_results_["mean_test_score"],
+        rtol=1e-10,
+    )
     K = nngp_kernel(X, depth=2)
     np.testing.assert_allclose(frozen.predict(X), nngp.predict(X), rtol=1e-9)
     ref = KernelRidge(alpha=nngp.alpha_, kernel="precomputed").fit(K, y)
@@ -339,8 +393,9 @@ def test_sparse_input_equals_dense():
     X[np.abs(X) < 0.5] = 0.0
     dense = NTKRegressorCV(depths=(1, 2)).fit(X, y)
     sparse = NTKRegressorCV(depths=(1, 2)).fit(sp.csr_matrix(X), y)
-    np.testing.assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        sparse.predict(sp.csr_matrix(X)), dense.predict(X), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -350,7 +405,7 @@ def test_sparse_input_equals_dense():
         (dict(alphas=[]), "alphas must be a non-empty"),
         (dict(depths=[0, 1]), "depths must be"),
         (dict(depths=[1], frozen_layers=[2, 3]), "exceeds every depth"),
-        (dict(kernel="nngp", frozen_layers=1), "kernel=\"ntk\" only"),
+        (dict(kernel="nngp", frozen_layers=1), 'kernel="ntk" only'),
         (dict(activation=["relu", "nope"]), "activation must be one of"),
         (dict(parameterization="standard"), "width"),
     ],
@@ -373,13 +428,16 @@ def test_class_weight_balanced_equals_sample_weight():
     """class_weight="balanced" equals passing the balanced sample weights."""
     from sklearn.utils.class_weight import compute_sample_weight
 
-    X, y = make_classification(n_samples=30, n_features=4, weights=[0.7],
-                               random_state=3)
+    X, y = make_classification(
+        n_samples=30, n_features=4, weights=[0.7], random_state=3
+    )
     a = NTKClassifierCV(depths=(1, 2), class_weight="balanced").fit(X, y)
     b = NTKClassifierCV(depths=(1, 2)).fit(
-        X, y, sample_weight=compute_sample_weight("balanced", y))
-    np.testing.assert_allclose(a.cv_results_["mean_test_score"],
-                               b.cv_results_["mean_test_score"], rtol=1e-12)
+        X, y, sample_weight=compute_sample_weight("balanced", y)
+    )
+    np.testing.assert_allclose(
+        a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"], rtol=1e-12
+    )
     np.testing.assert_allclose(a.decision_function(X), b.decision_function(X))
 
 
@@ -413,10 +471,17 @@ def test_cached_kernel_computes_once(tmp_path, monkeypatch):
     # (joblib stores Memory(Path) and Memory(str) in different sub-folders.)
     memory = Memory(str(tmp_path), verbose=0)
     K1 = cached_kernel(memory, X, depth=2, bias_std=0.1)
-    K2 = cached_kernel(memory, np.asfortranarray(X), depth=2, bias_std=0.1,
-                       n_jobs=1, working_memory=1)
-    K3 = cached_kernel(str(tmp_path), X.tolist(), depth=2, bias_std=0.1,
-                       activation="relu", activation_params={})
+    K2 = cached_kernel(
+        memory, np.asfortranarray(X), depth=2, bias_std=0.1, n_jobs=1, working_memory=1
+    )
+    K3 = cached_kernel(
+        str(tmp_path),
+        X.tolist(),
+        depth=2,
+        bias_std=0.1,
+        activation="relu",
+        activation_params={},
+    )
     assert calls == ["ntk_kernel"]
     np.testing.assert_array_equal(K1, K2)
     np.testing.assert_array_equal(K1, K3)
@@ -428,12 +493,18 @@ def test_cached_kernel_computes_once(tmp_path, monkeypatch):
     cached_kernel(memory, X, kernel="nngp", depth=2, bias_std=0.1)
     cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1)
     cached_kernel(memory, X + 1e-12, depth=2, bias_std=0.1)
-    assert calls == ["ntk_kernel"] * 3 + ["ntk_kernel", "nngp_kernel",
-                                          "nngp_ntk_kernels", "ntk_kernel"]
+    assert calls == ["ntk_kernel"] * 3 + [
+        "ntk_kernel",
+        "nngp_kernel",
+        "nngp_ntk_kernels",
+        "ntk_kernel",
+    ]
     _, frozen = nngp_ntk_kernels(X, depth=2, bias_std=0.1, frozen_layers=1)
     np.testing.assert_allclose(
-        cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1), frozen,
-        rtol=1e-15)
+        cached_kernel(memory, X, depth=2, bias_std=0.1, frozen_layers=1),
+        frozen,
+        rtol=1e-15,
+    )
     assert len(calls) == 7
 
 
@@ -459,15 +530,16 @@ def test_cached_kernel_hits_are_read_only_memory_maps(tmp_path, monkeypatch):
     # Estimators copy before writing: repeated fits on mapped kernels agree.
     calls = _counting(monkeypatch)
     folder = str(tmp_path / "estimator")
-    fits = [NTKRegressor(alpha=0.1, depth=2, memory=folder).fit(X, y)
-            for _ in range(3)]
+    fits = [NTKRegressor(alpha=0.1, depth=2, memory=folder).fit(X, y) for _ in range(3)]
     assert calls == ["ntk_kernel"]
     for model in fits[1:]:
         np.testing.assert_array_equal(model.dual_coef_, fits[0].dual_coef_)
         np.testing.assert_array_equal(model.predict(X[:5]), fits[0].predict(X[:5]))
     np.testing.assert_allclose(
         fits[0].predict(X[:5]),
-        NTKRegressor(alpha=0.1, depth=2).fit(X, y).predict(X[:5]), rtol=1e-12)
+        NTKRegressor(alpha=0.1, depth=2).fit(X, y).predict(X[:5]),
+        rtol=1e-12,
+    )
 
 
 def test_cached_kernel_without_memory_always_computes(monkeypatch):
@@ -496,14 +568,15 @@ def test_non_numpy_namespace_path(monkeypatch):
     for cv in (None, KFold(3)):
         kw = dict(depths=(1, 2), frozen_layers=[0, 1], alpha_scale="mean_diag", cv=cv)
         ref = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
-        monkeypatch.setattr(_cv._BaseNTKCV, "_to_device",
-                            lambda self, X: xp.asarray(X))
+        monkeypatch.setattr(_cv._BaseNTKCV, "_to_device", lambda self, X: xp.asarray(X))
         out = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
         monkeypatch.undo()
         # The two kernel code paths differ by ~1e-9 on the diagonal.
-        np.testing.assert_allclose(out.cv_results_["mean_test_score"],
-                                   ref.cv_results_["mean_test_score"], rtol=1e-6)
+        np.testing.assert_allclose(
+            out.cv_results_["mean_test_score"],
+            ref.cv_results_["mean_test_score"],
+            rtol=1e-6,
+        )
         assert out.best_params_ == ref.best_params_
         assert isinstance(out.dual_coef_, np.ndarray)
-        np.testing.assert_allclose(out.predict(X), ref.predict(X), rtol=1e-6,
-                                   atol=1e-9)
+        np.testing.assert_allclose(out.predict(X), ref.predict(X), rtol=1e-6, atol=1e-9)

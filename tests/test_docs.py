@@ -66,8 +66,11 @@ PUBLIC_OBJECTS = _public_objects()
 def test_public_objects_found():
     """The docstring tests cover the estimators and the kernel functions."""
     paths = {path for path, _ in PUBLIC_OBJECTS}
-    assert {"sknetk.NTKRegressor", "sknetk.NTKRegressor.fit",
-            "sknetk.kernels.ntk_kernel"} <= paths
+    assert {
+        "sknetk.NTKRegressor",
+        "sknetk.NTKRegressor.fit",
+        "sknetk.kernels.ntk_kernel",
+    } <= paths
 
 
 @pytest.mark.parametrize(
@@ -106,9 +109,13 @@ def _api_entries():
 
 def test_api_reference_lists_every_public_name():
     """docs/api.rst names every public class and function, and nothing else."""
-    expected = {path for path, is_method in PUBLIC_OBJECTS
-                if path.count(".") == 1 or not is_method
-                or path.startswith("sknetk.exceptions.")}
+    expected = {
+        path
+        for path, is_method in PUBLIC_OBJECTS
+        if path.count(".") == 1
+        or not is_method
+        or path.startswith("sknetk.exceptions.")
+    }
     listed = _api_entries()
     assert expected - listed == set(), "missing from docs/api.rst"
     for entry in listed:  # every listed name exists
@@ -131,17 +138,34 @@ def test_docs_build_without_warnings(tmp_path):
     }
     out = tmp_path / "html"
     cmd = [
-        sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
-        "-d", str(tmp_path / "doctrees"), str(DOCS), str(out),
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "-q",
+        "-d",
+        str(tmp_path / "doctrees"),
+        str(DOCS),
+        str(out),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    for page in ("index.html", "api.html", "install.html", "user_guide.html",
-                 "whats_new.html", "auto_examples/index.html",
-                 "auto_examples/plot_fourier_features.html",
-                 "generated/sknetk.NTKRegressor.html",
-                 "generated/sknetk.kernels.ntk_kernel.html"):
+    for page in (
+        "index.html",
+        "api.html",
+        "install.html",
+        "user_guide.html",
+        "whats_new.html",
+        "auto_examples/index.html",
+        "auto_examples/plot_fourier_features.html",
+        "generated/sknetk.NTKRegressor.html",
+        "generated/sknetk.kernels.ntk_kernel.html",
+    ):
         assert (out / page).is_file(), page
     # The command-line section is linked from the user guide.
     assert 'id="command-line"' in (out / "user_guide.html").read_text()

@@ -59,8 +59,10 @@ def _computed_kernels(pk):
     """NNGP and NTK blocks computed by sknetk for a ``prediction_kernels`` case."""
     kw = _kernel_kwargs(PRED_KERNELS[pk])
     X, X_test = REF["pred/X_train"], REF["pred/X_test"]
-    blocks = [nngp_ntk_kernels(A, B, **kw) for A, B in
-              ((X, None), (X_test, X), (X_test, None))]
+    blocks = [
+        nngp_ntk_kernels(A, B, **kw)
+        for A, B in ((X, None), (X_test, X), (X_test, None))
+    ]
     return {
         "nngp": tuple(b[0] for b in blocks),
         "ntk": tuple(b[1] for b in blocks),
@@ -130,11 +132,13 @@ def test_posteriors_match_neural_tangents(case):
         assert ridge == pytest.approx(case["ntk_reg_abs"], rel=rtol)
         mean = gradient_flow_predict(Th, Ths, y, math.inf, ridge)
         assert _rel(mean, REF[prefix + "ntk_mean"]) <= rtol
-        cov = ensemble_covariance(K, Ks, Kss, ntk_train_train=Th,
-                                  ntk_test_train=Ths, ridge=ridge)
+        cov = ensemble_covariance(
+            K, Ks, Kss, ntk_train_train=Th, ntk_test_train=Ths, ridge=ridge
+        )
         assert cov_err(cov, REF[prefix + "ntk_cov"]) <= rtol
-        var = ensemble_covariance(K, Ks, np.diag(Kss), ntk_train_train=Th,
-                                  ntk_test_train=Ths, ridge=ridge)
+        var = ensemble_covariance(
+            K, Ks, np.diag(Kss), ntk_train_train=Th, ntk_test_train=Ths, ridge=ridge
+        )
         assert cov_err(var, np.diag(REF[prefix + "ntk_cov"])) <= rtol
 
 
@@ -182,8 +186,9 @@ def _ode_moments(K, Ks, Kss, Th, Ths, y, t, ridge, lr, n_total):
     # Columns: unit initial residual for each training row (f(X)(0) = e_j,
     # y = 0), then the column for y (f(X)(0) = 0 so r(0) = -y).
     start = np.vstack([np.hstack([np.eye(n), -y[:, None]]), np.zeros((m, n + 1))])
-    sol = solve_ivp(rhs, (0.0, t), start.ravel(), method="DOP853",
-                    rtol=1e-11, atol=1e-13)
+    sol = solve_ivp(
+        rhs, (0.0, t), start.ravel(), method="DOP853", rtol=1e-11, atol=1e-13
+    )
     end = sol.y[:, -1].reshape(n + m, n + 1)
     L_train = end[n:, :n]  # d f_*(t) / d f(X)(0)
     mean = end[n:, n]
@@ -202,19 +207,19 @@ def test_finite_time_covariance_matches_expm_and_ode(ridge, readout_only):
     lr, n_total = 0.7, y.size
     times = [0.5, 5.0, 40.0]
     ntk = {} if readout_only else dict(ntk_train_train=Th, ntk_test_train=Ths)
-    covs = ensemble_covariance(K, Ks, Kss, t=times, ridge=ridge, learning_rate=lr,
-                               **ntk)
-    variances = ensemble_covariance(K, Ks, np.diag(Kss), t=times, ridge=ridge,
-                                    learning_rate=lr, **ntk)
+    covs = ensemble_covariance(
+        K, Ks, Kss, t=times, ridge=ridge, learning_rate=lr, **ntk
+    )
+    variances = ensemble_covariance(
+        K, Ks, np.diag(Kss), t=times, ridge=ridge, learning_rate=lr, **ntk
+    )
     means = gradient_flow_predict(Th, Ths, y, times, ridge, lr)
     for i, t in enumerate(times):
-        ref_mean, ref_cov = _expm_moments(K, Ks, Kss, Th, Ths, y, t, ridge, lr,
-                                          n_total)
+        ref_mean, ref_cov = _expm_moments(K, Ks, Kss, Th, Ths, y, t, ridge, lr, n_total)
         assert _rel(means[i], ref_mean) <= 1e-9
         assert _rel(covs[i], ref_cov) <= 1e-9
         assert _rel(variances[i], np.diag(ref_cov)) <= 1e-9
-        ode_mean, ode_cov = _ode_moments(K, Ks, Kss, Th, Ths, y, t, ridge, lr,
-                                         n_total)
+        ode_mean, ode_cov = _ode_moments(K, Ks, Kss, Th, Ths, y, t, ridge, lr, n_total)
         assert _rel(means[i], ode_mean) <= 1e-7
         assert _rel(covs[i], ode_cov) <= 1e-7
 
@@ -266,16 +271,27 @@ def test_integer_weights_equal_repeated_rows_in_time():
     idx = np.repeat(np.arange(y.size), w)
     t = 7.0
     weighted = gradient_flow_predict(Th, Ths, y, t, sample_weight=w)
-    repeated = gradient_flow_predict(Th[np.ix_(idx, idx)], Ths[:, idx], y[idx],
-                                     t * w.sum() / y.size)
+    repeated = gradient_flow_predict(
+        Th[np.ix_(idx, idx)], Ths[:, idx], y[idx], t * w.sum() / y.size
+    )
     np.testing.assert_allclose(weighted, repeated, rtol=1e-9, atol=1e-12)
-    var_w = ensemble_covariance(K, Ks, np.ones(Ks.shape[0]), ntk_train_train=Th,
-                                ntk_test_train=Ths, t=t, sample_weight=w)
-    var_r = ensemble_covariance(K[np.ix_(idx, idx)], Ks[:, idx],
-                                np.ones(Ks.shape[0]),
-                                ntk_train_train=Th[np.ix_(idx, idx)],
-                                ntk_test_train=Ths[:, idx],
-                                t=t * w.sum() / y.size)
+    var_w = ensemble_covariance(
+        K,
+        Ks,
+        np.ones(Ks.shape[0]),
+        ntk_train_train=Th,
+        ntk_test_train=Ths,
+        t=t,
+        sample_weight=w,
+    )
+    var_r = ensemble_covariance(
+        K[np.ix_(idx, idx)],
+        Ks[:, idx],
+        np.ones(Ks.shape[0]),
+        ntk_train_train=Th[np.ix_(idx, idx)],
+        ntk_test_train=Ths[:, idx],
+        t=t * w.sum() / y.size,
+    )
     np.testing.assert_allclose(var_w, var_r, rtol=1e-9, atol=1e-12)
 
 
@@ -303,15 +319,18 @@ def test_eigh_reuse_and_time_stacking():
     many = gradient_flow_predict(None, Ths, y, times, 0.2, eigh=eig)
     assert many.shape == (3, Ks.shape[0])
     for i, t in enumerate(times):
-        np.testing.assert_allclose(many[i], gradient_flow_predict(Th, Ths, y, t, 0.2),
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            many[i], gradient_flow_predict(Th, Ths, y, t, 0.2), rtol=1e-12, atol=1e-14
+        )
     np.testing.assert_array_equal(many[0], 0.0)
     coef = gradient_flow_dual_coef(Th, y, times, 0.2)
     np.testing.assert_allclose(Ths @ coef[1], many[1], rtol=1e-12)
     # learning_rate only enters through eta * t.
     np.testing.assert_allclose(
         gradient_flow_predict(Th, Ths, y, 4.0, 0.2, learning_rate=0.5),
-        gradient_flow_predict(Th, Ths, y, 2.0, 0.2), rtol=1e-13)
+        gradient_flow_predict(Th, Ths, y, 2.0, 0.2),
+        rtol=1e-13,
+    )
 
 
 @pytest.mark.parametrize(
@@ -376,15 +395,29 @@ def test_array_namespaces(name):
     cK, cKs, cKss, cTh, cThs, cy, cw = conv
     times = [1.0, math.inf]
     checks = [
-        (gradient_flow_predict(cTh, cThs, cy, times, 0.1, sample_weight=cw),
-         gradient_flow_predict(Th, Ths, y, times, 0.1, sample_weight=w)),
-        (gradient_flow_train_predict(cTh, cy, times, 0.1),
-         gradient_flow_train_predict(Th, y, times, 0.1)),
+        (
+            gradient_flow_predict(cTh, cThs, cy, times, 0.1, sample_weight=cw),
+            gradient_flow_predict(Th, Ths, y, times, 0.1, sample_weight=w),
+        ),
+        (
+            gradient_flow_train_predict(cTh, cy, times, 0.1),
+            gradient_flow_train_predict(Th, y, times, 0.1),
+        ),
         (gp_posterior(cK, cKs, cKss, cy, 0.1)[1], gp_posterior(K, Ks, Kss, y, 0.1)[1]),
-        (ensemble_covariance(cK, cKs, cKss, ntk_train_train=cTh, ntk_test_train=cThs,
-                             t=times, ridge=0.1),
-         ensemble_covariance(K, Ks, Kss, ntk_train_train=Th, ntk_test_train=Ths,
-                             t=times, ridge=0.1)),
+        (
+            ensemble_covariance(
+                cK,
+                cKs,
+                cKss,
+                ntk_train_train=cTh,
+                ntk_test_train=cThs,
+                t=times,
+                ridge=0.1,
+            ),
+            ensemble_covariance(
+                K, Ks, Kss, ntk_train_train=Th, ntk_test_train=Ths, t=times, ridge=0.1
+            ),
+        ),
     ]
     ns = get_namespace(cK)
     for out, ref in checks:

@@ -105,8 +105,10 @@ def test_uncertainty_matches_neural_tangents(case, kernel):
     prefix = f"gp/{case['id']}/{kernel}_"
     ref_cov = REF[prefix + "cov"]
     # A covariance is K_** minus terms of its size: errors relative to max|K_**|.
-    scale = max(np.max(np.abs(REF[f"pred/{case['kernel']}/nngp_test_test"])),
-                np.max(np.abs(ref_cov)))
+    scale = max(
+        np.max(np.abs(REF[f"pred/{case['kernel']}/nngp_test_test"])),
+        np.max(np.abs(ref_cov)),
+    )
     mean, cov = model.predict(X_test, return_cov=True)
     assert cov.shape == ref_cov.shape + (1,)  # y_train has one column
     assert _rel(mean, REF[prefix + "mean"]) <= RTOL
@@ -187,7 +189,8 @@ def test_training_time_limits(rng, kernel):
     assert_allclose(
         late.predict(X_test, return_cov=True)[1],
         done.predict(X_test, return_cov=True)[1],
-        rtol=1e-7, atol=1e-10 * prior.max(),
+        rtol=1e-7,
+        atol=1e-10 * prior.max(),
     )
     inf = NTKRegressor(alpha=0.1, kernel=kernel, t=math.inf, **NETWORK).fit(X, y)
     assert_array_equal(inf.dual_coef_, done.dual_coef_)
@@ -219,16 +222,24 @@ def test_integer_weights_equal_repeated_rows(rng, kernel, t):
     idx = np.repeat(np.arange(len(X)), w.astype(int))
     repeated = NTKRegressor(t=t, **params).fit(X[idx], y[idx])
     assert weighted.alpha_ == pytest.approx(repeated.alpha_, rel=1e-12)
-    for a, b in zip(weighted.predict(X_test, return_cov=True),
-                    repeated.predict(X_test, return_cov=True)):
+    for a, b in zip(
+        weighted.predict(X_test, return_cov=True),
+        repeated.predict(X_test, return_cov=True),
+    ):
         assert_allclose(a, b, rtol=1e-8, atol=1e-11)
-    assert_allclose(weighted.predict(X_test, return_std=True)[1],
-                    repeated.predict(X_test, return_std=True)[1],
-                    rtol=1e-7, atol=1e-9)
+    assert_allclose(
+        weighted.predict(X_test, return_std=True)[1],
+        repeated.predict(X_test, return_std=True)[1],
+        rtol=1e-7,
+        atol=1e-9,
+    )
     times = np.array([0.5, 5.0, np.inf])
-    assert_allclose(weighted.predict_trajectory(X_test, times),
-                    repeated.predict_trajectory(X_test, times),
-                    rtol=1e-8, atol=1e-11)
+    assert_allclose(
+        weighted.predict_trajectory(X_test, times),
+        repeated.predict_trajectory(X_test, times),
+        rtol=1e-8,
+        atol=1e-11,
+    )
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -244,8 +255,9 @@ def test_classifier_finite_time_is_one_vs_all_regression(rng, n_classes):
     reg = NTKRegressor(**params).fit(X, Y)
     assert_allclose(clf.decision_function(X_test), reg.predict(X_test), rtol=1e-12)
     converged = NTKClassifier(**{**params, "t": None}).fit(X, labels)
-    assert not np.allclose(clf.decision_function(X_test),
-                           converged.decision_function(X_test))
+    assert not np.allclose(
+        clf.decision_function(X_test), converged.decision_function(X_test)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -322,8 +334,7 @@ def test_std_streams_in_blocks_and_equals_covariance_diagonal(rng):
         model.fit(X, y)
         mean, std = model.predict(X_test, return_std=True)
         _, cov = model.predict(X_test, return_cov=True)
-        assert_allclose(std**2, np.clip(np.diag(cov), 0, None), rtol=1e-9,
-                        atol=1e-12)
+        assert_allclose(std**2, np.clip(np.diag(cov), 0, None), rtol=1e-9, atol=1e-12)
         assert_allclose(mean, model.predict(X_test), rtol=1e-12, atol=1e-14)
         _, std_sparse = model.predict(sp.csr_matrix(X_test), return_std=True)
         assert_allclose(std_sparse, std, rtol=1e-12, atol=1e-14)
@@ -368,8 +379,12 @@ def test_frozen_layers_equal_kernel_ridge_on_frozen_ntk(rng, frozen_layers):
     P = Thetas @ np.linalg.inv(Theta + 0.05 * np.eye(len(X)))
     Kss = nngp_kernel(X_test, depth=3, bias_std=0.2)
     expected = Kss - P @ Ks.T - Ks @ P.T + P @ K @ P.T
-    assert_allclose(model.predict(X_test, return_cov=True)[1], expected,
-                    rtol=1e-7, atol=1e-10 * Kss.max())
+    assert_allclose(
+        model.predict(X_test, return_cov=True)[1],
+        expected,
+        rtol=1e-7,
+        atol=1e-10 * Kss.max(),
+    )
     clf = NTKClassifier(alpha=0.05, **params).fit(X, y > 0)
     ref = KernelRidge(alpha=0.05, kernel="precomputed").fit(Theta, 2.0 * (y > 0) - 1)
     assert_allclose(clf.decision_function(X_test), ref.predict(Thetas), rtol=1e-9)
@@ -424,16 +439,21 @@ def test_grid_search_with_memory_computes_each_fold_kernel_once(
     grid = {"alpha": [1e-3, 1e-2, 0.1, 1.0, 10.0]}
     plain = GridSearchCV(Estimator(**NETWORK), grid, cv=KFold(5)).fit(X, y)
     calls = _count_kernel_computations(monkeypatch)
-    cached = GridSearchCV(Estimator(memory=str(tmp_path), **NETWORK), grid,
-                          cv=KFold(5)).fit(X, y)
+    cached = GridSearchCV(
+        Estimator(memory=str(tmp_path), **NETWORK), grid, cv=KFold(5)
+    ).fit(X, y)
     assert len(calls) == 5 * 2 + 1  # without memory: 5 * 5 * 2 + 1
-    assert_allclose(cached.cv_results_["mean_test_score"],
-                    plain.cv_results_["mean_test_score"], rtol=1e-12)
+    assert_allclose(
+        cached.cv_results_["mean_test_score"],
+        plain.cv_results_["mean_test_score"],
+        rtol=1e-12,
+    )
     assert cached.best_params_ == plain.best_params_
     # A second search over other kernel-free parameters computes nothing.
     grid2 = {"alpha": [0.5, 5.0], "t": [None, 10.0], "alpha_scale": ["mean_diag"]}
-    GridSearchCV(Estimator(memory=str(tmp_path), **NETWORK), grid2,
-                 cv=KFold(5)).fit(X, y)
+    GridSearchCV(Estimator(memory=str(tmp_path), **NETWORK), grid2, cv=KFold(5)).fit(
+        X, y
+    )
     assert len(calls) == 5 * 2 + 1
 
 
@@ -443,17 +463,20 @@ def test_memory_serves_trajectory_and_uncertainty(rng, tmp_path, monkeypatch):
     params = dict(alpha=0.1, t=3.0, frozen_layers=1, **NETWORK)
     times = [1.0, 10.0]
     plain = NTKRegressor(**params).fit(X, y)
-    expected = [plain.predict_trajectory(X_test, times),
-                *plain.predict(X_test, return_std=True),
-                *plain.predict(X_test, return_cov=True)]
+    expected = [
+        plain.predict_trajectory(X_test, times),
+        *plain.predict(X_test, return_std=True),
+        *plain.predict(X_test, return_cov=True),
+    ]
     calls = _count_kernel_computations(monkeypatch)
     model = NTKRegressor(memory=str(tmp_path), **params).fit(X, y)
     assert calls == ["train"]
-    assert_allclose(model.predict_trajectory(X_test, times), expected[0],
-                    rtol=1e-12)
+    assert_allclose(model.predict_trajectory(X_test, times), expected[0], rtol=1e-12)
     assert calls == ["train", "test"]  # K(X_test, X_fit_) was new
-    got = [*model.predict(X_test, return_std=True),
-           *model.predict(X_test, return_cov=True)]
+    got = [
+        *model.predict(X_test, return_std=True),
+        *model.predict(X_test, return_cov=True),
+    ]
     for a, b in zip(got, expected[1:]):
         assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     n_calls = len(calls)  # plus the NNGP blocks of the uncertainty
@@ -473,14 +496,19 @@ def test_non_numpy_namespace_path(rng, monkeypatch):
     w = rng.uniform(0.0, 2.0, size=len(X))
     for kernel, t in (("ntk", 4.0), ("nngp", 4.0), ("nngp", None)):
         model = NTKRegressor(alpha=0.05, kernel=kernel, t=t, **NETWORK).fit(X, y, w)
-        ref = (model.predict_trajectory(X_test, [1.0, np.inf]),
-               *model.predict(X_test, return_cov=True),
-               model.predict(X_test, return_std=True)[1])
-        monkeypatch.setattr(NTKRegressor, "_device_converter",
-                            lambda self, n: (xp.asarray, "cpu"))
-        got = (model.predict_trajectory(X_test, [1.0, np.inf]),
-               *model.predict(X_test, return_cov=True),
-               model.predict(X_test, return_std=True)[1])
+        ref = (
+            model.predict_trajectory(X_test, [1.0, np.inf]),
+            *model.predict(X_test, return_cov=True),
+            model.predict(X_test, return_std=True)[1],
+        )
+        monkeypatch.setattr(
+            NTKRegressor, "_device_converter", lambda self, n: (xp.asarray, "cpu")
+        )
+        got = (
+            model.predict_trajectory(X_test, [1.0, np.inf]),
+            *model.predict(X_test, return_cov=True),
+            model.predict(X_test, return_std=True)[1],
+        )
         monkeypatch.undo()
         for a, b in zip(got, ref):
             assert isinstance(a, np.ndarray)
@@ -498,8 +526,7 @@ def test_gpu_finite_time_equals_cpu(rng, kernel):
     cupy = pytest.importorskip("cupy")
     X, y, X_test = _data(rng, n=200, m=50, n_targets=2)
     w = rng.uniform(0.0, 2.0, size=len(X))
-    params = dict(alpha=0.01, alpha_scale="mean_diag", kernel=kernel, t=30.0,
-                  **NETWORK)
+    params = dict(alpha=0.01, alpha_scale="mean_diag", kernel=kernel, t=30.0, **NETWORK)
     cpu = NTKRegressor(device="cpu", **params).fit(X, y, w)
     gpu = NTKRegressor(device="gpu", **params).fit(X, y, w)
     assert isinstance(gpu.dual_coef_, np.ndarray)
@@ -507,12 +534,17 @@ def test_gpu_finite_time_equals_cpu(rng, kernel):
     assert_allclose(gpu.dual_coef_, cpu.dual_coef_, rtol=1e-6, atol=1e-9)
     assert_allclose(gpu.predict(X_test), cpu.predict(X_test), rtol=1e-6, atol=1e-9)
     times = [1.0, 30.0, np.inf]
-    assert_allclose(gpu.predict_trajectory(X_test, times),
-                    cpu.predict_trajectory(X_test, times), rtol=1e-6, atol=1e-9)
+    assert_allclose(
+        gpu.predict_trajectory(X_test, times),
+        cpu.predict_trajectory(X_test, times),
+        rtol=1e-6,
+        atol=1e-9,
+    )
     mean, std = gpu.predict(cupy.asarray(X_test), return_std=True)
     assert isinstance(std, cupy.ndarray)
-    assert_allclose(cupy.asnumpy(std), cpu.predict(X_test, return_std=True)[1],
-                    rtol=1e-6, atol=1e-9)
+    assert_allclose(
+        cupy.asnumpy(std), cpu.predict(X_test, return_std=True)[1], rtol=1e-6, atol=1e-9
+    )
 
 
 def test_gpu_flow_fit_logic_on_numpy(rng, monkeypatch):
@@ -533,8 +565,14 @@ def test_gpu_flow_fit_logic_on_numpy(rng, monkeypatch):
 
     X, y, _ = _data(rng, n_targets=2)
     w = rng.uniform(0.0, 2.0, size=len(X))
-    model = NTKRegressor(alpha=0.01, alpha_scale="mean_diag", t=5.0, frozen_layers=1,
-                         solver="cholesky", **NETWORK)
+    model = NTKRegressor(
+        alpha=0.01,
+        alpha_scale="mean_diag",
+        t=5.0,
+        frozen_layers=1,
+        solver="cholesky",
+        **NETWORK,
+    )
     ref = clone(model).fit(X, y, w)
     monkeypatch.setattr(sknetk._base, "cupy_or_error", lambda: fake_cupy)
     monkeypatch.setattr(sknetk._base, "ntk_kernel", kernel_on_cpu)

@@ -47,8 +47,9 @@ def _labels(kind, n):
 # One class rule for both classifiers
 # ---------------------------------------------------------------------------
 CLASSIFIERS = [
-    pytest.param(lambda **kw: NTKClassifier(alpha=0.1, **NET, **kw),
-                 id="NTKClassifier"),
+    pytest.param(
+        lambda **kw: NTKClassifier(alpha=0.1, **NET, **kw), id="NTKClassifier"
+    ),
     pytest.param(
         lambda **kw: NTKClassifierCV(alphas=[0.1], depths=[2], bias_std=0.1, **kw),
         id="NTKClassifierCV",
@@ -157,15 +158,23 @@ def test_single_class_message_prints_plain_label(X, make):
     assert "np." not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "value, shown", [("1", "1"), ("2.5", "2.5"), ("True", "True")]
-)
+@pytest.mark.parametrize("value, shown", [("1", "1"), ("2.5", "2.5"), ("True", "True")])
 def test_cli_single_class_message_prints_plain_label(capsys, tmp_path, value, shown):
     """``sknetk compare`` on a one-class target prints the plain value."""
     path = tmp_path / "one.csv"
     path.write_text("a,y\n" + "".join(f"{i},{value}\n" for i in range(12)))
-    code = main(["compare", "-q", "--csv", str(path), "--target", "y",
-                 "--task", "classification"])
+    code = main(
+        [
+            "compare",
+            "-q",
+            "--csv",
+            str(path),
+            "--target",
+            "y",
+            "--task",
+            "classification",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"single class ({shown})" in err
@@ -198,11 +207,20 @@ def _no_kernels(monkeypatch):
 REGRESSORS = [
     pytest.param(lambda: NTKRegressor(**NET), id="cholesky"),
     pytest.param(lambda: NTKRegressor(t=2.0, **NET), id="finite-t"),
-    pytest.param(lambda: NTKRegressor(solver="nystrom", n_centers=10,
-                                      random_state=0, **NET), id="nystrom"),
-    pytest.param(lambda: NTKRegressor(alpha_scale="mean_diag", solver="nystrom",
-                                      n_centers=10, random_state=0, **NET),
-                 id="nystrom-mean-diag"),
+    pytest.param(
+        lambda: NTKRegressor(solver="nystrom", n_centers=10, random_state=0, **NET),
+        id="nystrom",
+    ),
+    pytest.param(
+        lambda: NTKRegressor(
+            alpha_scale="mean_diag",
+            solver="nystrom",
+            n_centers=10,
+            random_state=0,
+            **NET,
+        ),
+        id="nystrom-mean-diag",
+    ),
     pytest.param(lambda: NTKRegressorCV(depths=[1, 2]), id="CV-loo"),
     pytest.param(lambda: NTKRegressorCV(depths=[1, 2], cv=3), id="CV-kfold"),
 ]
@@ -220,8 +238,9 @@ REGRESSORS = [
         (np.r_[np.inf, np.ones(29)], "y.*infinity"),
     ],
 )
-def test_bad_regression_targets_fail_before_any_kernel(X, make, y_bad, match,
-                                                       monkeypatch):
+def test_bad_regression_targets_fail_before_any_kernel(
+    X, make, y_bad, match, monkeypatch
+):
     """A bad y is refused, naming y, before the n x n kernel is computed."""
     _no_kernels(monkeypatch)
     with pytest.raises(AssertionError, match="a kernel was computed"):
@@ -237,8 +256,9 @@ def test_numeric_string_targets_are_converted_as_by_ridge(X, make):
     y_text = [str(v) for v in y]
     for reference in (Ridge(alpha=0.1), KernelRidge(alpha=0.1)):
         # the reference behaviour: accepted, and the same model as floats
-        assert_allclose(reference.fit(X, y_text).predict(X),
-                        reference.fit(X, y).predict(X))
+        assert_allclose(
+            reference.fit(X, y_text).predict(X), reference.fit(X, y).predict(X)
+        )
     model = make().fit(X, y_text)
     assert_allclose(model.predict(X), make().fit(X, y).predict(X), rtol=1e-10)
 
@@ -266,14 +286,20 @@ def test_sparse_target_is_refused(X):
 @pytest.mark.parametrize("Estimator", [NTKRegressorCV, NTKClassifierCV])
 @pytest.mark.parametrize(
     "sample_weight, match",
-    [(np.ones(29), "shape"), (np.ones((30, 2)), "1D"), (np.zeros(30), "non-zero"),
-     (np.r_[np.nan, np.ones(29)], "NaN"), (np.r_[-1.0, np.ones(29)], "[Nn]egative")],
+    [
+        (np.ones(29), "shape"),
+        (np.ones((30, 2)), "1D"),
+        (np.zeros(30), "non-zero"),
+        (np.r_[np.nan, np.ones(29)], "NaN"),
+        (np.r_[-1.0, np.ones(29)], "[Nn]egative"),
+    ],
 )
 def test_cv_estimators_check_sample_weight(X, Estimator, sample_weight, match):
     """The CV estimators validate sample_weight as the plain ones do."""
     with pytest.raises(ValueError, match=match):
-        Estimator(depths=[1]).fit(X, _labels("int", len(X)),
-                                  sample_weight=sample_weight)
+        Estimator(depths=[1]).fit(
+            X, _labels("int", len(X)), sample_weight=sample_weight
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -299,13 +325,16 @@ def test_dask_bool_X_is_accepted_as_numpy_bool(X, sync_dask):
     model = NTKRegressor(**params).fit(Bd, y)
     ref = NTKRegressor(solver="cholesky", **NET).fit(B, y)
     assert_allclose(model.predict(B), ref.predict(B), rtol=1e-6, atol=1e-8)
-    assert_allclose(model.predict(Bd).compute(), ref.predict(B), rtol=1e-6,
-                    atol=1e-8)
+    assert_allclose(model.predict(Bd).compute(), ref.predict(B), rtol=1e-6, atol=1e-8)
     labels = np.where(X[:, 1] > 0, "up", "down")
     clf = NTKClassifier(**params).fit(Bd, labels)
     ref = NTKClassifier(solver="cholesky", **NET).fit(B, labels)
-    assert_allclose(clf.decision_function(Bd).compute(), ref.decision_function(B),
-                    rtol=1e-6, atol=1e-8)
+    assert_allclose(
+        clf.decision_function(Bd).compute(),
+        ref.decision_function(B),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 @pytest.mark.slow
@@ -324,13 +353,18 @@ def test_dask_unknown_chunk_sizes_are_computed(X, sync_dask):
     ref = NTKRegressor(solver="cholesky", **NET).fit(X[keep], y[keep])
     assert_allclose(model.predict(X), ref.predict(X), rtol=1e-6, atol=1e-8)
     # prediction on unknown chunks stays lazy and gives the selected rows
-    assert_allclose(model.predict(Xm).compute(), ref.predict(X[keep]),
-                    rtol=1e-6, atol=1e-8)
+    assert_allclose(
+        model.predict(Xm).compute(), ref.predict(X[keep]), rtol=1e-6, atol=1e-8
+    )
     clf = NTKClassifier(**params).fit(Xm, ym > 0)
-    assert_allclose(clf.decision_function(X),
-                    NTKClassifier(solver="cholesky", **NET)
-                    .fit(X[keep], y[keep] > 0).decision_function(X),
-                    rtol=1e-6, atol=1e-8)
+    assert_allclose(
+        clf.decision_function(X),
+        NTKClassifier(solver="cholesky", **NET)
+        .fit(X[keep], y[keep] > 0)
+        .decision_function(X),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 @pytest.mark.slow
@@ -357,8 +391,11 @@ def test_dask_bad_targets_fail_before_any_kernel(X, sync_dask, monkeypatch):
     _no_kernels(monkeypatch)
     with pytest.raises(AssertionError, match="a kernel was computed"):
         NTKRegressor(solver="nystrom", n_centers=10).fit(Xd, np.ones(len(X)))
-    for y_bad, match in ((["a"] * 30, "y must hold numbers"),
-                         (["nan"] * 30, "NaN"), (np.ones(29), "rows")):
+    for y_bad, match in (
+        (["a"] * 30, "y must hold numbers"),
+        (["nan"] * 30, "NaN"),
+        (np.ones(29), "rows"),
+    ):
         with pytest.raises(ValueError, match=match):
             NTKRegressor(solver="nystrom", n_centers=10).fit(Xd, y_bad)
 
@@ -370,13 +407,17 @@ def test_dask_unknown_chunks_on_a_cluster(X):
     distributed = pytest.importorskip("distributed")
     y = np.cos(X[:, 1])
     keep = X[:, 2] < 0.5
-    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         Xd = da.from_array(X > 0, chunks=(8, 3))
         mask = da.from_array(keep, chunks=8)
         model = NTKRegressor(solver="nystrom", n_centers=100, **NET).fit(
-            Xd[mask], da.from_array(y, chunks=8)[mask])
+            Xd[mask], da.from_array(y, chunks=8)[mask]
+        )
     ref = NTKRegressor(solver="cholesky", **NET).fit((X > 0)[keep], y[keep])
     assert_allclose(model.predict(X > 0), ref.predict(X > 0), rtol=1e-6, atol=1e-8)
 
@@ -399,20 +440,36 @@ def _cov_reference(model, X_fit, y, w, X_test):
     if model.kernel == "nngp":
         noise = np.where(w > 0, ridge / np.where(w > 0, w, 1.0), 0.0)
         eigh = kernel_eigh(K, w)
-        return ensemble_covariance(K + np.diag(noise), Ks, Kss, t=model.t,
-                                   ridge=ridge, learning_rate=lr,
-                                   n_targets=n_targets, sample_weight=w, eigh=eigh)
+        return ensemble_covariance(
+            K + np.diag(noise),
+            Ks,
+            Kss,
+            t=model.t,
+            ridge=ridge,
+            learning_rate=lr,
+            n_targets=n_targets,
+            sample_weight=w,
+            eigh=eigh,
+        )
     _, Theta = nngp_ntk_kernels(X_fit, **params)
     _, Theta_s = nngp_ntk_kernels(X_test, X_fit, **params)
-    return ensemble_covariance(K, Ks, Kss, ntk_train_train=Theta,
-                               ntk_test_train=Theta_s,
-                               t=np.inf if model.t is None else model.t,
-                               ridge=ridge, learning_rate=lr,
-                               n_targets=n_targets, sample_weight=w)
+    return ensemble_covariance(
+        K,
+        Ks,
+        Kss,
+        ntk_train_train=Theta,
+        ntk_test_train=Theta_s,
+        t=np.inf if model.t is None else model.t,
+        ridge=ridge,
+        learning_rate=lr,
+        n_targets=n_targets,
+        sample_weight=w,
+    )
 
 
-@pytest.mark.parametrize("kernel, t", [("ntk", None), ("ntk", 3.0),
-                                       ("nngp", None), ("nngp", 3.0)])
+@pytest.mark.parametrize(
+    "kernel, t", [("ntk", None), ("ntk", 3.0), ("nngp", None), ("nngp", 3.0)]
+)
 @pytest.mark.parametrize("working_memory", [0.01, None])
 def test_blocked_covariance_equals_dynamics_functions(kernel, t, working_memory):
     """The in-place, blocked covariance equals the one-shot formulas; symmetric."""
@@ -421,8 +478,14 @@ def test_blocked_covariance_equals_dynamics_functions(kernel, t, working_memory)
     y = np.c_[np.sin(X_fit[:, 0]), X_fit[:, 1]]
     w = rng.uniform(0.0, 2.0, size=25)
     w[:3] = 0.0
-    model = NTKRegressor(kernel=kernel, t=t, alpha=0.05, device="cpu",
-                         working_memory=working_memory, **NET).fit(X_fit, y, w)
+    model = NTKRegressor(
+        kernel=kernel,
+        t=t,
+        alpha=0.05,
+        device="cpu",
+        working_memory=working_memory,
+        **NET,
+    ).fit(X_fit, y, w)
     _, cov = model.predict(X_test, return_cov=True)
     assert cov.shape == (301, 301, 2)
     assert_allclose(cov[:, :, 0], cov[:, :, 1])
@@ -443,8 +506,9 @@ def test_covariance_peak_memory_is_close_to_the_output(kernel, t, n_targets):
     X_fit, X_test = rng.normal(size=(40, 3)), rng.normal(size=(1200, 3))
     y = np.sin(X_fit[:, 0])
     y = y if n_targets == 0 else y[:, None]
-    model = NTKRegressor(kernel=kernel, t=t, alpha=0.1, device="cpu",
-                         working_memory=4, **NET).fit(X_fit, y)
+    model = NTKRegressor(
+        kernel=kernel, t=t, alpha=0.1, device="cpu", working_memory=4, **NET
+    ).fit(X_fit, y)
     model.predict(X_test[:5], return_cov=True)  # imports and caches warmed up
     tracemalloc.start()
     try:

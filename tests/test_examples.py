@@ -35,8 +35,10 @@ def _sknetk_imports(path):
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and (
-            node.module == "sknetk" or node.module.startswith("sknetk.")
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and (node.module == "sknetk" or node.module.startswith("sknetk."))
         ):
             found.extend((node.module, alias.name) for alias in node.names)
         elif isinstance(node, ast.Import):

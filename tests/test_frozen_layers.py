@@ -21,8 +21,10 @@ from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 def _network(rng, d, width, depth, w_std, b_std):
     """Layers ``(W, b)`` with ``W, b ~ N(0, 1)`` ("ntk" parameterization)."""
     sizes = [d] + [width] * depth + [1]
-    return [(rng.standard_normal((o, i)), rng.standard_normal(o))
-            for i, o in zip(sizes[:-1], sizes[1:])]
+    return [
+        (rng.standard_normal((o, i)), rng.standard_normal(o))
+        for i, o in zip(sizes[:-1], sizes[1:])
+    ]
 
 
 def _empirical_ntk(layers, X, w_std, b_std, frozen, phi, dphi):
@@ -76,8 +78,9 @@ def test_frozen_ntk_matches_wide_networks(frozen):
     """The empirical NTK of trained later layers converges to the closed form."""
     depth, w_std, b_std = 3, 1.4, 0.3
     X = _inputs()
-    _, ref = nngp_ntk_kernels(X, depth=depth, weight_std=w_std, bias_std=b_std,
-                              frozen_layers=frozen)
+    _, ref = nngp_ntk_kernels(
+        X, depth=depth, weight_std=w_std, bias_std=b_std, frozen_layers=frozen
+    )
     full = ntk_kernel(X, depth=depth, weight_std=w_std, bias_std=b_std)
     # The frozen layers' terms are a sizeable part of the NTK: the test can
     # tell a frozen kernel from the full one.
@@ -85,13 +88,27 @@ def test_frozen_ntk_matches_wide_networks(frozen):
     errors = []
     for width in (64, 2048):
         samples = [
-            _empirical_ntk(_network(np.random.default_rng([width, s]), X.shape[1],
-                                    width, depth, w_std, b_std),
-                           X, w_std, b_std, frozen, _relu, _drelu)
+            _empirical_ntk(
+                _network(
+                    np.random.default_rng([width, s]),
+                    X.shape[1],
+                    width,
+                    depth,
+                    w_std,
+                    b_std,
+                ),
+                X,
+                w_std,
+                b_std,
+                frozen,
+                _relu,
+                _drelu,
+            )
             for s in range(8)
         ]
-        errors.append(np.max(np.abs(np.mean(samples, axis=0) - ref))
-                      / np.max(np.abs(ref)))
+        errors.append(
+            np.max(np.abs(np.mean(samples, axis=0) - ref)) / np.max(np.abs(ref))
+        )
     assert errors[1] < 0.05
     assert errors[1] < errors[0] / 2
 
@@ -125,8 +142,9 @@ def test_empirical_frozen_ntk_equals_partial_jacobian():
                 arr[idx] = old
                 columns.append((plus - minus) / (2 * eps))
     J = np.column_stack(columns)
-    emp = _empirical_ntk(layers, X, w_std, b_std, frozen, np.tanh,
-                         lambda z: 1 - np.tanh(z) ** 2)
+    emp = _empirical_ntk(
+        layers, X, w_std, b_std, frozen, np.tanh, lambda z: 1 - np.tanh(z) ** 2
+    )
     np.testing.assert_allclose(emp, J @ J.T, rtol=1e-7, atol=1e-9)
 
 
@@ -137,16 +155,18 @@ def test_all_frozen_is_nngp(activation):
     kw = dict(activation=activation, weight_std=1.3, bias_std=0.2)
     for depth in (1, 3):
         nngp, ntk = nngp_ntk_kernels(X, depth=depth, frozen_layers=depth, **kw)
-        np.testing.assert_allclose(ntk, nngp_kernel(X, depth=depth, **kw),
-                                   rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(
+            ntk, nngp_kernel(X, depth=depth, **kw), rtol=1e-13, atol=1e-15
+        )
         np.testing.assert_allclose(nngp, ntk, rtol=1e-13, atol=1e-15)
 
 
 def test_frozen_kernels_of_every_depth_in_one_pass():
     """all_depths=True with frozen layers equals one call per depth."""
     X = _inputs(seed=2)
-    _, stack = nngp_ntk_kernels(X, depth=4, frozen_layers=2, all_depths=True,
-                                bias_std=0.1)
+    _, stack = nngp_ntk_kernels(
+        X, depth=4, frozen_layers=2, all_depths=True, bias_std=0.1
+    )
     for depth in (2, 3, 4):
         _, direct = nngp_ntk_kernels(X, depth=depth, frozen_layers=2, bias_std=0.1)
         np.testing.assert_allclose(stack[depth - 1], direct, rtol=1e-13)
@@ -163,6 +183,6 @@ def test_cv_selects_frozen_layers():
     assert model.frozen_layers_ == model.best_params_["frozen_layers"]
     _, K = nngp_ntk_kernels(X, depth=2, frozen_layers=model.frozen_layers_)
     _, Ks = nngp_ntk_kernels(X[:4], X, depth=2, frozen_layers=model.frozen_layers_)
-    np.testing.assert_allclose(model.predict(X[:4]),
-                               Ks @ np.linalg.solve(K + 0.01 * np.eye(25), y),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        model.predict(X[:4]), Ks @ np.linalg.solve(K + 0.01 * np.eye(25), y), rtol=1e-8
+    )

@@ -46,10 +46,16 @@ def cupy():
 def test_fused_kernel_equals_numpy(cupy, activation, parameterization):
     """CuPy in, CuPy out, equal to NumPy within float64 rounding (all depths)."""
     X, Y = _data()
-    kw = dict(depth=3, activation=activation,
-              activation_params=PARAMS.get(activation), weight_std=1.2,
-              bias_std=0.2, parameterization=parameterization, width=128,
-              all_depths=True)
+    kw = dict(
+        depth=3,
+        activation=activation,
+        activation_params=PARAMS.get(activation),
+        weight_std=1.2,
+        bias_std=0.2,
+        parameterization=parameterization,
+        width=128,
+        all_depths=True,
+    )
     ref = nngp_ntk_kernels(X, Y, **kw)
     got = nngp_ntk_kernels(cupy.asarray(X), cupy.asarray(Y), **kw)
     for r, g in zip(ref, got):
@@ -68,12 +74,16 @@ def test_rows_per_thread_settings_equal_numpy(cupy, monkeypatch, rows):
     for dtype, tol in ((np.float64, 1e-10), (np.float32, 2e-4)):
         kw = dict(depth=4, bias_std=0.1, all_depths=True)
         ref = nngp_ntk_kernels(X, Y, **kw)
-        got = nngp_ntk_kernels(cupy.asarray(X, dtype=dtype),
-                               cupy.asarray(Y, dtype=dtype),
-                               dtype=np.dtype(dtype).name, **kw)
+        got = nngp_ntk_kernels(
+            cupy.asarray(X, dtype=dtype),
+            cupy.asarray(Y, dtype=dtype),
+            dtype=np.dtype(dtype).name,
+            **kw,
+        )
         for r, g in zip(ref, got):
-            np.testing.assert_allclose(cupy.asnumpy(g), r, rtol=0,
-                                       atol=tol * np.abs(r).max())
+            np.testing.assert_allclose(
+                cupy.asnumpy(g), r, rtol=0, atol=tol * np.abs(r).max()
+            )
 
 
 def test_symmetric_and_float32(cupy):
@@ -87,11 +97,13 @@ def test_symmetric_and_float32(cupy):
     plain[1, 2] = plain[2, 1] = False
     np.testing.assert_allclose(got64[plain], ref[plain], rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(got64, ref, rtol=1e-6)
-    got32 = ntk_kernel(cupy.asarray(X, dtype=cupy.float32), depth=4,
-                       bias_std=0.1, dtype="float32")
+    got32 = ntk_kernel(
+        cupy.asarray(X, dtype=cupy.float32), depth=4, bias_std=0.1, dtype="float32"
+    )
     assert got32.dtype == cupy.float32
-    np.testing.assert_allclose(cupy.asnumpy(got32), ref, rtol=2e-4,
-                               atol=2e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(
+        cupy.asnumpy(got32), ref, rtol=2e-4, atol=2e-5 * np.abs(ref).max()
+    )
 
 
 def test_numpy_in_gpu_device_numpy_out(cupy):
@@ -99,8 +111,9 @@ def test_numpy_in_gpu_device_numpy_out(cupy):
     X, Y = _data()
     got = ntk_kernel(X, Y, depth=2, device="gpu")
     assert isinstance(got, np.ndarray)
-    np.testing.assert_allclose(got, ntk_kernel(X, Y, depth=2, device="cpu"),
-                               rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        got, ntk_kernel(X, Y, depth=2, device="cpu"), rtol=1e-11, atol=1e-13
+    )
 
 
 def test_cupy_in_cpu_device_cupy_out(cupy):
@@ -108,20 +121,21 @@ def test_cupy_in_cpu_device_cupy_out(cupy):
     X, Y = _data()
     got = ntk_kernel(cupy.asarray(X), cupy.asarray(Y), depth=2, device="cpu")
     assert isinstance(got, cupy.ndarray)
-    np.testing.assert_allclose(cupy.asnumpy(got), ntk_kernel(X, Y, depth=2),
-                               rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        cupy.asnumpy(got), ntk_kernel(X, Y, depth=2), rtol=1e-11, atol=1e-13
+    )
 
 
 def test_small_budget_streams_row_blocks(cupy):
     """A tiny working_memory gives many Gram row blocks and the same kernels."""
     X, Y = _data(n1=300, n2=50)
     ref = ntk_kernel(X, Y, depth=3)
-    got = ntk_kernel(cupy.asarray(X), cupy.asarray(Y), depth=3,
-                     working_memory=0.01)
+    got = ntk_kernel(cupy.asarray(X), cupy.asarray(Y), depth=3, working_memory=0.01)
     np.testing.assert_allclose(cupy.asnumpy(got), ref, rtol=1e-11, atol=1e-13)
     v = np.linspace(-1, 1, 50)
-    mv = kernel_matvec(cupy.asarray(X), cupy.asarray(Y), cupy.asarray(v),
-                       depth=3, working_memory=0.01)
+    mv = kernel_matvec(
+        cupy.asarray(X), cupy.asarray(Y), cupy.asarray(v), depth=3, working_memory=0.01
+    )
     assert isinstance(mv, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(mv), ref @ v, rtol=1e-10)
 
@@ -191,8 +205,7 @@ def test_regressor_gpu_equals_cpu(cupy, kernel, weighted):
 
     X, y = _regression(n_targets=2)
     sw = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y)) if weighted else None
-    kw = dict(alpha=1e-3, alpha_scale="mean_diag", kernel=kernel, depth=3,
-              bias_std=0.1)
+    kw = dict(alpha=1e-3, alpha_scale="mean_diag", kernel=kernel, depth=3, bias_std=0.1)
     gpu = NTKRegressor(device="gpu", **kw).fit(X, y, sample_weight=sw)
     cpu = NTKRegressor(device="cpu", **kw).fit(X, y, sample_weight=sw)
     assert isinstance(gpu.dual_coef_, np.ndarray)
@@ -213,8 +226,9 @@ def test_classifier_gpu_equals_cpu(cupy):
     gpu = NTKClassifier(alpha=0.1, device="gpu").fit(X, labels)
     cpu = NTKClassifier(alpha=0.1, device="cpu").fit(X, labels)
     # kernels agree to ~1e-12; the solve amplifies that by the condition number
-    np.testing.assert_allclose(gpu.decision_function(X), cpu.decision_function(X),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        gpu.decision_function(X), cpu.decision_function(X), rtol=1e-6, atol=1e-9
+    )
     np.testing.assert_array_equal(gpu.predict(X), cpu.predict(X))
 
 
@@ -226,8 +240,7 @@ def test_cupy_input_gives_cupy_output(cupy):
     model = NTKRegressor(device="gpu").fit(cupy.asarray(X), cupy.asarray(y))
     pred = model.predict(cupy.asarray(X[:20]))
     assert isinstance(pred, cupy.ndarray)
-    np.testing.assert_allclose(cupy.asnumpy(pred), model.predict(X[:20]),
-                               rtol=1e-12)
+    np.testing.assert_allclose(cupy.asnumpy(pred), model.predict(X[:20]), rtol=1e-12)
 
 
 def test_gpu_fit_singular_kernel_warns_and_is_finite(cupy):
@@ -280,7 +293,8 @@ from sknetk._device import gpu_available
 assert not gpu_available()
 print("OK")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

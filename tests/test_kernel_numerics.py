@@ -74,9 +74,17 @@ def test_repeated_rows_equal_the_diagonal_recursion(setting, dtype, parameteriza
     deep = 20 if dtype == "float64" else 8
     for d, depth in ((4, deep), (300, 6)):
         X, Y, perm = _with_repeats(rng, 24, d, dtype)
-        kw = dict(depth=depth, activation=act, activation_params=params,
-                  weight_std=1.4, bias_std=0.3, parameterization=parameterization,
-                  width=128, dtype=dtype, all_depths=True)
+        kw = dict(
+            depth=depth,
+            activation=act,
+            activation_params=params,
+            weight_std=1.4,
+            bias_std=0.3,
+            parameterization=parameterization,
+            width=128,
+            dtype=dtype,
+            all_depths=True,
+        )
         nngp, ntk = nngp_ntk_kernels(X, Y, **kw)
         ref = {"nngp": nngp_diag(X, **kw), "ntk": ntk_diag(X, **kw)}
         for name, K in (("nngp", nngp), ("ntk", ntk)):
@@ -98,11 +106,24 @@ def test_kernel_respects_cauchy_schwarz(setting):
     act, params = setting
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 5))
-    Y = np.vstack([X[:6] * 2.5, -X[6:10], X[10:16] + 1e-9 * rng.normal(size=(6, 5)),
-                   X[16:20], rng.normal(size=(6, 5))])
+    Y = np.vstack(
+        [
+            X[:6] * 2.5,
+            -X[6:10],
+            X[10:16] + 1e-9 * rng.normal(size=(6, 5)),
+            X[16:20],
+            rng.normal(size=(6, 5)),
+        ]
+    )
     for depth in (3, 12):
-        kw = dict(depth=depth, activation=act, activation_params=params,
-                  weight_std=2.0, bias_std=0.2, all_depths=True)
+        kw = dict(
+            depth=depth,
+            activation=act,
+            activation_params=params,
+            weight_std=2.0,
+            bias_std=0.2,
+            all_depths=True,
+        )
         nngp, ntk = nngp_ntk_kernels(X, Y, **kw)
         for K, diag in ((nngp, nngp_diag), (ntk, ntk_diag)):
             root_x, root_y = np.sqrt(diag(X, **kw)), np.sqrt(diag(Y, **kw))
@@ -115,14 +136,17 @@ def test_chaotic_rbf_predicts_its_training_data():
     KernelRidge on the precomputed training kernel does (was off by 1.4e6)."""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(60, 4)), rng.uniform(-1, 1, 60)
-    for kw in (dict(activation="rbf", activation_params={"gamma": 1000.0}, depth=5),
-               dict(activation="rbf", weight_std=4.0, depth=10),
-               dict(activation="sin", activation_params={"b": 8.0}, depth=12)):
+    for kw in (
+        dict(activation="rbf", activation_params={"gamma": 1000.0}, depth=5),
+        dict(activation="rbf", weight_std=4.0, depth=10),
+        dict(activation="sin", activation_params={"b": 8.0}, depth=12),
+    ):
         model = NTKRegressor(alpha=1e-3, **kw).fit(X, y)
         K = ntk_kernel(X, **kw)
         reference = KernelRidge(alpha=1e-3, kernel="precomputed").fit(K, y)
-        np.testing.assert_allclose(model.predict(X.copy()), reference.predict(K),
-                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            model.predict(X.copy()), reference.predict(K), rtol=0, atol=1e-9
+        )
 
 
 def test_float32_duplicates_agree_with_float64():
@@ -134,8 +158,9 @@ def test_float32_duplicates_agree_with_float64():
     for act in ("relu", "abs", "erf", "gelu", "rbf", "sin"):
         for kernel in (ntk_kernel, nngp_kernel):
             K64 = kernel(X, X.copy(), depth=8, activation=act, bias_std=0.1)
-            K32 = kernel(X, X.copy(), depth=8, activation=act, bias_std=0.1,
-                         dtype="float32")
+            K32 = kernel(
+                X, X.copy(), depth=8, activation=act, bias_std=0.1, dtype="float32"
+            )
             pairs = ([0, 1, 0, 1, 2, 3, 4, 5], [1, 0, 0, 1, 3, 2, 5, 4])
             err = np.abs(K32[pairs] - K64[pairs]).max() / np.abs(K64).max()
             assert err <= 1e-5, (act, kernel.__name__, err)
@@ -159,12 +184,22 @@ def test_cuda_source_follows_the_same_math(host_kernel):  # noqa: F811
     X = rng.normal(size=(10, 40))
     Y = np.vstack([X[::-1].copy(), rng.normal(size=(3, 40))])
     for act, params in SETTINGS:
-        spec = KernelSpec.from_params(depth=6, activation=act,
-                                      activation_params=params, weight_std=1.5,
-                                      bias_std=0.2)
+        spec = KernelSpec.from_params(
+            depth=6,
+            activation=act,
+            activation_params=params,
+            weight_std=1.5,
+            bias_std=0.2,
+        )
         nngp, ntk = cuda_host._run_host(host_kernel, X, Y, spec, all_depths=True)
-        kw = dict(depth=6, activation=act, activation_params=params,
-                  weight_std=1.5, bias_std=0.2, all_depths=True)
+        kw = dict(
+            depth=6,
+            activation=act,
+            activation_params=params,
+            weight_std=1.5,
+            bias_std=0.2,
+            all_depths=True,
+        )
         for K, diag in ((nngp, nngp_diag), (ntk, ntk_diag)):
             dx, dy = diag(X, **kw), diag(Y, **kw)
             shared = K[:, np.arange(10), np.arange(10)[::-1]]
@@ -185,14 +220,20 @@ def test_rbf_gamma_must_be_non_negative(gamma):
         ntk_kernel(X, activation="rbf", activation_params={"gamma": gamma})
     with pytest.raises(ValueError, match="'gamma'"):
         NTKRegressor(activation="rbf", activation_params={"gamma": gamma}).fit(
-            X, np.arange(5.0))
+            X, np.arange(5.0)
+        )
 
 
 def test_rbf_gamma_zero_is_the_constant_network():
     """gamma = 0: phi(x) = sqrt(2) sin(pi/4) = 1, so the NNGP is W^2 + b^2."""
     X = np.random.default_rng(0).normal(size=(6, 3))
-    K = nngp_kernel(X, activation="rbf", activation_params={"gamma": 0.0},
-                    weight_std=1.3, bias_std=0.4)
+    K = nngp_kernel(
+        X,
+        activation="rbf",
+        activation_params={"gamma": 0.0},
+        weight_std=1.3,
+        bias_std=0.4,
+    )
     np.testing.assert_allclose(K, np.full((6, 6), 1.3**2 + 0.4**2), rtol=1e-15)
 
 
@@ -207,10 +248,14 @@ def test_unrestricted_parameters_accept_any_sign():
     ):
         np.testing.assert_allclose(
             ntk_kernel(X, activation=act, activation_params=neg),
-            ntk_kernel(X, activation=act, activation_params=pos), rtol=1e-14)
+            ntk_kernel(X, activation=act, activation_params=pos),
+            rtol=1e-14,
+        )
     np.testing.assert_allclose(
         ntk_kernel(X, activation="leaky_relu", activation_params={"alpha": -1.0}),
-        ntk_kernel(X, activation="abs"), rtol=1e-14)
+        ntk_kernel(X, activation="abs"),
+        rtol=1e-14,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -231,15 +276,18 @@ OVERFLOWS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, culprit", OVERFLOWS,
-                         ids=[f"{i}-{c}" for i, (_, c) in enumerate(OVERFLOWS)])
+@pytest.mark.parametrize(
+    "kwargs, culprit", OVERFLOWS, ids=[f"{i}-{c}" for i, (_, c) in enumerate(OVERFLOWS)]
+)
 def test_overflow_names_the_parameter(kwargs, culprit):
     """Huge hyper-parameters raise ValueError naming the parameter, not X
     (standardized inputs), and never a bare OverflowError."""
     X = np.random.default_rng(0).normal(size=(7, 4))
-    for call in (lambda: ntk_kernel(X, **kwargs),
-                 lambda: ntk_kernel(X, X[:3], **kwargs),
-                 lambda: ntk_diag(X, **kwargs)):
+    for call in (
+        lambda: ntk_kernel(X, **kwargs),
+        lambda: ntk_kernel(X, X[:3], **kwargs),
+        lambda: ntk_diag(X, **kwargs),
+    ):
         with np.errstate(all="ignore"), pytest.raises(ValueError) as info:
             call()
         message = str(info.value)
@@ -265,8 +313,14 @@ def test_huge_erf_slope_is_the_sign_network():
     inside the closed form), while its NTK (which grows like b) overflows."""
     X = np.random.default_rng(0).normal(size=(6, 3))
     with np.errstate(divide="ignore"):  # the unused derivative dual is inf
-        K = nngp_kernel(X, X[::-1], activation="erf",
-                        activation_params={"b": 1e200}, depth=3, bias_std=0.2)
+        K = nngp_kernel(
+            X,
+            X[::-1],
+            activation="erf",
+            activation_params={"b": 1e200},
+            depth=3,
+            bias_std=0.2,
+        )
     K_sign = nngp_kernel(X, X[::-1], activation="sign", depth=3, bias_std=0.2)
     np.testing.assert_allclose(K, K_sign, rtol=1e-12)
 
@@ -276,8 +330,9 @@ def test_huge_phase_is_finite():
     which depends on c only through cos(2c) (no overflow forming 2c)."""
     X = np.random.default_rng(0).normal(size=(6, 3))
     c = 1e308  # 2c overflows
-    K = nngp_kernel(X, activation="sin", activation_params={"c": c}, depth=1,
-                    bias_std=0.0)
+    K = nngp_kernel(
+        X, activation="sin", activation_params={"c": c}, depth=1, bias_std=0.0
+    )
     cos2c = np.cos(c) ** 2 - np.sin(c) ** 2
     q = np.sum(X * X, axis=1) / 3
     k = X @ X.T / 3

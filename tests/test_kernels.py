@@ -264,8 +264,10 @@ def test_diag_functions_equal_kernel_diagonal(activation, depth):
     kw = dict(depth=depth, activation=activation, bias_std=0.2, weight_std=1.2)
     nngp, ntk = nngp_ntk_kernels(X, **kw)
     nngp_x, ntk_x = nngp_ntk_kernels(X, X.copy(), **kw)
-    for diag, K, K_x in ((nngp_diag(X, **kw), nngp, nngp_x),
-                         (ntk_diag(X, **kw), ntk, ntk_x)):
+    for diag, K, K_x in (
+        (nngp_diag(X, **kw), nngp, nngp_x),
+        (ntk_diag(X, **kw), ntk, ntk_x),
+    ):
         assert diag.shape == (X.shape[0],)
         # bias_std > 0: every diagonal entry is positive (even the zero
         # row's), so a relative comparison per entry is meaningful.

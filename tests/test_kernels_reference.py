@@ -27,9 +27,7 @@ CASES = INDEX["kernel_cases"]
 
 
 def _case_id(case):
-    return (
-        f"{case['id']}-{case['act']}-L{case['depth']}-{case['parameterization']}"
-    )
+    return f"{case['id']}-{case['act']}-L{case['depth']}-{case['parameterization']}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -49,8 +47,7 @@ def test_kernels_match_neural_tangents(case):
             K_ref = REF[f"{prefix}{name}{tag}"]
             diag1 = REF[f"{prefix}exact_{name}_diag1"]
             diag2 = diag1 if tag == "11" else REF[f"{prefix}exact_{name}_diag2"]
-            plain, edg, deg = relative_errors(K, K_ref, edge, degenerate,
-                                              diag1, diag2)
+            plain, edg, deg = relative_errors(K, K_ref, edge, degenerate, diag1, diag2)
             assert plain <= RTOL_PLAIN, (name, tag, "plain", plain)
             assert edg <= RTOL_EDGE, (name, tag, "edge", edg)
             if not ill:

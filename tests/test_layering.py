@@ -117,7 +117,7 @@ def _is_private(name):
 
 
 def _short(module):
-    return module[len(PACKAGE) + 1:] if module != PACKAGE else ""
+    return module[len(PACKAGE) + 1 :] if module != PACKAGE else ""
 
 
 GRAPH = {name: _imports(name) for name in MODULES}
@@ -135,7 +135,7 @@ def _find_cycle(graph):
             if target == node or target not in graph:
                 continue
             if state.get(target) == "active":
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state:
                 cycle = visit(target)
                 if cycle:

@@ -62,8 +62,15 @@ def test_all_centres_equal_kernel_ridge(strategy):
     Y = np.c_[y, np.cos(X[:, 0])]
     kernel_fn = kernel_block_function("ntk", **KERNEL)
     centers, coef, n_iter, info = nystrom_fit(
-        X, Y, kernel_fn=kernel_fn, n_centers=150, alpha=0.05, tol=1e-12,
-        max_iter=50, strategy=strategy, working_memory=0.05,
+        X,
+        Y,
+        kernel_fn=kernel_fn,
+        n_centers=150,
+        alpha=0.05,
+        tol=1e-12,
+        max_iter=50,
+        strategy=strategy,
+        working_memory=0.05,
     )
     assert info["strategy"] == strategy
     assert coef.shape == (150, 2)
@@ -81,13 +88,20 @@ def test_all_centres_with_sample_weight():
     w = np.random.default_rng(1).uniform(0.2, 3.0, size=120)
     kernel_fn = kernel_block_function("ntk", **KERNEL)
     centers, coef, _, _ = nystrom_fit(
-        X, y, kernel_fn=kernel_fn, n_centers=500, alpha=0.1, tol=1e-12,
-        max_iter=50, sample_weight=w,
+        X,
+        y,
+        kernel_fn=kernel_fn,
+        n_centers=500,
+        alpha=0.1,
+        tol=1e-12,
+        max_iter=50,
+        sample_weight=w,
     )
     np.testing.assert_allclose(
         nystrom_predict(Xt, centers, coef, kernel_fn),
         exact_predictions(X, y, Xt, 0.1, sample_weight=w),
-        rtol=1e-8, atol=1e-10,
+        rtol=1e-8,
+        atol=1e-10,
     )
 
 
@@ -101,8 +115,14 @@ def test_fewer_centres_approach_exact():
     gaps, mses = [], []
     for m in (25, 100, 400, 1600):
         centers, coef, _, info = nystrom_fit(
-            X, y, kernel_fn=kernel_fn, n_centers=m, alpha=alpha, tol=1e-8,
-            max_iter=200, random_state=0,
+            X,
+            y,
+            kernel_fn=kernel_fn,
+            n_centers=m,
+            alpha=alpha,
+            tol=1e-8,
+            max_iter=200,
+            random_state=0,
         )
         assert info["converged"]
         pred = nystrom_predict(Xt, centers, coef, kernel_fn)
@@ -130,14 +150,22 @@ def test_ill_conditioned_kernel_converges(strategy):
     kw = dict(activation="erf", parameterization="standard", width=64)
     kernel_fn = kernel_block_function("ntk", **kw)
     centers, coef, n_iter, info = nystrom_fit(
-        X, Y, kernel_fn=kernel_fn, n_centers=300, alpha=1.0, tol=1e-8,
-        max_iter=30, strategy=strategy, working_memory=0.05,
+        X,
+        Y,
+        kernel_fn=kernel_fn,
+        n_centers=300,
+        alpha=1.0,
+        tol=1e-8,
+        max_iter=30,
+        strategy=strategy,
+        working_memory=0.05,
     )
     assert info["converged"] and n_iter <= 3
     K = ntk_kernel(X, **kw)
     ref = KernelRidge(alpha=1.0, kernel="precomputed").fit(K, Y).predict(K)
-    np.testing.assert_allclose(nystrom_predict(X, centers, coef, kernel_fn), ref,
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        nystrom_predict(X, centers, coef, kernel_fn), ref, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_solution_solves_normal_equations():
@@ -145,8 +173,14 @@ def test_solution_solves_normal_equations():
     X, y, _, _ = teacher_data(300, seed=3)
     kernel_fn = kernel_block_function("ntk", **KERNEL)
     centers, coef, _, _ = nystrom_fit(
-        X, y, kernel_fn=kernel_fn, n_centers=60, alpha=0.3, tol=1e-12,
-        max_iter=300, random_state=3,
+        X,
+        y,
+        kernel_fn=kernel_fn,
+        n_centers=60,
+        alpha=0.3,
+        tol=1e-12,
+        max_iter=300,
+        random_state=3,
     )
     Knm, Kmm = ntk_kernel(X, centers, **KERNEL), ntk_kernel(centers, **KERNEL)
     # predictions are unique even where b is not (K_mm may be near-singular)
@@ -161,8 +195,14 @@ def test_cg_stops_on_tol_and_reports_iterations():
     runs = {}
     for tol in (1e-2, 1e-5, 1e-9):
         _, coef, n_iter, info = nystrom_fit(
-            X, y, kernel_fn=kernel_fn, n_centers=80, alpha=1e-3, tol=tol,
-            max_iter=500, random_state=0,
+            X,
+            y,
+            kernel_fn=kernel_fn,
+            n_centers=80,
+            alpha=1e-3,
+            tol=tol,
+            max_iter=500,
+            random_state=0,
         )
         res = info["residuals"]
         assert len(res) == n_iter + 1
@@ -203,7 +243,12 @@ def test_degenerate_data_is_finite(alpha):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             centers, coef, _, _ = nystrom_fit(
-                X, y, kernel_fn=kernel_fn, n_centers=70, alpha=alpha, tol=1e-10,
+                X,
+                y,
+                kernel_fn=kernel_fn,
+                n_centers=70,
+                alpha=alpha,
+                tol=1e-10,
                 max_iter=50,
             )
         pred = nystrom_predict(X, centers, coef, kernel_fn)
@@ -213,8 +258,11 @@ def test_degenerate_data_is_finite(alpha):
             ref = KernelRidge(alpha=alpha, kernel="precomputed").fit(K, y).predict(K)
             np.testing.assert_allclose(pred, ref, rtol=1e-7, atol=1e-9)
         else:  # interpolation: the duplicated rows are fitted by their mean
-            np.testing.assert_allclose(pred[20:40], np.mean(y[20:40], axis=0)
-                                       * np.ones_like(pred[20:40]), rtol=1e-3)
+            np.testing.assert_allclose(
+                pred[20:40],
+                np.mean(y[20:40], axis=0) * np.ones_like(pred[20:40]),
+                rtol=1e-3,
+            )
 
 
 def test_small_working_memory_streams_blocks():
@@ -222,13 +270,29 @@ def test_small_working_memory_streams_blocks():
     X, y, Xt, _ = teacher_data(500, n_test=100, seed=7)
     m, budget = 40, 0.02  # MiB: blocks of 0.25 * budget / (m * 8) = 16 rows
     big = CountingKernel()
-    ref = nystrom_fit(X, y, kernel_fn=big, n_centers=m, alpha=0.01, tol=1e-10,
-                      max_iter=200, random_state=0)
+    ref = nystrom_fit(
+        X,
+        y,
+        kernel_fn=big,
+        n_centers=m,
+        alpha=0.01,
+        tol=1e-10,
+        max_iter=200,
+        random_state=0,
+    )
     assert ref[3]["strategy"] == "cache"
     small = CountingKernel()
     centers, coef, n_iter, info = nystrom_fit(
-        X, y, kernel_fn=small, n_centers=m, alpha=0.01, tol=1e-10, max_iter=200,
-        random_state=0, working_memory=budget, strategy="stream",
+        X,
+        y,
+        kernel_fn=small,
+        n_centers=m,
+        alpha=0.01,
+        tol=1e-10,
+        max_iter=200,
+        random_state=0,
+        working_memory=budget,
+        strategy="stream",
     )
     rows = info["block_rows"]
     assert rows == int(0.25 * budget * 2**20 / (m * 8))
@@ -240,8 +304,9 @@ def test_small_working_memory_streams_blocks():
     small.shapes.clear()
     pred = nystrom_predict(Xt, centers, coef, small, working_memory=budget)
     assert max(r for r, _ in small.shapes) == rows
-    np.testing.assert_allclose(pred, nystrom_predict(Xt, *ref[:2], big), rtol=1e-7,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        pred, nystrom_predict(Xt, *ref[:2], big), rtol=1e-7, atol=1e-9
+    )
 
 
 def test_auto_strategy_from_budget():
@@ -252,18 +317,24 @@ def test_auto_strategy_from_budget():
     fits = {}
     for budget, expected in ((0.4, "cache"), (0.2, "gram")):
         counting = CountingKernel()
-        fits[expected] = nystrom_fit(X, y, kernel_fn=counting,
-                                     working_memory=budget, **kwargs)
+        fits[expected] = nystrom_fit(
+            X, y, kernel_fn=counting, working_memory=budget, **kwargs
+        )
         assert fits[expected][3]["strategy"] == expected
         n_blocks = len([s for s in counting.shapes if s != (m, m)])
         assert n_blocks == -(-400 // fits[expected][3]["block_rows"])  # one pass
     np.testing.assert_allclose(fits["gram"][1], fits["cache"][1], rtol=1e-7)
 
 
-@pytest.mark.parametrize("on_gpu, m, expected", [
-    (False, 5000, "gram"), (False, 20000, "gram"),
-    (True, 5000, "gram"), (True, 20000, "stream"),
-])
+@pytest.mark.parametrize(
+    "on_gpu, m, expected",
+    [
+        (False, 5000, "gram"),
+        (False, 20000, "gram"),
+        (True, 5000, "gram"),
+        (True, 20000, "stream"),
+    ],
+)
 def test_auto_strategy_cost_model(on_gpu, m, expected):
     """Past the cache: one Gram pass on the CPU, streaming on a GPU at large m."""
     from sknetk._nystrom import _choose_strategy
@@ -286,21 +357,22 @@ def test_memmap_larger_than_budget(tmp_path):
     assert Xmm.nbytes > budget * 2**20
     counting = CountingKernel()
     kwargs = dict(n_centers=m, alpha=0.1, tol=1e-10, max_iter=200, random_state=0)
-    centers, coef, _, info = nystrom_fit(Xmm, y, kernel_fn=counting,
-                                         working_memory=budget, **kwargs)
+    centers, coef, _, info = nystrom_fit(
+        Xmm, y, kernel_fn=counting, working_memory=budget, **kwargs
+    )
     assert info["strategy"] != "cache"
     limit = 0.25 * budget * 2**20
     assert all(r * c * 8 <= limit for r, c in counting.shapes if c == m and r != m)
-    ref = nystrom_fit(X, y, kernel_fn=kernel_block_function("ntk", **KERNEL),
-                      **kwargs)
+    ref = nystrom_fit(X, y, kernel_fn=kernel_block_function("ntk", **KERNEL), **kwargs)
     np.testing.assert_allclose(centers, ref[0])
     np.testing.assert_allclose(coef, ref[1], rtol=1e-7, atol=1e-10)
     counting.shapes.clear()
     pred = nystrom_predict(Xmm, centers, coef, counting, working_memory=budget)
     assert len(counting.shapes) > 1
     assert all(r * c * 8 <= limit for r, c in counting.shapes)
-    np.testing.assert_allclose(pred, ntk_kernel(X, centers, **KERNEL) @ coef,
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        pred, ntk_kernel(X, centers, **KERNEL) @ coef, rtol=1e-10
+    )
 
 
 def test_array_api_strict_input():
@@ -309,22 +381,33 @@ def test_array_api_strict_input():
     X, y, Xt, _ = teacher_data(200, n_test=30, seed=10)
     Y = np.c_[y, -y]
     kernel_fn = kernel_block_function("ntk", **KERNEL)
-    kwargs = dict(kernel_fn=kernel_fn, n_centers=40, alpha=0.1, tol=1e-10,
-                  max_iter=200, random_state=0)
+    kwargs = dict(
+        kernel_fn=kernel_fn,
+        n_centers=40,
+        alpha=0.1,
+        tol=1e-10,
+        max_iter=200,
+        random_state=0,
+    )
     ref = nystrom_fit(X, Y, **kwargs)
     centers, coef, n_iter, _ = nystrom_fit(
-        xps.asarray(X), xps.asarray(Y), working_memory=0.02,
-        sample_weight=xps.ones(200, dtype=xps.float64), **kwargs,
+        xps.asarray(X),
+        xps.asarray(Y),
+        working_memory=0.02,
+        sample_weight=xps.ones(200, dtype=xps.float64),
+        **kwargs,
     )
     assert type(coef) is type(xps.asarray(1.0)) and type(centers) is type(coef)
     assert abs(n_iter - ref[2]) <= 1
     # the two kernel code paths agree to ~1e-8 (the arc-cosine near 1)
     np.testing.assert_allclose(np.asarray(coef), ref[1], rtol=1e-5, atol=1e-7)
-    pred = nystrom_predict(xps.asarray(Xt), centers, coef, kernel_fn,
-                           working_memory=0.02)
+    pred = nystrom_predict(
+        xps.asarray(Xt), centers, coef, kernel_fn, working_memory=0.02
+    )
     assert type(pred) is type(coef)
-    np.testing.assert_allclose(np.asarray(pred), nystrom_predict(Xt, *ref[:2],
-                               kernel_fn), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(pred), nystrom_predict(Xt, *ref[:2], kernel_fn), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_sample_centers_uniform_without_replacement():
@@ -360,8 +443,13 @@ def test_sample_centers_uniform_without_replacement():
 )
 def test_invalid_parameters(kwargs, match):
     """Invalid parameters raise a ValueError naming the parameter."""
-    params = dict(X=np.ones((20, 2)), y=np.ones(20), n_centers=5, alpha=1.0,
-                  kernel_fn=kernel_block_function())
+    params = dict(
+        X=np.ones((20, 2)),
+        y=np.ones(20),
+        n_centers=5,
+        alpha=1.0,
+        kernel_fn=kernel_block_function(),
+    )
     params.update(kwargs)
     with pytest.raises(ValueError, match=match):
         nystrom_fit(**params)
@@ -378,79 +466,117 @@ def test_cupy_input_matches_numpy():
     X, y, Xt, _ = teacher_data(1500, n_test=200, seed=11)
     kernel_fn = kernel_block_function("ntk", **KERNEL)
     for strategy in STRATEGIES:
-        kwargs = dict(kernel_fn=kernel_fn, n_centers=300, alpha=0.1, tol=1e-10,
-                      max_iter=300, random_state=0, strategy=strategy,
-                      working_memory=0.5)
+        kwargs = dict(
+            kernel_fn=kernel_fn,
+            n_centers=300,
+            alpha=0.1,
+            tol=1e-10,
+            max_iter=300,
+            random_state=0,
+            strategy=strategy,
+            working_memory=0.5,
+        )
         ref = nystrom_fit(X, y, **kwargs)
         centers, coef, _, _ = nystrom_fit(cupy.asarray(X), cupy.asarray(y), **kwargs)
         assert isinstance(coef, cupy.ndarray) and isinstance(centers, cupy.ndarray)
-        pred = nystrom_predict(cupy.asarray(Xt), centers, coef, kernel_fn,
-                               working_memory=0.5)
+        pred = nystrom_predict(
+            cupy.asarray(Xt), centers, coef, kernel_fn, working_memory=0.5
+        )
         assert isinstance(pred, cupy.ndarray)
         np.testing.assert_allclose(
-            cupy.asnumpy(pred), nystrom_predict(Xt, *ref[:2], kernel_fn),
-            rtol=1e-6, atol=1e-8,
+            cupy.asnumpy(pred),
+            nystrom_predict(Xt, *ref[:2], kernel_fn),
+            rtol=1e-6,
+            atol=1e-8,
         )
     # n_centers = n on the GPU equals exact kernel ridge (CPU reference)
     Xs, ys = X[:400], y[:400]
-    centers, coef, _, _ = nystrom_fit(cupy.asarray(Xs), cupy.asarray(ys),
-                                      kernel_fn=kernel_fn, n_centers=400, alpha=0.05,
-                                      tol=1e-12, max_iter=50)
+    centers, coef, _, _ = nystrom_fit(
+        cupy.asarray(Xs),
+        cupy.asarray(ys),
+        kernel_fn=kernel_fn,
+        n_centers=400,
+        alpha=0.05,
+        tol=1e-12,
+        max_iter=50,
+    )
     np.testing.assert_allclose(
         cupy.asnumpy(nystrom_predict(cupy.asarray(Xt), centers, coef, kernel_fn)),
-        exact_predictions(Xs, ys, Xt, 0.05), rtol=1e-7, atol=1e-9,
+        exact_predictions(Xs, ys, Xt, 0.05),
+        rtol=1e-7,
+        atol=1e-9,
     )
 
 
 # ---------------------------------------------------------------------------
 # Through the estimators
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "kernel, frozen_layers", [("ntk", 0), ("ntk", 1), ("nngp", 0)]
-)
+@pytest.mark.parametrize("kernel, frozen_layers", [("ntk", 0), ("ntk", 1), ("nngp", 0)])
 def test_estimator_nystrom_all_centres_equals_cholesky(kernel, frozen_layers):
     """solver='nystrom' with n_centers >= n predicts as solver='cholesky'."""
     X, y, Xt, _ = teacher_data(200, n_test=50, seed=12)
     w = np.random.default_rng(0).uniform(0.0, 2.0, size=200)
-    params = dict(alpha=0.1, depth=2, bias_std=0.1, alpha_scale="mean_diag",
-                  kernel=kernel, frozen_layers=frozen_layers)
+    params = dict(
+        alpha=0.1,
+        depth=2,
+        bias_std=0.1,
+        alpha_scale="mean_diag",
+        kernel=kernel,
+        frozen_layers=frozen_layers,
+    )
     exact = NTKRegressor(solver="cholesky", **params).fit(X, y, sample_weight=w)
-    approx = NTKRegressor(solver="nystrom", n_centers=500, tol=1e-12,
-                          **params).fit(X, y, sample_weight=w)
+    approx = NTKRegressor(solver="nystrom", n_centers=500, tol=1e-12, **params).fit(
+        X, y, sample_weight=w
+    )
     assert approx.solver_ == "nystrom" and exact.solver_ == "cholesky"
     assert exact.n_iter_ == 1 and approx.n_iter_ >= 1
     assert approx.alpha_ == pytest.approx(exact.alpha_, rel=1e-12)
-    np.testing.assert_allclose(approx.predict(Xt), exact.predict(Xt), rtol=1e-7,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        approx.predict(Xt), exact.predict(Xt), rtol=1e-7, atol=1e-9
+    )
     # without weights the preconditioner is exact: CG needs one or two steps
     unweighted = clone(approx).fit(X, y)
     assert 1 <= unweighted.n_iter_ <= 3
-    np.testing.assert_allclose(unweighted.predict(Xt),
-                               clone(exact).fit(X, y).predict(Xt), rtol=1e-7,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        unweighted.predict(Xt), clone(exact).fit(X, y).predict(Xt), rtol=1e-7, atol=1e-9
+    )
     labels = np.array(["a", "b", "c"])[np.digitize(y, np.quantile(y, [0.3, 0.6]))]
     clf_exact = NTKClassifier(solver="cholesky", **params).fit(X, labels)
     clf = NTKClassifier(solver="nystrom", n_centers=500, tol=1e-12, **params)
     clf.fit(X, labels)
-    np.testing.assert_allclose(clf.decision_function(Xt),
-                               clf_exact.decision_function(Xt), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        clf.decision_function(Xt), clf_exact.decision_function(Xt), rtol=1e-7, atol=1e-9
+    )
     np.testing.assert_array_equal(clf.predict(Xt), clf_exact.predict(Xt))
 
 
 def test_estimator_nystrom_equals_solver_function():
     """With fewer centres, the estimator is nystrom_fit on the same kernel."""
     X, y, Xt, _ = teacher_data(300, n_test=40, seed=15)
-    model = NTKRegressor(alpha=0.05, depth=2, bias_std=0.1, solver="nystrom",
-                         n_centers=40, random_state=3, tol=1e-10).fit(X, y)
+    model = NTKRegressor(
+        alpha=0.05,
+        depth=2,
+        bias_std=0.1,
+        solver="nystrom",
+        n_centers=40,
+        random_state=3,
+        tol=1e-10,
+    ).fit(X, y)
     centers, coef, n_iter, _ = nystrom_fit(
-        X, y, kernel_fn=kernel_block_function("ntk", **KERNEL), n_centers=40,
-        alpha=0.05, random_state=3, tol=1e-10,
+        X,
+        y,
+        kernel_fn=kernel_block_function("ntk", **KERNEL),
+        n_centers=40,
+        alpha=0.05,
+        random_state=3,
+        tol=1e-10,
     )
     np.testing.assert_array_equal(model.X_fit_, centers)
     assert model.n_iter_ == n_iter
     np.testing.assert_allclose(model.dual_coef_, coef, rtol=1e-12)
-    np.testing.assert_allclose(model.predict(Xt), ntk_kernel(Xt, centers, **KERNEL)
-                               @ coef, rtol=1e-10)
+    np.testing.assert_allclose(
+        model.predict(Xt), ntk_kernel(Xt, centers, **KERNEL) @ coef, rtol=1e-10
+    )
     other = clone(model).set_params(random_state=4).fit(X, y)
     assert not np.array_equal(other.X_fit_, model.X_fit_)
 
@@ -474,8 +600,9 @@ def test_estimator_auto_solver_follows_budget(capsys):
         assert "needs the exact kernel: using 'cholesky'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra", [dict(t=10.0), dict(memory=Memory(None))],
-                         ids=["t", "memory"])
+@pytest.mark.parametrize(
+    "extra", [dict(t=10.0), dict(memory=Memory(None))], ids=["t", "memory"]
+)
 def test_estimator_nystrom_refuses_exact_only_options(extra):
     """A finite t and memory with solver='nystrom' raise a ValueError at fit."""
     X, y, _, _ = teacher_data(50, seed=16)
@@ -505,8 +632,9 @@ def test_estimator_nystrom_degenerate_data_is_finite(alpha):
     X = np.repeat(rng.normal(size=(10, 3)), 6, axis=0)
     X[:7] = 0.0
     y = rng.normal(size=60)
-    model = NTKRegressor(alpha=alpha, solver="nystrom", n_centers=30,
-                         random_state=0).fit(X, y)
+    model = NTKRegressor(
+        alpha=alpha, solver="nystrom", n_centers=30, random_state=0
+    ).fit(X, y)
     assert np.isfinite(model.dual_coef_).all()
     assert np.isfinite(model.predict(np.vstack([X, np.zeros((1, 3))]))).all()
 
@@ -521,8 +649,14 @@ def test_estimator_memmap_is_not_copied(tmp_path):
     mm.flush()
     del mm
     Xmm = np.memmap(path, dtype=np.float64, mode="r", shape=(n, d))
-    params = dict(solver="nystrom", n_centers=50, working_memory=0.5,
-                  random_state=0, tol=1e-10, n_jobs=1)
+    params = dict(
+        solver="nystrom",
+        n_centers=50,
+        working_memory=0.5,
+        random_state=0,
+        tol=1e-10,
+        n_jobs=1,
+    )
     ref = NTKRegressor(**params).fit(X, y)
     ref_pred = ref.predict(X)
     tracemalloc.start()
@@ -559,8 +693,16 @@ def test_estimator_nystrom_gpu_branch_with_array_api_strict(monkeypatch):
         get_default_memory_pool=lambda: SimpleNamespace(free_all_blocks=lambda: None),
     )
     X, y, Xt, _ = teacher_data(200, n_test=20, seed=20)
-    params = dict(alpha=0.05, depth=2, bias_std=0.1, solver="nystrom",
-                  n_centers=40, random_state=0, tol=1e-10, alpha_scale="mean_diag")
+    params = dict(
+        alpha=0.05,
+        depth=2,
+        bias_std=0.1,
+        solver="nystrom",
+        n_centers=40,
+        random_state=0,
+        tol=1e-10,
+        alpha_scale="mean_diag",
+    )
     cpu = NTKRegressor(device="cpu", **params).fit(X, y)
     monkeypatch.setattr(base, "cupy_or_error", lambda: fake_cupy)
     monkeypatch.setattr(NTKRegressor, "_compute_device", lambda self, n: "gpu")
@@ -582,14 +724,19 @@ def test_estimator_nystrom_on_gpu_matches_cpu():
     if not gpu_available():
         pytest.skip("no CUDA device")
     X, y, Xt, _ = teacher_data(2000, n_test=100, seed=19)
-    params = dict(alpha=0.05, depth=2, bias_std=0.1, solver="nystrom",
-                  n_centers=300, random_state=0, tol=1e-10)
+    params = dict(
+        alpha=0.05,
+        depth=2,
+        bias_std=0.1,
+        solver="nystrom",
+        n_centers=300,
+        random_state=0,
+        tol=1e-10,
+    )
     cpu = NTKRegressor(device="cpu", **params).fit(X, y)
     gpu = NTKRegressor(device="gpu", **params).fit(X, y)
-    assert isinstance(gpu.X_fit_, np.ndarray) and isinstance(gpu.dual_coef_,
-                                                              np.ndarray)
+    assert isinstance(gpu.X_fit_, np.ndarray) and isinstance(gpu.dual_coef_, np.ndarray)
     np.testing.assert_array_equal(gpu.X_fit_, cpu.X_fit_)
-    np.testing.assert_allclose(gpu.predict(Xt), cpu.predict(Xt), rtol=1e-7,
-                               atol=1e-9)
+    np.testing.assert_allclose(gpu.predict(Xt), cpu.predict(Xt), rtol=1e-7, atol=1e-9)
     out = gpu.predict(cupy.asarray(Xt))
     assert isinstance(out, cupy.ndarray)

@@ -86,8 +86,9 @@ def test_parameter_ranges_cover_every_activation():
 # Strategies
 # ---------------------------------------------------------------------------
 def _floats(lo, hi):
-    return st.floats(lo, hi, allow_nan=False, allow_infinity=False,
-                     allow_subnormal=False)
+    return st.floats(
+        lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False
+    )
 
 
 def _param(lo, hi):
@@ -97,8 +98,13 @@ def _param(lo, hi):
 
 
 @st.composite
-def networks(draw, activations=ACTIVATION_NAMES, max_depth=6, bias=True,
-             parameterizations=("ntk", "standard")):
+def networks(
+    draw,
+    activations=ACTIVATION_NAMES,
+    max_depth=6,
+    bias=True,
+    parameterizations=("ntk", "standard"),
+):
     """Keyword arguments of a network: activation and its parameters, depth,
     weight and bias scales, parameterization (and width)."""
     act = draw(st.sampled_from(activations))
@@ -117,7 +123,8 @@ def networks(draw, activations=ACTIVATION_NAMES, max_depth=6, bias=True,
         weight_std=draw(_floats(0.5, 2.0)),
         bias_std=bias_std,
         parameterization=parameterization,
-        width=draw(st.sampled_from([1, 64, 512])) if parameterization == "standard"
+        width=draw(st.sampled_from([1, 64, 512]))
+        if parameterization == "standard"
         else None,
     )
 
@@ -133,8 +140,9 @@ def inputs(draw, n_min=1, n_max=7, d=None):
     d = draw(st.integers(1, 16)) if d is None else d
     n = draw(st.integers(n_min, n_max))
     X = draw(arrays(np.float64, (n, d), elements=_floats(-3.0, 3.0)))
-    log_scale = draw(arrays(np.float64, (n, 1), elements=st.one_of(
-        st.just(0.0), _floats(-2.0, 1.0))))
+    log_scale = draw(
+        arrays(np.float64, (n, 1), elements=st.one_of(st.just(0.0), _floats(-2.0, 1.0)))
+    )
     return X * 10.0**log_scale
 
 
@@ -225,8 +233,9 @@ def test_diagonal_equals_diag_functions(activation, data, X):
     for K, diag in ((nngp, nngp_diag), (ntk, ntk_diag)):
         d = diag(X, all_depths=True, **net)
         assert d.shape == (net["depth"], X.shape[0])
-        np.testing.assert_allclose(np.diagonal(K, axis1=1, axis2=2), d,
-                                   rtol=1e-14, atol=0)
+        np.testing.assert_allclose(
+            np.diagonal(K, axis1=1, axis2=2), d, rtol=1e-14, atol=0
+        )
         np.testing.assert_array_equal(d[-1], diag(X, **net))
 
 
@@ -257,18 +266,20 @@ def test_cross_path_equals_symmetric_path_on_shared_rows(activation, data, XY):
     """
     net = data.draw(networks([activation], max_depth=10), label="net")
     X, Y_new = XY
-    shared = data.draw(st.lists(st.integers(0, X.shape[0] - 1), min_size=1,
-                                max_size=X.shape[0], unique=True), label="shared")
+    shared = data.draw(
+        st.lists(
+            st.integers(0, X.shape[0] - 1), min_size=1, max_size=X.shape[0], unique=True
+        ),
+        label="shared",
+    )
     Y = np.vstack([X[shared], Y_new])
     order = list(data.draw(st.permutations(range(Y.shape[0])), label="order"))
     Y = Y[order]
     cols = [order.index(i) for i in range(len(shared))]  # where X[shared] went
     nngp_xx, ntk_xx = nngp_ntk_kernels(X, **net)
     nngp_xy, ntk_xy = nngp_ntk_kernels(X, Y, **net)
-    for K_xy, K_xx, diag in ((nngp_xy, nngp_xx, nngp_diag),
-                             (ntk_xy, ntk_xx, ntk_diag)):
-        assert_kernels_close(K_xy[:, cols], K_xx[:, shared], X, X[shared], net,
-                             diag)
+    for K_xy, K_xx, diag in ((nngp_xy, nngp_xx, nngp_diag), (ntk_xy, ntk_xx, ntk_diag)):
+        assert_kernels_close(K_xy[:, cols], K_xx[:, shared], X, X[shared], net, diag)
 
 
 def _corners(activation):
@@ -277,10 +288,15 @@ def _corners(activation):
     ranges = PARAM_RANGES[activation]
     for ends in itertools.product(*ranges.values()):
         for depth, weight_std, bias_std in itertools.product(
-                (1, 10), (0.5, 2.0), (None, 0.5)):
-            yield dict(depth=depth, activation=activation,
-                       activation_params=dict(zip(ranges, ends)),
-                       weight_std=weight_std, bias_std=bias_std)
+            (1, 10), (0.5, 2.0), (None, 0.5)
+        ):
+            yield dict(
+                depth=depth,
+                activation=activation,
+                activation_params=dict(zip(ranges, ends)),
+                weight_std=weight_std,
+                bias_std=bias_std,
+            )
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
@@ -298,11 +314,13 @@ def test_cross_path_equals_symmetric_path_at_range_corners(activation):
     failures = []
     for net in _corners(activation):
         for (K_xy, K_xx), diag in zip(
-                zip(nngp_ntk_kernels(X, Y, **net), nngp_ntk_kernels(X, **net)),
-                (nngp_diag, ntk_diag)):
+            zip(nngp_ntk_kernels(X, Y, **net), nngp_ntk_kernels(X, **net)),
+            (nngp_diag, ntk_diag),
+        ):
             try:
-                assert_kernels_close(K_xy[:, cols], K_xx[:, shared], X,
-                                     X[shared], net, diag)
+                assert_kernels_close(
+                    K_xy[:, cols], K_xx[:, shared], X, X[shared], net, diag
+                )
             except AssertionError as exc:
                 failures.append(f"{diag.__name__[:4]} {net}: {exc.args[0]}")
     assert not failures, "\n".join(failures)
@@ -314,8 +332,7 @@ def test_cross_path_equals_symmetric_path_at_range_corners(activation):
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 @examples(4)
 @given(data=st.data(), XY=input_pairs(n_max=5), symmetric=st.booleans())
-def test_all_depths_slices_equal_shallower_networks(activation, data, XY,
-                                                     symmetric):
+def test_all_depths_slices_equal_shallower_networks(activation, data, XY, symmetric):
     """Slice l of ``all_depths=True`` is the kernel of depth l + 1."""
     net = data.draw(networks([activation], max_depth=6), label="net")
     X, Y = XY
@@ -351,8 +368,9 @@ def test_positive_homogeneity_without_biases(activation, data, XY, log_c):
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 @examples(5)
 @given(data=st.data(), XY=input_pairs(n_max=9), symmetric=st.booleans())
-def test_threads_and_tiny_tiles_do_not_change_the_kernel(activation, data, XY,
-                                                         symmetric):
+def test_threads_and_tiny_tiles_do_not_change_the_kernel(
+    activation, data, XY, symmetric
+):
     """One thread and one tile equals two threads over 1 x 1 tiles."""
     net = data.draw(networks([activation], max_depth=6), label="net")
     X, Y = XY
@@ -369,13 +387,15 @@ def test_threads_and_tiny_tiles_do_not_change_the_kernel(activation, data, XY,
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 @examples(4)
-@given(data=st.data(), X=inputs(n_min=1, n_max=8),
-       kernel=st.sampled_from(sorted(KERNELS)))
+@given(
+    data=st.data(), X=inputs(n_min=1, n_max=8), kernel=st.sampled_from(sorted(KERNELS))
+)
 def test_predictions_are_kernel_times_dual_coef(activation, data, X, kernel):
     """predict(X) = K(X, X_fit) @ dual_coef_, and the duals solve the ridge."""
     net = data.draw(networks([activation], max_depth=4), label="net")
-    y = data.draw(arrays(np.float64, X.shape[0], elements=_floats(-5.0, 5.0)),
-                  label="y")
+    y = data.draw(
+        arrays(np.float64, X.shape[0], elements=_floats(-5.0, 5.0)), label="y"
+    )
     X_new = data.draw(inputs(d=X.shape[1]), label="X_new")
     alpha = data.draw(_floats(1e-3, 10.0), label="alpha")
     model = NTKRegressor(alpha=alpha, kernel=kernel, **net).fit(X, y)
@@ -383,22 +403,24 @@ def test_predictions_are_kernel_times_dual_coef(activation, data, X, kernel):
     K = fn(X, **net)
     coef = model.dual_coef_
     scale = np.max(np.abs(K)) * np.max(np.abs(coef)) * X.shape[0] + np.max(np.abs(y))
-    np.testing.assert_allclose(model.predict(X), K @ coef, rtol=0,
-                               atol=1e-12 * scale)
-    np.testing.assert_allclose(model.predict(X_new), fn(X_new, X, **net) @ coef,
-                               rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(model.predict(X), K @ coef, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(
+        model.predict(X_new), fn(X_new, X, **net) @ coef, rtol=0, atol=1e-12 * scale
+    )
     # (K + alpha I) c = y, to the solver's accuracy
     residual = (K + alpha * np.eye(len(y))) @ coef - y
     assert np.max(np.abs(residual)) <= 1e-9 * scale
 
 
-@pytest.mark.parametrize(
-    "activation", [a for a in ACTIVATION_NAMES if a != "identity"])
+@pytest.mark.parametrize("activation", [a for a in ACTIVATION_NAMES if a != "identity"])
 @examples(4)
-@given(data=st.data(), X=inputs(n_min=2, n_max=6),
-       kernel=st.sampled_from(sorted(KERNELS)), bias_std=_floats(0.1, 1.0))
-def test_interpolation_as_alpha_goes_to_zero(activation, data, X, kernel,
-                                             bias_std):
+@given(
+    data=st.data(),
+    X=inputs(n_min=2, n_max=6),
+    kernel=st.sampled_from(sorted(KERNELS)),
+    bias_std=_floats(0.1, 1.0),
+)
+def test_interpolation_as_alpha_goes_to_zero(activation, data, X, kernel, bias_std):
     """On distinct rows the training residual is at most
     ``alpha / (lambda_min + alpha) |y|``, so predictions on the training rows
     approach y as alpha -> 0.
@@ -410,8 +432,9 @@ def test_interpolation_as_alpha_goes_to_zero(activation, data, X, kernel,
     net = data.draw(networks([activation], max_depth=4), label="net")
     net = {**net, "bias_std": bias_std}
     assume(len(np.unique(X, axis=0)) == X.shape[0])
-    y = data.draw(arrays(np.float64, X.shape[0], elements=_floats(-5.0, 5.0)),
-                  label="y")
+    y = data.draw(
+        arrays(np.float64, X.shape[0], elements=_floats(-5.0, 5.0)), label="y"
+    )
     fn, _ = KERNELS[kernel]
     eig = np.linalg.eigvalsh(fn(X, **net))
     assume(eig[0] > 1e-6 * eig[-1])

@@ -323,8 +323,9 @@ def test_blocked_solve_equals_cho_solve(rng, k):
 @pytest.mark.parametrize("n", [37, 101])
 @pytest.mark.parametrize("y_shape", [(), (3,)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_solver_with_small_blocks_matches_scikit_learn(rng, monkeypatch, n, y_shape,
-                                                       weighted):
+def test_solver_with_small_blocks_matches_scikit_learn(
+    rng, monkeypatch, n, y_shape, weighted
+):
     """The solver through several blocks (odd sizes, several targets, weights)."""
     import sknetk._linalg
 

@@ -61,18 +61,28 @@ def test_eigenvalues_and_normalisations():
     for normalize, scale in (("top", ref[0]), ("trace", ref.sum()), ("n_samples", 30)):
         out = kernel_spectrum(X, depth=2, bias_std=0.2, normalize=normalize)
         assert out.scale == pytest.approx(scale, rel=1e-12)
-        np.testing.assert_allclose(out.eigenvalues * out.scale, raw.eigenvalues,
-                                   rtol=1e-12, atol=1e-14 * ref[0])
+        np.testing.assert_allclose(
+            out.eigenvalues * out.scale,
+            raw.eigenvalues,
+            rtol=1e-12,
+            atol=1e-14 * ref[0],
+        )
     assert kernel_spectrum(X, depth=2, bias_std=0.2).eigenvalues[0] == 1.0
     nngp = kernel_spectrum(X, kernel="nngp", depth=2, normalize=None)
     np.testing.assert_allclose(
-        nngp.eigenvalues, np.sort(np.linalg.eigvalsh(nngp_kernel(X, depth=2)))[::-1],
-        rtol=1e-10, atol=1e-12)
+        nngp.eigenvalues,
+        np.sort(np.linalg.eigvalsh(nngp_kernel(X, depth=2)))[::-1],
+        rtol=1e-10,
+        atol=1e-12,
+    )
     frozen = kernel_spectrum(X, depth=3, frozen_layers=2, normalize=None)
     _, Kf = nngp_ntk_kernels(X, depth=3, frozen_layers=2)
-    np.testing.assert_allclose(frozen.eigenvalues,
-                               np.sort(np.linalg.eigvalsh(Kf))[::-1], rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        frozen.eigenvalues,
+        np.sort(np.linalg.eigvalsh(Kf))[::-1],
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("ridge", [0.0, 0.05])
@@ -81,13 +91,21 @@ def test_convergence_time_is_the_e_folding_time_of_the_flow(ridge):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(20, 3))
     lr = 0.3
-    out = kernel_spectrum(X, depth=2, normalize=None, learning_rate=lr, ridge=ridge,
-                          return_eigenvectors=True)
+    out = kernel_spectrum(
+        X,
+        depth=2,
+        normalize=None,
+        learning_rate=lr,
+        ridge=ridge,
+        return_eigenvectors=True,
+    )
     K = ntk_kernel(X, depth=2)
-    np.testing.assert_allclose(K @ out.eigenvectors,
-                               out.eigenvectors * out.eigenvalues, atol=1e-10)
-    np.testing.assert_allclose(out.convergence_times,
-                               20 / (lr * (out.eigenvalues + ridge)), rtol=1e-12)
+    np.testing.assert_allclose(
+        K @ out.eigenvectors, out.eigenvectors * out.eigenvalues, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        out.convergence_times, 20 / (lr * (out.eigenvalues + ridge)), rtol=1e-12
+    )
     for i in (0, 5, 19):
         v = out.eigenvectors[:, i]
         fitted = gradient_flow_train_predict(K, v, out.convergence_times[i], ridge, lr)
@@ -106,7 +124,9 @@ def test_transformer_is_cloned_unless_fitted():
     np.testing.assert_allclose(
         b.eigenvalues * b.scale,
         np.sort(np.linalg.eigvalsh(ntk_kernel(fitted.transform(X), depth=1)))[::-1],
-        rtol=1e-9, atol=1e-12 * b.scale)
+        rtol=1e-9,
+        atol=1e-12 * b.scale,
+    )
 
 
 def test_zero_eigenvalues_give_infinite_times():
@@ -155,8 +175,10 @@ def test_array_api_strict_input():
     # NumPy's in-place ReLU path and the generic array-API path differ by
     # ~1e-8 relative on the kernel's diagonal (correlation one, where the
     # arc-cosine has infinite slope), hence the tolerance.
-    np.testing.assert_allclose(np.asarray(out.eigenvalues), ref.eigenvalues,
-                               rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(np.asarray(out.convergence_times),
-                               ref.convergence_times, rtol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(out.eigenvalues), ref.eigenvalues, rtol=1e-7, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        np.asarray(out.convergence_times), ref.convergence_times, rtol=1e-7
+    )
     assert falloff_index(out.eigenvalues) == falloff_index(ref.eigenvalues)
