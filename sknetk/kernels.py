@@ -18,6 +18,7 @@ All work is done in tiles whose temporaries fit a memory budget
 """
 
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -110,7 +111,42 @@ def _prepare(X, Y, xp, dtype):
             )
     if X.shape[1] == 0:
         raise ValueError("X has 0 features; at least one is required.")
+    X = _zero_underflowing_rows(X, "X", xp)
+    if Y is not None:
+        Y = _zero_underflowing_rows(Y, "Y", xp)
     return X, Y
+
+
+def _zero_underflowing_rows(X, name, xp):
+    """``X`` with rows whose mean square underflows made exact zero rows.
+
+    The kernels are computed from ``<x, y> / d`` and ``|x|^2 / d``. Where the
+    latter is below the smallest normal number of the dtype (a root-mean-
+    square below about ``1.5e-154`` in float64, ``1.1e-19`` in float32) it is
+    zero or has lost its precision, while the cross products with other rows
+    may not have: the symmetric and the cross paths would then disagree, and
+    both would be wrong relative to the entry's size. Such a row is replaced
+    by the zero row it is indistinguishable from at this precision (an
+    absolute error below ``1.5e-154 |y|`` per entry), with a warning.
+    """
+    if X.shape[0] == 0:
+        return X
+    smallest = float(xp.finfo(X.dtype).smallest_normal)
+    q = xp.sum(X * X, axis=1) / X.shape[1]
+    under = (q < smallest) & xp.any(X != 0, axis=1)
+    if not bool(xp.any(under)):
+        return X
+    n_under = int(xp.sum(xp.astype(under, xp.int64)))
+    warnings.warn(
+        f"{n_under} row(s) of {name} have a mean square below the smallest "
+        f"normal {'float64' if X.dtype == xp.float64 else 'float32'} number "
+        "(root-mean-square below about "
+        f"{smallest**0.5:.2g}); they are treated as zero rows."
+        " Scale the features (e.g. StandardScaler) to keep them apart.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return xp.where(under[:, None], xp.zeros_like(X), X)
 
 
 # ---------------------------------------------------------------------------

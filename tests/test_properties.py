@@ -193,7 +193,10 @@ def assert_kernels_close(actual, desired, X, Y, net, diag, rtol=RTOL):
         else:
             tol[parallel] = max(rtol, RTOL_PARALLEL)
     err = np.abs(actual - desired)
-    bad = err > tol * scale
+    # A result below the smallest normal float (inputs near 1e-308 scaled
+    # down) is subnormal: it carries fewer than 53 significant bits, so no
+    # relative accuracy can be asked of it, only an absolute one.
+    bad = err > tol * scale + np.finfo(np.float64).tiny
     assert not bad.any(), (
         f"{bad.sum()} of {bad.size} entries off; worst relative error "
         f"{np.max(err / np.where(scale > 0, scale, 1.0)):.3g} at "
@@ -363,6 +366,35 @@ def test_positive_homogeneity_without_biases(activation, data, XY, log_c):
         K = fn(X, Y, **net)
         assert_kernels_close(fn(c * X, Y, **net) / c, K, X, Y, net, diag)
         assert_kernels_close(fn(c * X, c * Y, **net) / c**2, K, X, Y, net, diag)
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("dtype, rms", [("float64", 1e-170), ("float32", 1e-25)])
+def test_rows_whose_squares_underflow_are_zero_rows(activation, dtype, rms):
+    """A row whose mean square underflows the dtype (here 1e-170 in float64,
+    1e-25 in float32) gets, with a warning, the kernel of a zero row: in K(X, X)
+    and in K(X, Y) alike, where its tiny cross products with other rows would
+    otherwise survive while its norm has vanished."""
+    params = {k: v for k, v in ACTIVATIONS[activation].defaults.items()}
+    for bias_std in (None, 0.5):
+        net = dict(
+            depth=3,
+            activation=activation,
+            activation_params=params,
+            bias_std=bias_std,
+        )
+        X = np.array([[rms, -rms, 2 * rms], [1.0, 0.5, -2.0], [0.3, 0.0, 0.7]])
+        X_zero = X.copy()
+        X_zero[0] = 0.0
+        for fn, _ in KERNELS.values():
+            with pytest.warns(UserWarning, match="1 row.* treated as zero rows"):
+                K = fn(X, dtype=dtype, **net)
+            with pytest.warns(UserWarning, match="1 row.* of Y"):
+                K_cross = fn(X_zero, X, dtype=dtype, **net)
+            K_zero = fn(X_zero, dtype=dtype, **net)
+            np.testing.assert_array_equal(K, K_zero)
+            assert np.all(np.isfinite(K_cross))
+            np.testing.assert_allclose(K_cross, K_zero, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
