@@ -1,0 +1,556 @@
+"""The layer recursion of convolutional NNGP and NTK kernels (CNN-GP, CNTK).
+
+:class:`ConvKernelSpec` describes the network
+``[Conv(filter, padding, stride 1) -> activation (-> AvgPool)] x depth ->
+Flatten | GlobalAvgPool -> Dense(1)``; the functions here run its recursion on
+arrays of any array-API namespace (NumPy, CuPy, ``array_api_strict``):
+
+* every image pair carries its pixel-pair matrices ``Sigma(x, p; x', p')``
+  (NNGP) and ``Theta(x, p; x', p')`` (NTK), stored pixel-major and pair-minor:
+  the *full* layout ``(H, W, H, W, *batch)`` or, where only the diagonal pixel
+  pairs ``(p, p)`` are needed (Flatten readout, no pooling left), the *diagonal*
+  layout ``(H, W, *batch)``;
+* a Conv shifts both pixel indices by the same offset and averages over the
+  ``fh * fw`` offsets (zero, periodic or no extension of the map), one axis
+  pair at a time (``fh + fw`` shifted additions instead of ``fh * fw``);
+* the activation acts entry by entry through the closed-form duals of
+  :mod:`sknetk._activations` (``corr_dual``), with the per-pixel variances
+  ``q(x, p)`` of the two images;
+* AvgPool averages the two pixel indices over independent windows; the
+  readout averages the diagonal pixel pairs (Flatten) or all of them (GAP).
+
+:mod:`sknetk.conv` (validation, tiling, threads, public functions) builds on
+this module. Conventions are those of neural-tangents' ``stax`` (see
+``docs/conv.rst`` and ``tests/data/CNTK_README.md``).
+"""
+
+import math
+from dataclasses import dataclass
+from numbers import Integral
+
+from ._activations import ACTIVATIONS, correlation, snap_tolerance
+from ._array_api import device as array_device
+from ._recursion import KernelSpec
+
+__all__ = [
+    "ConvKernelSpec",
+    "PADDINGS",
+    "READOUTS",
+    "as_images",
+    "entries_per_pair",
+    "pair_tile",
+    "self_recursion",
+]
+
+PADDINGS = ("SAME", "CIRCULAR", "VALID")
+READOUTS = ("flatten", "gap")
+
+
+def _pair(value, name):
+    """``value`` as a pair of positive ints (an int ``k`` means ``(k, k)``)."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a positive int or a pair of them, got {value!r}."
+        ) from None
+    for v in (a, b):
+        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+            raise ValueError(
+                f"{name} must be a positive int or a pair of them, got {value!r}."
+            )
+    return int(a), int(b)
+
+
+@dataclass(frozen=True)
+class ConvKernelSpec:
+    """The convolutional architecture whose infinite-width kernels are computed.
+
+    ``depth`` blocks of ``Conv(filter_shape, padding, stride 1) ->
+    activation``, an ``AvgPool(pool_window, stride=pool_window, "VALID")``
+    after every block whose 0-based index is in ``pool_after``, then the
+    ``readout`` (``"flatten"`` or ``"gap"``, global average pooling) and a
+    ``Dense(1)`` layer. Every Conv and the Dense layer have weights of
+    standard deviation ``weight_std`` and biases of ``bias_std``.
+
+    Parameters
+    ----------
+    depth, activation, activation_params, weight_std, bias_std, \
+parameterization, width
+        As in :class:`sknetk.kernels.KernelSpec` (``width`` is the channel
+        count of the hidden layers; only the ``"standard"`` NTK uses it).
+    filter_shape : tuple of int
+        ``(fh, fw)``.
+    padding : {"SAME", "CIRCULAR", "VALID"}
+        Extension of the feature maps at their border.
+    pool_after : tuple of int
+        Blocks followed by average pooling.
+    pool_window : tuple of int
+        ``(ph, pw)``.
+    readout : {"flatten", "gap"}
+        Readout before the Dense layer.
+
+    Examples
+    --------
+    >>> from sknetk.conv import ConvKernelSpec
+    >>> spec = ConvKernelSpec.from_params(depth=3, pool_after=[0, 1])
+    >>> spec.map_shapes(8, 8)
+    [(8, 8, 4, 4), (4, 4, 2, 2), (2, 2, 2, 2)]
+    """
+
+    depth: int = 3
+    activation: str = "relu"
+    activation_params: tuple = ()
+    weight_std: float = 1.0
+    bias_std: float = 0.0
+    parameterization: str = "ntk"
+    width: int = None
+    filter_shape: tuple = (3, 3)
+    padding: str = "SAME"
+    pool_after: tuple = ()
+    pool_window: tuple = (2, 2)
+    readout: str = "gap"
+
+    @classmethod
+    def from_params(
+        cls,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        filter_shape=(3, 3),
+        padding="SAME",
+        pool_after=(),
+        pool_window=(2, 2),
+        readout="gap",
+        ntk=True,
+    ):
+        """Validate user-facing parameters and build a spec (``ValueError``)."""
+        dense = KernelSpec.from_params(
+            depth=depth,
+            activation=activation,
+            activation_params=activation_params,
+            weight_std=weight_std,
+            bias_std=bias_std,
+            parameterization=parameterization,
+            width=width,
+            ntk=ntk,
+        )
+        filter_shape = _pair(filter_shape, "filter_shape")
+        pool_window = _pair(pool_window, "pool_window")
+        if not isinstance(padding, str) or padding.upper() not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
+        if pool_after is None:
+            pool_after = ()
+        try:
+            pools = sorted(set(pool_after))
+        except TypeError:
+            raise ValueError(
+                f"pool_after must be a sequence of block indices, got {pool_after!r}."
+            ) from None
+        for p in pools:
+            if isinstance(p, bool) or not isinstance(p, Integral) or not 0 <= p < depth:
+                raise ValueError(
+                    f"pool_after holds 0-based block indices in [0, depth={depth}), "
+                    f"got {pool_after!r}."
+                )
+        return cls(
+            depth=dense.depth,
+            activation=dense.activation,
+            activation_params=dense.activation_params,
+            weight_std=dense.weight_std,
+            bias_std=dense.bias_std,
+            parameterization=dense.parameterization,
+            width=dense.width,
+            filter_shape=filter_shape,
+            padding=padding.upper(),
+            pool_after=tuple(int(p) for p in pools),
+            pool_window=pool_window,
+            readout=readout,
+        )
+
+    # -- geometry --------------------------------------------------------------
+    def map_shapes(self, H, W):
+        """Per block ``(h_conv, w_conv, h_out, w_out)``: its map after the Conv
+        and after the block's pooling; ``ValueError`` when a map vanishes."""
+        fh, fw = self.filter_shape
+        ph, pw = self.pool_window
+        shapes = []
+        h, w = H, W
+        for block in range(self.depth):
+            if self.padding == "VALID":
+                h, w = h - fh + 1, w - fw + 1
+            hc, wc = h, w
+            if hc >= 1 and wc >= 1 and block in self.pool_after:
+                h, w = (h - ph) // ph + 1, (w - pw) // pw + 1
+            if min(hc, wc, h, w) < 1:
+                raise ValueError(
+                    f"The feature map of {H}x{W} images vanishes at block {block} "
+                    f"(filter_shape={self.filter_shape}, padding={self.padding!r}, "
+                    f"pool_after={list(self.pool_after)}, "
+                    f"pool_window={self.pool_window}): use smaller filters or "
+                    "windows, fewer pooling layers or padding='SAME'."
+                )
+            shapes.append((hc, wc, h, w))
+        return shapes
+
+    def full_layout(self):
+        """Per block, whether its Conv input needs all pixel pairs.
+
+        True with the GAP readout, and while a pooling layer lies ahead (the
+        pooling mixes off-diagonal pixel pairs into the diagonal ones). With
+        Flatten and no pooling left, the Conv maps diagonal pairs to diagonal
+        pairs, so only those ``P`` (instead of ``P^2``) are propagated.
+        """
+        return [
+            self.readout == "gap" or any(p >= block for p in self.pool_after)
+            for block in range(self.depth)
+        ]
+
+    def dense_spec(self):
+        """The :class:`~sknetk.kernels.KernelSpec` of the same layers."""
+        return KernelSpec(
+            depth=self.depth,
+            activation=self.activation,
+            activation_params=self.activation_params,
+            weight_std=self.weight_std,
+            bias_std=self.bias_std,
+            parameterization=self.parameterization,
+            width=self.width,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------
+def as_images(xp, X, image_shape, name="X"):
+    """``X`` as an NHWC array ``(n, H, W, C)``.
+
+    4-D input is taken as it is (``image_shape``, when given, must match);
+    3-D input ``(n, H, W)`` is one channel; 2-D input holds flattened images,
+    one per row, in NHWC order (``x.reshape(n, -1)`` of an NHWC array), of
+    shape ``image_shape = (H, W, C)`` (or ``(H, W)``: one channel). With
+    ``image_shape=None`` a row of ``d`` features is a square single-channel
+    image when ``d`` is a perfect square (``load_digits``: 8x8, MNIST: 28x28)
+    and a ``ValueError`` otherwise.
+    """
+    shape = tuple(X.shape)
+    if image_shape is not None:
+        try:
+            image_shape = tuple(int(s) for s in image_shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"image_shape must be (H, W, C) or (H, W), got {image_shape!r}."
+            ) from None
+        if len(image_shape) == 2:
+            image_shape = image_shape + (1,)
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(
+                f"image_shape must be (H, W, C) or (H, W) of positive ints, got "
+                f"{image_shape!r}."
+            )
+    if len(shape) == 4:
+        if image_shape is not None and shape[1:] != image_shape:
+            raise ValueError(
+                f"{name} has images of shape {shape[1:]} but image_shape={image_shape}."
+            )
+        return X
+    if len(shape) == 3:
+        return as_images(xp, xp.reshape(X, shape + (1,)), image_shape, name)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must be an array of images (n, H, W, C) or (n, H, W), or of "
+            f"flattened images (n, H*W*C); got shape {shape}."
+        )
+    d = shape[1]
+    if image_shape is None:
+        side = math.isqrt(d)
+        if side * side != d or d == 0:
+            raise ValueError(
+                f"{name} has {d} features, which is not a square number: pass "
+                "image_shape=(H, W, C) to say how its rows are images."
+            )
+        image_shape = (side, side, 1)
+    if math.prod(image_shape) != d:
+        raise ValueError(
+            f"{name} has {d} features but image_shape={image_shape} holds "
+            f"{math.prod(image_shape)} values per image."
+        )
+    return xp.reshape(X, (shape[0],) + image_shape)
+
+
+# ---------------------------------------------------------------------------
+# The layer operations, on the full (H, W, H, W, *b) or diagonal (H, W, *b)
+# layout
+# ---------------------------------------------------------------------------
+def _copy(xp, a):
+    return xp.asarray(a, copy=True)
+
+
+def _index(ndim, axes, sl):
+    idx = [slice(None)] * ndim
+    for axis in axes:
+        idx[axis] = sl
+    return tuple(idx)
+
+
+def _patch_sum(xp, K, axes, f, padding):
+    """Sum of ``K`` shifted by the same offset along ``axes``, over ``f`` offsets."""
+    n = K.shape[axes[0]]
+    ndim = K.ndim
+    if padding == "VALID":
+        m = n - f + 1
+        out = _copy(xp, K[_index(ndim, axes, slice(0, m))])
+        for a in range(1, f):
+            out += K[_index(ndim, axes, slice(a, a + m))]
+        return out
+    lo = (f - 1) // 2
+    out = _copy(xp, K)  # offset 0
+    for a in range(f):
+        d = a - lo
+        if d == 0:
+            continue
+        if padding == "CIRCULAR":
+            out += xp.roll(K, shift=(-d,) * len(axes), axis=tuple(axes))
+            continue
+        if abs(d) >= n:
+            continue  # only zero padding in reach
+        dst = slice(max(0, -d), n - max(0, d))
+        src = slice(max(0, d), n + min(0, d))
+        out[_index(ndim, axes, dst)] += K[_index(ndim, axes, src)]
+    return out
+
+
+def _conv(xp, K, spec, full):
+    """``fh fw`` times the Conv's patch operator on ``K`` (the unnormalised sum)."""
+    fh, fw = spec.filter_shape
+    h_axes, w_axes = ((0, 2), (1, 3)) if full else ((0,), (1,))
+    K = _patch_sum(xp, K, h_axes, fh, spec.padding)
+    return _patch_sum(xp, K, w_axes, fw, spec.padding)
+
+
+def _pool(xp, K, window):
+    """AvgPool of both pixel indices over independent windows (full layout)."""
+    ph, pw = window
+    H, W = K.shape[0], K.shape[1]
+    ho, wo = (H - ph) // ph + 1, (W - pw) // pw + 1
+    batch = tuple(K.shape[4:])
+    crop = K[: ho * ph, : wo * pw, : ho * ph, : wo * pw, ...]
+    crop = xp.reshape(crop, (ho, ph, wo, pw, ho, ph, wo, pw) + batch)
+    return xp.sum(crop, axis=(1, 3, 5, 7)) / float((ph * pw) ** 2)
+
+
+def _pixel_diagonal(xp, K):
+    """The diagonal pixel pairs ``K(p, p)`` of a full-layout array."""
+    H, W = K.shape[0], K.shape[1]
+    P = H * W
+    batch = tuple(K.shape[4:])
+    flat = xp.reshape(K, (P * P,) + batch)
+    idx = xp.arange(P, device=array_device(K)) * (P + 1)
+    return xp.reshape(xp.take(flat, idx, axis=0), (H, W) + batch)
+
+
+def _readout_mean(xp, K, full, gap):
+    """The readout of ``K``: mean of all pixel pairs (GAP) or of the diagonal."""
+    if gap:
+        P2 = K.shape[0] * K.shape[1] * K.shape[2] * K.shape[3]
+        return xp.sum(K, axis=(0, 1, 2, 3)) / float(P2)
+    D = _pixel_diagonal(xp, K) if full else K
+    return xp.sum(D, axis=(0, 1)) / float(D.shape[0] * D.shape[1])
+
+
+def _snap_tolerances(xp, spec, dtype, channels):
+    """Per block, the distance to +-1 below which a correlation is snapped.
+
+    The first Conv's covariances are dot products of ``C fh fw`` terms; later
+    ones sums of ``fh fw`` terms (and ``(ph pw)^2`` after a pooling).
+    """
+    fh, fw = spec.filter_shape
+    ph, pw = spec.pool_window
+    tols = []
+    for block in range(spec.depth):
+        terms = fh * fw * (channels if block == 0 else 1)
+        if block - 1 in spec.pool_after:
+            terms += (ph * pw) ** 2
+        tols.append(snap_tolerance(xp, dtype, terms))
+    return tols
+
+
+def _recursion(xp, sigma, spec, want_ntk, all_depths, channels, stds):
+    """Run the blocks on ``sigma`` (the input covariances ``Sigma^0``).
+
+    ``stds(block, sigma, full) -> (s1, s2)`` gives the standard deviations
+    of the two images' pixels entering the block's activation, broadcastable
+    against ``sigma``. Returns ``(nngps, ntks)``: the network's outputs after
+    each collected block (every block with ``all_depths``, else the last),
+    arrays of the batch shape.
+    """
+    act = ACTIVATIONS[spec.activation]
+    params = dict(spec.activation_params)
+    fh, fw = spec.filter_shape
+    fhw = fh * fw
+    w2 = spec.weight_std * spec.weight_std
+    b2 = 0.0 if spec.bias_std is None else spec.bias_std * spec.bias_std
+    bias_one = 0.0 if spec.bias_std is None else 1.0
+    ntk_par = spec.parameterization == "ntk"
+    full_at = spec.full_layout()
+    gap = spec.readout == "gap"
+    tols = _snap_tolerances(xp, spec, sigma.dtype, channels)
+    full = full_at[0]
+    theta = None
+    nngps, ntks = [], []
+    for block in range(spec.depth):
+        c_in = channels if block == 0 else spec.width
+        patch = _conv(xp, sigma, spec, full)
+        sigma = (w2 / fhw) * patch + b2
+        if want_ntk:
+            conv_theta = (
+                None if theta is None else (w2 / fhw) * _conv(xp, theta, spec, full)
+            )
+            if ntk_par:
+                own = sigma
+            else:
+                own = float(c_in if c_in is not None else math.nan) * patch + bias_one
+            theta = own if conv_theta is None else conv_theta + own
+        del patch
+        s1, s2 = stds(block, sigma, full)
+        rho = correlation(xp, sigma, s1, s2, tols[block])
+        sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
+        del rho
+        if want_ntk:
+            theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
+        del dot
+        if block in spec.pool_after:
+            sigma = _pool(xp, sigma, spec.pool_window)
+            if want_ntk:
+                theta = _pool(xp, theta, spec.pool_window)
+        if all_depths or block == spec.depth - 1:
+            n_pix = sigma.shape[0] * sigma.shape[1]
+            s_r = _readout_mean(xp, sigma, full, gap)
+            nngp = w2 * s_r + b2
+            ntk = None
+            if want_ntk:
+                t_r = _readout_mean(xp, theta, full, gap)
+                if ntk_par:
+                    ntk = nngp + w2 * t_r
+                else:
+                    width = math.nan if spec.width is None else spec.width
+                    n_in = float(width * (1 if gap else n_pix))
+                    ntk = n_in * s_r + w2 * t_r + bias_one
+            nngps.append(nngp)
+            ntks.append(ntk)
+        if block + 1 < spec.depth and full and not full_at[block + 1]:
+            sigma = _pixel_diagonal(xp, sigma)
+            if want_ntk:
+                theta = _pixel_diagonal(xp, theta)
+            full = False
+    return nngps, ntks
+
+
+def _first_covariance_self(xp, X, full):
+    """``Sigma^0(x, p; x, p')`` of each image: ``(H, W, H, W, n)`` or ``(H, W, n)``."""
+    n, H, W, C = X.shape
+    if not full:
+        q = xp.sum(X * X, axis=3) / float(C)
+        return xp.permute_dims(q, (1, 2, 0))
+    flat = xp.reshape(X, (n, H * W, C))
+    G = flat @ xp.permute_dims(flat, (0, 2, 1))  # (n, P, P)
+    G = xp.permute_dims(G, (1, 2, 0)) / float(C)
+    return xp.reshape(G, (H, W, H, W, n))
+
+
+def _first_covariance_pairs(xp, A, B, full):
+    """``Sigma^0(x, p; x', p')`` of a tile, full or diagonal layout."""
+    na, H, W, C = A.shape
+    nb = B.shape[0]
+    P = H * W
+    At = xp.permute_dims(xp.reshape(A, (na, P, C)), (1, 0, 2))  # (P, na, C)
+    Bt = xp.permute_dims(xp.reshape(B, (nb, P, C)), (1, 0, 2))  # (P, nb, C)
+    if not full:
+        G = At @ xp.permute_dims(Bt, (0, 2, 1))  # (P, na, nb)
+        return xp.reshape(G, (H, W, na, nb)) / float(C)
+    G = xp.reshape(At, (P * na, C)) @ xp.permute_dims(
+        xp.reshape(Bt, (P * nb, C)), (1, 0)
+    )
+    G = xp.permute_dims(xp.reshape(G, (P, na, P, nb)), (0, 2, 1, 3))
+    return xp.reshape(G, (H, W, H, W, na, nb)) / float(C)
+
+
+def self_recursion(xp, X, spec, want_ntk, all_depths):
+    """The per-image recursion: the pixel variances and the exact diagonals.
+
+    Parameters
+    ----------
+    X : array of shape (n, H, W, C)
+        Images.
+
+    Returns
+    -------
+    q_maps : list of arrays of shape (H_l, W_l, n)
+        Per block, the variance ``q(x, p)`` entering its activation.
+    diag : dict
+        ``{"nngp": [...], "ntk": [...]}`` (the NTK when wanted): ``K(x, x)``
+        of each image, arrays of shape ``(n,)``, one per collected depth.
+    """
+    full0 = spec.full_layout()[0]
+    q_maps = []
+
+    def stds(block, sigma, full):
+        q = _pixel_diagonal(xp, sigma) if full else sigma
+        q_maps.append(q)
+        s = xp.sqrt(q)
+        if full:
+            H, W, n = s.shape
+            return xp.reshape(s, (H, W, 1, 1, n)), xp.reshape(s, (1, 1, H, W, n))
+        return s, s
+
+    sigma = _first_covariance_self(xp, X, full0)
+    nngps, ntks = _recursion(xp, sigma, spec, want_ntk, all_depths, X.shape[3], stds)
+    diag = {"nngp": nngps}
+    if want_ntk:
+        diag["ntk"] = ntks
+    return q_maps, diag
+
+
+def pair_tile(xp, A, B, qa, qb, spec, want_ntk, all_depths):
+    """Kernels between the images ``A`` (rows) and ``B`` (columns) of one tile.
+
+    ``qa``/``qb`` are the :func:`self_recursion` variance maps of ``A`` and
+    ``B`` (per block, ``(H_l, W_l, na)`` and ``(H_l, W_l, nb)``). Returns
+    ``(nngps, ntks)``: lists of ``(na, nb)`` arrays, one per collected depth.
+    """
+    full0 = spec.full_layout()[0]
+
+    def stds(block, sigma, full):
+        sa, sb = xp.sqrt(qa[block]), xp.sqrt(qb[block])
+        H, W, na = sa.shape
+        nb = sb.shape[2]
+        if full:
+            return (
+                xp.reshape(sa, (H, W, 1, 1, na, 1)),
+                xp.reshape(sb, (1, 1, H, W, 1, nb)),
+            )
+        return xp.reshape(sa, (H, W, na, 1)), xp.reshape(sb, (H, W, 1, nb))
+
+    sigma = _first_covariance_pairs(xp, A, B, full0)
+    return _recursion(xp, sigma, spec, want_ntk, all_depths, A.shape[3], stds)
+
+
+def entries_per_pair(spec, H, W):
+    """Largest number of pixel-pair entries one image pair holds at once."""
+    shapes = spec.map_shapes(H, W)
+    full_at = spec.full_layout()
+    sizes = [H * W * (H * W if full_at[0] else 1)]
+    for block, (hc, wc, _, _) in enumerate(shapes):
+        sizes.append(hc * wc * (hc * wc if full_at[block] else 1))
+    return max(sizes)
+
+
+ConvKernelSpec.__module__ = "sknetk.conv"
