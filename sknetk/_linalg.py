@@ -33,14 +33,18 @@ estimator written against the array API for the other namespaces.
 
 The small helpers that the solvers, the Nystrom preconditioner, the dynamics
 and model selection share live here too, one of each, on any array namespace:
-the spectral cut-off ``n * eps * max|a|`` and the pseudo-inverse filter built
-on it, a triangular solve, adding to the diagonal, a blocked finite check and
-the 1-norm, and the upper-triangular product ``A @ U``.
+the spectral cut-off ``n * eps * max|a|`` and the filters built on it (the
+pseudo-inverse and the gradient-flow filters, with the weighted eigenbasis
+they act in), a triangular solve, adding to the diagonal, a blocked finite
+check and the 1-norm, the upper-triangular product ``A @ U``, and the argument
+checks of the numerical functions (non-negative numbers, counts, sample
+weights, finite kernels), so that each error message is written once.
 """
 
 import ctypes
 import functools
 import math
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.linalg import cython_blas, cython_lapack
@@ -53,9 +57,17 @@ __all__ = [
     "FINITE_CHECK_ENTRIES",
     "add_to_diagonal",
     "all_finite",
+    "as_float64",
+    "check_count",
+    "check_finite_kernel",
+    "check_nonnegative",
+    "check_positive",
+    "check_sample_weight",
     "cholesky_inplace",
     "cho_solve_inplace",
     "cho_solve_xp",
+    "eigen_basis",
+    "flow_filters",
     "inverse_filter",
     "norm1_symmetric",
     "norm1_xp",
@@ -64,6 +76,7 @@ __all__ = [
     "reciprocal_condition",
     "solve_triangular",
     "spectral_cutoff",
+    "symmetric_eigh",
     "times_upper",
 ]
 
@@ -439,6 +452,96 @@ def pinv_solve(xp, w, Q, b):
     return Q @ (inv[:, None] * (Q.T @ b))
 
 
+def flow_filters(xp, evals, times, ridge, learning_rate, n_total):
+    """``g_t(a) = (1 - exp(-a * eta * t / N)) / a`` for every time, stacked.
+
+    The spectral filters of gradient flow on the squared loss for the
+    eigenvalues ``evals`` of the (weighted) training kernel, shifted by the
+    ridge: ``a = evals + ridge``, ``eta = learning_rate``, ``N = n_total``.
+    ``t = inf`` gives the pseudo-inverse ``1 / a`` (:func:`inverse_filter`).
+    Directions whose ``a`` is at or below :func:`spectral_cutoff` (numerically
+    zero, or negative by rounding) are left out (``g = 0``): their kernel
+    columns are zero up to rounding, so they carry no signal, and keeping
+    them would let rounding noise grow linearly with ``t``.
+
+    Used by :mod:`sknetk.dynamics` and by the estimators' finite-time fits
+    and uncertainties, with the eigenbasis of :func:`eigen_basis`.
+
+    Returns
+    -------
+    filters : array of shape (n_times, n)
+    a : array of shape (n,)
+        The shifted eigenvalues.
+    keep : bool array of shape (n,)
+        The directions kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import flow_filters
+    >>> g, a, keep = flow_filters(np, np.array([0.0, 2.0]), [0.0, np.inf], 0.0, 1.0, 1)
+    >>> g.tolist(), keep.tolist()
+    ([[0.0, 0.0], [0.0, 0.5]], [False, True])
+    """
+    a = evals + ridge
+    inverse, keep = inverse_filter(xp, a)
+    a_safe = xp.where(keep, a, xp.ones_like(a))
+    zeros = xp.zeros_like(a)
+    rows = []
+    for t in times:
+        if math.isinf(t):
+            rows.append(inverse)
+        else:
+            s = learning_rate * float(t) / n_total
+            rows.append(xp.where(keep, -xp.expm1(-a_safe * s) / a_safe, zeros))
+    return xp.stack(rows, axis=0), a, keep
+
+
+def symmetric_eigh(xp, K, *, eigenvectors=True):
+    """Eigendecomposition of ``(K + K^T) / 2``: ``(evals, evecs)`` or ``evals``.
+
+    ``eigh`` reads one triangle only, and kernels computed in separate tiles
+    may differ from their transpose in the last bit: the symmetric part is
+    decomposed. Eigenvalues ascending.
+    """
+    K = (K + K.T) * 0.5
+    if eigenvectors:
+        return xp.linalg.eigh(K)
+    return xp.linalg.eigvalsh(K)
+
+
+def eigen_basis(eigh, sample_weight=None):
+    """``(xp, evals, U)`` with ``U = diag(sqrt(w)) V`` for ``eigh = (evals, V)``.
+
+    ``eigh`` is the eigendecomposition of the weighted training kernel
+    ``W^1/2 K W^1/2 = V diag(evals) V^T`` (``W = diag(sample_weight)``, the
+    identity when None); every spectral function of the training kernel is
+    then ``U g(evals + ridge) U^T`` (see :func:`flow_filters`). Both arrays
+    are returned in float64; shapes and weights are checked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import eigen_basis
+    >>> xp, evals, U = eigen_basis((np.ones(2), np.eye(2)), np.array([4.0, 1.0]))
+    >>> U.tolist()
+    [[2.0, 0.0], [0.0, 1.0]]
+    """
+    evals, evecs = eigh
+    xp = get_namespace(evals, evecs)
+    evals = as_float64(xp, evals)
+    evecs = as_float64(xp, evecs)
+    n = evals.shape[0]
+    if evecs.shape != (n, n):
+        raise ValueError(
+            f"eigh must be (evals, evecs) of shapes (n,), (n, n); got "
+            f"{tuple(evals.shape)} and {tuple(evecs.shape)}."
+        )
+    w = check_sample_weight(xp, sample_weight, n)
+    U = evecs if w is None else xp.sqrt(w)[:, None] * evecs
+    return xp, evals, U
+
+
 def solve_triangular(xp, T, B, *, lower=True, transpose=False):
     """Solve ``T X = B`` (or ``T^T X = B``) for a triangular ``T``.
 
@@ -566,3 +669,78 @@ def times_upper(xp, A, U):
             return A
         return out.T  # pragma: no cover - BLAS made a copy
     return A @ U
+
+
+# ---------------------------------------------------------------------------
+# Argument checks of the numerical functions (one message each)
+# ---------------------------------------------------------------------------
+def as_float64(xp, a):
+    """``a`` as a float64 array of namespace ``xp`` (no copy when it is one)."""
+    if is_numpy_namespace(xp):
+        return np.asarray(a, dtype=np.float64)
+    return xp.astype(a, xp.float64)
+
+
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def check_nonnegative(value, name):
+    """``value`` as a float, or a ``ValueError`` naming ``name`` unless it is a
+    finite real number >= 0 (a ridge, ``alpha``, a tolerance).
+
+    Examples
+    --------
+    >>> from sknetk._linalg import check_nonnegative
+    >>> check_nonnegative(1, "ridge")
+    1.0
+    """
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def check_positive(value, name):
+    """``value`` as a float, or a ``ValueError`` naming ``name`` unless it is a
+    finite real number > 0 (a learning rate)."""
+    if not _is_real(value) or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_count(value, name):
+    """``value`` as an int, or a ``ValueError`` naming ``name`` unless it is an
+    integer >= 1 (a number of targets, of centres)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+    return int(value)
+
+
+def check_sample_weight(xp, sample_weight, n):
+    """Float64 weights of shape ``(n,)``, finite and non-negative, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import check_sample_weight
+    >>> check_sample_weight(np, [1, 2], 2)
+    array([1., 2.])
+    """
+    if sample_weight is None:
+        return None
+    w = as_float64(xp, sample_weight)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}.")
+    if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    return w
+
+
+def check_finite_kernel(xp, K):
+    """Refuse a kernel matrix holding NaN or infinity (blocked check)."""
+    if not all_finite(xp, K):
+        raise ValueError(
+            "The kernel matrix contains NaN or infinity (are the inputs too "
+            "large in magnitude for float64?). Scale the features (e.g. "
+            "StandardScaler) first."
+        )

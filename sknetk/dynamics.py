@@ -23,11 +23,20 @@ neural-tangents' ``predict.gradient_descent_mse_ensemble`` and
 """
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 
 from ._array_api import get_namespace, is_numpy_namespace
+from ._linalg import (
+    as_float64,
+    check_count,
+    check_nonnegative,
+    check_positive,
+    check_sample_weight,
+    eigen_basis,
+    flow_filters,
+    symmetric_eigh,
+)
 
 __all__ = [
     "diag_reg_to_ridge",
@@ -41,46 +50,11 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# Input handling
+# Input handling (the shared checks live in sknetk._linalg)
 # ---------------------------------------------------------------------------
-def _float64(xp, a, name=None):
-    """``a`` as a float64 array of namespace ``xp``."""
-    if is_numpy_namespace(xp):
-        out = np.asarray(a, dtype=np.float64)
-    else:
-        out = xp.astype(a, xp.float64)
-    return out
-
-
 def _check_square(K, name):
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {K.shape}.")
-
-
-def _check_ridge(ridge, name="ridge"):
-    """``ridge`` as a float, or a ValueError naming ``name`` unless it is a
-    finite real number >= 0."""
-    if (
-        isinstance(ridge, bool)
-        or not isinstance(ridge, Real)
-        or not math.isfinite(ridge)
-        or ridge < 0
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {ridge!r}.")
-    return float(ridge)
-
-
-def _check_learning_rate(learning_rate):
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, Real)
-        or not math.isfinite(learning_rate)
-        or learning_rate <= 0
-    ):
-        raise ValueError(
-            f"learning_rate must be a finite number > 0, got {learning_rate!r}."
-        )
-    return float(learning_rate)
 
 
 def _check_times(t):
@@ -99,24 +73,32 @@ def _check_times(t):
     return times, scalar
 
 
-def _sqrt_weights(xp, sample_weight, n):
-    if sample_weight is None:
-        return None
-    w = _float64(xp, sample_weight, "sample_weight")
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}.")
-    if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
-        raise ValueError("sample_weight must be finite and >= 0.")
-    return xp.sqrt(w)
-
-
 def _check_y(xp, y, n):
-    y = _float64(xp, y, "y")
+    y = as_float64(xp, y)
     if y.ndim not in (1, 2) or y.shape[0] != n:
         raise ValueError(
             f"y must have shape ({n},) or ({n}, n_targets), got {tuple(y.shape)}."
         )
     return y
+
+
+def _flow(xp, evals, y, t, ridge, learning_rate):
+    """Checked ``(y, is_scalar, filters, a, keep)`` of the gradient-flow means.
+
+    ``N = y.size`` (neural-tangents' normalisation of the loss); see
+    :func:`sknetk._linalg.flow_filters` for ``filters``, ``a`` and ``keep``.
+    """
+    y = _check_y(xp, y, evals.shape[0])
+    times, scalar = _check_times(t)
+    filters, a, keep = flow_filters(
+        xp,
+        evals,
+        times,
+        check_nonnegative(ridge, "ridge"),
+        check_positive(learning_rate, "learning_rate"),
+        max(math.prod(y.shape), 1),
+    )
+    return y, scalar, filters, a, keep
 
 
 # ---------------------------------------------------------------------------
@@ -156,11 +138,11 @@ def diag_reg_to_ridge(K_train_train, diag_reg, *, absolute_scale=False):
     >>> diag_reg_to_ridge(K, 0.5, absolute_scale=True)
     0.5
     """
-    diag_reg = _check_ridge(diag_reg, "diag_reg")
+    diag_reg = check_nonnegative(diag_reg, "diag_reg")
     if absolute_scale:
         return diag_reg
     xp = get_namespace(K_train_train)
-    K = _float64(xp, K_train_train, "K_train_train")
+    K = as_float64(xp, K_train_train)
     _check_square(K, "K_train_train")
     n = K.shape[0]
     if n == 0:
@@ -201,16 +183,13 @@ def kernel_eigh(K_train_train, sample_weight=None):
     array([1., 3.])
     """
     xp = get_namespace(K_train_train)
-    K = _float64(xp, K_train_train, "K_train_train")
+    K = as_float64(xp, K_train_train)
     _check_square(K, "K_train_train")
-    sw = _sqrt_weights(xp, sample_weight, K.shape[0])
-    if sw is not None:
+    w = check_sample_weight(xp, sample_weight, K.shape[0])
+    if w is not None:
+        sw = xp.sqrt(w)
         K = sw[:, None] * K * sw[None, :]
-    # Symmetrise: eigh reads one triangle only, and kernels computed in
-    # separate tiles may differ from their transpose in the last bit.
-    K = (K + K.T) * 0.5
-    evals, evecs = xp.linalg.eigh(K)
-    return evals, evecs
+    return symmetric_eigh(xp, K)
 
 
 def _decomposition(K_train_train, sample_weight, eigh):
@@ -219,54 +198,11 @@ def _decomposition(K_train_train, sample_weight, eigh):
         if K_train_train is None:
             raise ValueError("Pass K_train_train or its eigh=(evals, evecs).")
         eigh = kernel_eigh(K_train_train, sample_weight)
-    evals, evecs = eigh
-    xp = get_namespace(evals, evecs)
-    evals = _float64(xp, evals, "evals")
-    evecs = _float64(xp, evecs, "evecs")
-    n = evals.shape[0]
-    if evecs.shape != (n, n):
-        raise ValueError(
-            f"eigh must be (evals, evecs) of shapes (n,), (n, n); got "
-            f"{tuple(evals.shape)} and {tuple(evecs.shape)}."
-        )
-    sw = _sqrt_weights(xp, sample_weight, n)
-    U = evecs if sw is None else sw[:, None] * evecs
-    return xp, evals, U
+    return eigen_basis(eigh, sample_weight)
 
 
-def _null_cutoff(xp, a):
-    """Shifted eigenvalues at or below this are treated as exactly zero."""
-    n = a.shape[0]
-    if n == 0:
-        return 0.0
-    top = float(xp.max(xp.abs(a)))
-    return float(n * np.finfo(np.float64).eps * top)
-
-
-def _flow_filters(xp, evals, times, ridge, learning_rate, n_total):
-    """``g_t(a) = (1 - exp(-a * eta * t / N)) / a`` for every time, stacked.
-
-    Directions whose shifted eigenvalue ``a = evals + ridge`` is numerically
-    zero (or negative by rounding) are left out (``g = 0``): their kernel
-    columns are zero up to rounding, so they carry no signal, and keeping
-    them would let rounding noise grow linearly with ``t``. At ``t = inf``
-    this is the pseudo-inverse of ``A``.
-
-    Returns ``(filters, a, keep)``, ``filters`` of shape (n_times, n).
-    """
-    a = evals + ridge
-    keep = a > _null_cutoff(xp, a)
-    a_safe = xp.where(keep, a, xp.ones_like(a))
-    zeros = xp.zeros_like(a)
-    rows = []
-    for t in times:
-        if math.isinf(t):
-            g = 1.0 / a_safe
-        else:
-            s = learning_rate * float(t) / n_total
-            g = -xp.expm1(-a_safe * s) / a_safe
-        rows.append(xp.where(keep, g, zeros))
-    return xp.stack(rows, axis=0), a, keep
+# former name, still imported by the estimators: use sknetk._linalg.flow_filters
+_flow_filters = flow_filters
 
 
 def _filtered(xp, M, filters, z):
@@ -338,15 +274,8 @@ def gradient_flow_dual_coef(
     (2, 2)
     """
     xp, evals, U = _decomposition(K_train_train, sample_weight, eigh)
-    y = _check_y(xp, y, U.shape[0])
-    times, scalar = _check_times(t)
-    ridge = _check_ridge(ridge)
-    learning_rate = _check_learning_rate(learning_rate)
-    filters, _, _ = _flow_filters(
-        xp, evals, times, ridge, learning_rate, max(math.prod(y.shape), 1)
-    )
-    z = U.T @ y
-    return _finish_times(_filtered(xp, U, filters, z), scalar)
+    y, scalar, filters, _, _ = _flow(xp, evals, y, t, ridge, learning_rate)
+    return _finish_times(_filtered(xp, U, filters, U.T @ y), scalar)
 
 
 def gradient_flow_predict(
@@ -416,22 +345,14 @@ def gradient_flow_predict(
     (3, 5)
     """
     xp, evals, U = _decomposition(K_train_train, sample_weight, eigh)
-    Ks = _float64(xp, K_test_train, "K_test_train")
+    Ks = as_float64(xp, K_test_train)
     if Ks.ndim != 2 or Ks.shape[1] != U.shape[0]:
         raise ValueError(
             f"K_test_train must have shape (n_test, {U.shape[0]}), got "
             f"{tuple(Ks.shape)}."
         )
-    y = _check_y(xp, y, U.shape[0])
-    times, scalar = _check_times(t)
-    ridge = _check_ridge(ridge)
-    learning_rate = _check_learning_rate(learning_rate)
-    filters, _, _ = _flow_filters(
-        xp, evals, times, ridge, learning_rate, max(math.prod(y.shape), 1)
-    )
-    KsU = Ks @ U
-    z = U.T @ y
-    return _finish_times(_filtered(xp, KsU, filters, z), scalar)
+    y, scalar, filters, _, _ = _flow(xp, evals, y, t, ridge, learning_rate)
+    return _finish_times(_filtered(xp, Ks @ U, filters, U.T @ y), scalar)
 
 
 def gradient_flow_train_predict(
@@ -478,13 +399,7 @@ def gradient_flow_train_predict(
            [1., 2.]])
     """
     xp, evals, U = _decomposition(K_train_train, None, eigh)
-    y = _check_y(xp, y, U.shape[0])
-    times, scalar = _check_times(t)
-    ridge = _check_ridge(ridge)
-    learning_rate = _check_learning_rate(learning_rate)
-    filters, a, keep = _flow_filters(
-        xp, evals, times, ridge, learning_rate, max(math.prod(y.shape), 1)
-    )
+    y, scalar, filters, a, keep = _flow(xp, evals, y, t, ridge, learning_rate)
     a_kept = xp.where(keep, a, xp.zeros_like(a))
     z = U.T @ y
     rows = []
@@ -498,7 +413,7 @@ def gradient_flow_train_predict(
 # Covariances
 # ---------------------------------------------------------------------------
 def _check_test_test(xp, K_test_test, m):
-    Kss = _float64(xp, K_test_test, "K_test_test")
+    Kss = as_float64(xp, K_test_test)
     if Kss.shape not in ((m, m), (m,)):
         raise ValueError(
             f"K_test_test must have shape ({m}, {m}) (covariance) or ({m},) "
@@ -508,7 +423,7 @@ def _check_test_test(xp, K_test_test, m):
 
 
 def _check_cross(xp, K, name, m, n):
-    K = _float64(xp, K, name)
+    K = as_float64(xp, K)
     if K.shape != (m, n):
         raise ValueError(f"{name} must have shape ({m}, {n}), got {tuple(K.shape)}.")
     return K
@@ -574,14 +489,14 @@ def gp_posterior(
     """
     xp, evals, U = _decomposition(K_train_train, sample_weight, eigh)
     n = U.shape[0]
-    Ks = _float64(xp, K_test_train, "K_test_train")
+    Ks = as_float64(xp, K_test_train)
     if Ks.ndim != 2 or Ks.shape[1] != n:
         raise ValueError(
             f"K_test_train must have shape (n_test, {n}), got {tuple(Ks.shape)}."
         )
     Kss = _check_test_test(xp, K_test_test, Ks.shape[0])
-    ridge = _check_ridge(ridge)
-    filters, _, _ = _flow_filters(xp, evals, np.array([math.inf]), ridge, 1.0, 1)
+    ridge = check_nonnegative(ridge, "ridge")
+    filters, _, _ = flow_filters(xp, evals, [math.inf], ridge, 1.0, 1)
     g = filters[0, ...]
     KsU = Ks @ U
     mean = None
@@ -681,10 +596,10 @@ def ensemble_covariance(
     trained = ntk_train_train if ntk_test_train is not None else K_train_train
     xp, evals, U = _decomposition(trained, sample_weight, eigh)
     n = U.shape[0]
-    K = _float64(xp, K_train_train, "K_train_train")
+    K = as_float64(xp, K_train_train)
     if K.shape != (n, n):
         raise ValueError(f"K_train_train must have shape ({n}, {n}), got {K.shape}.")
-    Ks = _float64(xp, K_test_train, "K_test_train")
+    Ks = as_float64(xp, K_test_train)
     if Ks.ndim != 2 or Ks.shape[1] != n:
         raise ValueError(
             f"K_test_train must have shape (n_test, {n}), got {tuple(Ks.shape)}."
@@ -696,17 +611,15 @@ def ensemble_covariance(
         if ntk_test_train is None
         else _check_cross(xp, ntk_test_train, "ntk_test_train", m, n)
     )
-    if (
-        isinstance(n_targets, bool)
-        or not isinstance(n_targets, Integral)
-        or n_targets < 1
-    ):
-        raise ValueError(f"n_targets must be an integer >= 1, got {n_targets!r}.")
+    n_targets = check_count(n_targets, "n_targets")
     times, scalar = _check_times(t)
-    ridge = _check_ridge(ridge)
-    learning_rate = _check_learning_rate(learning_rate)
-    filters, _, _ = _flow_filters(
-        xp, evals, times, ridge, learning_rate, max(n * n_targets, 1)
+    filters, _, _ = flow_filters(
+        xp,
+        evals,
+        times,
+        check_nonnegative(ridge, "ridge"),
+        check_positive(learning_rate, "learning_rate"),
+        max(n * n_targets, 1),
     )
     ThsU = Ths @ U  # Theta_* in the eigenbasis
     KsU = Ks @ U

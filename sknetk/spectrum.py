@@ -11,7 +11,6 @@ features (:class:`~sknetk.fourier.FourierFeatures`) slow that falloff down.
 """
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import get_namespace, is_numpy_namespace
 from ._base import densify
-from .dynamics import _check_ridge
+from ._linalg import check_count, check_nonnegative, check_positive, symmetric_eigh
 from .kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 
 __all__ = ["kernel_spectrum", "falloff_index"]
@@ -118,22 +117,9 @@ def kernel_spectrum(
         raise ValueError(
             f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}."
         )
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, Real)
-        or not learning_rate > 0
-        or not math.isfinite(learning_rate)
-    ):
-        raise ValueError(
-            f"learning_rate must be a finite number > 0, got {learning_rate!r}."
-        )
-    ridge = _check_ridge(ridge)
-    if (
-        isinstance(n_targets, bool)
-        or not isinstance(n_targets, Integral)
-        or (n_targets < 1)
-    ):
-        raise ValueError(f"n_targets must be an integer >= 1, got {n_targets!r}.")
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    ridge = check_nonnegative(ridge, "ridge")
+    n_targets = check_count(n_targets, "n_targets")
 
     if transformer is not None:
         try:
@@ -157,12 +143,11 @@ def kernel_spectrum(
 
     xp = get_namespace(K)
     n = K.shape[0]
-    K = (K + K.T) * 0.5
     if return_eigenvectors:
-        evals, evecs = xp.linalg.eigh(K)
+        evals, evecs = symmetric_eigh(xp, K)
         evecs = xp.flip(evecs, axis=1)
     else:
-        evals = xp.linalg.eigvalsh(K)
+        evals = symmetric_eigh(xp, K, eigenvectors=False)
     evals = xp.flip(evals, axis=0)
     evals = xp.where(evals > 0, evals, xp.zeros_like(evals))
 
@@ -224,7 +209,7 @@ def falloff_index(eigenvalues, rtol=1e-3):
             "eigenvalues must be a 1-D array (one spectrum), got shape "
             f"{tuple(eigenvalues.shape)}."
         )
-    rtol = _check_ridge(rtol, "rtol")
+    rtol = check_nonnegative(rtol, "rtol")
     if eigenvalues.shape[0] == 0:
         return 0
     if not bool(xp.all(xp.isfinite(eigenvalues))):

@@ -43,7 +43,6 @@ PRIVATE_IMPORTS_ALLOWED = {
     # not yet made public in dynamics
     ("_regression", "dynamics", "_decomposition"): "eigen-filter shared with fit",
     ("_regression", "dynamics", "_flow_filters"): "eigen-filter shared with fit",
-    ("spectrum", "dynamics", "_check_ridge"): "parameter check shared by both",
     ("cli", "_device", "_probe_cupy"): "the CLI's --gpu-info reports the probe",
 }
 
