@@ -163,7 +163,7 @@ def _self_path(xp, X, spec, want_ntk, all_depths, pairs):
     for i0 in range(0, n, pairs):
         with np.errstate(over="ignore", invalid="ignore"):
             q, d = self_recursion(
-                xp, X[i0 : i0 + pairs, ...], spec, want_ntk, all_depths
+                xp, X[i0 : min(i0 + pairs, n), ...], spec, want_ntk, all_depths
             )
         q_parts.append(q)
         d_parts.append(d)
@@ -248,14 +248,17 @@ def _compute(X, Y, spec, want, all_depths, working_memory, n_jobs):
             for k, block in enumerate(blocks):
                 ra = roots_x[name][k][i0:i1]
                 rb = roots_y[name][k][j0:j1]
+                # Cauchy-Schwarz: |K(x, y)| <= sqrt(K(x, x) K(y, y)), which
+                # rounding could exceed by a few ulps
+                bound = ra[:, None] * rb[None, :]
+                block = xp.minimum(xp.maximum(block, -bound), bound)
                 if symmetric and i0 == j0:
                     # exactly symmetric, with the per-image recursion's
                     # exact K(x, x) on the diagonal
                     block = (block + xp.permute_dims(block, (1, 0))) * 0.5
                     eye = xp.eye(i1 - i0, dtype=xp.bool, device=array_device(block))
-                    block = xp.where(eye, (ra * ra)[None, :], block)
-                bound = ra[:, None] * rb[None, :]
-                block = xp.minimum(xp.maximum(block, -bound), bound)
+                    exact = d_x[name][k][i0:i1]
+                    block = xp.where(eye, exact[None, :], block)
                 out[name][k, i0:i1, j0:j1] = block
                 if symmetric and j0 != i0:
                     out[name][k, j0:j1, i0:i1] = xp.permute_dims(block, (1, 0))
