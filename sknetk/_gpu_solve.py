@@ -19,21 +19,18 @@ in the CPU test suite) through ``xp.linalg``: only the in-place cuSOLVER calls
 are CuPy specific.
 """
 
-import warnings
-
 import numpy as np
 
 from ._array_api import get_namespace, is_cupy_namespace
 from ._linalg import (
     add_to_diagonal,
-    all_finite,
+    check_finite_kernel,
     cho_solve_xp,
     norm1_xp,
     pinv_solve,
     reciprocal_condition,
 )
-from ._solver import rcond_threshold, singular_reason
-from .exceptions import IllConditionedKernelWarning
+from ._solver import rcond_threshold, singular_reason, warn_fallback
 
 
 def _cusolver_functions(dtype):
@@ -218,24 +215,12 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
     K = make_kernel()
     xp = get_namespace(K, Y)
     on_gpu = is_cupy_namespace(xp)
-    if not all_finite(xp, K):
-        raise ValueError(
-            "The kernel matrix contains NaN or infinity (are the inputs too "
-            "large in magnitude for float64?). Scale the features (e.g. "
-            "StandardScaler) before the estimator."
-        )
+    check_finite_kernel(xp, K)
     K = add_to_diagonal(K, alpha)
     try:
         return cholesky_solve_inplace(K, Y)
     except np.linalg.LinAlgError as exc:
-        warnings.warn(
-            f"{exc} Solving it by eigendecomposition instead, treating "
-            "eigenvalues below n * eps * max|eigenvalue| as zero (minimum-norm "
-            "least-squares solution). Increase alpha, or use "
-            "alpha_scale='mean_diag', to get a well-posed problem.",
-            IllConditionedKernelWarning,
-            stacklevel=3,
-        )
+        warn_fallback(str(exc))
     del K
     if on_gpu:
         import cupy

@@ -18,7 +18,6 @@ namespace: NumPy goes through LAPACK (SciPy) with a single ``n x n`` working
 copy; other namespaces (CuPy, ``array_api_strict``) use ``xp.linalg``.
 """
 
-import math
 import warnings
 
 import numpy as np
@@ -29,7 +28,10 @@ from ._array_api import get_namespace, is_numpy_namespace
 from ._linalg import (
     EPS,
     add_to_diagonal,
-    all_finite,
+    as_float64,
+    check_finite_kernel,
+    check_nonnegative,
+    check_sample_weight,
     cho_solve_inplace,
     cho_solve_xp,
     cholesky_inplace,
@@ -47,6 +49,8 @@ __all__ = [
     "ALPHA_SCALES",
     "blas_matmul",
     "rcond_threshold",
+    "singular_reason",
+    "warn_fallback",
 ]
 
 #: Allowed values of the estimators' ``alpha_scale`` parameter.
@@ -220,7 +224,7 @@ def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
     (array([0.5, 0.5]), 'IllConditionedKernelWarning')
     """
     xp = get_namespace(K, y, sample_weight)
-    alpha = _check_alpha(alpha)
+    alpha = check_nonnegative(alpha, "alpha")
     n = K.shape[0]
     if K.ndim != 2 or K.shape[1] != n:
         raise ValueError(f"K must be a square matrix, got shape {tuple(K.shape)}.")
@@ -233,39 +237,35 @@ def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
     return _solve_xp(xp, K, y, alpha, sample_weight)
 
 
-def _check_alpha(alpha):
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number, got {alpha!r}.") from None
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}.")
-    return alpha
+def _checked(xp, K, y, sample_weight):
+    """``(sample_weight, y)`` in float64, checked, with ``K`` finite."""
+    sw = check_sample_weight(xp, sample_weight, K.shape[0])
+    y = as_float64(xp, y)
+    if not bool(xp.all(xp.isfinite(y))):
+        raise ValueError("y contains NaN or infinity.")
+    check_finite_kernel(xp, K)
+    return sw, y
 
 
-def _check_weights(xp, sample_weight, n):
-    if sample_weight is None:
-        return None
-    sw = xp.astype(sample_weight, xp.float64)
-    if sw.shape != (n,):
-        raise ValueError(
-            f"sample_weight must have shape ({n},), got {tuple(sw.shape)}."
-        )
-    if not bool(xp.all(xp.isfinite(sw))) or bool(xp.any(sw < 0)):
-        raise ValueError("sample_weight must be finite and non-negative.")
-    return sw
+def warn_fallback(reason, stacklevel=3):
+    """Warn that ``K + alpha I`` is solved by eigendecomposition: ``reason``
+    (a sentence) and the pseudo-inverse rule that follows.
+
+    The one :class:`~sknetk.exceptions.IllConditionedKernelWarning` of the
+    exact solvers, CPU and GPU.
+    """
+    warnings.warn(
+        f"{reason} Solving it by eigendecomposition instead, treating "
+        "eigenvalues below n * eps * max|eigenvalue| as zero (minimum-norm "
+        "least-squares solution). Increase alpha, or use "
+        "alpha_scale='mean_diag', to get a well-posed problem.",
+        IllConditionedKernelWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _warn_fallback(reason):
-    warnings.warn(
-        f"The regularised kernel matrix K + alpha*I is {reason}; solving it by "
-        "eigendecomposition instead, treating eigenvalues below "
-        "n * eps * max|eigenvalue| as zero (minimum-norm least-squares "
-        "solution). Increase alpha, or use alpha_scale='mean_diag', to get a "
-        "well-posed problem.",
-        IllConditionedKernelWarning,
-        stacklevel=3,
-    )
+    warn_fallback(f"The regularised kernel matrix K + alpha*I is {reason}.")
 
 
 def rcond_threshold(n):
@@ -296,15 +296,7 @@ def singular_reason(rcond, n):
 def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     K = np.asarray(K)
     n = K.shape[0]
-    sw = _check_weights(np, sample_weight, n)
-    y = np.asarray(y, dtype=np.float64)
-    if not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinity.")
-    if not all_finite(np, K):
-        raise ValueError(
-            "The kernel matrix contains NaN or infinity (are the inputs too "
-            "large in magnitude for float64?)."
-        )
+    sw, y = _checked(np, K, y, sample_weight)
     if n == 0:
         return np.zeros_like(y)
     ravel = y.ndim == 1
@@ -364,16 +356,8 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
 # ---------------------------------------------------------------------------
 def _solve_xp(xp, K, y, alpha, sample_weight):
     n = K.shape[0]
-    sw = _check_weights(xp, sample_weight, n)
-    y = xp.astype(y, xp.float64)
-    if not bool(xp.all(xp.isfinite(y))):
-        raise ValueError("y contains NaN or infinity.")
+    sw, y = _checked(xp, K, y, sample_weight)
     A = xp.astype(K, xp.float64, copy=True)
-    if not all_finite(xp, A):
-        raise ValueError(
-            "The kernel matrix contains NaN or infinity (are the inputs too "
-            "large in magnitude for float64?)."
-        )
     if n == 0:
         return xp.zeros_like(y)
     ravel = y.ndim == 1

@@ -22,8 +22,10 @@ registered in :data:`SOLVERS`, and :func:`choose_solver` /
   (device and CuPy module, ``working_memory``, ``n_jobs``, ``verbose``,
   ``memory``, ``random_state`` and the Nystrom solver's settings).
 
-Adding a solver is one function here plus one entry in :data:`SOLVERS` (and
-one rule in :func:`solver_key`).
+Adding a solver is one function here plus one :class:`Solver` entry in
+:data:`SOLVERS` (its name, device and whether it runs a finite-time flow
+select it in :func:`solver_key`; whether it keeps the training rows tells the
+estimators to copy them, :func:`keeps_training_rows`).
 """
 
 import math
@@ -33,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from ._array_api import get_namespace, to_numpy
+from ._array_api import get_namespace, is_dask, to_numpy
 from ._cache import cached_kernel
 from ._gpu_solve import solve_ridge_gpu
-from ._nystrom import _is_dask as is_dask
+from ._linalg import check_finite_kernel
 from ._nystrom import kernel_block_function, nystrom_fit
 from ._solver import effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
-from .kernels import _budget_bytes
+from .kernels import budget_bytes
 
 #: Values of the estimators' ``solver`` parameter.
 SOLVER_OPTIONS = ("auto", "cholesky", "nystrom")
@@ -157,17 +159,6 @@ def time_scale(sample_weight):
     return float(len(sample_weight) / np.sum(sample_weight))
 
 
-def check_finite_kernel(K):
-    """Refuse a kernel with NaN or infinity (as :func:`solve_kernel_ridge` does)."""
-    xp = get_namespace(K)
-    if not bool(xp.all(xp.isfinite(K))):
-        raise ValueError(
-            "The kernel matrix contains NaN or infinity (are the inputs too "
-            "large in magnitude for float64?). Scale the features (e.g. "
-            "StandardScaler) before the estimator."
-        )
-
-
 # -- the exact solvers on the CPU ---------------------------------------------
 def train_kernel(kernel, X, context):
     """Training kernel ``K(X, X)`` on the CPU: float64, private and writable.
@@ -207,7 +198,7 @@ def solve_flow(kernel, X, y, sample_weight, ridge, t, context):
     """Exact gradient flow for time ``t`` on the CPU: one eigendecomposition."""
     K = train_kernel(kernel, X, context)
     alpha = ridge.value(_diag(K, ridge))
-    check_finite_kernel(K)
+    check_finite_kernel(np, K)
     dual = gradient_flow_dual_coef(
         K,
         y,
@@ -270,7 +261,7 @@ def solve_flow_gpu(kernel, X, y, sample_weight, ridge, t, context):
     K = kernel.matrix(cupy.asarray(X), context)
     try:
         alpha = ridge.value(cupy.asnumpy(K.diagonal()) if ridge.needs_diag else None)
-        check_finite_kernel(K)
+        check_finite_kernel(get_namespace(K), K)
         w = None if sample_weight is None else cupy.asarray(sample_weight)
         dual = gradient_flow_dual_coef(
             K,
@@ -295,7 +286,7 @@ def train_diag(kernel, X, context):
                 kernel.diag_function, drop_axis=1, dtype=np.float64, **kernel.params
             ).compute()
         )
-    rows = max(1, int(_budget_bytes(context.working_memory) // (16 * X.shape[1])))
+    rows = max(1, int(budget_bytes(context.working_memory) // (16 * X.shape[1])))
     parts = [
         to_numpy(kernel.diag_function(np.asarray(X[i : i + rows]), **kernel.params))
         for i in range(0, X.shape[0], rows)
@@ -345,14 +336,52 @@ def solve_nystrom(kernel, X, y, sample_weight, ridge, t, context):
             cupy.get_default_memory_pool().free_all_blocks()
 
 
-#: Every solver, by name; each has the signature
-#: ``(kernel, X, y, sample_weight, ridge, t, context) -> FitResult``.
+@dataclass(frozen=True)
+class Solver:
+    """One entry of :data:`SOLVERS`: a solver function and where it applies.
+
+    Calling the entry calls ``fit``. :func:`solver_key` picks the entry
+    whose ``name``, ``device`` and ``finite_t`` match a fit, and
+    :func:`keeps_training_rows` reads ``keeps_X``, so these fields are the
+    only place that says what each solver is for.
+
+    Attributes
+    ----------
+    fit : callable
+        ``fit(kernel, X, y, sample_weight, ridge, t, context) -> FitResult``.
+    name : {"cholesky", "nystrom"}
+        What :func:`choose_solver` returns for it and what the estimators
+        report as ``solver_`` (the finite-time flow is an exact solver).
+    device : {"cpu", "gpu"} or None
+        Where it runs; None: wherever ``context.device`` says.
+    finite_t : bool
+        True for the gradient flow stopped at a finite time ``t``, False for
+        the converged fit (``t=None`` or ``inf``).
+    keeps_X : bool
+        True when :attr:`FitResult.X_fit` is the ``X`` it was given (the
+        exact solvers predict with every training row), False when it is a
+        new array (the Nystrom centres, drawn from ``X`` read by blocks).
+    """
+
+    fit: Callable
+    name: str
+    device: Any
+    finite_t: bool
+    keeps_X: bool
+
+    def __call__(self, kernel, X, y, sample_weight, ridge, t, context):
+        return self.fit(kernel, X, y, sample_weight, ridge, t, context)
+
+
+#: Every solver, by key. Adding one: a function of the contract above and
+#: one entry here; :func:`solver_key` and :func:`keeps_training_rows` read the
+#: entries, and ``tests/test_solver_registry.py`` checks every entry.
 SOLVERS = {
-    "cholesky": solve_cholesky,
-    "flow": solve_flow,
-    "cholesky_gpu": solve_cholesky_gpu,
-    "flow_gpu": solve_flow_gpu,
-    "nystrom": solve_nystrom,
+    "cholesky": Solver(solve_cholesky, "cholesky", "cpu", False, True),
+    "flow": Solver(solve_flow, "cholesky", "cpu", True, True),
+    "cholesky_gpu": Solver(solve_cholesky_gpu, "cholesky", "gpu", False, True),
+    "flow_gpu": Solver(solve_flow_gpu, "cholesky", "gpu", True, True),
+    "nystrom": Solver(solve_nystrom, "nystrom", None, False, False),
 }
 
 
@@ -436,7 +465,7 @@ def choose_solver(
 
         budget, where = 0.9 * free_device_memory(), "free GPU memory"
     else:
-        budget, where = _budget_bytes(working_memory), "working_memory"
+        budget, where = budget_bytes(working_memory), "working_memory"
     if exact_only:
         chosen, why = "cholesky", f"{exact_only} needs the exact kernel"
     elif need <= budget:
@@ -460,9 +489,30 @@ def kernel_entries(solver, n_samples, n_centers):
 
 
 def solver_key(solver, device, t):
-    """The :data:`SOLVERS` entry fitting with ``solver`` (what
+    """The :data:`SOLVERS` key fitting with ``solver`` (what
     :func:`choose_solver` returned) on ``device`` for time ``t``."""
-    if solver == "nystrom":
-        return "nystrom"
-    gpu = "_gpu" if device == "gpu" else ""
-    return ("cholesky" if flow_time(t) is None else "flow") + gpu
+    finite_t = flow_time(t) is not None
+    for key, entry in SOLVERS.items():
+        if (
+            entry.name == solver
+            and entry.device in (None, device)
+            and entry.finite_t == finite_t
+        ):
+            return key
+    raise ValueError(
+        f"No registered solver fits solver={solver!r} on device={device!r} "
+        f"with t={t!r}."
+    )
+
+
+def keeps_training_rows(solver):
+    """True when a fit by ``solver`` keeps the training rows it was given.
+
+    ``solver`` is what :func:`choose_solver` returned. The exact solvers
+    return the validated ``X`` itself as :attr:`FitResult.X_fit`, so the
+    estimator must own a copy (validate with ``copy=True``) for its
+    ``X_fit_`` never to share memory with the caller's array; the Nystrom
+    solver returns new centres and reads ``X`` block by block, so a memory
+    map is never loaded whole (validate without a copy).
+    """
+    return any(entry.keeps_X for entry in SOLVERS.values() if entry.name == solver)

@@ -37,9 +37,7 @@ PRIVATE_IMPORTS_ALLOWED = {
     # kernels.budget_bytes, then drop these entries
     ("_regression", "_nystrom", "_is_dask"): "alias of _array_api.is_dask",
     ("_classification", "_nystrom", "_is_dask"): "alias of _array_api.is_dask",
-    ("_solvers", "_nystrom", "_is_dask"): "alias of _array_api.is_dask",
     ("_regression", "kernels", "_budget_bytes"): "alias of kernels.budget_bytes",
-    ("_solvers", "kernels", "_budget_bytes"): "alias of kernels.budget_bytes",
     # not yet made public in dynamics
     ("_regression", "dynamics", "_decomposition"): "eigen-filter shared with fit",
     ("_regression", "dynamics", "_flow_filters"): "eigen-filter shared with fit",

@@ -21,6 +21,7 @@ from sknetk._solvers import (
     FitResult,
     Kernel,
     Ridge,
+    keeps_training_rows,
     solver_key,
     time_scale,
 )
@@ -89,6 +90,11 @@ def test_every_solver_equals_its_reference(name, weighted, targets):
     result = SOLVERS[name](_kernel(), X, y, sw, ridge, t, _context(name))
     assert isinstance(result, FitResult)
     assert result.alpha == pytest.approx(0.05)
+    # the entry's declared fields describe what the solver did
+    assert result.solver == SOLVERS[name].name
+    assert (result.X_fit is X) == SOLVERS[name].keeps_X
+    if not SOLVERS[name].keeps_X:
+        assert not np.shares_memory(result.X_fit, X)
     if flow:
         K = ntk_kernel(X, **PARAMS)
         expected = gradient_flow_dual_coef(
@@ -139,3 +145,30 @@ def test_long_flow_converges_to_the_exact_solution():
 def test_dispatch_key_names_a_registered_solver(solver, device, t, key):
     assert solver_key(solver, device, t) == key
     assert key in SOLVERS
+
+
+@pytest.mark.parametrize("key", sorted(SOLVERS))
+def test_dispatch_finds_every_registered_solver(key):
+    # every entry is reachable, and only through its own fields
+    entry = SOLVERS[key]
+    devices = ["cpu", "gpu"] if entry.device is None else [entry.device]
+    for device in devices:
+        assert solver_key(entry.name, device, 2.0 if entry.finite_t else None) == key
+
+
+def test_dispatch_refuses_what_no_solver_does():
+    with pytest.raises(ValueError, match="No registered solver"):
+        solver_key("nystrom", "cpu", 2.0)  # no finite-time Nystrom flow
+    with pytest.raises(ValueError, match="No registered solver"):
+        solver_key("lsqr", "cpu", None)
+
+
+def test_copy_rule_follows_the_registry():
+    # the estimators copy X exactly for the solvers that keep it as X_fit
+    assert keeps_training_rows("cholesky")
+    assert not keeps_training_rows("nystrom")
+    X, y = _data(seed=5)
+    for name, entry in SOLVERS.items():
+        t = 2.0 if entry.finite_t else None
+        result = entry(_kernel(), X, y, None, Ridge(0.1, "absolute"), t, _context(name))
+        assert (result.X_fit is X) == keeps_training_rows(entry.name)
