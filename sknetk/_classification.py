@@ -1,8 +1,9 @@
-"""NTK classification: one-vs-all regression on +-1 targets."""
+"""NTK classification: one-vs-all regression on +-1 targets, calibrated by LOO."""
 
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -19,7 +20,9 @@ from ._base import (
     to_input_namespace,
     validate_dask_fit,
 )
+from ._calibration import TemperatureCalibration, fit_temperature, loo_decision_values
 from ._nystrom import _is_dask
+from ._solvers import train_kernel
 
 
 @_insert_params_doc
@@ -40,10 +43,11 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     millions with ``solver="nystrom"`` (:ref:`scaling`). Labels of any type
     are accepted (strings, non-contiguous integers).
 
-    There is no ``predict_proba``: the decision values are regression outputs,
-    not probabilities. Wrap the classifier in
-    ``sklearn.calibration.CalibratedClassifierCV`` to get calibrated
-    probabilities.
+    :meth:`predict_proba` gives calibrated probabilities without held-out
+    data: the softmax of ``calibration_slope_`` times the decision values,
+    with the slope fitted by maximum likelihood on the exact leave-one-out
+    decision values of the training rows (see Notes). The most probable class
+    is always the predicted one.
 
     Read more in the :ref:`User Guide <estimators>`.
 
@@ -81,6 +85,12 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Conjugate-gradient iterations of the Nystrom solver; 1 for the exact
         solver (one direct solve).
 
+    calibration_slope_ : float
+        Slope ``a > 0`` of the calibrated probabilities
+        ``softmax(a * decision_function(X))`` (for two classes, the
+        probability of ``classes_[1]`` is ``sigmoid(a * s)``), fitted on the
+        leave-one-out decision values.
+
     n_features_in_ : int
         Number of features seen during :term:`fit`.
 
@@ -94,7 +104,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     sklearn.linear_model.RidgeClassifier : The same one-vs-all scheme with a
         linear model.
     sklearn.calibration.CalibratedClassifierCV : Probabilities from decision
-        values.
+        values by cross-validation.
 
     Notes
     -----
@@ -110,8 +120,26 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     regulariser that acts like a ridge, but damps each eigendirection of the
     kernel by ``1 - exp(-a t / N)`` instead of ``a / (a + alpha)``.
 
+    **Probabilities.** The one-vs-all decision values ``s`` become
+    probabilities ``softmax(a * s)`` (temperature scaling, Guo et al. 2017).
+    The slope ``a`` is fitted by weighted maximum likelihood on the exact
+    leave-one-out decision values: for kernel ridge regression the model
+    fitted without row ``i`` predicts ``y_i - c_i / G_ii`` at ``x_i``, with
+    ``G = (K + alpha_ I)^-1`` and ``c = G y``, so every row is scored by a
+    model that has not seen it, for the price of one more Cholesky
+    factorisation and a triangular inverse (about twice the fit's solve; the
+    training kernel is computed again, or read from ``memory``). One common
+    increasing map keeps the class order, so ``predict`` is the most probable
+    class. With a finite ``t`` the leave-one-out values are those of the
+    linear smoother, ``y_i - (y_i - f_i) / (1 - S_ii)``, from one
+    eigendecomposition. The Nystrom solver calibrates on the exact
+    leave-one-out values of kernel ridge on ``min(n_samples, n_centers)``
+    rows drawn with ``random_state``, an ``O(n_centers^3)`` step like its
+    preconditioner.
+
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn.datasets import load_iris
     >>> from sklearn.model_selection import cross_val_score
     >>> from sklearn.pipeline import make_pipeline
@@ -122,12 +150,14 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     >>> round(float(cross_val_score(model, X, y, cv=3).mean()), 2)
     0.97
 
-    Calibrated probabilities:
+    Calibrated probabilities, from the leave-one-out decision values:
 
-    >>> from sklearn.calibration import CalibratedClassifierCV
-    >>> proba = CalibratedClassifierCV(model, cv=3).fit(X, y).predict_proba(X[:2])
-    >>> proba.shape
-    (2, 3)
+    >>> proba = model.fit(X, y).predict_proba(X[:2])
+    >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1.0))
+    ((2, 3), True)
+    >>> log_loss = cross_val_score(model, X, y, cv=3, scoring="neg_log_loss")
+    >>> round(float(log_loss.mean()), 1)
+    -0.1
 
     Early stopping instead of a ridge, searched by a grid search that caches
     the kernels (each fold's kernel is computed once for all ``t``):
@@ -234,7 +264,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 y,
                 accept_sparse=ACCEPT_SPARSE,
                 dtype=np.float64,
-                copy=solver == "cholesky",
+                # a memory map is read block by block, never copied whole
+                copy=not isinstance(X, np.memmap),
             )
             X = densify(X)
             sample_weight = check_fit_sample_weight(sample_weight, X)
@@ -243,9 +274,42 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_
         check_weighted_classes(type(self).__name__, Y, self.classes_, sample_weight)
-        if len(self.classes_) == 2:
-            Y = Y[:, 0]
-        return self._fit_kernel_ridge(X, Y, sample_weight, solver)
+        self._fit_kernel_ridge(
+            X, Y[:, 0] if len(self.classes_) == 2 else Y, sample_weight, solver
+        )
+        loo, Y_rows, w_rows = self._loo_decision(
+            X, Y[:, :1] if len(self.classes_) == 2 else Y, sample_weight
+        )
+        self.calibration_slope_ = fit_temperature(loo, Y_rows, w_rows).slope
+        return self
+
+    def _loo_decision(self, X, Y, sample_weight):
+        """``(loo, Y, w)``: leave-one-out decision values on the calibration rows.
+
+        All training rows for the exact solvers; for the Nystrom solver,
+        ``min(n_samples, n_centers)`` rows drawn with ``random_state`` and
+        the exact ridge model on them.
+        """
+        n = X.shape[0]
+        t = self._flow_time()
+        rows = None
+        if self.solver_ == "nystrom":
+            t = None
+            if n > self.n_centers:
+                rng = check_random_state(self.random_state)
+                rows = np.sort(rng.choice(n, self.n_centers, replace=False))
+        Xc = X if rows is None else X[rows]
+        if _is_dask(Xc):
+            Xc = np.asarray(Xc.compute())
+        Yc = Y if rows is None else Y[rows]
+        wc = None if sample_weight is None or rows is None else sample_weight[rows]
+        wc = sample_weight if rows is None else wc
+        context = self._context(Xc.shape[0] ** 2)
+        if context.cupy is not None:
+            K = to_numpy(self._kernel().matrix(context.cupy.asarray(Xc), context))
+        else:
+            K = train_kernel(self._kernel(), Xc, context)
+        return loo_decision_values(K, Yc, self.alpha_, wc, t), Yc, wc
 
     def decision_function(self, X):
         """One-vs-all decision values: the network outputs for each class.
@@ -269,6 +333,55 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         )
         return to_input_namespace(self._kernel_dot(X), was_cupy)
 
+    def predict_proba(self, X):
+        """Calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples; a dask array chunked by rows gives a lazy dask array.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            ``softmax(calibration_slope_ * decision_function(X))``, columns in
+            the order of ``classes_``; the largest is at the predicted class.
+        """
+        return self._probabilities(X, log=False)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples; a dask array chunked by rows gives a lazy dask array.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities (a log-softmax, accurate for tiny
+            probabilities), columns in the order of ``classes_``.
+        """
+        return self._probabilities(X, log=True)
+
+    def _probabilities(self, X, log):
+        check_is_fitted(self)
+        if _is_dask(X):
+            scores = self.decision_function(X)
+            if scores.ndim == 1:
+                scores = scores[:, None]
+            return scores.rechunk({1: -1}).map_blocks(
+                _proba_of,
+                slope=self.calibration_slope_,
+                log=log,
+                chunks=(scores.chunks[0], (len(self.classes_),)),
+                dtype=np.float64,
+            )
+        X, was_cupy = to_host(X)
+        out = _proba_of(self.decision_function(X), self.calibration_slope_, log)
+        return to_input_namespace(out, was_cupy)
+
     def predict(self, X):
         """Predict the class with the largest decision value.
 
@@ -291,6 +404,15 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 dtype=self.classes_.dtype,
             )
         return _labels_of(self.decision_function(to_host(X)[0]), self.classes_)
+
+
+def _proba_of(scores, slope, log):
+    """Calibrated (log-)probabilities of decision values (a NumPy or CuPy block)."""
+    calibration = TemperatureCalibration(slope)
+    scores = to_numpy(scores)
+    if log:
+        return calibration.predict_log_proba(scores)
+    return calibration.predict_proba(scores)
 
 
 def _labels_of(scores, classes):

@@ -8,13 +8,21 @@ the exact leave-one-out residuals are ``c / diag(G)`` (the identity behind
 ``RidgeCV``). With an explicit ``cv`` splitter the full kernel is still
 computed once per depth; each fold's blocks are sliced out of it and
 decomposed once per fold.
+
+``cv="evidence"`` scores the same candidates by the exact log marginal
+likelihood of the Gaussian process ``y ~ N(0, s2 (K + alpha W^-1))`` from the
+same eigendecompositions (``O(n)`` per ridge and target), with the output
+scale ``s2`` profiled out in closed form. Above ``max_search_samples`` rows
+the search runs on a random subset and only the final model sees every row.
+The chosen model is refitted once on all rows as ``best_estimator_`` (an
+:class:`~sknetk.NTKRegressor` or :class:`~sknetk.NTKClassifier`), which
+predicts.
 """
 
-import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.stats import rankdata
 from sklearn.base import (
     BaseEstimator,
@@ -24,8 +32,9 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_score
-from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.model_selection import ParameterGrid, check_cv, train_test_split
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -35,7 +44,6 @@ from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     KERNELS,
-    SPARSE_DENSIFY_MAX_ENTRIES,
     check_fit_sample_weight,
     check_regression_targets,
     check_weighted_classes,
@@ -43,94 +51,97 @@ from ._base import (
     to_host,
     to_input_namespace,
 )
-from ._device import DEVICES, check_device, cupy_or_error, predict_device, use_gpu
+from ._calibration import fit_temperature, loo_predictions
+from ._classification import NTKClassifier
+from ._device import DEVICES, check_device, cupy_or_error, use_gpu
+from ._linalg import inverse_filter, spectral_cutoff
 from ._progress import progress
-from ._solver import ALPHA_SCALES, effective_alpha, solve_kernel_ridge
+from ._regression import NTKRegressor
+from ._solver import ALPHA_SCALES, effective_alpha
 from .dynamics import kernel_eigh
 from .kernels import (
     ACTIVATION_NAMES,
     PARAMETERIZATIONS,
     KernelSpec,
-    kernel_matvec,
     nngp_kernel,
     ntk_kernel,
 )
 
-__all__ = ["NTKRegressorCV", "NTKClassifierCV"]
+__all__ = ["DEFAULT_ALPHAS", "GridEdgeWarning", "NTKRegressorCV", "NTKClassifierCV"]
+
+#: Default ``alphas`` of the CV estimators: 13 ridges relative to the
+#: kernel's mean diagonal (``alpha_scale="mean_diag"``), half a decade apart
+#: from 1e-5 to 10 (each costs ``O(n^2)`` in the leave-one-out search and
+#: ``O(n)`` with ``cv="evidence"``, next to one ``O(n^3)`` decomposition per
+#: depth).
+DEFAULT_ALPHAS = (
+    1e-5,
+    3e-5,
+    1e-4,
+    3e-4,
+    1e-3,
+    3e-3,
+    0.01,
+    0.03,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+)
+
+#: Default ``max_search_samples``: the search runs on at most this many rows.
+DEFAULT_MAX_SEARCH_SAMPLES = 2000
+
+
+class GridEdgeWarning(UserWarning):
+    """The chosen ``alpha`` is the smallest or the largest of ``alphas``.
+
+    The optimum may lie outside the grid: extend ``alphas`` past that end.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sknetk._cv import GridEdgeWarning
+    >>> issubclass(GridEdgeWarning, UserWarning)
+    True
+    """
 
 
 # ---------------------------------------------------------------------------
 # Pure building blocks
 # ---------------------------------------------------------------------------
-def _loo_predictions(evals, U, z, Y, ridge, K=None, positive=None, U2=None):
-    """Exact leave-one-out predictions of kernel ridge regression.
+_loo_predictions = loo_predictions  # former name (tests, benchmarks)
 
-    Parameters
-    ----------
-    evals, U : arrays
-        ``kernel_eigh(K, w)`` with ``U = diag(sqrt(w)) V`` (``U = V`` without
-        weights).
-    z : array of shape (n, n_targets)
-        ``U.T @ Y``.
-    Y : array of shape (n, n_targets)
-        Targets.
-    ridge : float
-        Ridge ``alpha > 0``.
-    K : array of shape (n, n), default=None
-        The kernel; needed only when some weights are zero.
-    positive : array of bool of shape (n,), default=None
-        ``w > 0``; None means all weights are positive.
-    U2 : array of shape (n, n), default=None
-        ``U * U``, to share between ridges (computed when None).
+
+def _log_evidence(evals, z, ridge, log_weights):
+    """Profiled log marginal likelihood of each target, and its output scale.
+
+    The model is ``y ~ N(0, s2 (K + ridge W^-1))``; with
+    ``W^1/2 K W^1/2 = V diag(evals) V^T`` and ``z = V^T W^1/2 y`` (one column
+    per target), the maximum over ``s2`` is at ``s2 = q / n`` with
+    ``q = sum(z^2 / (evals + ridge))``, where the log likelihood is
+    ``-n/2 (log(2 pi s2) + 1) - 1/2 sum(log(evals + ridge)) + 1/2 sum(log w)``.
+    Eigenvalues below the spectral cut-off count at the cut-off (a kernel
+    that is singular to rounding with no ridge).
 
     Returns
     -------
-    loo : array of shape (n, n_targets)
-        Row ``i`` is the prediction at ``x_i`` of the model fitted without
-        row ``i``. A zero-weight row does not influence the fit, so its
-        prediction is the full model's.
-    dual_coef : array of shape (n, n_targets)
-        Dual coefficients of the full fit, ``U diag(1 / a) U^T Y``.
+    log_ml : array of shape (n_targets,)
+    scale : array of shape (n_targets,)
+        The profiled ``s2``.
     """
-    xp = get_namespace(evals, U)
+    xp = get_namespace(evals, z)
+    n = evals.shape[0]
     a = evals + ridge
-    top = float(xp.max(xp.abs(a))) if a.shape[0] else 0.0
-    cutoff = float(a.shape[0] * np.finfo(np.float64).eps * top)
-    keep = a > cutoff
-    g = xp.where(keep, 1.0 / xp.where(keep, a, xp.ones_like(a)), xp.zeros_like(a))
-    c = U @ (g[:, None] * z)
-    if U2 is None:
-        U2 = U * U
-    d = U2 @ g  # diag(U diag(g) U^T)
-    if bool(xp.all(keep)):
-        safe = d > 0
-        residual = c / xp.where(safe, d, xp.ones_like(d))[:, None]
-    else:
-        # A ridge below rounding level: the coefficients are the
-        # pseudo-inverse's (as the solver's), but the null directions cannot
-        # be dropped from the leave-one-out identity for the rows that have
-        # a component there (one of two duplicate rows, say): their c_i and
-        # G_ii are then dominated by those directions, whose ratio is the
-        # limit ridge -> 0 of the exact residual (y_i minus the twin's
-        # target). Flooring the null directions' shift at the cutoff keeps
-        # it (an all-zero kernel, cutoff 0: the residual is y_i, as the
-        # model predicts 0). Other rows have no component there in exact
-        # arithmetic; their rounding-level components would be amplified,
-        # so they keep the pseudo-inverse's ratio.
-        dropped = xp.astype(~keep, a.dtype)
-        p = U2 @ dropped  # squared norm of each row's null component
-        q = U @ (dropped[:, None] * z)
-        norm = xp.sum(U2, axis=1)
-        involved = p > math.sqrt(np.finfo(np.float64).eps) * norm
-        d = xp.where(involved, cutoff * d + p, d)
-        c_loo = xp.where(involved[:, None], cutoff * c + q, c)
-        safe = d > 0
-        residual = c_loo / xp.where(safe, d, xp.ones_like(d))[:, None]
-    loo = Y - residual
-    if positive is not None and not bool(xp.all(positive)):
-        full = K @ c
-        loo = xp.where(positive[:, None], loo, full)
-    return loo, c
+    floor = max(spectral_cutoff(xp, a), float(np.finfo(np.float64).tiny))
+    a = xp.where(a > floor, a, xp.full_like(a, floor))
+    quad = xp.sum(z * z / a[:, None], axis=0)
+    scale = to_numpy(quad) / n
+    scale = np.maximum(scale, np.finfo(np.float64).tiny)
+    log_det = float(xp.sum(xp.log(a)))
+    log_ml = -0.5 * n * (np.log(2 * np.pi * scale) + 1.0) - 0.5 * log_det
+    return log_ml + 0.5 * log_weights, scale
 
 
 def _take2(xp, K, rows, cols):
@@ -150,10 +161,17 @@ class _IdentityRegressor(RegressorMixin, BaseEstimator):
 
 
 class _IdentityClassifier(ClassifierMixin, BaseEstimator):
-    """Scorer adaptor: decision values in, classes out."""
+    """Scorer adaptor: decision values in, classes (or probabilities) out.
 
-    def __init__(self, classes):
+    ``predict_proba`` is the temperature calibration of the final model
+    (:func:`~sknetk._calibration.fit_temperature`), fitted on the scored
+    decision values and ``calibration`` = ``(Y, sample_weight)``: one
+    parameter, fitted on the held-out values it scores.
+    """
+
+    def __init__(self, classes, calibration=None):
         self.classes = classes
+        self.calibration = calibration
 
     def __sklearn_is_fitted__(self):
         return True
@@ -170,6 +188,10 @@ class _IdentityClassifier(ClassifierMixin, BaseEstimator):
             return self.classes[(y_predict > 0).astype(int)]
         return self.classes[np.argmax(y_predict, axis=1)]
 
+    def predict_proba(self, y_predict):
+        Y, sample_weight = self.calibration
+        return fit_temperature(y_predict, Y, sample_weight).predict_proba(y_predict)
+
 
 def _as_list(value, scalar_types):
     """``(values, searched)``: a scalar is fixed, a sequence is searched."""
@@ -182,9 +204,12 @@ def _as_list(value, scalar_types):
 # The shared search
 # ---------------------------------------------------------------------------
 _SHARED_DOC = """
-    alphas : array-like of float, default=(0.1, 1.0, 10.0)
-        Ridge values to try (each > 0); interpreted as in
-        :class:`~sknetk.NTKRegressor` (see ``alpha_scale``).
+    alphas : array-like of float, default=DEFAULT_ALPHAS
+        Ridge values to try (each > 0), interpreted as in
+        :class:`~sknetk.NTKRegressor` (see ``alpha_scale``). The default is 13
+        values half a decade apart from 1e-5 to 10, relative to the kernel's
+        mean diagonal. A :class:`GridEdgeWarning` says when the chosen value
+        is the smallest or the largest of the grid.
 
     depths : array-like of int, default=(1, 2, 3, 4, 5)
         Numbers of hidden layers to try. All depths come from one pass of the
@@ -219,24 +244,41 @@ _SHARED_DOC = """
         only (the NNGP). A list is searched; combinations with
         ``frozen_layers > depth`` are skipped. Only with ``kernel="ntk"``.
 
-    alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
-        ``"absolute"``: each alpha is the ridge itself. ``"mean_diag"``: alpha
-        times the mean diagonal of the training kernel (neural-tangents'
-        ``diag_reg``), which keeps its meaning across depths. With ``cv=None``
-        the mean diagonal of the whole training set is used for every
-        left-out row (exact LOO needs one ridge); with a splitter, that of
-        each fold's training part, as a grid search would.
+    alpha_scale : {{"absolute", "mean_diag"}}, default="mean_diag"
+        ``"mean_diag"``: each alpha times the mean diagonal of the training
+        kernel (neural-tangents' ``diag_reg``), which keeps its meaning
+        across depths. ``"absolute"``: each alpha is the ridge itself. With
+        ``cv=None`` or ``"evidence"`` the mean diagonal of the searched rows
+        is used for every left-out row (exact LOO needs one ridge); with a
+        splitter, that of each fold's training part, as a grid search would.
 
-    cv : int, cross-validation generator or iterable, default=None
-        ``None``: efficient exact leave-one-out. Otherwise as in
+        .. versionchanged:: 0.3
+           The default was ``"absolute"`` (with ``alphas=(0.1, 1.0, 10.0)``).
+
+    cv : int, cross-validation generator, iterable or "evidence", default=None
+        ``None``: efficient exact leave-one-out. ``"evidence"``: the exact
+        log marginal likelihood of the Gaussian process
+        ``y ~ N(0, s2 (K + alpha I))`` with the output scale ``s2`` at its
+        maximum (``scoring`` must then be None). Otherwise as in
         ``GridSearchCV`` (an int is a number of {int_cv} folds; group
         splitters such as ``GroupKFold`` take ``groups`` from :meth:`fit`);
         the kernel is still computed once per depth over all rows and sliced
-        per fold.
+        per fold. See :ref:`model_selection`.
 
     scoring : str or callable, default=None
         A scorer name or callable ``scorer(estimator, X, y)``. ``None``
         means {default_scoring}.
+
+    max_search_samples : int or None, default=2000
+        The search runs on at most this many rows, drawn at random
+        ({subsample}) with ``random_state``; ``best_estimator_`` is then
+        fitted on all rows. The search costs one ``O(m^3)`` eigendecomposition
+        per depth (``m`` rows), the final fit one ``O(n^3 / 3)`` Cholesky
+        factorisation. ``None`` searches on every row.
+
+    random_state : int, RandomState instance or None, default=None
+        Seed of the subset drawn when there are more than
+        ``max_search_samples`` rows (and of ``best_estimator_``).
 
     device : {{"auto", "cpu", "gpu"}}, default="auto"
         Where the kernels and eigendecompositions are computed. ``"gpu"``
@@ -270,7 +312,9 @@ _RESULTS_DOC = """
         varies fastest after ``alpha``): ``"params"`` (list of dicts),
         ``"param_<name>"``, ``"mean_test_score"`` and ``"rank_test_score"``;
         with a ``cv`` splitter also ``"split<k>_test_score"`` and
-        ``"std_test_score"``, as in ``GridSearchCV``.
+        ``"std_test_score"``, as in ``GridSearchCV``. With
+        ``cv="evidence"`` the score is the log marginal likelihood (summed
+        over the targets).
 
     best_index_ : int
         Index of the best candidate (the first of the top scores).
@@ -279,16 +323,27 @@ _RESULTS_DOC = """
         Parameters of the best candidate.
 
     best_score_ : float
-        Its mean cross-validated score.
+        Its mean cross-validated score (or log marginal likelihood).
+
+    best_estimator_ : {best_class}
+        The model with the chosen parameters, fitted on all rows; it makes
+        the predictions.
 
     alpha_ : float
-        Chosen value from ``alphas``.
+        The ridge added to the kernel's diagonal in the final fit (the chosen
+        alpha, times the mean diagonal with ``alpha_scale="mean_diag"``), as
+        ``best_estimator_.alpha_`` and ``KernelRidge``'s ``alpha``.
+
+        .. versionchanged:: 0.3
+           ``alpha_`` was the chosen entry of ``alphas``, now
+           ``alpha_relative_``.
+
+    alpha_relative_ : float
+        The chosen entry of ``alphas``, in the units of ``alpha_scale``
+        (relative to the mean diagonal by default).
 
     ridge_ : float
-        The ridge actually added to the kernel's diagonal in the final fit
-        (``alpha_``, or ``alpha_`` times the mean diagonal with
-        ``alpha_scale="mean_diag"``); ``NTKRegressor(alpha=ridge_)`` with the
-        chosen kernel parameters gives the same model.
+        Deprecated alias of ``alpha_`` (a ``FutureWarning``); removed in 0.4.
 
     depth_ : int
         Chosen number of hidden layers.
@@ -299,12 +354,19 @@ _RESULTS_DOC = """
     frozen_layers_ : int
         Chosen number of frozen leading layers.
 
+    output_scale_ : ndarray of shape (n_targets,)
+        With ``cv="evidence"``: the maximum-likelihood output scale ``s2``
+        of each target on the searched rows (normalised targets with
+        ``normalize_y``); absent otherwise.
+
+    search_indices_ : ndarray of shape (n_search,) or None
+        Rows the search ran on (``None``: all rows).
+
     dual_coef_ : ndarray of shape {coef_shape}
-        Dual coefficients of the model refitted on all rows with the best
-        parameters: predictions are ``K(X, X_fit_) @ dual_coef_``.
+        ``best_estimator_.dual_coef_``.
 
     X_fit_ : ndarray of shape (n_samples, n_features)
-        Training data, needed for prediction.
+        ``best_estimator_.X_fit_``.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -312,6 +374,19 @@ _RESULTS_DOC = """
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :term:`fit`. Defined only when `X`
         has feature names that are all strings."""
+
+
+def _target_moments(Y, sample_weight):
+    """Weighted mean and standard deviation per column (scale 1 if constant)."""
+    w = (
+        sample_weight
+        if sample_weight is not None and np.sum(sample_weight) > 0
+        else None
+    )
+    mean = np.average(Y, axis=0, weights=w)
+    std = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=w))
+    tiny = 16 * np.finfo(np.float64).eps * np.max(np.abs(Y), axis=0, initial=0.0)
+    return mean, np.where(std > tiny, std, 1.0)
 
 
 class _BaseNTKCV(BaseEstimator):
@@ -329,8 +404,10 @@ class _BaseNTKCV(BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left"), None],
         "frozen_layers": [Interval(Integral, 0, None, closed="left"), "array-like"],
         "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
-        "cv": ["cv_object"],
+        "cv": ["cv_object", StrOptions({"evidence"})],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "max_search_samples": [Interval(Integral, 2, None, closed="left"), None],
+        "random_state": ["random_state"],
         "device": [StrOptions(set(DEVICES))],
         "working_memory": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Integral, None],
@@ -434,26 +511,51 @@ class _BaseNTKCV(BaseEstimator):
         return X
 
     # -- fit ------------------------------------------------------------------
-    def _search(self, X, Y, y_true, sample_weight, groups=None):
-        """Score every candidate, then refit the best one on all rows.
+    def _search_rows(self, n, y_true):
+        """Indices of the rows searched on (None: all of them)."""
+        m = self.max_search_samples
+        if m is None or n <= m:
+            return None
+        rng = check_random_state(self.random_state)
+        rows = np.arange(n)
+        if self._is_classifier:
+            try:
+                rows, _ = train_test_split(
+                    rows, train_size=m, stratify=y_true, random_state=rng
+                )
+            except ValueError:  # a class too small to stratify
+                rows = rng.choice(n, m, replace=False)
+        else:
+            rows = rng.choice(n, m, replace=False)
+        return np.sort(rows)
 
-        ``Y`` holds the float regression targets (n, n_targets); ``y_true``
-        is what scoring compares against (the targets, or the labels);
-        ``groups`` goes to the splitter.
+    def _search(self, X, Y, y_true, sample_weight, groups=None):
+        """Score every candidate on the searched rows; fit the best on all rows.
+
+        ``Y`` holds the float regression targets (n, n_targets), normalised
+        when the regressor's ``normalize_y`` is on; ``y_true`` is what scoring
+        compares against (the targets, or the labels); ``groups`` goes to the
+        splitter.
         """
         candidates, fixed = self._grid()
-        Xd = self._to_device(X)
-        xp = get_namespace(Xd)
-        Yd = xp.asarray(Y) if not is_numpy_namespace(xp) else Y
-        sw = (
-            None
-            if sample_weight is None
-            else (
-                xp.asarray(sample_weight)
-                if not is_numpy_namespace(xp)
-                else sample_weight
+        evidence = isinstance(self.cv, str) and self.cv == "evidence"
+        if evidence and self.scoring is not None:
+            raise ValueError(
+                'cv="evidence" ranks the candidates by their marginal likelihood; '
+                f"scoring must be None, got scoring={self.scoring!r}."
             )
-        )
+        rows = self._search_rows(X.shape[0], y_true)
+        self.search_indices_ = rows
+        Xs, Ys, ys_true, sws = X, Y, y_true, sample_weight
+        if rows is not None:
+            Xs, Ys, ys_true = X[rows], Y[rows], y_true[rows]
+            sws = None if sample_weight is None else sample_weight[rows]
+            groups = None if groups is None else np.asarray(groups)[rows]
+        Xd = self._to_device(Xs)
+        xp = get_namespace(Xd)
+        Yd = Ys if is_numpy_namespace(xp) else xp.asarray(Ys)
+        sw = None if sws is None or is_numpy_namespace(xp) else xp.asarray(sws)
+        sw = sws if is_numpy_namespace(xp) else sw
         by_kernel = {}
         for i, p in enumerate(candidates):
             key = (
@@ -462,19 +564,18 @@ class _BaseNTKCV(BaseEstimator):
             )
             by_kernel.setdefault(key, {}).setdefault(p["depth"], []).append(i)
 
-        kept = None
-        if self.cv is None:
-            scores, kept = self._search_loo(
-                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel
-            )
-            split_scores, n_splits = None, 0
+        split_scores, n_splits = None, 0
+        if evidence:
+            scores, scales = self._search_evidence(Xd, Yd, sw, candidates, by_kernel)
+        elif self.cv is None:
+            scores = self._search_loo(Xd, Yd, ys_true, sw, sws, candidates, by_kernel)
         else:
-            cv = check_cv(self.cv, y_true, classifier=self._is_classifier)
-            splits = list(cv.split(X, y_true, groups))
-            _check_split_weights(splits, sample_weight)
+            cv = check_cv(self.cv, ys_true, classifier=self._is_classifier)
+            splits = list(cv.split(Xs, ys_true, groups))
+            _check_split_weights(splits, sws)
             n_splits = len(splits)
             scores, split_scores = self._search_splits(
-                Xd, Yd, y_true, sw, sample_weight, candidates, by_kernel, splits
+                Xd, Yd, ys_true, sw, sws, candidates, by_kernel, splits
             )
 
         ranking_scores = np.where(np.isfinite(scores), scores, -np.inf)
@@ -484,10 +585,14 @@ class _BaseNTKCV(BaseEstimator):
         self.best_index_ = best
         self.best_params_ = dict(params)
         self.best_score_ = float(scores[best])
-        self.alpha_ = params["alpha"]
+        self.alpha_relative_ = params["alpha"]
         self.depth_ = params["depth"]
         self.activation_ = params.get("activation", fixed["activation"])
         self.frozen_layers_ = params.get("frozen_layers", fixed["frozen_layers"])
+        if evidence:
+            self.output_scale_ = scales[best]
+        elif hasattr(self, "output_scale_"):
+            del self.output_scale_
         results = {"params": candidates}
         for name in candidates[0]:
             results[f"param_{name}"] = np.asarray([p[name] for p in candidates])
@@ -498,27 +603,69 @@ class _BaseNTKCV(BaseEstimator):
             results["std_test_score"] = np.std(split_scores, axis=1)
         results["rank_test_score"] = rank
         self.cv_results_ = results
+        self._warn_at_grid_edge()
 
-        if kept is not None and kept[0] == best:
-            _, coef, self.ridge_ = kept
-        else:  # refit the best candidate on all rows
-            K = self._kernel_matrix(
-                Xd, None, self.depth_, self.activation_, self.frozen_layers_
-            )
-            self.ridge_ = self._ridge(self.alpha_, K, sw)
-            coef = to_numpy(
-                solve_kernel_ridge(K, Yd, self.ridge_, sw, overwrite_K=True)
-            )
-        self.X_fit_ = X
-        return coef
+    def _warn_at_grid_edge(self):
+        alphas = np.unique(np.asarray(self.alphas, dtype=np.float64).ravel())
+        if alphas.size < 2 or self.alpha_relative_ not in (alphas[0], alphas[-1]):
+            return
+        end = "smallest" if self.alpha_relative_ == alphas[0] else "largest"
+        warnings.warn(
+            f"{type(self).__name__} chose alpha={self.alpha_relative_:g}, the "
+            f"{end} of alphas (alpha_scale={self.alpha_scale!r}): the best "
+            "ridge may lie beyond the grid. Extend alphas past that end.",
+            GridEdgeWarning,
+            stacklevel=5,  # the user's fit (through _search and _fit_context)
+        )
+
+    def _best_params(self):
+        """Parameters of ``best_estimator_`` (the chosen model)."""
+        return dict(
+            alpha=self.alpha_relative_,
+            alpha_scale=self.alpha_scale,
+            kernel=self.kernel,
+            **self._kernel_params(self.depth_, self.activation_, self.frozen_layers_),
+            device=self.device,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+            solver="cholesky",
+            random_state=self.random_state,
+        )
+
+    def _finish(self, best, X, y, sample_weight):
+        """Fit ``best`` on all rows and expose its solution."""
+        best.fit(X, y, sample_weight=sample_weight)
+        self.best_estimator_ = best
+        self.alpha_ = best.alpha_
+        self.X_fit_ = best.X_fit_
+        self.dual_coef_ = best.dual_coef_
+        return self
+
+    @property
+    def ridge_(self):
+        """Deprecated: the ridge added to the diagonal, now ``alpha_``."""
+        check_is_fitted(self, "alpha_")
+        warnings.warn(
+            "ridge_ is deprecated in 0.3 and will be removed in 0.4: alpha_ is "
+            "now the ridge added to the diagonal (the chosen entry of alphas is "
+            "alpha_relative_).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.alpha_
 
     def _ridge(self, alpha, K, sw):
         return effective_alpha(alpha, self.alpha_scale, _diagonal(K), sw)
 
+    def _eigh(self, K, sw):
+        """``(evals, U)`` of the weighted kernel, ``U = diag(sqrt(w)) V``."""
+        xp = get_namespace(K)
+        evals, V = kernel_eigh(K, sw)
+        U = V if sw is None else xp.sqrt(sw)[:, None] * V
+        return evals, U
+
     def _search_loo(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel):
-        xp = get_namespace(X)
         scores = np.full(len(candidates), np.nan)
-        kept = None  # (index, dual_coef, ridge) of the best so far
         positive = None if sw is None else sw > 0
         for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
@@ -528,24 +675,48 @@ class _BaseNTKCV(BaseEstimator):
                 verbose=self.verbose,
             ):
                 K = stack[depth - 1, ...]
-                evals, V = kernel_eigh(K, sw)
-                U = V if sw is None else xp.sqrt(sw)[:, None] * V
-                del V
+                evals, U = self._eigh(K, sw)
                 z = U.T @ Y
                 U2 = U * U
                 for i in indices:
                     ridge = self._ridge(candidates[i]["alpha"], K, sw)
-                    loo, coef = _loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
-                    score = self._score(y_true, to_numpy(loo), sample_weight, loo=True)
-                    scores[i] = score
-                    if math.isfinite(score) and (
-                        kept is None
-                        or score > scores[kept[0]]
-                        or (score == scores[kept[0]] and i < kept[0])
-                    ):  # the first of the top scores, in candidate order
-                        kept = (i, to_numpy(coef), ridge)
+                    loo, _ = loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
+                    scores[i] = self._score(
+                        y_true, to_numpy(loo), sample_weight, loo=True
+                    )
             del stack
-        return scores, kept
+        return scores
+
+    def _search_evidence(self, X, Y, sw, candidates, by_kernel):
+        """Log marginal likelihoods (summed over targets) and output scales."""
+        xp = get_namespace(X)
+        scores = np.full(len(candidates), np.nan)
+        scales = [None] * len(candidates)
+        rows = None
+        if sw is not None:  # a zero weight is infinite noise: drop the row
+            positive = to_numpy(sw) > 0
+            if not positive.all():
+                rows = np.flatnonzero(positive)
+                take = rows if is_numpy_namespace(xp) else xp.asarray(rows)
+                X, Y, sw = X[take, ...], Y[take, ...], sw[take]
+        log_weights = 0.0 if sw is None else float(xp.sum(xp.log(sw)))
+        for (act, frozen), by_depth in by_kernel.items():
+            stack = self._kernel_stack(X, max(by_depth), act, frozen)
+            for depth, indices in progress(
+                list(by_depth.items()),
+                desc="evidence over depths",
+                verbose=self.verbose,
+            ):
+                K = stack[depth - 1, ...]
+                evals, U = self._eigh(K, sw)
+                z = U.T @ Y
+                for i in indices:
+                    ridge = self._ridge(candidates[i]["alpha"], K, sw)
+                    log_ml, scale = _log_evidence(evals, z, ridge, log_weights)
+                    scores[i] = float(np.sum(log_ml))
+                    scales[i] = scale
+            del stack
+        return scores, scales
 
     def _search_splits(
         self, X, Y, y_true, sw, sample_weight, candidates, by_kernel, splits
@@ -564,33 +735,15 @@ class _BaseNTKCV(BaseEstimator):
                     K_tr = _take2(xp, K, train, train)
                     K_te = _take2(xp, K, test, train)
                     dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
-                    Y_tr = (
-                        Y[dev_train, ...]
-                        if is_numpy_namespace(xp)
-                        else xp.take(Y, dev_train, axis=0)
-                    )
-                    sw_tr = None
-                    if sw is not None:
-                        sw_tr = (
-                            sw[train]
-                            if is_numpy_namespace(xp)
-                            else xp.take(sw, dev_train, axis=0)
-                        )
-                    evals, V = kernel_eigh(K_tr, sw_tr)
-                    U = V if sw_tr is None else xp.sqrt(sw_tr)[:, None] * V
+                    Y_tr = xp.take(Y, dev_train, axis=0)
+                    sw_tr = None if sw is None else xp.take(sw, dev_train, axis=0)
+                    evals, U = self._eigh(K_tr, sw_tr)
                     z = U.T @ Y_tr
                     KU = K_te @ U
                     w_test = None if sample_weight is None else sample_weight[test]
                     for i in indices:
                         ridge = self._ridge(candidates[i]["alpha"], K_tr, sw_tr)
-                        a = evals + ridge
-                        top = float(xp.max(xp.abs(a)))
-                        keep = a > float(a.shape[0] * np.finfo(np.float64).eps * top)
-                        g = xp.where(
-                            keep,
-                            1.0 / xp.where(keep, a, xp.ones_like(a)),
-                            xp.zeros_like(a),
-                        )
+                        g, _ = inverse_filter(xp, evals + ridge)
                         pred = to_numpy(KU @ (g[:, None] * z))
                         split_scores[i, k] = self._score(
                             y_true[test], pred, w_test, loo=False
@@ -599,37 +752,22 @@ class _BaseNTKCV(BaseEstimator):
         return np.mean(split_scores, axis=1), split_scores
 
     # -- prediction -----------------------------------------------------------
-    def _decision(self, X):
-        """Decision values; CuPy in gives CuPy out (computed from the host copy)."""
+    def _delegate(self, method, X, **kwargs):
+        """``best_estimator_.<method>(X, **kwargs)`` on validated rows.
+
+        The one place where the CV estimators meet CuPy input: it is copied
+        to the host, validated against the features seen in :meth:`fit`
+        (names included), and the array results return as CuPy.
+        """
         check_is_fitted(self)
-        X, was_cupy = to_host(X)
+        X, was_cupy = _host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        if sp.issparse(X):
-            rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
-            X = X.tocsr()
-            parts = [
-                self._dense_decision(X[i : i + rows].toarray())
-                for i in range(0, X.shape[0], rows)
-            ]
-            if parts:
-                return np.concatenate(parts, axis=0)
-            return np.zeros((0,) + self.dual_coef_.shape[1:])
-        return to_input_namespace(self._dense_decision(X), was_cupy)
-
-    def _dense_decision(self, X):
-        params = self._kernel_params(self.depth_, self.activation_, self.frozen_layers_)
-        return kernel_matvec(
-            X,
-            self.X_fit_,
-            self.dual_coef_,
-            kernel=self.kernel,
-            **params,
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device=predict_device(self.device),
-        )
+        out = getattr(self.best_estimator_, method)(X, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(to_input_namespace(part, was_cupy) for part in out)
+        return to_input_namespace(out, was_cupy)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -658,6 +796,13 @@ def _check_split_weights(splits, sample_weight):
                 )
 
 
+def _host(*arrays):
+    """Host copies of CuPy ``arrays``, and whether the first was CuPy."""
+    moved = [to_host(a) for a in arrays]
+    values = [a for a, _ in moved]
+    return (values[0] if len(values) == 1 else values), moved[0][1]
+
+
 def _diagonal(K):
     xp = get_namespace(K)
     if is_numpy_namespace(xp):
@@ -668,9 +813,7 @@ def _diagonal(K):
 def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
     # scikit-learn's validation is NumPy based: CuPy input is validated (and
     # searched) on the host, as by NTKRegressor and NTKClassifier.
-    X, _ = to_host(X)
-    y, _ = to_host(y)
-    sample_weight, _ = to_host(sample_weight)
+    (X, y, sample_weight), _ = _host(X, y, sample_weight)
     X, y = validate_data(
         estimator,
         X,
@@ -696,15 +839,23 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
     from one eigendecomposition per depth, with the kernels of all depths
     from one recursion pass, which costs a few plain fits instead of the
     ``n_folds x n_candidates`` fits of
-    ``GridSearchCV(NTKRegressor(), ...)``. Activations and the number of
-    frozen layers can be searched too. The best model is then refitted on
-    all rows and used by :meth:`predict`.
+    ``GridSearchCV(NTKRegressor(), ...)``. ``cv="evidence"`` ranks the same
+    candidates by their exact marginal likelihood instead. Activations and
+    the number of frozen layers can be searched too. The best model is then
+    fitted on all rows as ``best_estimator_``, which predicts (with
+    uncertainty: ``predict(X, return_std=True)``).
 
-    Read more in the :ref:`User Guide <dynamics>`.
+    Read more in the :ref:`User Guide <model_selection>`.
 
     Parameters
     ----------
     {shared_params}
+
+    normalize_y : bool, default=True
+        Standardise the targets (weighted mean and standard deviation) before
+        the search and in ``best_estimator_``, as
+        :class:`~sknetk.NTKRegressor`'s ``normalize_y``: the model then has an
+        intercept and its ridge is relative to the targets' variance.
 
     Attributes
     ----------
@@ -723,37 +874,53 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
     ``G = Q diag(1 / (L + alpha)) Q^T``. The dual coefficients are
     ``c = G y`` and the leave-one-out residual of row ``i`` is
     ``c_i / G_ii``, so after the O(n^3) decomposition each alpha costs
-    O(n^2) for all rows at once. Sample weights ``w`` enter as in
-    ``KernelRidge`` (the decomposed matrix is
-    ``diag(sqrt(w)) K diag(sqrt(w))``); leaving row ``i`` out removes it
+    O(n^2) for all rows at once. The log marginal likelihood of
+    ``y ~ N(0, s2 (K + alpha I))`` is, with ``z = Q^T y``,
+    ``-n/2 log(2 pi s2) - 1/2 sum(log(L + alpha)) - sum(z^2 / (L + alpha)) /
+    (2 s2)``, largest at ``s2 = sum(z^2 / (L + alpha)) / n``: O(n) per alpha.
+    Sample weights ``w`` enter as in ``KernelRidge`` (the decomposed matrix
+    is ``diag(sqrt(w)) K diag(sqrt(w))``); leaving row ``i`` out removes it
     with its weight, and the default score is the weighted mean squared
-    error. With a ``cv`` splitter, the test folds are scored with their
-    sample weights.
+    error; for the evidence, a weight divides the row's noise variance. With
+    a ``cv`` splitter, the test folds are scored with their sample weights.
 
-    The LOO search holds ``max(depths)`` kernels of ``n x n`` plus the
-    eigenvectors at a time (about ``(max(depths) + 3) * 8 n^2`` bytes).
+    The LOO search holds ``max(depths)`` kernels of ``m x m`` plus the
+    eigenvectors at a time (about ``(max(depths) + 3) * 8 m^2`` bytes, ``m``
+    the searched rows).
 
     Examples
     --------
     >>> from sklearn.datasets import make_friedman1
     >>> from sknetk._cv import NTKRegressorCV
     >>> X, y = make_friedman1(n_samples=200, random_state=0)
-    >>> model = NTKRegressorCV(alphas=[0.01, 0.1, 1.0], depths=[1, 2, 3],
-    ...                        alpha_scale="mean_diag").fit(X[:150], y[:150])
-    >>> model.alpha_ in (0.01, 0.1, 1.0), model.depth_ in (1, 2, 3)
+    >>> model = NTKRegressorCV(alphas=[0.001, 0.01, 0.1, 1.0], depths=[1, 2, 3])
+    >>> model = model.fit(X[:150], y[:150])
+    >>> model.alpha_relative_ in (0.001, 0.01, 0.1, 1.0), model.depth_ in (1, 2, 3)
     (True, True)
     >>> len(model.cv_results_["params"])
-    9
-    >>> round(model.score(X[150:], y[150:]), 2) > 0.5
+    12
+    >>> round(model.score(X[150:], y[150:]), 2) > 0.8
+    True
+    >>> mean, std = model.predict(X[150:], return_std=True)
+    >>> bool((std > 0).all())
+    True
+
+    The marginal likelihood instead of leave-one-out:
+
+    >>> evidence = NTKRegressorCV(cv="evidence").fit(X[:150], y[:150])
+    >>> round(evidence.score(X[150:], y[150:]), 2) > 0.8
     True
     """
 
-    _parameter_constraints: dict = {**_BaseNTKCV._parameter_constraints}
+    _parameter_constraints: dict = {
+        **_BaseNTKCV._parameter_constraints,
+        "normalize_y": ["boolean"],
+    }
     _is_classifier = False
 
     def __init__(
         self,
-        alphas=(0.1, 1.0, 10.0),
+        alphas=DEFAULT_ALPHAS,
         depths=(1, 2, 3, 4, 5),
         *,
         kernel="ntk",
@@ -764,9 +931,12 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         parameterization="ntk",
         width=None,
         frozen_layers=0,
-        alpha_scale="absolute",
+        alpha_scale="mean_diag",
         cv=None,
         scoring=None,
+        max_search_samples=DEFAULT_MAX_SEARCH_SAMPLES,
+        random_state=None,
+        normalize_y=True,
         device="auto",
         working_memory=None,
         n_jobs=-1,
@@ -785,13 +955,16 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         self.alpha_scale = alpha_scale
         self.cv = cv
         self.scoring = scoring
+        self.max_search_samples = max_search_samples
+        self.random_state = random_state
+        self.normalize_y = normalize_y
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
         self.verbose = verbose
 
     def _score(self, y_true, pred, sample_weight, loo):
-        pred = pred.reshape(y_true.shape)
+        pred = pred.reshape(y_true.shape) * self._y_scale + self._y_mean
         if self.scoring is None:
             if loo:
                 sq = (y_true - pred) ** 2
@@ -804,7 +977,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, groups=None):
-        """Search the grid, then refit the best model on all rows.
+        """Search the grid, then fit the best model on all rows.
 
         Parameters
         ----------
@@ -820,7 +993,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         groups : array-like of shape (n_samples,), default=None
             Group labels of the samples, for a group splitter such as
             ``GroupKFold`` in ``cv`` (as ``GridSearchCV.fit`` takes them).
-            Ignored by the leave-one-out search (``cv=None``).
+            Ignored by the leave-one-out and evidence searches.
 
         Returns
         -------
@@ -832,24 +1005,41 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         )
         y = check_regression_targets(y)  # float64, or a message naming y
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        coef = self._search(X, Y, y, sample_weight, groups)
-        self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
-        return self
+        if self.normalize_y:
+            mean, scale = _target_moments(Y, sample_weight)
+        else:
+            mean, scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        self._y_mean = mean if y.ndim == 2 else mean[0]
+        self._y_scale = scale if y.ndim == 2 else scale[0]
+        self._search(X, (Y - mean) / scale, y, sample_weight, groups)
+        best = NTKRegressor(**self._best_params())
+        if "normalize_y" in best.get_params():
+            best.set_params(normalize_y=self.normalize_y)
+        elif self.normalize_y:  # pragma: no cover - before NTKRegressor had it
+            raise RuntimeError("NTKRegressor has no normalize_y")
+        return self._finish(best, X, y, sample_weight)
 
-    def predict(self, X):
-        """Predict with the best model.
+    def predict(self, X, **kwargs):
+        """Predict with ``best_estimator_``, optionally with its uncertainty.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Samples.
 
+        **kwargs : dict
+            Passed to :meth:`NTKRegressor.predict <sknetk.NTKRegressor.predict>`
+            (``return_std``, ``return_cov`` and the choice between the latent
+            and the predictive distribution).
+
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predicted values.
+            Predicted values; with ``return_std`` or ``return_cov``, a tuple
+            ``(y_pred, std)`` or ``(y_pred, cov)`` as
+            :meth:`NTKRegressor.predict <sknetk.NTKRegressor.predict>`.
         """
-        return self._decision(X)
+        return self._delegate("predict", X, **kwargs)
 
 
 class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
@@ -859,11 +1049,12 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
     :class:`~sknetk.NTKClassifier`: the labels become one-vs-all targets in
     ``{-1, 1}`` and every candidate is scored by exact leave-one-out on
     those targets (one eigendecomposition per depth, all outputs at once),
-    or by an explicit ``cv`` splitter. The best model is refitted on all
-    rows. There is no ``predict_proba``; wrap the estimator in
-    ``sklearn.calibration.CalibratedClassifierCV`` for probabilities.
+    by their marginal likelihood (``cv="evidence"``) or by an explicit
+    ``cv`` splitter. The best model is fitted on all rows as
+    ``best_estimator_``; its :meth:`predict_proba` is calibrated on its exact
+    leave-one-out decision values.
 
-    Read more in the :ref:`User Guide <dynamics>`.
+    Read more in the :ref:`User Guide <model_selection>`.
 
     Parameters
     ----------
@@ -895,11 +1086,13 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
     >>> from sknetk._cv import NTKClassifierCV
     >>> X, y = load_iris(return_X_y=True)
     >>> X = StandardScaler().fit_transform(X)
-    >>> clf = NTKClassifierCV(alphas=[0.1, 1.0], depths=[1, 2]).fit(X, y)
+    >>> clf = NTKClassifierCV(depths=[1, 2]).fit(X, y)
     >>> clf.classes_
     array([0, 1, 2])
     >>> clf.score(X, y) > 0.9
     True
+    >>> clf.predict_proba(X[:1]).round(2)
+    array([[0.99, 0.01, 0.  ]])
     """
 
     _parameter_constraints: dict = {
@@ -910,7 +1103,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
 
     def __init__(
         self,
-        alphas=(0.1, 1.0, 10.0),
+        alphas=DEFAULT_ALPHAS,
         depths=(1, 2, 3, 4, 5),
         *,
         kernel="ntk",
@@ -921,9 +1114,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         parameterization="ntk",
         width=None,
         frozen_layers=0,
-        alpha_scale="absolute",
+        alpha_scale="mean_diag",
         cv=None,
         scoring=None,
+        max_search_samples=DEFAULT_MAX_SEARCH_SAMPLES,
+        random_state=None,
         device="auto",
         working_memory=None,
         n_jobs=-1,
@@ -943,6 +1138,8 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         self.alpha_scale = alpha_scale
         self.cv = cv
         self.scoring = scoring
+        self.max_search_samples = max_search_samples
+        self.random_state = random_state
         self.device = device
         self.working_memory = working_memory
         self.n_jobs = n_jobs
@@ -950,11 +1147,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         self.class_weight = class_weight
 
     def _score(self, y_true, pred, sample_weight, loo):
-        identity = _IdentityClassifier(self.classes_)
         decision = pred[:, 0] if pred.shape[1] == 1 else pred
+        Y = self._binarizer.transform(y_true).astype(np.float64)
+        identity = _IdentityClassifier(self.classes_, (Y, sample_weight))
         if self.scoring is None:
             if loo:
-                Y = self._binarizer.transform(y_true).astype(np.float64)
                 sq = np.mean((Y - pred) ** 2, axis=1)
                 return -float(np.average(sq, weights=sample_weight))
             return float(
@@ -964,23 +1161,11 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
             )
         scorer = check_scoring(identity, scoring=self.scoring)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-        try:
-            return float(scorer(identity, decision, y_true, **kwargs))
-        except AttributeError as exc:
-            if "predict_proba" not in str(exc):
-                raise
-            raise ValueError(
-                f"scoring={self.scoring!r} needs predict_proba, but "
-                f"{type(self).__name__} scores its candidates by decision "
-                "values, which are not probabilities. Use a scorer of decision "
-                "values or labels (e.g. 'roc_auc' for two classes, 'accuracy', "
-                "'balanced_accuracy', 'f1_macro'), or calibrate the final model "
-                "with sklearn.calibration.CalibratedClassifierCV."
-            ) from exc
+        return float(scorer(identity, decision, y_true, **kwargs))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, groups=None):
-        """Search the grid on one-vs-all targets, then refit the best model.
+        """Search the grid on one-vs-all targets, then fit the best model.
 
         Parameters
         ----------
@@ -996,7 +1181,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         groups : array-like of shape (n_samples,), default=None
             Group labels of the samples, for a group splitter such as
             ``GroupKFold`` in ``cv`` (as ``GridSearchCV.fit`` takes them).
-            Ignored by the leave-one-out search (``cv=None``).
+            Ignored by the leave-one-out and evidence searches.
 
         Returns
         -------
@@ -1018,12 +1203,14 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
             sample_weight,
             weights="sample_weight and class_weight",
         )
-        coef = self._search(X, Y, y, sample_weight, groups)
-        self.dual_coef_ = coef[:, 0] if Y.shape[1] == 1 else coef
-        return self
+        self._search(X, Y, y, sample_weight, groups)
+        best = NTKClassifier(**self._best_params())
+        with warnings.catch_warnings():  # already said by check_weighted_classes
+            warnings.filterwarnings("ignore", message=".*have zero total weight")
+            return self._finish(best, X, y, sample_weight)
 
     def decision_function(self, X):
-        """One-vs-all decision values of the best model.
+        """One-vs-all decision values of ``best_estimator_``.
 
         Parameters
         ----------
@@ -1035,7 +1222,38 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             With two classes, positive values favour ``classes_[1]``.
         """
-        return self._decision(X)
+        return self._delegate("decision_function", X)
+
+    def predict_proba(self, X):
+        """Calibrated class probabilities of ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            See :meth:`NTKClassifier.predict_proba
+            <sknetk.NTKClassifier.predict_proba>`.
+        """
+        return self._delegate("predict_proba", X)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+        """
+        return self._delegate("predict_log_proba", X)
 
     def predict(self, X):
         """Predict the class with the largest decision value.
@@ -1050,10 +1268,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         y_pred : ndarray of shape (n_samples,)
             Predicted class labels.
         """
-        check_is_fitted(self)
-        return _IdentityClassifier(self.classes_).predict(
-            self.decision_function(to_host(X)[0])
-        )
+        return self._delegate("predict", X)
 
 
 _insert_doc(
@@ -1064,6 +1279,7 @@ _insert_doc(
         "the coefficient of determination (R^2) with a ``cv`` splitter, as "
         "in ``RidgeCV``"
     ),
+    subsample="uniformly",
 )
 _insert_doc(
     NTKClassifierCV,
@@ -1071,14 +1287,19 @@ _insert_doc(
     default_scoring=(
         "the negative (weighted) mean squared error of the one-vs-all "
         "decision values for leave-one-out, and the accuracy with a ``cv`` "
-        "splitter, as in ``RidgeClassifierCV``"
+        "splitter, as in ``RidgeClassifierCV``. Scorers of probabilities "
+        "(``neg_log_loss``, ``roc_auc_ovr``) score the softmax of the "
+        "held-out decision values at the temperature fitted on them"
     ),
+    subsample="stratified by class",
 )
-for _cls, _shape in (
-    (NTKRegressorCV, "(n_samples,) or (n_samples, n_targets)"),
-    (NTKClassifierCV, "(n_samples,) or (n_samples, n_classes)"),
+for _cls, _shape, _best in (
+    (NTKRegressorCV, "(n_samples,) or (n_samples, n_targets)", "NTKRegressor"),
+    (NTKClassifierCV, "(n_samples,) or (n_samples, n_classes)", "NTKClassifier"),
 ):
     _cls.__doc__ = _cls.__doc__.replace(
-        "    {results}", _RESULTS_DOC.format(coef_shape=_shape).strip("\n"), 1
+        "    {results}",
+        _RESULTS_DOC.format(coef_shape=_shape, best_class=_best).strip("\n"),
+        1,
     )
-del _cls, _shape
+del _cls, _shape, _best

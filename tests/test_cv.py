@@ -6,6 +6,8 @@ without each row; ``GridSearchCV`` over ``KernelRidge`` on the same kernels
 scikit-learn's common estimator checks run in ``test_common.py``.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -16,9 +18,15 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelBinarizer
 
 from sknetk import NTKRegressor
-from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
+from sknetk._calibration import loo_predictions as _loo_predictions
+from sknetk._cv import NTKClassifierCV, NTKRegressorCV
 from sknetk.dynamics import kernel_eigh
 from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
+
+# The references below use absolute ridges on raw targets: the CV estimators
+# with those settings (their defaults are relative ridges, normalised targets).
+RegCV = functools.partial(NTKRegressorCV, alpha_scale="absolute", normalize_y=False)
+ClfCV = functools.partial(NTKClassifierCV, alpha_scale="absolute")
 
 ALPHAS = (0.01, 0.1, 1.0)
 DEPTHS = (1, 2, 3)
@@ -92,7 +100,7 @@ def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
     """cv_results_ holds the brute-force LOO error of every (alpha, depth)."""
     X, y = _data(seed=2)
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(X)) if weighted else None
-    model = NTKRegressorCV(
+    model = RegCV(
         alphas=ALPHAS, depths=DEPTHS, alpha_scale=alpha_scale, bias_std=0.2
     ).fit(X, y, sample_weight=w)
     res = model.cv_results_
@@ -108,7 +116,7 @@ def test_regressor_loo_scores_equal_brute_force(alpha_scale, weighted):
     best = int(np.argmax(scores))
     assert model.best_index_ == best
     assert model.best_params_ == res["params"][best]
-    assert (model.alpha_, model.depth_) == (
+    assert (model.alpha_relative_, model.depth_) == (
         res["params"][best]["alpha"],
         res["params"][best]["depth"],
     )
@@ -139,7 +147,7 @@ def test_regressor_loo_predictions_equal_brute_force(weighted, multi):
         per_row = np.reshape((y_true - y_pred) * probe, (len(y_true), -1)).sum(axis=1)
         return float(np.average(per_row, weights=sample_weight))
 
-    model = NTKRegressorCV(
+    model = RegCV(
         alphas=(0.01, 0.3),
         depths=(1, 3),
         bias_std=0.2,
@@ -177,11 +185,11 @@ def test_regressor_predicts_with_refitted_best_model():
     """predict equals KernelRidge refitted with the chosen kernel and ridge."""
     X, y = _data(n=30, n_targets=2, seed=3)
     X_test = np.random.default_rng(3).normal(size=(7, X.shape[1]))
-    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, alpha_scale="mean_diag")
+    model = RegCV(alphas=ALPHAS, depths=DEPTHS, alpha_scale="mean_diag")
     model.fit(X, y)
     K = ntk_kernel(X, depth=model.depth_)
-    assert model.ridge_ == pytest.approx(model.alpha_ * np.mean(np.diag(K)))
-    ref = KernelRidge(alpha=model.ridge_, kernel="precomputed").fit(K, y)
+    assert model.alpha_ == pytest.approx(model.alpha_relative_ * np.mean(np.diag(K)))
+    ref = KernelRidge(alpha=model.alpha_, kernel="precomputed").fit(K, y)
     np.testing.assert_allclose(
         model.predict(X_test),
         ref.predict(ntk_kernel(X_test, X, depth=model.depth_)),
@@ -196,7 +204,7 @@ def test_loo_on_singular_kernel_is_finite():
     X, y = _data(n=12, seed=4)
     X = np.vstack([X, X[:4]])
     y = np.r_[y, y[:4] + 1.0]
-    model = NTKRegressorCV(alphas=(1e-8, 1e-2), depths=(1, 2)).fit(X, y)
+    model = RegCV(alphas=(1e-8, 1e-2), depths=(1, 2)).fit(X, y)
     assert np.all(np.isfinite(model.cv_results_["mean_test_score"]))
     assert np.all(np.isfinite(model.predict(X)))
 
@@ -208,7 +216,7 @@ def test_kfold_matches_grid_search_over_kernel_ridge():
     """cv=KFold gives GridSearchCV's fold scores and choice on the same kernels."""
     X, y = _data(n=40, seed=5)
     cv = KFold(5, shuffle=True, random_state=0)
-    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, cv=cv).fit(X, y)
+    model = RegCV(alphas=ALPHAS, depths=DEPTHS, cv=cv).fit(X, y)
     res = model.cv_results_
     stack = ntk_kernel(X, depth=max(DEPTHS), all_depths=True)
     ref_scores = np.empty(len(res["params"]))
@@ -236,11 +244,11 @@ def test_kfold_matches_grid_search_over_ntk_regressor():
     X, y = _data(n=40, seed=6)
     cv = KFold(4, shuffle=True, random_state=1)
     for alpha_scale in ("absolute", "mean_diag"):
-        model = NTKRegressorCV(
-            alphas=ALPHAS, depths=DEPTHS, cv=cv, alpha_scale=alpha_scale
-        ).fit(X, y)
+        model = RegCV(alphas=ALPHAS, depths=DEPTHS, cv=cv, alpha_scale=alpha_scale).fit(
+            X, y
+        )
         search = GridSearchCV(
-            NTKRegressor(alpha_scale=alpha_scale),
+            NTKRegressor(alpha_scale=alpha_scale, normalize_y=False),
             {"alpha": list(ALPHAS), "depth": list(DEPTHS)},
             cv=cv,
         ).fit(X, y)
@@ -261,7 +269,7 @@ def test_classifier_splits_match_manual_one_vs_all():
     )
     labels = np.array(["a", "b", "c"])[y]
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, labels)
+    model = ClfCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, labels)
     Y = LabelBinarizer(pos_label=1, neg_label=-1).fit_transform(labels)
     for params, score in zip(
         model.cv_results_["params"], model.cv_results_["mean_test_score"]
@@ -283,7 +291,7 @@ def test_classifier_loo_scores_equal_brute_force():
     labels = np.where(y == 1, "yes", "no")
     Y = np.where(y == 1, 1.0, -1.0)[:, None]
     for scoring in (None, "accuracy"):
-        model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), scoring=scoring)
+        model = ClfCV(alphas=ALPHAS, depths=(1, 2), scoring=scoring)
         model.fit(X, labels)
         for params, score in zip(
             model.cv_results_["params"], model.cv_results_["mean_test_score"]
@@ -311,7 +319,7 @@ def test_kfold_classifier_matches_grid_search_over_ntk_classifier():
         random_state=2,
     )
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
-    model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, y)
+    model = ClfCV(alphas=ALPHAS, depths=(1, 2), cv=cv).fit(X, y)
     search = GridSearchCV(
         NTKClassifier(), {"alpha": list(ALPHAS), "depth": [1, 2]}, cv=cv
     ).fit(X, y)
@@ -330,7 +338,7 @@ def test_kfold_classifier_matches_grid_search_over_ntk_classifier():
 def test_frozen_layers_and_activation_search():
     """Frozen-layer and activation candidates score as their own kernels do."""
     X, y = _data(n=20, seed=7)
-    model = NTKRegressorCV(
+    model = RegCV(
         alphas=(0.1,),
         depths=(1, 2, 3),
         frozen_layers=[0, 2],
@@ -371,8 +379,8 @@ def test_frozen_layers_and_activation_search():
 def test_fully_frozen_network_is_the_nngp():
     """frozen_layers = depth scores exactly as kernel="nngp"."""
     X, y = _data(n=20, seed=8)
-    frozen = NTKRegressorCV(alphas=ALPHAS, depths=(2,), frozen_layers=2).fit(X, y)
-    nngp = NTKRegressorCV(alphas=ALPHAS, depths=(2,), kernel="nngp").fit(X, y)
+    frozen = RegCV(alphas=ALPHAS, depths=(2,), frozen_layers=2).fit(X, y)
+    nngp = RegCV(alphas=ALPHAS, depths=(2,), kernel="nngp").fit(X, y)
     np.testing.assert_allclose(
         frozen.cv_results_["mean_test_score"],
         nngp.cv_results_["mean_test_score"],
@@ -391,8 +399,8 @@ def test_sparse_input_equals_dense():
     """Sparse X gives the dense result."""
     X, y = _data(n=20, seed=9)
     X[np.abs(X) < 0.5] = 0.0
-    dense = NTKRegressorCV(depths=(1, 2)).fit(X, y)
-    sparse = NTKRegressorCV(depths=(1, 2)).fit(sp.csr_matrix(X), y)
+    dense = RegCV(depths=(1, 2)).fit(X, y)
+    sparse = RegCV(depths=(1, 2)).fit(sp.csr_matrix(X), y)
     np.testing.assert_allclose(
         sparse.predict(sp.csr_matrix(X)), dense.predict(X), rtol=1e-12
     )
@@ -414,14 +422,14 @@ def test_invalid_grids_raise(params, message):
     """Invalid grids are refused at fit with a clear message."""
     X, y = _data(n=10)
     with pytest.raises(ValueError, match=message):
-        NTKRegressorCV(**params).fit(X, y)
+        RegCV(**params).fit(X, y)
 
 
 def test_single_class_is_refused():
     """A classifier needs two classes."""
     X, _ = _data(n=10)
     with pytest.raises(ValueError, match="at least two classes"):
-        NTKClassifierCV().fit(X, np.zeros(10))
+        ClfCV().fit(X, np.zeros(10))
 
 
 def test_class_weight_balanced_equals_sample_weight():
@@ -431,8 +439,8 @@ def test_class_weight_balanced_equals_sample_weight():
     X, y = make_classification(
         n_samples=30, n_features=4, weights=[0.7], random_state=3
     )
-    a = NTKClassifierCV(depths=(1, 2), class_weight="balanced").fit(X, y)
-    b = NTKClassifierCV(depths=(1, 2)).fit(
+    a = ClfCV(depths=(1, 2), class_weight="balanced").fit(X, y)
+    b = ClfCV(depths=(1, 2)).fit(
         X, y, sample_weight=compute_sample_weight("balanced", y)
     )
     np.testing.assert_allclose(
@@ -567,9 +575,9 @@ def test_non_numpy_namespace_path(monkeypatch):
     w[3] = 0.0
     for cv in (None, KFold(3)):
         kw = dict(depths=(1, 2), frozen_layers=[0, 1], alpha_scale="mean_diag", cv=cv)
-        ref = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
+        ref = RegCV(**kw).fit(X, y, sample_weight=w)
         monkeypatch.setattr(_cv._BaseNTKCV, "_to_device", lambda self, X: xp.asarray(X))
-        out = NTKRegressorCV(**kw).fit(X, y, sample_weight=w)
+        out = RegCV(**kw).fit(X, y, sample_weight=w)
         monkeypatch.undo()
         # The two kernel code paths differ by ~1e-9 on the diagonal.
         np.testing.assert_allclose(

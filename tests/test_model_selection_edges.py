@@ -8,6 +8,7 @@ brute-force loops refitting :class:`~sknetk.NTKRegressor` /
 written with a pseudo-inverse; ``GridSearchCV`` over the plain estimators.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -28,13 +29,19 @@ from sklearn.model_selection import (
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
 
+from sknetk._calibration import loo_predictions as _loo_predictions
 from sknetk._classification import NTKClassifier
-from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _loo_predictions
+from sknetk._cv import NTKClassifierCV, NTKRegressorCV
 from sknetk._regression import NTKRegressor
 from sknetk.dynamics import (
     kernel_eigh,
 )
 from sknetk.kernels import ntk_kernel
+
+# The references below use absolute ridges on raw targets: the CV estimators
+# with those settings (their defaults are relative ridges, normalised targets).
+RegCV = functools.partial(NTKRegressorCV, alpha_scale="absolute", normalize_y=False)
+ClfCV = functools.partial(NTKClassifierCV, alpha_scale="absolute")
 
 
 def _data(seed, n=16, d=3, n_targets=None):
@@ -96,7 +103,7 @@ def test_loo_with_ridge_below_rounding_is_the_ridgeless_limit(seed, depth):
     assert_allclose(loo[1, 0], y[13], rtol=1e-8)
     assert_allclose(loo[14, 0], (y[0] + y[12]) / 2, rtol=1e-8)
     # Through the estimator: the tiny-alpha candidate scores the limit.
-    model = NTKRegressorCV(alphas=[1e-17, 1e-2], depths=[depth], bias_std=0.1)
+    model = RegCV(alphas=[1e-17, 1e-2], depths=[depth], bias_std=0.1)
     model.fit(X, y)
     assert model.cv_results_["mean_test_score"][0] == pytest.approx(
         _neg_mse(y, ref), rel=1e-8
@@ -137,13 +144,11 @@ def test_loo_of_an_all_zero_kernel_predicts_zero():
     """
     X = np.zeros((6, 2))
     y = np.arange(6.0) - 1.0
-    model = NTKRegressorCV(
-        alphas=[1e-3, 1.0], depths=[1, 2], alpha_scale="mean_diag"
-    ).fit(X, y)
+    model = RegCV(alphas=[1e-3, 1.0], depths=[1, 2], alpha_scale="mean_diag").fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # singular zero kernel
         brute = [
-            NTKRegressor(alpha=1.0, alpha_scale="mean_diag", depth=1)
+            NTKRegressor(normalize_y=False, alpha=1.0, alpha_scale="mean_diag", depth=1)
             .fit(np.delete(X, i, 0), np.delete(y, i))
             .predict(X[i : i + 1])[0]
             for i in range(len(y))
@@ -162,7 +167,7 @@ def test_regressor_loo_equals_refits_multi_output_zero_weights(alpha_scale):
     X, Y, rng = _data(21, n=14, n_targets=2)
     w = rng.uniform(0.3, 2.0, size=len(X))
     w[[2, 9]] = 0.0
-    model = NTKRegressorCV(
+    model = RegCV(
         alphas=[1e-6, 0.05, 3.0], depths=[2, 5], alpha_scale=alpha_scale, bias_std=0.3
     )
     model.fit(X, Y, sample_weight=w)
@@ -176,12 +181,16 @@ def test_regressor_loo_equals_refits_multi_output_zero_weights(alpha_scale):
         loo = np.empty_like(Y)
         for i in range(len(X)):
             rest = np.arange(len(X)) != i
-            refit = NTKRegressor(alpha=ridge, depth=params["depth"], bias_std=0.3)
+            refit = NTKRegressor(
+                normalize_y=False, alpha=ridge, depth=params["depth"], bias_std=0.3
+            )
             refit.fit(X[rest], Y[rest], sample_weight=w[rest])
             loo[i] = refit.predict(X[i : i + 1])[0]
         assert score == pytest.approx(_neg_mse(Y, loo, w), rel=1e-9)
     best = model.best_params_
-    ref = NTKRegressor(alpha=model.ridge_, depth=best["depth"], bias_std=0.3)
+    ref = NTKRegressor(
+        normalize_y=False, alpha=model.alpha_, depth=best["depth"], bias_std=0.3
+    )
     ref.fit(X, Y, sample_weight=w)
     assert_allclose(model.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)
 
@@ -196,7 +205,7 @@ def test_classifier_loo_equals_refits_string_labels_class_weight(scoring):
     w = rng.uniform(0.2, 2.0, size=18)
     w[2] = 0.0
     class_weight = {"cat": 2.0, "dog": 1.0, "eel": 0.5, "fox": 3.0}
-    model = NTKClassifierCV(
+    model = ClfCV(
         alphas=[0.01, 1.0], depths=[1, 3], scoring=scoring, class_weight=class_weight
     )
     model.fit(X, labels, sample_weight=w)
@@ -238,9 +247,11 @@ def test_group_splitters_take_groups_as_grid_search_does(cv):
     """fit(X, y, groups=...) reaches the splitter, as in GridSearchCV.fit."""
     X, y, _ = _data(3, n=24)
     grid = {"alpha": [0.01, 1.0], "depth": [1, 2]}
-    model = NTKRegressorCV(alphas=grid["alpha"], depths=grid["depth"], cv=cv)
+    model = RegCV(alphas=grid["alpha"], depths=grid["depth"], cv=cv)
     model.fit(X, y, groups=_GROUPS)
-    search = GridSearchCV(NTKRegressor(), grid, cv=cv).fit(X, y, groups=_GROUPS)
+    search = GridSearchCV(NTKRegressor(normalize_y=False), grid, cv=cv).fit(
+        X, y, groups=_GROUPS
+    )
     assert model.cv_results_["params"] == search.cv_results_["params"]
     assert_allclose(
         model.cv_results_["mean_test_score"],
@@ -249,7 +260,7 @@ def test_group_splitters_take_groups_as_grid_search_does(cv):
     )
     assert model.best_params_ == search.best_params_
     with pytest.raises(ValueError, match="groups"):
-        NTKRegressorCV(cv=cv, depths=[1]).fit(X, y)
+        RegCV(cv=cv, depths=[1]).fit(X, y)
 
 
 def test_classifier_group_splitter():
@@ -257,7 +268,7 @@ def test_classifier_group_splitter():
     X, y = make_classification(n_samples=36, n_features=4, random_state=0)
     groups = np.arange(36) % 9
     cv = StratifiedGroupKFold(3)
-    model = NTKClassifierCV(alphas=[0.1, 1.0], depths=[1, 2], cv=cv)
+    model = ClfCV(alphas=[0.1, 1.0], depths=[1, 2], cv=cv)
     model.fit(X, y, groups=groups)
     search = GridSearchCV(
         NTKClassifier(), {"alpha": [0.1, 1.0], "depth": [1, 2]}, cv=cv
@@ -286,7 +297,7 @@ def test_splitters_and_scorers_match_grid_search(cv, scoring):
     """Any splitter or iterable of splits, any scorer: GridSearchCV's scores."""
     X, y, _ = _data(5, n=24)
     grid = {"alpha": [0.01, 1.0], "depth": [2, 4]}
-    model = NTKRegressorCV(
+    model = RegCV(
         alphas=grid["alpha"],
         depths=grid["depth"],
         cv=cv,
@@ -294,7 +305,10 @@ def test_splitters_and_scorers_match_grid_search(cv, scoring):
         alpha_scale="mean_diag",
     ).fit(X, y)
     search = GridSearchCV(
-        NTKRegressor(alpha_scale="mean_diag"), grid, cv=cv, scoring=scoring
+        NTKRegressor(alpha_scale="mean_diag", normalize_y=False),
+        grid,
+        cv=cv,
+        scoring=scoring,
     ).fit(X, y)
     assert_allclose(
         model.cv_results_["mean_test_score"],
@@ -305,8 +319,17 @@ def test_splitters_and_scorers_match_grid_search(cv, scoring):
 
 
 @pytest.mark.parametrize("scoring", ["neg_log_loss", "roc_auc_ovr"])
-def test_probability_scorers_raise_a_clear_error(scoring):
-    """Scorers needing predict_proba are refused with a ValueError saying so."""
+def test_probability_scorers_score_the_calibrated_loo_values(scoring):
+    """Scorers of probabilities score softmax(a * LOO decision values).
+
+    Reference: the LOO decision values from refits of NTKClassifier without
+    each row, the slope ``a`` minimising scikit-learn's log loss over a fine
+    grid (then scipy's bounded search), and scikit-learn's metric.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import softmax
+    from sklearn.metrics import log_loss, roc_auc_score
+
     X, y = make_classification(
         n_samples=30,
         n_features=4,
@@ -315,8 +338,26 @@ def test_probability_scorers_raise_a_clear_error(scoring):
         n_redundant=0,
         random_state=1,
     )
-    with pytest.raises(ValueError, match="predict_proba"):
-        NTKClassifierCV(alphas=[1.0], depths=[1], scoring=scoring).fit(X, y)
+    model = ClfCV(alphas=[1.0], depths=[1], scoring=scoring).fit(X, y)
+    n = len(y)
+    loo = np.empty((n, 3))
+    for i in range(n):
+        keep = np.arange(n) != i
+        ref = NTKClassifier(alpha=1.0, depth=1).fit(X[keep], y[keep])
+        loo[i] = ref.decision_function(X[i : i + 1])[0]
+
+    def loss(a):
+        return log_loss(y, softmax(a * loo, axis=1), labels=[0, 1, 2])
+
+    grid = np.logspace(-3, 3, 601)
+    start = grid[np.argmin([loss(a) for a in grid])]
+    a = minimize_scalar(loss, bounds=(start / 1.02, start * 1.02), method="bounded").x
+    proba = softmax(a * loo, axis=1)
+    if scoring == "neg_log_loss":
+        expected = -log_loss(y, proba)
+    else:
+        expected = roc_auc_score(y, proba, multi_class="ovr")
+    assert model.best_score_ == pytest.approx(expected, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -327,9 +368,7 @@ def test_tiny_alpha_regressor_cv_with_duplicates_predicts_finite():
     X, y, _ = _data(12, n=20)
     X = np.vstack([X, X[:5]])
     y = np.r_[y, y[:5]]
-    model = NTKRegressorCV(
-        alphas=np.logspace(-15, 0, 6), depths=[1, 3], alpha_scale="mean_diag"
-    )
+    model = RegCV(alphas=np.logspace(-15, 0, 6), depths=[1, 3], alpha_scale="mean_diag")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)

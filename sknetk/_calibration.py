@@ -1,0 +1,320 @@
+"""Exact leave-one-out decision values and the calibrated probabilities built on them.
+
+Kernel ridge regression has closed-form leave-one-out (LOO) predictions: with
+``G = (K + alpha I)^-1`` and dual coefficients ``c = G y``, the LOO residual of
+row ``i`` is ``c_i / G_ii`` (the identity behind ``RidgeCV``). They come from
+one factorisation of the training kernel, which the classifiers then use to
+calibrate their decision values into probabilities without any held-out data:
+
+- :func:`loo_predictions`: the LOO predictions for every ridge from one
+  eigendecomposition (``O(n^2)`` per ridge; model selection uses it).
+- :func:`loo_decision_values`: the LOO predictions of one fitted model, from a
+  Cholesky factorisation (``n^3 / 3`` plus the triangular inverse) when the
+  model is trained to convergence, from an eigendecomposition for a finite
+  training time ``t`` (the linear-smoother form ``(y_i - f_i) / (1 - S_ii)``,
+  exact for the ridge).
+- :class:`TemperatureCalibration`: the softmax of ``a * s`` over the
+  one-vs-all decision values ``s`` (the sigmoid of ``a * s`` for two
+  classes), with the slope ``a > 0`` fitted by weighted maximum likelihood on
+  the LOO decision values. One common increasing map keeps the predicted class
+  the one with the largest decision value, so ``predict`` and
+  ``predict_proba`` always agree.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg.lapack import dtrtri
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+from ._array_api import get_namespace
+from ._linalg import EPS, inverse_filter, spectral_cutoff
+from .dynamics import kernel_eigh
+
+__all__ = [
+    "TemperatureCalibration",
+    "fit_temperature",
+    "loo_decision_values",
+    "loo_predictions",
+]
+
+
+def loo_predictions(evals, U, z, Y, ridge, K=None, positive=None, U2=None):
+    """Exact leave-one-out predictions of kernel ridge regression.
+
+    Parameters
+    ----------
+    evals, U : arrays
+        ``kernel_eigh(K, w)`` with ``U = diag(sqrt(w)) V`` (``U = V`` without
+        weights).
+    z : array of shape (n, n_targets)
+        ``U.T @ Y``.
+    Y : array of shape (n, n_targets)
+        Targets.
+    ridge : float
+        Ridge ``alpha >= 0``.
+    K : array of shape (n, n), default=None
+        The kernel; needed only when some weights are zero.
+    positive : array of bool of shape (n,), default=None
+        ``w > 0``; None means all weights are positive.
+    U2 : array of shape (n, n), default=None
+        ``U * U``, to share between ridges (computed when None).
+
+    Returns
+    -------
+    loo : array of shape (n, n_targets)
+        Row ``i`` is the prediction at ``x_i`` of the model fitted without
+        row ``i``. A zero-weight row does not influence the fit, so its
+        prediction is the full model's.
+    dual_coef : array of shape (n, n_targets)
+        Dual coefficients of the full fit, ``U diag(1 / a) U^T Y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._calibration import loo_predictions
+    >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> evals, V = np.linalg.eigh(K)
+    >>> Y = np.array([[1.0], [3.0]])
+    >>> loo, _ = loo_predictions(evals, V, V.T @ Y, Y, 1.0)
+    >>> # without row 0: c = 3 / (2 + 1) = 1, prediction K[0, 1] * c = 1
+    >>> round(float(loo[0, 0]), 12)
+    1.0
+    """
+    xp = get_namespace(evals, U)
+    a = evals + ridge
+    cutoff = spectral_cutoff(xp, a)
+    g, keep = inverse_filter(xp, a)
+    c = U @ (g[:, None] * z)
+    if U2 is None:
+        U2 = U * U
+    d = U2 @ g  # diag(U diag(g) U^T)
+    if bool(xp.all(keep)):
+        safe = d > 0
+        residual = c / xp.where(safe, d, xp.ones_like(d))[:, None]
+    else:
+        # A ridge below rounding level: the coefficients are the
+        # pseudo-inverse's (as the solver's), but the null directions cannot
+        # be dropped from the leave-one-out identity for the rows that have
+        # a component there (one of two duplicate rows, say): their c_i and
+        # G_ii are then dominated by those directions, whose ratio is the
+        # limit ridge -> 0 of the exact residual (y_i minus the twin's
+        # target). Flooring the null directions' shift at the cutoff keeps
+        # it (an all-zero kernel, cutoff 0: the residual is y_i, as the
+        # model predicts 0). Other rows have no component there in exact
+        # arithmetic; their rounding-level components would be amplified,
+        # so they keep the pseudo-inverse's ratio.
+        dropped = xp.astype(~keep, a.dtype)
+        p = U2 @ dropped  # squared norm of each row's null component
+        q = U @ (dropped[:, None] * z)
+        norm = xp.sum(U2, axis=1)
+        involved = p > math.sqrt(EPS) * norm
+        d = xp.where(involved, cutoff * d + p, d)
+        c_loo = xp.where(involved[:, None], cutoff * c + q, c)
+        safe = d > 0
+        residual = c_loo / xp.where(safe, d, xp.ones_like(d))[:, None]
+    loo = Y - residual
+    if positive is not None and not bool(xp.all(positive)):
+        full = K @ c
+        loo = xp.where(positive[:, None], loo, full)
+    return loo, c
+
+
+def _loo_cholesky(K, Y, ridge, sample_weight):
+    """Ridge LOO from ``chol(W^1/2 K W^1/2 + ridge I)``, or None if it fails."""
+    if not ridge > 0:
+        return None
+    n = K.shape[0]
+    root = np.ones(n) if sample_weight is None else np.sqrt(sample_weight)
+    A = root[:, None] * K * root[None, :]
+    A[np.diag_indices(n)] += ridge
+    try:
+        factor = cho_factor(A, lower=True, overwrite_a=True, check_finite=False)
+    except LinAlgError:
+        return None
+    L = np.tril(factor[0])
+    if np.min(np.abs(np.diagonal(L))) <= math.sqrt(EPS) * np.max(np.diagonal(L)):
+        return None  # numerically singular: the eigen path handles it
+    Linv, info = dtrtri(L, lower=1, overwrite_c=1)
+    if info != 0:
+        return None
+    g_diag = np.einsum("ij,ij->j", Linv, Linv)  # diag((L L^T)^-1)
+    del Linv
+    c_tilde = cho_solve(factor, root[:, None] * Y, check_finite=False)
+    positive = root > 0
+    loo = np.empty_like(Y)
+    loo[positive] = Y[positive] - c_tilde[positive] / (
+        root[positive, None] * g_diag[positive, None]
+    )
+    if not positive.all():
+        loo[~positive] = K[~positive] @ (root[:, None] * c_tilde)
+    return loo
+
+
+def loo_decision_values(K, Y, ridge, sample_weight=None, t=None):
+    """Leave-one-out predictions of one kernel ridge (or gradient-flow) model.
+
+    Parameters
+    ----------
+    K : ndarray of shape (n, n)
+        Training kernel (NumPy; not modified).
+    Y : ndarray of shape (n, n_targets)
+        Training targets.
+    ridge : float
+        The ridge ``alpha_`` added to the diagonal (>= 0).
+    sample_weight : ndarray of shape (n,), default=None
+        Non-negative weights of the fit.
+    t : float, default=None
+        Finite training time of the gradient flow (the estimators' ``t``: the
+        loss is the weighted mean over the ``N = sum(w) * n_targets`` training
+        values); None: trained to convergence (the ridge).
+
+    Returns
+    -------
+    loo : ndarray of shape (n, n_targets)
+        The prediction at ``x_i`` of the model fitted without row ``i``: exact
+        for the ridge (``t=None``); for a finite ``t``, the linear-smoother
+        form ``y_i - (y_i - f_i) / (1 - S_ii)``, with ``S`` the map from the
+        targets to the fitted values (exact for the ridge). A zero-weight row
+        gets the full model's prediction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._calibration import loo_decision_values
+    >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> loo = loo_decision_values(K, np.array([[1.0], [3.0]]), 1.0)
+    >>> np.round(loo.ravel(), 12).tolist()
+    [1.0, 0.333333333333]
+    """
+    K = np.asarray(K, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if t is None:
+        loo = _loo_cholesky(K, Y, float(ridge), sample_weight)
+        if loo is not None:
+            return loo
+    evals, V = kernel_eigh(K, sample_weight)
+    root = None if sample_weight is None else np.sqrt(sample_weight)
+    U = V if root is None else root[:, None] * V
+    z = U.T @ Y
+    positive = None if sample_weight is None else sample_weight > 0
+    if t is None:
+        return loo_predictions(evals, U, z, Y, float(ridge), K, positive)[0]
+    # Gradient flow for time t: dual coefficients U h(a) U^T Y with
+    # h(a) = (1 - exp(-a t / N)) / a, a = evals + ridge; fitted values S Y
+    # with S_ii = sum_k V_ik^2 evals_k h_k.
+    total = Y.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    rate = float(t) / max(total * Y.shape[1], EPS)
+    a = evals + float(ridge)
+    positive_a = a > spectral_cutoff(np, a)
+    h = np.where(positive_a, -np.expm1(-a * rate) / np.where(positive_a, a, 1.0), rate)
+    c = U @ (h[:, None] * z)
+    fitted = K @ c
+    s_diag = (V * V) @ (np.clip(evals, 0.0, None) * h)
+    one_minus = np.clip(1.0 - s_diag, math.sqrt(EPS), None)
+    loo = Y - (Y - fitted) / one_minus[:, None]
+    if positive is not None and not positive.all():
+        loo[~positive] = fitted[~positive]
+    return loo
+
+
+def _codes(Y):
+    """Class index of each row of one-vs-all ``+-1`` targets (one column: binary)."""
+    if Y.shape[1] == 1:
+        return (Y[:, 0] > 0).astype(np.intp)
+    return np.argmax(Y, axis=1)
+
+
+def _logits(decision, slope):
+    decision = np.asarray(decision, dtype=np.float64)
+    if decision.ndim == 1 or decision.shape[1] == 1:
+        s = decision.reshape(-1)
+        half = 0.5 * slope * s
+        return np.stack([-half, half], axis=1)
+    return slope * decision
+
+
+@dataclass(frozen=True)
+class TemperatureCalibration:
+    """Probabilities ``softmax(slope * s)`` of one-vs-all decision values ``s``.
+
+    With two classes (one decision value ``s`` for the second class) the
+    probability of the second class is ``sigmoid(slope * s)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._calibration import TemperatureCalibration
+    >>> cal = TemperatureCalibration(slope=2.0)
+    >>> np.round(cal.predict_proba(np.array([0.0, 1.0])), 3).tolist()
+    [[0.5, 0.5], [0.119, 0.881]]
+    """
+
+    slope: float
+
+    def predict_log_proba(self, decision):
+        """Log-probabilities, shape (n_samples, n_classes)."""
+        return log_softmax(_logits(decision, self.slope), axis=1)
+
+    def predict_proba(self, decision):
+        """Probabilities, shape (n_samples, n_classes); rows sum to one."""
+        proba = np.exp(self.predict_log_proba(decision))
+        return proba / np.sum(proba, axis=1, keepdims=True)
+
+
+def fit_temperature(decision, Y, sample_weight=None):
+    """Fit :class:`TemperatureCalibration` by weighted maximum likelihood.
+
+    Parameters
+    ----------
+    decision : ndarray of shape (n_samples,) or (n_samples, n_columns)
+        Held-out (leave-one-out) decision values.
+    Y : ndarray of shape (n_samples, n_columns)
+        The one-vs-all ``+-1`` targets (one column for two classes).
+    sample_weight : ndarray of shape (n_samples,), default=None
+        Weights of the log-likelihood.
+
+    Returns
+    -------
+    calibration : TemperatureCalibration
+        The slope minimising the (convex) weighted log loss; floored at a
+        small positive value so that the class order is always kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._calibration import fit_temperature
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.standard_normal(2000)
+    >>> y = np.where(rng.random(2000) < 1 / (1 + np.exp(-3 * s)), 1.0, -1.0)
+    >>> round(fit_temperature(s, y[:, None]).slope, 0)
+    3.0
+    """
+    decision = np.asarray(decision, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(decision.shape[0], -1)
+    codes = _codes(Y)
+    w = np.ones(len(codes)) if sample_weight is None else np.asarray(sample_weight)
+    keep = w > 0
+    decision, codes, w = decision[keep], codes[keep], w[keep]
+    spread = float(np.std(decision)) if decision.size else 0.0
+    scale = 1.0 / spread if spread > 0 else 1.0
+    floor = 1e-6 * scale
+    if not np.isfinite(decision).all() or decision.size == 0 or w.sum() <= 0:
+        return TemperatureCalibration(slope=scale)
+    rows = np.arange(len(codes))
+
+    def loss(slope):
+        logp = log_softmax(_logits(decision, slope), axis=1)
+        return -float(np.dot(w, logp[rows, codes])) / float(w.sum())
+
+    result = minimize_scalar(
+        loss,
+        bounds=(floor, 1e3 * scale),
+        method="bounded",
+        options={"xatol": 1e-6 * scale},
+    )
+    slope = float(result.x) if np.isfinite(result.x) else scale
+    return TemperatureCalibration(slope=max(slope, floor))
