@@ -1,9 +1,10 @@
 """Choosing where the work runs: ``device="auto" | "cpu" | "gpu"``.
 
-CuPy is imported lazily, only by :func:`cupy_or_error`, :func:`gpu_available`
-and :func:`predict_device` (when asked for ``"gpu"``); importing sknetk never
-touches a GPU. A CuPy that fails to import, whatever the error, counts as
-missing, so ``"auto"`` then computes on the CPU.
+CuPy is imported lazily, only by :func:`probe_cupy` (through
+:func:`cupy_or_error`, :func:`gpu_available` and :func:`predict_device` when
+asked for ``"gpu"``); importing sknetk never touches a GPU. A CuPy that fails
+to import, whatever the error, counts as missing, so ``"auto"`` then computes
+on the CPU.
 """
 
 import functools
@@ -28,8 +29,12 @@ class GPUUnavailableError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=1)
-def _probe_cupy():
-    """Return ``(cupy_module_or_None, reason)`` without raising."""
+def probe_cupy():
+    """Return ``(cupy_module_or_None, reason)`` without raising (cached).
+
+    ``reason`` says why CuPy is unusable (empty when it is usable); the CLI's
+    GPU report and the test suite's ``gpu`` marker show it.
+    """
     try:
         import cupy
     except ImportError as exc:  # pragma: no cover - depends on the machine
@@ -52,14 +57,18 @@ def _probe_cupy():
     return cupy, ""
 
 
+# former name, still imported by tests/conftest.py and the CLI
+_probe_cupy = probe_cupy
+
+
 def gpu_available():
     """True when CuPy imports and sees at least one CUDA device."""
-    return _probe_cupy()[0] is not None
+    return probe_cupy()[0] is not None
 
 
 def cupy_or_error():
     """Return the ``cupy`` module, or raise :class:`GPUUnavailableError` saying why."""
-    cupy, reason = _probe_cupy()
+    cupy, reason = probe_cupy()
     if cupy is None:
         raise GPUUnavailableError(
             f'device="gpu" needs CuPy and a CUDA device: {reason}'
@@ -132,7 +141,7 @@ def predict_device(device):
     check_device(device)
     if device != "gpu":
         return device
-    cupy, reason = _probe_cupy()
+    cupy, reason = probe_cupy()
     if cupy is not None:  # pragma: no cover - depends on the machine
         return device
     warnings.warn(

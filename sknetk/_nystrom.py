@@ -44,7 +44,13 @@ from sklearn.utils import check_random_state
 from ._array_api import device as _device
 from ._array_api import get_namespace, is_cupy_namespace, is_dask, is_numpy_namespace
 from ._dask import DaskRowOperator, dask_kernel_matvec, n_dask_workers
-from ._linalg import add_to_diagonal, solve_triangular, times_upper
+from ._linalg import (
+    add_to_diagonal,
+    check_count,
+    check_nonnegative,
+    solve_triangular,
+    times_upper,
+)
 from .kernels import budget_bytes, nngp_kernel, ntk_kernel
 
 __all__ = [
@@ -168,15 +174,12 @@ def sample_centers(X, n_centers, random_state=None):
     ((3, 2), True)
     """
     n = X.shape[0]
-    if isinstance(n_centers, bool) or not isinstance(n_centers, Integral):
-        raise ValueError(f"n_centers must be an integer >= 1, got {n_centers!r}.")
-    if n_centers < 1:
-        raise ValueError(f"n_centers must be an integer >= 1, got {n_centers!r}.")
+    n_centers = check_count(n_centers, "n_centers")
     if n_centers >= n:
         idx = np.arange(n)
     else:
         rng = check_random_state(random_state)
-        idx = np.sort(rng.choice(n, size=int(n_centers), replace=False))
+        idx = np.sort(rng.choice(n, size=n_centers, replace=False))
     if is_dask(X):
         return np.asarray(X[idx].compute()), idx
     xp = get_namespace(X)
@@ -185,7 +188,8 @@ def sample_centers(X, n_centers, random_state=None):
     return xp.take(X, xp.asarray(idx, device=_device(X)), axis=0), idx
 
 
-_is_dask = is_dask  # former name, still imported by the estimators
+# former name, still imported by _classification: use _array_api.is_dask
+_is_dask = is_dask
 
 
 # ---------------------------------------------------------------------------
@@ -569,8 +573,7 @@ def nystrom_fit(
     >>> bool(np.mean((pred - y) ** 2) < np.var(y))
     True
     """
-    if not isinstance(alpha, Real) or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}.")
+    alpha = check_nonnegative(alpha, "alpha")
     if isinstance(max_iter, bool) or not isinstance(max_iter, Integral) or max_iter < 0:
         raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}.")
     if not isinstance(tol, Real) or not tol >= 0:
