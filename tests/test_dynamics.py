@@ -26,24 +26,12 @@ from sknetk.dynamics import (
 )
 from sknetk.kernels import nngp_ntk_kernels
 
-from ._reference import load
+from ._reference import kernel_kwargs, load
 
 REF, INDEX = load()
 PRED_KERNELS = {case["id"]: case for case in INDEX["prediction_kernels"]}
 TIMES = REF["pred/t"]
 RTOL_STORED, RTOL_END_TO_END = 1e-8, 1e-6
-
-
-def _kernel_kwargs(case):
-    return dict(
-        depth=case["depth"],
-        activation=case["act"],
-        activation_params=case["act_kwargs"],
-        weight_std=case["W_std"],
-        bias_std=case["b_std"],
-        parameterization=case["parameterization"],
-        width=case["width"],
-    )
 
 
 def _stored_kernels(pk, name):
@@ -57,7 +45,7 @@ def _stored_kernels(pk, name):
 
 def _computed_kernels(pk):
     """NNGP and NTK blocks computed by sknetk for a ``prediction_kernels`` case."""
-    kw = _kernel_kwargs(PRED_KERNELS[pk])
+    kw = kernel_kwargs(PRED_KERNELS[pk])
     X, X_test = REF["pred/X_train"], REF["pred/X_test"]
     blocks = [
         nngp_ntk_kernels(A, B, **kw)

@@ -3,7 +3,9 @@
 Every module of ``sknetk`` is parsed (never imported) and all its import
 statements, at module level and inside functions, relative and absolute, make
 a graph of the package's modules. The tests fail on any import cycle (a
-function-level import does not hide one) and on a name with a leading
+function-level import does not hide one), on an import of a module of a
+higher layer of ``LAYERS`` (the module map of ``docs/contributing.rst``; a new
+module must be placed there), and on a name with a leading
 underscore taken from another module of the package (``from ._x import _y``,
 ``from . import _x`` followed by ``_x._y``), unless the pair is listed in
 ``PRIVATE_IMPORTS_ALLOWED`` below. Private *modules* are fine: what a module
@@ -33,16 +35,36 @@ PRIVATE_IMPORTS_ALLOWED = {
     ("_classification", "_base", "_BaseNTK"): "the estimators' base class",
     ("_regression", "_base", "_insert_params_doc"): "docstring assembly",
     ("_classification", "_base", "_insert_params_doc"): "docstring assembly",
-    # former names kept as aliases: switch to _array_api.is_dask and
-    # kernels.budget_bytes, then drop these entries
-    ("_regression", "_nystrom", "_is_dask"): "alias of _array_api.is_dask",
+    # former names kept as aliases until their users switch to the public
+    # ones (_array_api.is_dask, _linalg.eigen_basis and _linalg.flow_filters,
+    # _device.probe_cupy); then drop these entries and the aliases
     ("_classification", "_nystrom", "_is_dask"): "alias of _array_api.is_dask",
-    ("_regression", "kernels", "_budget_bytes"): "alias of kernels.budget_bytes",
-    # not yet made public in dynamics
-    ("_regression", "dynamics", "_decomposition"): "eigen-filter shared with fit",
-    ("_regression", "dynamics", "_flow_filters"): "eigen-filter shared with fit",
-    ("cli", "_device", "_probe_cupy"): "the CLI's --gpu-info reports the probe",
+    ("_regression", "dynamics", "_decomposition"): "use _linalg.eigen_basis",
+    ("_regression", "dynamics", "_flow_filters"): "alias of _linalg.flow_filters",
+    ("cli", "_device", "_probe_cupy"): "alias of _device.probe_cupy",
 }
+
+
+# The package's layers, bottom first (module names without the package
+# prefix; "" is the package itself). A module imports from its own layer or
+# the layers below it, never above (cycles inside a layer are caught by
+# test_no_import_cycles). docs/contributing.rst shows the same table.
+LAYERS = (
+    (
+        "foundations",
+        {"_array_api", "_activations", "_device", "_progress", "_forward_mode"}
+        | {"exceptions"},
+    ),
+    ("numerics", {"_linalg", "_recursion", "_solver", "_conv"}),
+    (
+        "kernels and functions of them",
+        {"_cuda", "kernels", "conv", "empirical", "gaussian_process", "fourier"}
+        | {"dynamics", "_gpu_solve", "_dask", "_cache"},
+    ),
+    ("solvers", {"_nystrom", "_calibration", "_solvers"}),
+    ("estimators", {"_base", "_regression", "_classification", "_cv", "spectrum"}),
+    ("entry points", {"cli", "__main__", ""}),
+)
 
 
 def _module_name(path):
@@ -164,6 +186,40 @@ def test_no_import_cycles():
             line = min(n for target, n in edges[a] if target == b)
             lines.append(f"{MODULES[a].relative_to(ROOT.parent)}:{line} imports {b}")
         pytest.fail("import cycle " + " -> ".join(cycle) + ":\n" + "\n".join(lines))
+
+
+def _layer_of():
+    return {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def test_every_module_has_one_layer():
+    placed = [module for _, modules in LAYERS for module in modules]
+    assert len(placed) == len(set(placed)), "a module is in two layers"
+    layer = _layer_of()
+    missing = sorted(
+        str(MODULES[name].relative_to(ROOT.parent))
+        for name in MODULES
+        if _short(name) not in layer
+    )
+    assert not missing, (
+        f"place these modules in LAYERS (tests/test_layering.py) and in the "
+        f"module map of docs/contributing.rst: {missing}"
+    )
+
+
+def test_imports_run_down_the_layers():
+    layer = _layer_of()
+    messages = []
+    for name, (edges, _) in sorted(GRAPH.items()):
+        here = layer.get(_short(name))
+        for target, line in edges:
+            there = layer.get(_short(target))
+            if here is not None and there is not None and there > here:
+                messages.append(
+                    f"{MODULES[name].relative_to(ROOT.parent)}:{line} "
+                    f"({LAYERS[here][0]}) imports {target} ({LAYERS[there][0]})"
+                )
+    assert not messages, "imports up the layers:\n" + "\n".join(messages)
 
 
 def test_no_private_names_across_modules():
