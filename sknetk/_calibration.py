@@ -123,6 +123,19 @@ def loo_predictions(evals, U, z, Y, ridge, K=None, positive=None, U2=None):
     return loo, c
 
 
+def _removed_share(sample_weight, n):
+    """Share of each row's weight that one left-out observation removes.
+
+    A weight counts observations: leaving one out removes one unit of a
+    weight above 1 (an integer weight is then exactly a repeated row, whose
+    copies are left out one at a time) and the whole of a smaller one.
+    """
+    if sample_weight is None:
+        return np.ones(n)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return np.where(w > 0, np.minimum(w, 1.0) / np.where(w > 0, w, 1.0), 1.0)
+
+
 def _loo_cholesky(K, Y, ridge, sample_weight):
     """Ridge LOO from ``chol(W^1/2 K W^1/2 + ridge I)``, or None if it fails."""
     if not ridge > 0:
@@ -146,9 +159,14 @@ def _loo_cholesky(K, Y, ridge, sample_weight):
     c_tilde = cho_solve(factor, root[:, None] * Y, check_finite=False)
     positive = root > 0
     loo = np.empty_like(Y)
-    loo[positive] = Y[positive] - c_tilde[positive] / (
-        root[positive, None] * g_diag[positive, None]
-    )
+    # y_i - f_i = ridge c~_i / sqrt(w_i); the hat matrix's diagonal is
+    # 1 - ridge G_ii; removing the share s_i of the row's weight divides the
+    # residual by 1 - s_i (1 - ridge G_ii) (s_i = 1: c_i / (w_i G_ii)).
+    r = root[positive, None]
+    share = _removed_share(sample_weight, n)[positive, None]
+    hat = 1.0 - ridge * g_diag[positive, None]
+    residual = ridge * c_tilde[positive] / r
+    loo[positive] = Y[positive] - residual / np.maximum(1.0 - share * hat, EPS)
     if not positive.all():
         loo[~positive] = K[~positive] @ (root[:, None] * c_tilde)
     return loo
@@ -175,10 +193,13 @@ def loo_decision_values(K, Y, ridge, sample_weight=None, t=None):
     Returns
     -------
     loo : ndarray of shape (n, n_targets)
-        The prediction at ``x_i`` of the model fitted without row ``i``: exact
-        for the ridge (``t=None``); for a finite ``t``, the linear-smoother
-        form ``y_i - (y_i - f_i) / (1 - S_ii)``, with ``S`` the map from the
-        targets to the fitted values (exact for the ridge). A zero-weight row
+        The prediction at ``x_i`` of the model fitted without one observation
+        of row ``i`` (weights count observations: a weight above 1 loses one
+        unit, a smaller one all of it, so an integer weight is a repeated
+        row): exact for the ridge (``t=None``); for a finite ``t``, the
+        linear-smoother form ``y_i - (y_i - f_i) / (1 - s_i S_ii)``, with
+        ``S`` the map from the targets to the fitted values and ``s_i`` the
+        share of the weight removed (exact for the ridge). A zero-weight row
         gets the full model's prediction.
 
     Examples
@@ -214,7 +235,8 @@ def loo_decision_values(K, Y, ridge, sample_weight=None, t=None):
     c = U @ (h[:, None] * z)
     fitted = K @ c
     s_diag = (V * V) @ (np.clip(evals, 0.0, None) * h)
-    one_minus = np.clip(1.0 - s_diag, math.sqrt(EPS), None)
+    share = _removed_share(sample_weight, K.shape[0])
+    one_minus = np.clip(1.0 - share * s_diag, math.sqrt(EPS), None)
     loo = Y - (Y - fitted) / one_minus[:, None]
     if positive is not None and not positive.all():
         loo[~positive] = fitted[~positive]
