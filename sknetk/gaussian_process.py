@@ -438,11 +438,13 @@ _COMMON_PARAMETERS = """\
         Parameterization of the Dense layers, as in neural-tangents (fixed)."""
 
 _BOUNDS_PARAMETERS = """\
-    weight_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+    weight_std_bounds : pair of floats > 0 or "fixed", default=(1e-2, 1e2)
         The lower and upper bound on ``weight_std``. If set to "fixed",
-        ``weight_std`` cannot be changed during hyperparameter tuning.
+        ``weight_std`` cannot be changed during hyperparameter tuning. The
+        kernel scales like ``weight_std ** (2 * depth + 2)``: wider bounds
+        rarely help, and the optimizer's random restarts draw from them.
 
-    bias_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+    bias_std_bounds : pair of floats > 0 or "fixed", default=(1e-2, 1e2)
         The lower and upper bound on ``bias_std``. If set to "fixed",
         ``bias_std`` cannot be changed during hyperparameter tuning.
 
@@ -540,8 +542,8 @@ class NTK(_NetworkKernel):
         activation_params=None,
         parameterization="ntk",
         width=None,
-        weight_std_bounds=(1e-5, 1e5),
-        bias_std_bounds=(1e-5, 1e5),
+        weight_std_bounds=(1e-2, 1e2),
+        bias_std_bounds=(1e-2, 1e2),
         activation_params_bounds="fixed",
     ):
         self.weight_std = weight_std
@@ -612,8 +614,8 @@ class NNGP(_NetworkKernel):
         activation="relu",
         activation_params=None,
         parameterization="ntk",
-        weight_std_bounds=(1e-5, 1e5),
-        bias_std_bounds=(1e-5, 1e5),
+        weight_std_bounds=(1e-2, 1e2),
+        bias_std_bounds=(1e-2, 1e2),
         activation_params_bounds="fixed",
     ):
         self.weight_std = weight_std
