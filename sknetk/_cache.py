@@ -30,16 +30,25 @@ from joblib import Memory
 from sklearn.utils.validation import check_memory
 
 from ._array_api import get_namespace, is_numpy_namespace
-from .kernels import KernelSpec, nngp_kernel, nngp_ntk_kernels, ntk_kernel
+from ._conv import (
+    ConvKernelSpec,
+    as_images,
+    compute_kernels,
+    finish,
+    place_images,
+)
+from .kernels import KernelSpec, budget_bytes, nngp_kernel, nngp_ntk_kernels, ntk_kernel
 
-__all__ = ["cached_kernel", "folder_risk"]
+__all__ = ["cached_conv_kernel", "cached_kernel", "folder_risk"]
 
 # Arguments that change how the kernel is computed but not its value; they are
 # left out of the cache key.
 _NOT_IN_KEY = ["working_memory", "n_jobs", "device"]
 
-# The folders joblib makes under its store location for ``_compute_kernel``.
+# The folders joblib makes under its store location for ``_compute_kernel``
+# (and ``_compute_conv_kernel``).
 _FUNCTION_FOLDERS = ("sknetk", "_cache", "_compute_kernel")
+_CONV_FOLDER = "_compute_conv_kernel"
 
 
 # -- who can write the cache ---------------------------------------------------
@@ -171,7 +180,7 @@ def _store_folders(memory):
     return [
         os.path.join(store, *_FUNCTION_FOLDERS[:k])
         for k in range(len(_FUNCTION_FOLDERS) + 1)
-    ]
+    ] + [os.path.join(store, *_FUNCTION_FOLDERS[:2], _CONV_FOLDER)]
 
 
 def _trust_message(memory, reason):
@@ -255,7 +264,7 @@ def _expected_shape(args):
     return (spec.depth,) + shape if all_depths else shape
 
 
-def _plain_cached_call(memory, display, args):
+def _plain_cached_call(memory, display, args, function=None):
     """``_compute_kernel(*args)`` through a plain local :class:`joblib.Memory`.
 
     Hits are read as read-only memory maps (a 1600 x 1600 kernel: 0.65 ms
@@ -269,6 +278,7 @@ def _plain_cached_call(memory, display, args):
     are used, at the price of hashing the arguments twice per call
     (O(n_samples * n_features), against the O(n^3) solve that follows).
     """
+    function = _compute_kernel if function is None else function
     options = dict(
         backend="local",
         compress=memory.compress,
@@ -278,7 +288,7 @@ def _plain_cached_call(memory, display, args):
 
     def cached(mmap_mode):
         return Memory(memory.location, mmap_mode=mmap_mode, **options).cache(
-            _compute_kernel, ignore=_NOT_IN_KEY
+            function, ignore=_NOT_IN_KEY
         )
 
     try:
@@ -286,7 +296,7 @@ def _plain_cached_call(memory, display, args):
         hit = reader.check_call_in_cache(*args)
     except OSError as exc:  # the function's folder cannot be made
         _warn_unwritable(display, exc)
-        return _compute_kernel(*args)
+        return function(*args)
     if hit:
         entry = reader.call_and_shelve(*args)  # the entry, not loaded yet
         try:
@@ -326,22 +336,24 @@ def _plain_cached_call(memory, display, args):
     return _read_only(K)
 
 
-def _cached_call(memory, display, args):
-    """``_compute_kernel(*args)``, from or into the cache ``memory``."""
+def _cached_call(memory, display, args, function=None):
+    """``function(*args)`` (default ``_compute_kernel``), from or into the
+    cache ``memory``."""
+    function = _compute_kernel if function is None else function
     if (
         type(memory) is Memory
         and memory.location is not None
         and memory.backend == "local"
     ):
-        return _plain_cached_call(memory, display, args)
+        return _plain_cached_call(memory, display, args, function)
     # A Memory subclass, another backend or another object with ``cache``:
     # used as it is, and what it returns is made read-only.
-    function = memory.cache(_compute_kernel, ignore=_NOT_IN_KEY)
+    cached = memory.cache(function, ignore=_NOT_IN_KEY)
     try:
-        K = function(*args)
+        K = cached(*args)
     except KeyError as exc:  # joblib, mapping an entry it could not store
         _warn_unwritable(display, exc)
-        K = _compute_kernel(*args)
+        K = function(*args)
     return _read_only(K)
 
 
@@ -488,3 +500,95 @@ def cached_kernel(
     if Y is not None:
         Y = np.ascontiguousarray(Y, dtype=np.float64)
     return _cached_call(cache, memory, (X, Y) + args[2:])
+
+
+def _compute_conv_kernel(
+    X, Y, kernel, spec, all_depths, working_memory, n_jobs, device
+):
+    """The convolutional kernel whose results are cached (arguments: the key).
+
+    ``X`` and ``Y`` are NHWC image arrays and ``spec`` a
+    :class:`~sknetk.conv.ConvKernelSpec`.
+    """
+    X, Y, back = place_images(device, None, None, X, Y)
+    budget = budget_bytes(working_memory)
+    out = compute_kernels(X, Y, spec, (kernel,), all_depths, budget, n_jobs)
+    return back(finish(out[kernel], all_depths))
+
+
+def cached_conv_kernel(
+    memory,
+    X,
+    Y=None,
+    *,
+    kernel="ntk",
+    image_shape=None,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    device="auto",
+    **kernel_params,
+):
+    """Convolutional ``K(X, Y)``, computed once per distinct data and parameters.
+
+    The cache rules of :func:`cached_kernel` (read-only results, private
+    folders, warnings on unwritable folders or unreadable entries) hold.
+
+    Parameters
+    ----------
+    memory : None, str, os.PathLike or joblib.Memory
+        Where kernels are cached, as for :func:`cached_kernel`.
+    X : array-like of shape (n_samples_X, H, W, C) or (n_samples_X, H*W*C)
+        Images, or flattened images with ``image_shape``.
+    Y : array-like, default=None
+        Second set of images; ``None`` means ``K(X, X)``.
+    kernel : {"ntk", "nngp"}, default="ntk"
+        Which kernel.
+    image_shape : tuple of int, default=None
+        As in :func:`sknetk.conv.ntk_kernel`.
+    all_depths : bool, default=False
+        Return the kernels of every depth ``1..depth`` stacked (one pass).
+    working_memory : float, default=None
+        Memory budget in MiB of the tiled computation (not in the key).
+    n_jobs : int, default=-1
+        Threads over tiles (not in the key).
+    device : {"auto", "cpu", "gpu"}, default="auto"
+        Where the kernel is computed (not in the key).
+    **kernel_params
+        The network, as in :func:`sknetk.conv.nngp_ntk_kernels`.
+
+    Returns
+    -------
+    K : ndarray of shape (n_samples_X, n_samples_Y)
+        Or ``(depth, n_samples_X, n_samples_Y)`` with ``all_depths=True``;
+        read-only when cached.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tempfile import TemporaryDirectory
+    >>> from sknetk._cache import cached_conv_kernel
+    >>> X = np.random.default_rng(0).normal(size=(5, 16))
+    >>> with TemporaryDirectory() as folder:
+    ...     K1 = cached_conv_kernel(folder, X, image_shape=(4, 4), depth=2)
+    ...     K2 = cached_conv_kernel(folder, X, image_shape=(4, 4), depth=2)
+    >>> bool(np.array_equal(K1, K2)), K2.flags.writeable
+    (True, False)
+    """
+    if kernel not in ("ntk", "nngp"):
+        raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
+    spec = ConvKernelSpec.from_params(ntk=kernel == "ntk", **kernel_params)
+    cache = _check_cache(memory)
+    xp = get_namespace(X, Y)
+    numpy_in = is_numpy_namespace(xp)
+    if numpy_in:
+        X, Y = (
+            None if A is None else np.ascontiguousarray(A, dtype=np.float64)
+            for A in (X, Y)
+        )
+    X = as_images(xp, X, image_shape, "X")
+    Y = None if Y is None else as_images(xp, Y, image_shape, "Y")
+    args = (X, Y, kernel, spec, bool(all_depths), working_memory, n_jobs, device)
+    if cache is None or not numpy_in:
+        return _compute_conv_kernel(*args)
+    return _cached_call(cache, memory, args, _compute_conv_kernel)

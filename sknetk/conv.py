@@ -25,24 +25,17 @@ matter (O(P) work per kernel entry); GAP and pooling need all ``P^2`` of them
 ``working_memory``. See ``docs/conv.rst``.
 """
 
-import math
-
-import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
-from threadpoolctl import threadpool_limits
-
-from ._array_api import device as array_device
-from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
+from ._array_api import get_namespace
 from ._conv import (
     PADDINGS,
     READOUTS,
     ConvKernelSpec,
-    as_images,
-    entries_per_pair,
-    pair_tile,
-    self_recursion,
+    compute_kernels,
+    finish,
+    pairs_per_tile,
+    place_images,
+    self_path,
 )
-from ._device import check_device, cupy_or_error
 from .kernels import ACTIVATION_NAMES, budget_bytes
 
 __all__ = [
@@ -55,227 +48,6 @@ __all__ = [
     "ntk_diag",
     "ntk_kernel",
 ]
-
-#: Float arrays of one tile's size alive at once (the activation's duals).
-_TEMPORARIES = 16
-#: Largest number of pixel-pair entries of one tile: its temporaries (8 MiB
-#: each in float64) stay near the cache of a core, which keeps the ~40
-#: elementwise passes per block out of main memory.
-_MAX_TILE_ENTRIES = 2**20
-
-
-# ---------------------------------------------------------------------------
-# Input
-# ---------------------------------------------------------------------------
-def _compute_dtype(xp, dtype):
-    if dtype is None or dtype in ("float64", np.float64) or dtype is xp.float64:
-        return xp.float64
-    if dtype in ("float32", np.float32) or dtype is xp.float32:
-        return xp.float32
-    raise ValueError(f"dtype must be None, 'float64' or 'float32', got {dtype!r}.")
-
-
-def _check_images(X, name, image_shape, xp, dtype):
-    """Validate finite real images and return them NHWC in the compute dtype."""
-    if is_numpy_namespace(xp):
-        from sklearn.utils import check_array
-
-        X = check_array(
-            X,
-            dtype=[np.float64, np.float32],
-            ensure_all_finite=True,
-            input_name=name,
-            ensure_min_samples=0,
-            allow_nd=True,
-        )
-        X = np.asarray(X, dtype=dtype)
-    else:
-        if getattr(X, "ndim", 0) not in (2, 3, 4):
-            raise ValueError(
-                f"Expected images for {name}, got shape {getattr(X, 'shape', None)}."
-            )
-        if not xp.isdtype(X.dtype, ("real floating", "integral")):
-            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}.")
-        X = xp.astype(X, dtype)
-        if not bool(xp.all(xp.isfinite(X))):
-            raise ValueError(f"Input {name} contains NaN or infinity.")
-    return as_images(xp, X, image_shape, name)
-
-
-def _place(device, dtype, image_shape, X, Y):
-    """Validated images in the compute namespace, and the way back.
-
-    ``device="auto"`` computes where the input lives; ``"gpu"`` moves NumPy
-    input to CuPy (results come back as NumPy); ``"cpu"`` moves CuPy input to
-    NumPy (results go back to CuPy).
-    """
-    check_device(device)
-    xp = get_namespace(X, Y)
-    cupy_in = is_cupy_namespace(xp)
-    back = _same
-    if device == "cpu" and cupy_in:
-        cupy = cupy_or_error()
-        X = to_numpy(X)
-        Y = None if Y is None else to_numpy(Y)
-        xp, back = np, cupy.asarray
-    dt = _compute_dtype(xp, dtype)
-    X = _check_images(X, "X", image_shape, xp, dt)
-    if Y is not None:
-        Y = _check_images(Y, "Y", image_shape, xp, dt)
-        if tuple(Y.shape[1:]) != tuple(X.shape[1:]):
-            raise ValueError(
-                f"X has images of shape {tuple(X.shape[1:])} but Y has "
-                f"{tuple(Y.shape[1:])}; they must match."
-            )
-    if device == "gpu" and not cupy_in:
-        cupy = cupy_or_error()
-        X = cupy.asarray(X)
-        Y = None if Y is None else cupy.asarray(Y)
-        back = cupy.asnumpy
-    return X, Y, back
-
-
-def _same(a):
-    return a
-
-
-# ---------------------------------------------------------------------------
-# Tiling
-# ---------------------------------------------------------------------------
-def _pairs_per_tile(spec, H, W, itemsize, working_memory, threads):
-    """Image pairs per tile: the temporaries fit the budget over all threads."""
-    per_pair = entries_per_pair(spec, H, W)
-    budget = budget_bytes(working_memory)
-    fit = int(budget / (_TEMPORARIES * itemsize * per_pair * threads))
-    return max(1, min(fit, _MAX_TILE_ENTRIES // per_pair))
-
-
-def _n_threads(xp, n_jobs, n_tiles):
-    if not is_numpy_namespace(xp):
-        return 1  # device libraries parallelise inside each operation
-    return max(1, min(effective_n_jobs(n_jobs), n_tiles))
-
-
-def _self_path(xp, X, spec, want_ntk, all_depths, pairs):
-    """:func:`self_recursion` over chunks of ``pairs`` images; overflow checked."""
-    n = X.shape[0]
-    q_parts, d_parts = [], []
-    for i0 in range(0, n, pairs):
-        with np.errstate(over="ignore", invalid="ignore"):
-            q, d = self_recursion(
-                xp, X[i0 : min(i0 + pairs, n), ...], spec, want_ntk, all_depths
-            )
-        q_parts.append(q)
-        d_parts.append(d)
-    if not q_parts:  # no images: empty maps of the right shapes
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self_recursion(xp, X, spec, want_ntk, all_depths)
-    q_maps = [
-        xp.concat([q[k] for q in q_parts], axis=2) for k in range(len(q_parts[0]))
-    ]
-    diag = {
-        name: [
-            xp.concat([d[name][k] for d in d_parts], axis=0)
-            for k in range(len(d_parts[0][name]))
-        ]
-        for name in d_parts[0]
-    }
-    arrays = q_maps + [v for vs in diag.values() for v in vs]
-    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
-        raise ValueError(
-            f"The convolutional kernel overflows {X.dtype} (NaN or infinity) at "
-            f"depth {spec.depth}: the images are too large in magnitude for "
-            f"weight_std={spec.weight_std!r}, bias_std={spec.bias_std!r} and the "
-            "activation's parameters. Scale the pixels (e.g. to [0, 1] or unit "
-            "variance)."
-        )
-    return q_maps, diag
-
-
-def _compute(X, Y, spec, want, all_depths, working_memory, n_jobs):
-    """The requested kernels of ``X`` and ``Y``: ``{name: (n_depths, n1, n2)}``."""
-    xp = get_namespace(X)
-    symmetric = Y is None
-    Yv = X if symmetric else Y
-    n1, H, W, _ = X.shape
-    n2 = Yv.shape[0]
-    spec.map_shapes(H, W)  # a vanishing map raises here
-    want_ntk = "ntk" in want
-    n_depths = spec.depth if all_depths else 1
-    itemsize = 4 if X.dtype == xp.float32 else 8
-    threads = _n_threads(xp, n_jobs, max(n1, n2))
-    pairs = _pairs_per_tile(spec, H, W, itemsize, working_memory, threads)
-    q_x, d_x = _self_path(xp, X, spec, want_ntk, all_depths, pairs)
-    q_y, d_y = (
-        (q_x, d_x)
-        if symmetric
-        else _self_path(xp, Yv, spec, want_ntk, all_depths, pairs)
-    )
-    zero = xp.zeros((), dtype=X.dtype, device=array_device(X))
-    roots_x = {k: [xp.sqrt(xp.maximum(v, zero)) for v in vs] for k, vs in d_x.items()}
-    roots_y = (
-        roots_x
-        if symmetric
-        else {k: [xp.sqrt(xp.maximum(v, zero)) for v in vs] for k, vs in d_y.items()}
-    )
-    if symmetric or n2 >= math.isqrt(pairs):
-        side_b = max(1, math.isqrt(pairs))
-        side_a = side_b if symmetric else max(1, pairs // side_b)
-    else:  # few columns (prediction against a few rows): tall tiles
-        side_b = max(1, n2)
-        side_a = max(1, pairs // side_b)
-    tiles = [
-        (i0, min(i0 + side_a, n1), j0, min(j0 + side_b, n2))
-        for i0 in range(0, n1, side_a)
-        for j0 in range(i0 if symmetric else 0, n2, side_b)
-    ]
-    out = {
-        name: xp.empty((n_depths, n1, n2), dtype=X.dtype, device=array_device(X))
-        for name in want
-    }
-    threads = _n_threads(xp, n_jobs, len(tiles))
-
-    def work(i0, i1, j0, j1):
-        qa = [q[:, :, i0:i1] for q in q_x]
-        qb = [q[:, :, j0:j1] for q in q_y]
-        with np.errstate(over="ignore", invalid="ignore"):
-            nngps, ntks = pair_tile(
-                xp, X[i0:i1, ...], Yv[j0:j1, ...], qa, qb, spec, want_ntk, all_depths
-            )
-        for name, blocks in (("nngp", nngps), ("ntk", ntks)):
-            if name not in out:
-                continue
-            for k, block in enumerate(blocks):
-                ra = roots_x[name][k][i0:i1]
-                rb = roots_y[name][k][j0:j1]
-                # Cauchy-Schwarz: |K(x, y)| <= sqrt(K(x, x) K(y, y)), which
-                # rounding could exceed by a few ulps
-                bound = ra[:, None] * rb[None, :]
-                block = xp.minimum(xp.maximum(block, -bound), bound)
-                if symmetric and i0 == j0:
-                    # exactly symmetric, with the per-image recursion's
-                    # exact K(x, x) on the diagonal
-                    block = (block + xp.permute_dims(block, (1, 0))) * 0.5
-                    eye = xp.eye(i1 - i0, dtype=xp.bool, device=array_device(block))
-                    exact = d_x[name][k][i0:i1]
-                    block = xp.where(eye, exact[None, :], block)
-                out[name][k, i0:i1, j0:j1] = block
-                if symmetric and j0 != i0:
-                    out[name][k, j0:j1, i0:i1] = xp.permute_dims(block, (1, 0))
-
-    if threads == 1 or len(tiles) == 1:
-        for tile in tiles:
-            work(*tile)
-    else:
-        with threadpool_limits(limits=1, user_api="blas"):
-            Parallel(n_jobs=threads, backend="threading")(
-                delayed(work)(*tile) for tile in tiles
-            )
-    return out
-
-
-def _finish(arr, all_depths):
-    return arr if all_depths else arr[0, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -421,11 +193,12 @@ def nngp_ntk_kernels(
         readout=readout,
     )
     spec = _spec(kw)
-    X, Y, back = _place(device, dtype, image_shape, X, Y)
-    out = _compute(X, Y, spec, ("nngp", "ntk"), all_depths, working_memory, n_jobs)
+    X, Y, back = place_images(device, dtype, image_shape, X, Y)
+    budget = budget_bytes(working_memory)
+    out = compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths, budget, n_jobs)
     return (
-        back(_finish(out["nngp"], all_depths)),
-        back(_finish(out["ntk"], all_depths)),
+        back(finish(out["nngp"], all_depths)),
+        back(finish(out["ntk"], all_depths)),
     )
 
 
@@ -502,9 +275,11 @@ def ntk_kernel(
         readout=readout,
     )
     spec = _spec(kw)
-    X, Y, back = _place(device, dtype, image_shape, X, Y)
-    out = _compute(X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs)
-    return back(_finish(out["ntk"], all_depths))
+    X, Y, back = place_images(device, dtype, image_shape, X, Y)
+    out = compute_kernels(
+        X, Y, spec, ("ntk",), all_depths, budget_bytes(working_memory), n_jobs
+    )
+    return back(finish(out["ntk"], all_depths))
 
 
 def nngp_kernel(
@@ -580,20 +355,22 @@ def nngp_kernel(
         readout=readout,
     )
     spec = _spec(kw, ntk=False)
-    X, Y, back = _place(device, dtype, image_shape, X, Y)
-    out = _compute(X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs)
-    return back(_finish(out["nngp"], all_depths))
+    X, Y, back = place_images(device, dtype, image_shape, X, Y)
+    out = compute_kernels(
+        X, Y, spec, ("nngp",), all_depths, budget_bytes(working_memory), n_jobs
+    )
+    return back(finish(out["nngp"], all_depths))
 
 
 def _diag(X, kw, which, all_depths, dtype, working_memory, device, image_shape):
     spec = _spec(kw, ntk=which == "ntk")
-    X, _, back = _place(device, dtype, image_shape, X, None)
+    X, _, back = place_images(device, dtype, image_shape, X, None)
     xp = get_namespace(X)
     H, W = X.shape[1], X.shape[2]
     spec.map_shapes(H, W)
     itemsize = 4 if X.dtype == xp.float32 else 8
-    pairs = _pairs_per_tile(spec, H, W, itemsize, working_memory, 1)
-    _, diag = _self_path(xp, X, spec, which == "ntk", all_depths, pairs)
+    pairs = pairs_per_tile(spec, H, W, itemsize, budget_bytes(working_memory), 1)
+    _, diag = self_path(xp, X, spec, which == "ntk", all_depths, pairs)
     blocks = diag[which]
     return back(xp.stack(blocks) if all_depths else blocks[0])
 
