@@ -62,12 +62,12 @@ MLP_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 #: layers, are exact to second order; largest error
 #: ``max |tanh(x) - erf(b x)| = 0.035``. The limit kernels differ from the
 #: exact tanh ones (Gauss-Hermite quadrature) by a kernel distance below
-#: 5e-5 and at most 6% in any entry (measured, ``docs/empirical.rst``).
+#: 5e-5 and at most 5.6% in any entry (measured, ``docs/empirical.rst``).
 TANH_ERF = (1.0, math.sqrt(math.pi) / 2, 0.0)
 
 #: ``logistic(x) = (1 + tanh(x / 2)) / 2 ~ 0.5 erf(b x / 2) + 0.5`` with the
 #: ``b`` of :data:`TANH_ERF`: largest error 0.018; kernel distance to the
-#: exact logistic limit below 3e-5, at most 2% in any entry.
+#: exact logistic limit below 3e-5, at most 2.1% in any entry.
 LOGISTIC_ERF = (0.5, TANH_ERF[1] / 2, 0.5)
 
 _OUTPUTS = ("mean", "full")
