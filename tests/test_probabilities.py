@@ -106,7 +106,7 @@ def _optimal_slope(loo, y, labels):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_classifier_slope_minimises_the_loo_log_loss(n_classes):
     X, y = make_classification(
-        n_samples=40,
+        n_samples=24,
         n_features=4,
         n_informative=3,
         n_redundant=0,
