@@ -25,10 +25,12 @@ from ._array_api import get_namespace, is_cupy_namespace
 from ._linalg import (
     add_to_diagonal,
     check_finite_kernel,
+    check_sample_weight,
     cho_solve_xp,
     norm1_xp,
     pinv_solve,
     reciprocal_condition,
+    scale_rows_and_columns,
 )
 from ._solver import rcond_threshold, singular_reason, warn_fallback
 
@@ -183,8 +185,13 @@ def eigh_solve(K, Y, alpha):
     return X if Y.ndim == 2 else X[:, 0]
 
 
-def solve_ridge_gpu(make_kernel, Y, alpha):
+def solve_ridge_gpu(make_kernel, Y, alpha, sample_weight=None):
     """Solve ``(K + alpha I) X = Y`` on the GPU, falling back to eigh with a warning.
+
+    With ``sample_weight`` ``w`` it solves the weighted problem as the CPU
+    solver (:func:`sknetk._solver.solve_kernel_ridge`) does:
+    ``X = S (S K S + alpha I)^-1 S Y`` with ``S = diag(sqrt(w))``, the kernel
+    weighted in place.
 
     Parameters
     ----------
@@ -195,6 +202,8 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
         Right-hand side.
     alpha : float
         Ridge added to the diagonal.
+    sample_weight : cupy.ndarray of shape (n,), default=None
+        Non-negative, finite weights.
 
     Returns
     -------
@@ -204,7 +213,8 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
     Raises
     ------
     ValueError
-        If the kernel holds NaN or infinity (as the CPU solver).
+        If the kernel holds NaN or infinity (as the CPU solver), or the
+        weights are invalid.
 
     Warns
     -----
@@ -215,10 +225,22 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
     K = make_kernel()
     xp = get_namespace(K, Y)
     on_gpu = is_cupy_namespace(xp)
-    check_finite_kernel(xp, K)
-    K = add_to_diagonal(K, alpha)
+    w = check_sample_weight(xp, sample_weight, K.shape[0])
+    root = None if w is None else xp.sqrt(w)
+
+    def weighted(K):
+        check_finite_kernel(xp, K)
+        return K if root is None else scale_rows_and_columns(K, root)
+
+    def scaled(A):
+        if root is None:
+            return A
+        return A * (root if A.ndim == 1 else root[:, None])
+
+    Y = scaled(Y)
+    K = add_to_diagonal(weighted(K), alpha)
     try:
-        return cholesky_solve_inplace(K, Y)
+        return scaled(cholesky_solve_inplace(K, Y))
     except np.linalg.LinAlgError as exc:
         warn_fallback(str(exc))
     del K
@@ -226,7 +248,7 @@ def solve_ridge_gpu(make_kernel, Y, alpha):
         import cupy
 
         cupy.get_default_memory_pool().free_all_blocks()
-    X = eigh_solve(make_kernel(), Y, alpha)
+    X = eigh_solve(weighted(make_kernel()), Y, alpha)
     if not bool(xp.all(xp.isfinite(X))):  # pragma: no cover - defensive
         raise np.linalg.LinAlgError("The eigendecomposition fallback was not finite.")
-    return X
+    return scaled(X)

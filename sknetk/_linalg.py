@@ -74,6 +74,7 @@ __all__ = [
     "pinv_solve",
     "pocon",
     "reciprocal_condition",
+    "scale_rows_and_columns",
     "solve_triangular",
     "spectral_cutoff",
     "symmetric_eigh",
@@ -603,6 +604,28 @@ def add_to_diagonal(A, value, *, copy=False):
     if not value:
         return xp.asarray(A, copy=True) if copy else A
     return A + value * xp.eye(n, dtype=A.dtype, device=device(A))
+
+
+def scale_rows_and_columns(A, s):
+    """``diag(s) A diag(s)`` for a square ``A``; use the returned array.
+
+    In place on NumPy and CuPy arrays (no second ``n x n`` matrix); other
+    namespaces get a new array. The weighted kernel ``W^1/2 K W^1/2`` of the
+    exact solvers (``s = sqrt(w)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import scale_rows_and_columns
+    >>> scale_rows_and_columns(np.ones((2, 2)), np.array([1.0, 2.0])).tolist()
+    [[1.0, 2.0], [2.0, 4.0]]
+    """
+    xp = get_namespace(A, s)
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        A *= s[:, None]
+        A *= s[None, :]
+        return A
+    return A * s[:, None] * s[None, :]
 
 
 def _row_blocks(A):

@@ -40,6 +40,7 @@ from ._linalg import (
     pinv_solve,
     pocon,
     reciprocal_condition,
+    scale_rows_and_columns,
 )
 from .exceptions import IllConditionedKernelWarning
 
@@ -315,8 +316,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
     idx = np.arange(n)
     if sw is not None:
         root = np.sqrt(sw)
-        F *= root[:, None]
-        F *= root[None, :]
+        F = scale_rows_and_columns(F, root)
         b = b * root[:, None]
     F = add_to_diagonal(F, alpha)
     diag = F[idx, idx].copy()
@@ -364,7 +364,7 @@ def _solve_xp(xp, K, y, alpha, sample_weight):
     b = xp.reshape(y, (n, -1))
     if sw is not None:
         root = xp.sqrt(sw)
-        A = A * root[:, None] * root[None, :]
+        A = scale_rows_and_columns(A, root)
         b = b * root[:, None]
     A = add_to_diagonal(A, alpha)
 

@@ -215,35 +215,22 @@ def solve_cholesky_gpu(kernel, X, y, sample_weight, ridge, t, context):
     """Exact kernel ridge on the GPU; NumPy dual coefficients.
 
     The kernel is built on the device and factorised in place by cuSOLVER
-    (one ``n x n`` matrix of device memory); on failure the solve warns and
-    falls back to an eigendecomposition of a fresh kernel. With weights the
-    system is ``(W^1/2 K W^1/2 + alpha_ I) z = W^1/2 y``, ``dual = W^1/2 z``.
-    CuPy's pool blocks are released after the fit.
+    (one ``n x n`` matrix of device memory), weighted as on the CPU
+    (:func:`~sknetk._gpu_solve.solve_ridge_gpu`); on failure the solve warns
+    and falls back to an eigendecomposition of a fresh kernel. CuPy's pool
+    blocks are released after the fit.
     """
     cupy = context.cupy
     Xg = cupy.asarray(X)
-    w = None if sample_weight is None else cupy.asarray(np.sqrt(sample_weight))
-
-    def weighted(K):
-        if w is not None:
-            K *= w[:, None]
-            K *= w[None, :]
-        return K
-
     first = [kernel.matrix(Xg, context)]
     alpha = ridge.value(cupy.asnumpy(first[0].diagonal()) if ridge.needs_diag else None)
-    first[0] = weighted(first[0])
 
     def kernel_once():
-        return first.pop() if first else weighted(kernel.matrix(Xg, context))
+        return first.pop() if first else kernel.matrix(Xg, context)
 
-    Y = cupy.asarray(y)
-    if w is not None:
-        Y = Y * (w if y.ndim == 1 else w[:, None])
+    w = None if sample_weight is None else cupy.asarray(sample_weight)
     try:
-        dual = solve_ridge_gpu(kernel_once, Y, alpha)
-        if w is not None:
-            dual = dual * (w if dual.ndim == 1 else w[:, None])
+        dual = solve_ridge_gpu(kernel_once, cupy.asarray(y), alpha, w)
         return FitResult(X, cupy.asnumpy(dual), alpha, "cholesky")
     finally:
         first.clear()

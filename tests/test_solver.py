@@ -211,8 +211,8 @@ def test_effective_alpha(rng):
 # Array-API path (array_api_strict runs the non-NumPy code on the CPU)
 # ---------------------------------------------------------------------------
 @pytest.fixture
-def xp():
-    return pytest.importorskip("array_api_strict")
+def xp(xps):
+    return xps
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -491,6 +491,30 @@ def test_gpu_solver_on_array_api_uses_the_condition_rule(xp):
         warnings.simplefilter("error", IllConditionedKernelWarning)
         coef = solve_ridge_gpu(lambda: xp.asarray(K), xp.asarray(y), 0.0)
     assert_allclose(np.asarray(coef), np.linalg.solve(K, y), rtol=1e-6)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("y_shape", [(30,), (30, 2)])
+def test_gpu_solver_weights_like_scikit_learn(rng, namespace, y_shape):
+    """The GPU solver's weighted solve (run on NumPy and array_api_strict)
+    equals scikit-learn's weighted kernel ridge; a zero weight removes its row."""
+    from sknetk._gpu_solve import solve_ridge_gpu
+
+    xp = np if namespace == "numpy" else pytest.importorskip(namespace)
+    K = _spd_kernel(30, rng)
+    y = rng.normal(size=y_shape)
+    sw = rng.uniform(0.2, 3.0, size=30)
+    sw[3] = 0.0
+    expected = _solve_cholesky_kernel(K.copy(), y.reshape(30, -1), np.array([0.3]), sw)
+    coef = solve_ridge_gpu(
+        lambda: xp.asarray(K.copy()), xp.asarray(y), 0.3, xp.asarray(sw)
+    )
+    assert_allclose(np.asarray(coef), expected.reshape(y_shape), rtol=1e-10)
+    assert float(np.asarray(coef)[3].sum()) == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        solve_ridge_gpu(
+            lambda: xp.asarray(K.copy()), xp.asarray(y), 0.3, xp.asarray(-sw)
+        )
 
 
 def test_read_only_kernel_with_overwrite_is_copied(rng):
