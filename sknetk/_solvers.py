@@ -194,20 +194,26 @@ def solve_cholesky(kernel, X, y, sample_weight, ridge, t, context):
     return FitResult(X, dual, alpha, "cholesky")
 
 
-def solve_flow(kernel, X, y, sample_weight, ridge, t, context):
-    """Exact gradient flow for time ``t`` on the CPU: one eigendecomposition."""
-    K = train_kernel(kernel, X, context)
-    alpha = ridge.value(_diag(K, ridge))
-    check_finite_kernel(np, K)
+def _flow_fit(K, X, y, sample_weight, ridge, t, asarray=np.asarray):
+    """The flow's :class:`FitResult` from the training kernel ``K`` (any
+    namespace; ``asarray`` moves NumPy arrays there). NumPy results."""
+    alpha = ridge.value(to_numpy(K.diagonal()) if ridge.needs_diag else None)
+    check_finite_kernel(get_namespace(K), K)
     dual = gradient_flow_dual_coef(
         K,
-        y,
+        asarray(y),
         t=t,
         ridge=alpha,
         learning_rate=time_scale(sample_weight),
-        sample_weight=sample_weight,
+        sample_weight=None if sample_weight is None else asarray(sample_weight),
     )
-    return FitResult(X, dual, alpha, "cholesky")
+    return FitResult(X, to_numpy(dual), alpha, "cholesky")
+
+
+def solve_flow(kernel, X, y, sample_weight, ridge, t, context):
+    """Exact gradient flow for time ``t`` on the CPU: one eigendecomposition."""
+    K = train_kernel(kernel, X, context)
+    return _flow_fit(K, X, y, sample_weight, ridge, t)
 
 
 # -- the exact solvers on the GPU ---------------------------------------------
@@ -247,18 +253,7 @@ def solve_flow_gpu(kernel, X, y, sample_weight, ridge, t, context):
     cupy = context.cupy
     K = kernel.matrix(cupy.asarray(X), context)
     try:
-        alpha = ridge.value(cupy.asnumpy(K.diagonal()) if ridge.needs_diag else None)
-        check_finite_kernel(get_namespace(K), K)
-        w = None if sample_weight is None else cupy.asarray(sample_weight)
-        dual = gradient_flow_dual_coef(
-            K,
-            cupy.asarray(y),
-            t=t,
-            ridge=alpha,
-            learning_rate=time_scale(sample_weight),
-            sample_weight=w,
-        )
-        return FitResult(X, cupy.asnumpy(dual), alpha, "cholesky")
+        return _flow_fit(K, X, y, sample_weight, ridge, t, cupy.asarray)
     finally:
         del K
         cupy.get_default_memory_pool().free_all_blocks()
