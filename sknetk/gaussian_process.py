@@ -17,8 +17,10 @@ import dataclasses
 import math
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+from threadpoolctl import threadpool_limits
 
 from . import _forward_mode as fm
 from ._activations import _sin_dual, cos2, get_activation
@@ -82,7 +84,7 @@ def _tangent_block(block, n_params, shape):
     return np.zeros((n_params,) + shape)
 
 
-def _gradient(X, spec, want_ntk, n_params):
+def _gradient(X, spec, want_ntk, n_params, n_jobs=-1):
     """``dK/dp`` of the symmetric kernel ``K(X, X)``, shape ``(n, n, P)``.
 
     ``spec`` carries scalar duals with ``P`` tangents for the differentiated
@@ -112,26 +114,40 @@ def _gradient(X, spec, want_ntk, n_params):
             {name: [r[lo:hi] for r in v] for name, v in roots.items()},
         )
 
-    for i0 in range(0, n, side):
-        i1 = min(i0 + side, n)
-        for j0 in range(i0, n, side):
-            j1 = min(j0 + side, n)
-            sigma = (X[i0:i1, :] @ X[j0:j1, :].T) * (1.0 / d)
-            if i0 == j0:
-                sigma = (sigma + sigma.T) * 0.5
-                np.fill_diagonal(sigma, q0[i0:i1])
-            nngp, ntk = tile_recursion(
-                xp, sigma, rows(i0, i1), rows(j0, j1), spec, want_ntk, False, d
+    def work(i0, i1, j0, j1):
+        sigma = (X[i0:i1, :] @ X[j0:j1, :].T) * (1.0 / d)
+        if i0 == j0:
+            sigma = (sigma + sigma.T) * 0.5
+            np.fill_diagonal(sigma, q0[i0:i1])
+        nngp, ntk = tile_recursion(
+            xp, sigma, rows(i0, i1), rows(j0, j1), spec, want_ntk, False, d
+        )
+        block = (ntk if want_ntk else nngp)[0]
+        t = np.moveaxis(_tangent_block(block, n_params, sigma.shape), 0, -1)
+        if i0 == j0:
+            t = np.array(t)  # writable
+            idx = np.arange(i1 - i0)
+            t[idx, idx, :] = exact_t[:, i0:i1].T
+        grad[i0:i1, j0:j1, :] = t
+        if j0 != i0:
+            grad[j0:j1, i0:i1, :] = np.swapaxes(t, 0, 1)
+
+    tiles = [
+        (i0, min(i0 + side, n), j0, min(j0 + side, n))
+        for i0 in range(0, n, side)
+        for j0 in range(i0, n, side)
+    ]
+    threads = max(1, min(effective_n_jobs(n_jobs), len(tiles)))
+    if threads == 1:
+        for tile in tiles:
+            work(*tile)
+    else:
+        # NumPy releases the GIL in the elementwise passes: threads over tiles,
+        # one BLAS thread each (the tile Gram products are small).
+        with threadpool_limits(limits=1, user_api="blas"):
+            Parallel(n_jobs=threads, backend="threading")(
+                delayed(work)(*tile) for tile in tiles
             )
-            block = (ntk if want_ntk else nngp)[0]
-            t = np.moveaxis(_tangent_block(block, n_params, sigma.shape), 0, -1)
-            if i0 == j0:
-                t = np.array(t)  # writable
-                idx = np.arange(i1 - i0)
-                t[idx, idx, :] = exact_t[:, i0:i1].T
-            grad[i0:i1, j0:j1, :] = t
-            if j0 != i0:
-                grad[j0:j1, i0:i1, :] = np.swapaxes(t, 0, 1)
     return grad
 
 
