@@ -62,7 +62,11 @@ LAYERS = (
         | {"dynamics", "_gpu_solve", "_dask", "_cache"},
     ),
     ("solvers", {"_nystrom", "_calibration", "_solvers"}),
-    ("estimators", {"_base", "_regression", "_classification", "_cv", "spectrum"}),
+    (
+        "estimators",
+        {"_base", "_regression", "_classification", "_cv", "_conv_estimators"}
+        | {"spectrum"},
+    ),
     ("entry points", {"cli", "__main__", ""}),
 )
 
