@@ -227,7 +227,7 @@ class _NetworkKernel(Kernel):
 
     @property
     def hyperparameters(self):
-        """list of Hyperparameter: weight_std, bias_std, the activation's."""
+        """List of Hyperparameter: weight_std, bias_std, the activation's."""
         return [
             Hyperparameter(name, "numeric", bounds, fixed=fixed)
             for name, _, _, bounds, fixed in self._entries()
@@ -245,7 +245,7 @@ class _NetworkKernel(Kernel):
 
     @property
     def theta(self):
-        """ndarray of shape (n_dims,): log-magnitudes of the free hyperparameters.
+        """Log-magnitudes of the free hyperparameters, shape (n_dims,).
 
         The sign of a negative activation parameter is kept when ``theta`` is
         set; only its magnitude is a hyperparameter.
@@ -392,7 +392,7 @@ class _NetworkKernel(Kernel):
         return function(X, **self._spec_kwargs(), device="cpu")
 
     def is_stationary(self):
-        """Returns whether the kernel is stationary: False.
+        """Return whether the kernel is stationary: False.
 
         Returns
         -------
@@ -404,7 +404,7 @@ class _NetworkKernel(Kernel):
 
     @property
     def requires_vector_input(self):
-        """bool: True, the kernel is defined on fixed-length feature vectors."""
+        """True: the kernel is defined on fixed-length feature vectors."""
         return True
 
     def __repr__(self):
@@ -493,57 +493,57 @@ _NOTES = """\
 class NTK(_NetworkKernel):
     """The Neural Tangent Kernel of an infinitely wide network, as a GP kernel.
 
-        The NTK of ``depth`` blocks of ``Dense -> activation`` and a linear
-        readout (:func:`sknetk.kernels.ntk_kernel`), as a scikit-learn kernel for
-        :class:`~sklearn.gaussian_process.GaussianProcessRegressor` and
-        :class:`~sklearn.gaussian_process.GaussianProcessClassifier`: the weight
-        and bias standard deviations (and, on request, the activation's
-        parameters) are hyperparameters fitted by maximising the log marginal
-        likelihood, with its exact gradient. A GP with this kernel is the
-        posterior of the infinitely wide network trained by gradient descent in
-        the Bayesian reading of the NTK; use :class:`NNGP` for the exact prior of
-        the network's random function, and :class:`~sknetk.NTKRegressor` for the
-        trained network's predictions without a likelihood.
+    The NTK of ``depth`` blocks of ``Dense -> activation`` and a linear
+    readout (:func:`sknetk.kernels.ntk_kernel`), as a scikit-learn kernel for
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` and
+    :class:`~sklearn.gaussian_process.GaussianProcessClassifier`: the weight
+    and bias standard deviations (and, on request, the activation's
+    parameters) are hyperparameters fitted by maximising the log marginal
+    likelihood, with its exact gradient. The posterior mean of a GP with
+    this kernel and noise variance ``alpha`` is the prediction of the
+    infinitely wide network trained by gradient descent with ridge ``alpha``
+    (what :class:`~sknetk.NTKRegressor` computes); use :class:`NNGP` for the
+    exact prior of the network's random function.
 
-        Read more in the :ref:`user guide <gaussian_process>`.
+    Read more in the :ref:`user guide <gaussian_process>`.
 
-        Parameters
-        ----------
+    Parameters
+    ----------
     {common}
 
-        width : int, default=None
-            Hidden width (fixed); required with ``parameterization="standard"``,
-            whose NTK depends on it.
+    width : int, default=None
+        Hidden width (fixed); required with ``parameterization="standard"``,
+        whose NTK depends on it.
 
     {bounds}
 
-        See Also
-        --------
-        NNGP : The NNGP kernel (the network's prior covariance).
-        sknetk.kernels.ntk_kernel : The same values as a function.
-        sknetk.NTKRegressor : Kernel ridge regression with the NTK.
+    See Also
+    --------
+    NNGP : The NNGP kernel (the network's prior covariance).
+    sknetk.kernels.ntk_kernel : The same values as a function.
+    sknetk.NTKRegressor : Kernel ridge regression with the NTK.
 
-        Notes
-        -----
+    Notes
+    -----
     {notes}
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from sklearn.gaussian_process import GaussianProcessRegressor
-        >>> from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
-        >>> from sknetk.gaussian_process import NTK
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(40, 3))
-        >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
-        >>> kernel = ConstantKernel() * NTK(depth=2) + WhiteKernel(0.1)
-        >>> gpr = GaussianProcessRegressor(kernel, random_state=0).fit(X, y)
-        >>> mean, std = gpr.predict(X[:2], return_std=True)
-        >>> mean.shape, std.shape
-        ((2,), (2,))
-        >>> K, K_gradient = NTK(depth=2)(X, eval_gradient=True)
-        >>> K_gradient.shape  # d K / d log(weight_std), d K / d log(bias_std)
-        (40, 40, 2)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.gaussian_process import GaussianProcessRegressor
+    >>> from sklearn.gaussian_process.kernels import ConstantKernel
+    >>> from sknetk.gaussian_process import NTK
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 3))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    >>> kernel = ConstantKernel() * NTK(depth=2, weight_std_bounds="fixed")
+    >>> gpr = GaussianProcessRegressor(kernel, alpha=1e-2, random_state=0).fit(X, y)
+    >>> mean, std = gpr.predict(X[:2], return_std=True)
+    >>> mean.shape, std.shape
+    ((2,), (2,))
+    >>> K, K_gradient = NTK(depth=2)(X, eval_gradient=True)
+    >>> K_gradient.shape  # d K / d log(weight_std), d K / d log(bias_std)
+    (40, 40, 2)
     """
 
     _which = "ntk"
@@ -577,46 +577,46 @@ class NTK(_NetworkKernel):
 class NNGP(_NetworkKernel):
     """The NNGP kernel of an infinitely wide network, as a GP kernel.
 
-        The covariance of the output of ``depth`` random ``Dense -> activation``
-        blocks and a linear readout (:func:`sknetk.kernels.nngp_kernel`), as a
-        scikit-learn kernel: a Gaussian process with this kernel is exactly the
-        prior of the infinitely wide Bayesian network, and
-        :class:`~sklearn.gaussian_process.GaussianProcessRegressor` gives its
-        exact posterior. The weight and bias standard deviations (and, on
-        request, the activation's parameters) are hyperparameters fitted by
-        maximising the log marginal likelihood, with its exact gradient.
+    The covariance of the output of ``depth`` random ``Dense -> activation``
+    blocks and a linear readout (:func:`sknetk.kernels.nngp_kernel`), as a
+    scikit-learn kernel: a Gaussian process with this kernel is exactly the
+    prior of the infinitely wide Bayesian network, and
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` gives its
+    exact posterior. The weight and bias standard deviations (and, on
+    request, the activation's parameters) are hyperparameters fitted by
+    maximising the log marginal likelihood, with its exact gradient.
 
-        Read more in the :ref:`user guide <gaussian_process>`.
+    Read more in the :ref:`user guide <gaussian_process>`.
 
-        Parameters
-        ----------
+    Parameters
+    ----------
     {common}
 
     {bounds}
 
-        See Also
-        --------
-        NTK : The Neural Tangent Kernel.
-        sknetk.kernels.nngp_kernel : The same values as a function.
+    See Also
+    --------
+    NTK : The Neural Tangent Kernel.
+    sknetk.kernels.nngp_kernel : The same values as a function.
 
-        Notes
-        -----
+    Notes
+    -----
     {notes}
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from sklearn.gaussian_process import GaussianProcessRegressor
-        >>> from sklearn.gaussian_process.kernels import WhiteKernel
-        >>> from sknetk.gaussian_process import NNGP
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(40, 3))
-        >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
-        >>> gpr = GaussianProcessRegressor(NNGP(depth=2) + WhiteKernel(0.1)).fit(X, y)
-        >>> gpr.kernel_.k1.hyperparameter_weight_std.name
-        'weight_std'
-        >>> NNGP(activation="erf", activation_params_bounds={{"b": (0.1, 10)}}).n_dims
-        3
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.gaussian_process import GaussianProcessRegressor
+    >>> from sklearn.gaussian_process.kernels import WhiteKernel
+    >>> from sknetk.gaussian_process import NNGP
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 3))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    >>> gpr = GaussianProcessRegressor(NNGP(depth=2) + WhiteKernel(0.1)).fit(X, y)
+    >>> gpr.kernel_.k1.hyperparameter_weight_std.name
+    'weight_std'
+    >>> NNGP(activation="erf", activation_params_bounds={{"b": (0.1, 10)}}).n_dims
+    3
     """
 
     _which = "nngp"
@@ -647,6 +647,8 @@ class NNGP(_NetworkKernel):
 
 for _cls in (NTK, NNGP):
     _cls.__doc__ = _cls.__doc__.format(
-        common=_COMMON_PARAMETERS, bounds=_BOUNDS_PARAMETERS, notes=_NOTES
+        common=_COMMON_PARAMETERS.lstrip(),
+        bounds=_BOUNDS_PARAMETERS.lstrip(),
+        notes=_NOTES.lstrip(),
     )
 del _cls
