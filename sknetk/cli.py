@@ -26,9 +26,14 @@ from . import __version__
 from ._base import plain_labels
 from ._cv import NTKClassifierCV, NTKRegressorCV
 from ._device import _probe_cupy, check_device, gpu_available
-from ._progress import progress
 
-__all__ = ["main", "DATASETS", "MODELS"]
+__all__ = [
+    "main",
+    "DATASETS",
+    "MODELS",
+    "compare_schema",
+    "corrected_resampled_ttest",
+]
 
 #: Data sets that ship with scikit-learn (no download): name -> (loader, task).
 DATASETS = {
@@ -42,22 +47,34 @@ DEFAULT_DATASET = "breast_cancer"
 
 #: Model names accepted by ``--models`` and what they stand for.
 MODELS = {
-    "ntk": "NTK of a wide ReLU network; ridge and depth chosen by leave-one-out",
+    "ntk": "NTK of a wide ReLU network (NTKClassifierCV / NTKRegressorCV)",
     "nngp": "the same with the NNGP kernel (only the readout layer trained)",
-    "rf": "RandomForest (100 trees)",
-    "mlp": "MLP (one hidden layer of 100 ReLU units, Adam, up to 500 epochs)",
-    "svm": "RBF support vector machine (SVC or SVR, C=1)",
-    "krr-rbf": "RBF KernelRidge (alpha=1; regression only)",
-    "ridge": "linear Ridge / RidgeClassifier (alpha=1)",
-    "knn": "5 nearest neighbours",
+    "mlp": "MLP trained by Adam (MLPClassifier / MLPRegressor)",
+    "mlp-after": (
+        "kernel ridge with the trained MLP's own empirical NTK (its "
+        "after-kernel; needs sknetk.empirical)"
+    ),
+    "rf": "random forest, 100 trees",
+    "svm": "RBF support vector machine (SVC or SVR)",
+    "krr-rbf": "RBF KernelRidge (regression only)",
+    "ridge": "linear Ridge / RidgeClassifier",
+    "knn": "nearest neighbours",
     "dummy": "predicts the mean / the most frequent class",
 }
-_ALIASES = {"svc": "svm", "svr": "svm", "krr": "krr-rbf", "random_forest": "rf"}
+_ALIASES = {
+    "svc": "svm",
+    "svr": "svm",
+    "krr": "krr-rbf",
+    "random_forest": "rf",
+    "after-kernel": "mlp-after",
+}
+# mlp-after is left out of the defaults when sknetk.empirical is missing.
 DEFAULT_MODELS = {
-    "classification": ("ntk", "nngp", "rf", "svm", "mlp"),
-    "regression": ("ntk", "nngp", "rf", "svm", "krr-rbf", "mlp"),
+    "classification": ("ntk", "nngp", "mlp", "mlp-after", "rf", "svm"),
+    "regression": ("ntk", "nngp", "mlp", "mlp-after", "rf", "svm", "krr-rbf"),
 }
 _DEFAULT_SCORING = {"classification": "accuracy", "regression": "r2"}
+# The ntk/nngp ridges searched by leave-one-out with --no-tune.
 _NTK_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 # Without biases a ReLU network is positively homogeneous, f(c x) = c f(x),
 # which hurts on low-dimensional standardized data (iris: 0.90 vs 0.95).
@@ -468,11 +485,117 @@ def _preprocessor(table):
 
 
 # ---------------------------------------------------------------------------
-# Models
+# Models and their search grids
 # ---------------------------------------------------------------------------
+# Every model of ``sknetk compare`` is tuned the same way: a grid search,
+# scored by the run's scorer, over the same inner K-fold splits of each outer
+# training fold (``--inner-cv``, stratified for classification, seeded by
+# ``--random-state``). ``--grid small`` (the default) keeps a default run on
+# breast_cancer near a minute on two cores; ``--grid large`` is the bigger
+# budget. The NTK/NNGP alphas are relative to the kernel's mean diagonal.
+_GRIDS = {
+    "small": {
+        "ntk": {"alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "depth": (1, 2, 3, 4)},
+        "nngp": {"alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "depth": (1, 2, 3, 4)},
+        "mlp": {
+            "width": (32, 128),
+            "depth": (1, 2),
+            "alpha": (1e-4, 1e-1),
+            "learning_rate_init": (3e-3, 3e-2),
+        },
+        "mlp-after": {"alpha": (1e-4, 1e-2, 1.0)},
+        "svm": {"C": (0.1, 1.0, 10.0, 100.0), "gamma": (1e-3, 1e-2, 1e-1, 1.0)},
+        "krr-rbf": {"alpha": (1e-3, 1e-2, 1e-1, 1.0), "gamma": (1e-3, 1e-2, 1e-1, 1.0)},
+        "rf": {"max_features": (0.1, 0.3, 1.0), "min_samples_leaf": (1, 5)},
+        "ridge": {"alpha": (1e-2, 1e-1, 1.0, 10.0, 100.0)},
+        "knn": {"n_neighbors": (1, 3, 5, 10, 20)},
+        "dummy": {},
+    },
+    "large": {
+        "ntk": {
+            "alpha": (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            "depth": (1, 2, 3, 4, 5, 6, 8),
+        },
+        "nngp": {
+            "alpha": (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            "depth": (1, 2, 3, 4, 5, 6, 8),
+        },
+        "mlp": {
+            "width": (32, 128, 512),
+            "depth": (1, 2, 3),
+            "alpha": (1e-5, 1e-3, 1e-1, 10.0),
+            "learning_rate_init": (1e-3, 1e-2),
+        },
+        "mlp-after": {"alpha": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)},
+        "svm": {
+            "C": (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4),
+            "gamma": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+        },
+        "krr-rbf": {
+            "alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            "gamma": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+        },
+        "rf": {
+            "max_features": (0.05, 0.1, 0.2, 0.3, 0.5, 1.0),
+            "min_samples_leaf": (1, 2, 3, 5, 10, 20),
+        },
+        "ridge": {"alpha": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)},
+        "knn": {"n_neighbors": (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)},
+        "dummy": {},
+    },
+}
+GRID_NAMES = tuple(_GRIDS)
+_MLP_MAX_ITER = 1000
+
+
+def _grid_text(grid):
+    """``alpha=[1e-05 .. 1] (6) x depth=[1 .. 4] (4)``-style summary of a grid."""
+    if not grid:
+        return "no hyper-parameters"
+    parts = []
+    for key, values in grid.items():
+        shown = ", ".join(_fmt_value(v) for v in values)
+        parts.append(f"{key}=[{shown}]")
+    return " x ".join(parts)
+
+
+def _n_candidates(grid):
+    return math.prod(len(v) for v in grid.values()) if grid else 1
+
+
+def _fmt_value(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    return f"{float(value):g}"
+
+
+def _help_grids(budget):
+    """The grids of one budget, for ``--help`` and the docs."""
+    lines = []
+    for name, grid in _GRIDS[budget].items():
+        if grid:
+            n = _n_candidates(grid)
+            lines.append(f"  {name:9s} {_grid_text(grid)} ({n})")
+    return "\n".join(lines)
+
+
+def _after_kernel_classes():
+    """``(AfterKernelRegressor, AfterKernelClassifier)``, or None if unavailable."""
+    try:
+        from .empirical import AfterKernelClassifier, AfterKernelRegressor
+    except ImportError:
+        return None
+    return AfterKernelRegressor, AfterKernelClassifier
+
+
 def _parse_models(text, task):
     if text is None:
-        return list(DEFAULT_MODELS[task])
+        names = list(DEFAULT_MODELS[task])
+        if _after_kernel_classes() is None:
+            names = [n for n in names if n != "mlp-after"]
+        return names
     names = []
     for raw in text.split(","):
         name = raw.strip().lower()
@@ -487,46 +610,87 @@ def _parse_models(text, task):
             raise CLIError(
                 "krr-rbf (KernelRidge) is a regressor; for classification use svm."
             )
+        if name == "mlp-after" and _after_kernel_classes() is None:
+            raise CLIError(
+                "mlp-after needs sknetk.empirical (AfterKernelRegressor), which "
+                "this installation of sknetk does not have."
+            )
         if name not in names:
             names.append(name)
     if not names:
         raise CLIError("--models is empty.")
+    if "mlp-after" in names and "mlp" in names:
+        # The after-kernel row reuses the network the mlp row chose in each
+        # fold, so the mlp row runs first.
+        names.remove("mlp-after")
+        names.insert(names.index("mlp") + 1, "mlp-after")
     return names
 
 
+def _inner_splitter(task, args):
+    return _splitter(task, args.inner_cv, 1, args.random_state)
+
+
 def _ntk_estimator(kernel, task, args):
-    """The cross-validated NTK estimator for ``task``, and its class name."""
+    """The cross-validated NTK estimator for ``task``, and its class name.
+
+    Tuned (the default): the alphas and depths of ``--grid``, searched over
+    the run's inner folds with the run's scorer, as every other model.
+    ``--no-tune``: the former defaults, leave-one-out over six alphas and
+    depths 1 to 5.
+    """
     cls = NTKClassifierCV if task == "classification" else NTKRegressorCV
-    # The CV estimators search ridges relative to the kernel's scale (which
-    # grows with depth) over five orders of magnitude, and depths 1 to 5.
+    if getattr(args, "tune", True):
+        grid = _GRIDS[args.grid][kernel]
+        search = dict(
+            alphas=grid["alpha"],
+            depths=grid["depth"],
+            cv=_inner_splitter(task, args),
+            scoring=args.scoring or _DEFAULT_SCORING[task],
+        )
+    else:
+        search = dict(alphas=_NTK_ALPHAS)
+    # Ridges relative to the kernel's scale, which grows with depth.
     estimator = cls(
         kernel=kernel,
         bias_std=_NTK_BIAS_STD,
-        alphas=_NTK_ALPHAS,
         alpha_scale="mean_diag",
         device=args.device,
         n_jobs=args.n_jobs,
+        **search,
     )
     return estimator, cls.__name__
 
 
+def _mlp(classification, seed, **params):
+    from sklearn import neural_network
+
+    cls = (
+        neural_network.MLPClassifier if classification else neural_network.MLPRegressor
+    )
+    return cls(**params, random_state=seed)
+
+
 def _make_model(name, task, args):
-    """Return ``(estimator, description)`` for a model name."""
+    """Return ``(estimator, name of its class)`` for a model name.
+
+    The estimator is the untuned model; :func:`_search` wraps it in the grid
+    search of the run.
+    """
     from sklearn import (
         dummy,
         ensemble,
         kernel_ridge,
         linear_model,
         neighbors,
-        neural_network,
         svm,
     )
 
     classification = task == "classification"
     seed = args.random_state
+    tune = getattr(args, "tune", True)
     if name in ("ntk", "nngp"):
-        est, cls_name = _ntk_estimator(name, task, args)
-        return est, f"{cls_name}(kernel={name!r})"
+        return _ntk_estimator(name, task, args)
     if name == "rf":
         cls = (
             ensemble.RandomForestClassifier
@@ -535,12 +699,26 @@ def _make_model(name, task, args):
         )
         est = cls(n_estimators=100, random_state=seed, n_jobs=args.n_jobs)
     elif name == "mlp":
-        cls = (
-            neural_network.MLPClassifier
-            if classification
-            else neural_network.MLPRegressor
+        est = _mlp(
+            classification,
+            seed,
+            hidden_layer_sizes=(100,),
+            max_iter=_MLP_MAX_ITER if tune else 500,
         )
-        est = cls(hidden_layer_sizes=(100,), max_iter=500, random_state=seed)
+    elif name == "mlp-after":
+        regressor, classifier = _after_kernel_classes()
+        cls = classifier if classification else regressor
+        # Without the mlp row, a fixed network; with it, the network the mlp
+        # row chose in the same fold (set in _evaluate).
+        net = _mlp(
+            classification,
+            seed,
+            hidden_layer_sizes=(128,),
+            alpha=1e-4,
+            learning_rate_init=1e-2,
+            max_iter=_MLP_MAX_ITER,
+        )
+        est = cls(estimator=net, alpha=1e-3)
     elif name == "svm":
         est = svm.SVC() if classification else svm.SVR()
     elif name == "krr-rbf":
@@ -562,18 +740,198 @@ def _make_model(name, task, args):
     return est, type(est).__name__
 
 
+def _sklearn_grid(name, grid):
+    """The ``param_grid`` of ``GridSearchCV`` for a model's displayed grid."""
+    grid = dict(grid)
+    if name == "mlp":
+        widths, depths = grid.pop("width"), grid.pop("depth")
+        grid["hidden_layer_sizes"] = [(w,) * d for d in depths for w in widths]
+    return {key: list(values) for key, values in grid.items()}
+
+
+def _displayed_params(name, params):
+    """Chosen ``GridSearchCV`` parameters in the names of the displayed grid."""
+    params = dict(params)
+    if name == "mlp" and "hidden_layer_sizes" in params:
+        sizes = params.pop("hidden_layer_sizes")
+        params = {"width": sizes[0], "depth": len(sizes), **params}
+    return params
+
+
+def _search(name, task, estimator, args):
+    """``(step, grid)``: the model as it runs in a fold, and its displayed grid.
+
+    ``step`` is ``estimator`` itself for the self-tuning NTK/NNGP (the grid is
+    in its ``alphas`` and ``depths``), a ``GridSearchCV`` for the other models
+    when tuning, and ``estimator`` with an empty grid with ``--no-tune``.
+    """
+    from sklearn.model_selection import GridSearchCV
+
+    if name in ("ntk", "nngp"):
+        if getattr(args, "tune", True):
+            return estimator, dict(_GRIDS[args.grid][name])
+        return estimator, {
+            "alpha": tuple(estimator.alphas),
+            "depth": tuple(estimator.depths),
+        }
+    if not getattr(args, "tune", True):
+        return estimator, {}
+    grid = dict(_GRIDS[args.grid].get(name, {}))
+    if not grid:
+        return estimator, {}
+    # Process-parallel candidates only where a fit is slow (the networks);
+    # the forest and the NTK use their own threads.
+    n_jobs = args.n_jobs if name in ("mlp", "mlp-after") else None
+    search = GridSearchCV(
+        estimator,
+        _sklearn_grid(name, grid),
+        scoring=args.scoring or _DEFAULT_SCORING[task],
+        cv=_inner_splitter(task, args),
+        n_jobs=n_jobs,
+        error_score="raise",
+    )
+    return search, grid
+
+
+def _describe(step):
+    """The full configuration of ``step``: scikit-learn's repr on one line."""
+    try:
+        text = step.__repr__(N_CHAR_MAX=100_000)
+    except TypeError:  # not a scikit-learn estimator
+        text = repr(step)
+    return " ".join(text.split())
+
+
+def _chosen(name, step):
+    """The hyper-parameters a fitted ``step`` chose, or None if it chose none."""
+    best = getattr(step, "best_params_", None)
+    if best is None:
+        return None
+    return _displayed_params(name, best)
+
+
+def _edges(grid, chosen):
+    """``{param: "lower" | "upper"}`` for chosen values on an edge of the grid.
+
+    Only numeric grid dimensions with at least three values count: with two
+    values every choice is an edge, which says nothing.
+    """
+    edges = {}
+    for key, values in grid.items():
+        if key not in chosen or len(values) < 3:
+            continue
+        if not all(isinstance(v, numbers.Real) for v in values):
+            continue
+        value = chosen[key]
+        if value == min(values):
+            edges[key] = "lower"
+        elif value == max(values):
+            edges[key] = "upper"
+    return edges
+
+
 # ---------------------------------------------------------------------------
 # compare
 # ---------------------------------------------------------------------------
-def _splitter(task, cv, seed):
-    from sklearn.model_selection import KFold, StratifiedKFold
+def _splitter(task, cv, repeats, seed):
+    """Shuffled (stratified) K-fold, repeated ``repeats`` times.
 
-    cls = StratifiedKFold if task == "classification" else KFold
-    return cls(n_splits=cv, shuffle=True, random_state=seed)
+    The first repeat equals ``(Stratified)KFold(cv, shuffle=True,
+    random_state=seed)``; every model sees the same folds (paired).
+    """
+    from sklearn.model_selection import (
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+    )
+
+    if repeats == 1:
+        cls = StratifiedKFold if task == "classification" else KFold
+        return cls(n_splits=cv, shuffle=True, random_state=seed)
+    cls = RepeatedStratifiedKFold if task == "classification" else RepeatedKFold
+    return cls(n_splits=cv, n_repeats=repeats, random_state=seed)
+
+
+def _blas_threads(n_jobs):
+    """Threads for BLAS under ``--n-jobs`` (joblib's meaning of negatives)."""
+    import joblib
+
+    n_cpus = joblib.cpu_count()
+    return n_jobs if n_jobs > 0 else max(1, n_cpus + 1 + n_jobs)
+
+
+class _Progress:
+    """Progress of the fits on standard error, naming the model and fold.
+
+    On a terminal one line is redrawn in place and a summary line is left at
+    the end; elsewhere (logs, pipes) every finished fit is one plain line.
+    """
+
+    def __init__(self, total, verbose, file=None):
+        self.total = total
+        self.verbose = verbose
+        self.file = sys.stderr if file is None else file
+        self.tty = bool(getattr(self.file, "isatty", lambda: False)())
+        self.count = 0
+        self.start = time.perf_counter()
+        self.width = 0
+
+    def _write(self, text, final=False):
+        if self.tty:
+            pad = " " * max(0, self.width - len(text))
+            self.width = len(text)
+            self.file.write("\r" + text + pad + ("\n" if final else ""))
+        else:
+            self.file.write(text + "\n")
+        self.file.flush()
+
+    def started(self, label):
+        if self.verbose and self.tty:
+            self._write(f"compare [{self.count + 1}/{self.total}] {label} ...")
+
+    def finished(self, label, result):
+        self.count += 1
+        if not self.verbose:
+            return
+        elapsed = time.perf_counter() - self.start
+        self._write(
+            f"compare [{self.count}/{self.total}] {label}: {result} [{elapsed:.1f}s]"
+        )
+
+    def close(self):
+        if self.verbose:
+            elapsed = time.perf_counter() - self.start
+            self._write(
+                f"compare: {self.count}/{self.total} fits done in {elapsed:.1f} s",
+                final=True,
+            )
+
+
+def _use_network(step, params):
+    """Give an after-kernel model (or its search) the network ``params``."""
+    inner = getattr(step, "estimator", None)
+    if hasattr(inner, "estimator") and hasattr(step, "param_grid"):
+        net = _clone_params(inner.estimator, params)
+        step.set_params(estimator__estimator=net)
+    else:
+        step.set_params(estimator=_clone_params(inner, params))
+
+
+def _clone_params(estimator, params):
+    from sklearn.base import clone
+
+    return clone(estimator).set_params(**params)
+
+
+def _fitted_step(est):
+    """The model step of a fitted pipeline (inside a TransformedTargetRegressor)."""
+    pipe = getattr(est, "regressor_", est)
+    return pipe.steps[-1][1]
 
 
 def _evaluate(models, table, y, task, scorer, args):
-    """Cross-validate every model; return one result dict per model."""
+    """Cross-validate every model; return one result dict per model and the folds."""
     from sklearn.base import clone
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.exceptions import ConvergenceWarning
@@ -581,27 +939,42 @@ def _evaluate(models, table, y, task, scorer, args):
     from sklearn.preprocessing import StandardScaler
 
     X = table.to_array()
-    splits = list(_splitter(task, args.cv, args.random_state).split(X, y))
+    repeats = getattr(args, "repeats", 1)
+    splitter = _splitter(task, args.cv, repeats, args.random_state)
+    splits = list(splitter.split(X, y))
     pre = _preprocessor(table)
-    results = {
-        name: {
+    results = {}
+    for name, (_, desc, grid) in models.items():
+        results[name] = {
             "model": name,
             "estimator": desc,
+            "grid": grid,
+            "n_candidates": _n_candidates(grid) if grid else 1,
             "scores": [],
             "fit_time": [],
             "predict_time": [],
+            "chosen": [],
             "error": None,
             "warnings": 0,
         }
-        for name, (_, desc) in models.items()
-    }
-    jobs = [(name, fold) for name in models for fold in range(len(splits))]
-    for name, fold in progress(jobs, desc="compare", verbose=args.verbose):
+    networks = {}  # (model, split) -> the parameters the MLP search chose
+    jobs = [(name, i) for name in models for i in range(len(splits))]
+    bar = _Progress(len(jobs), args.verbose)
+    for name, i in jobs:
         res = results[name]
+        repeat, fold = divmod(i, args.cv)
+        label = f"{name} fold {fold + 1}/{args.cv}" + (
+            f" repeat {repeat + 1}/{repeats}" if repeats > 1 else ""
+        )
         if res["error"] is not None:
+            bar.finished(label, "skipped (the model failed)")
             continue
-        train, test = splits[fold]
-        est = make_pipeline(clone(pre), clone(models[name][0]))
+        bar.started(label)
+        train, test = splits[i]
+        step = clone(models[name][0])
+        if name == "mlp-after" and ("mlp", i) in networks:
+            _use_network(step, networks["mlp", i])
+        est = make_pipeline(clone(pre), step)
         if task == "regression":
             # Standardized targets: kernel models have no intercept, and the
             # MLP and SVR defaults assume targets of unit scale.
@@ -618,6 +991,7 @@ def _evaluate(models, table, y, task, scorer, args):
         except Exception as exc:  # report the model's failure, go on with others
             msg = str(exc).strip().splitlines()
             res["error"] = f"{type(exc).__name__}: {msg[0] if msg else ''}"
+            bar.finished(label, "failed")
             continue
         res["warnings"] += sum(
             issubclass(w.category, ConvergenceWarning) for w in caught
@@ -625,15 +999,50 @@ def _evaluate(models, table, y, task, scorer, args):
         res["scores"].append(float(score))
         res["fit_time"].append(fitted - start)
         res["predict_time"].append(done - fitted)
+        fitted_step = _fitted_step(est)
+        res["chosen"].append(_chosen(name, fitted_step))
+        if name == "mlp" and hasattr(fitted_step, "best_params_"):
+            networks[name, i] = dict(fitted_step.best_params_)
+        bar.finished(label, f"{score:.4f}, fit {fitted - start:.2f} s")
+    bar.close()
     out = []
     for res in results.values():
         scores = res["scores"]
         res["mean"] = _mean(scores)
         res["std"] = _std(scores)
-        res["mean_fit_time"] = _mean(res.pop("fit_time"))
-        res["mean_predict_time"] = _mean(res.pop("predict_time"))
+        res["mean_fit_time"] = _mean(res["fit_time"])
+        res["mean_predict_time"] = _mean(res["predict_time"])
+        res["edges"] = _edge_summary(res)
         out.append(res)
-    return out
+    folds = [
+        {
+            "repeat": i // args.cv,
+            "fold": i % args.cv,
+            "n_train": len(train),
+            "n_test": len(test),
+        }
+        for i, (train, test) in enumerate(splits)
+    ]
+    return out, folds
+
+
+def _edge_summary(res):
+    """Per grid parameter on an edge in some fold: value, side, count."""
+    summary = []
+    chosen = [c for c in res["chosen"] if c is not None]
+    for key in res["grid"]:
+        for side in ("lower", "upper"):
+            hits = [c[key] for c in chosen if _edges(res["grid"], c).get(key) == side]
+            if hits:
+                summary.append(
+                    {
+                        "param": key,
+                        "edge": side,
+                        "value": hits[0],
+                        "n_folds": len(hits),
+                    }
+                )
+    return summary
 
 
 def _mean(values):
@@ -647,26 +1056,134 @@ def _std(values):
     return math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
 
 
+def corrected_resampled_ttest(differences, test_train_ratio):
+    """Nadeau and Bengio's corrected resampled t-test of paired differences.
+
+    Parameters
+    ----------
+    differences : sequence of float
+        Score differences between two models on the same ``J`` train/test
+        splits (folds of repeated K-fold).
+    test_train_ratio : float
+        ``n_test / n_train`` of the splits (``1 / (K - 1)`` for K-fold).
+
+    Returns
+    -------
+    t : float
+        ``mean / sqrt((1 / J + test_train_ratio) * var)``, with the sample
+        variance (``ddof=1``) of the differences.
+    p_value : float
+        Two-sided, from Student's t with ``J - 1`` degrees of freedom; NaN
+        with fewer than two differences.
+
+    Notes
+    -----
+    The folds share training rows, so the differences are correlated and the
+    plain paired t-test is too optimistic; the ``test_train_ratio`` term
+    corrects the variance (Nadeau and Bengio, 2003, "Inference for the
+    Generalization Error", Machine Learning 52; Bouckaert and Frank, 2004).
+    Differences that are all equal give ``t = +-inf`` and ``p = 0``, or
+    ``t = 0`` and ``p = 1`` when they are all zero.
+
+    Examples
+    --------
+    >>> from sknetk.cli import corrected_resampled_ttest
+    >>> t, p = corrected_resampled_ttest([0.01, 0.02, 0.0, 0.03, 0.01], 0.25)
+    >>> round(t, 3), round(p, 3)
+    (1.491, 0.21)
+    """
+    from scipy import stats
+
+    d = [float(v) for v in differences]
+    J = len(d)
+    if J < 2:
+        return math.nan, math.nan
+    mean = sum(d) / J
+    var = sum((v - mean) ** 2 for v in d) / (J - 1)
+    if var == 0.0 or var < (abs(mean) * 1e-15) ** 2:
+        if mean == 0.0:
+            return 0.0, 1.0
+        return math.copysign(math.inf, mean), 0.0
+    t = mean / math.sqrt((1.0 / J + test_train_ratio) * var)
+    p = 2.0 * float(stats.t.sf(abs(t), J - 1))
+    return t, p
+
+
+def _verdict(results, folds, level):
+    """Mark the best model; test each other one against it (paired folds)."""
+    ok = [r for r in results if r["error"] is None and r["scores"]]
+    for r in results:
+        r["comparison"] = None
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r["mean"])
+    ratio = _mean([f["n_test"] / f["n_train"] for f in folds])
+    for r in ok:
+        if r is best:
+            r["comparison"] = {
+                "best": True,
+                "difference": 0.0,
+                "t": None,
+                "p_value": None,
+                "significant": None,
+            }
+            continue
+        if len(r["scores"]) != len(best["scores"]):
+            continue  # cannot pair
+        diffs = [a - b for a, b in zip(r["scores"], best["scores"])]
+        t, p = corrected_resampled_ttest(diffs, ratio)
+        r["comparison"] = {
+            "best": False,
+            "difference": _mean(diffs),
+            "t": t,
+            "p_value": p,
+            "significant": bool(p < level) if p == p else None,
+        }
+    return best["model"]
+
+
 def _format_table(results, scoring):
-    """Plain-text table, one row per model."""
-    header = ["model", "estimator", f"{scoring} mean", "std", "fit (s)", "predict (s)"]
+    """Plain-text table, one row per model, with the verdict against the best."""
+    header = [
+        "model",
+        f"{scoring} mean",
+        "std",
+        "vs best",
+        "p-value",
+        "verdict",
+        "fit (s)",
+        "predict (s)",
+    ]
     rows = []
     for r in results:
         if r["error"] is not None:
-            rows.append([r["model"], r["estimator"], "failed", "", "", ""])
+            rows.append([r["model"], "failed", "", "", "", "", "", ""])
             continue
+        c = r.get("comparison")
+        if c is None:
+            vs, p, verdict = "", "", ""
+        elif c["best"]:
+            vs, p, verdict = "", "", "best"
+        else:
+            vs = f"{c['difference']:+.4f}"
+            p = "" if c["p_value"] is None else f"{c['p_value']:.3f}"
+            verdict = {True: "significant", False: "not significant", None: ""}[
+                c["significant"]
+            ]
         rows.append(
             [
                 r["model"],
-                r["estimator"],
                 f"{r['mean']:.4f}",
                 f"{r['std']:.4f}",
+                vs,
+                p,
+                verdict,
                 f"{r['mean_fit_time']:.3f}",
                 f"{r['mean_predict_time']:.3f}",
             ]
         )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    left = {0, 1}
+    left = {0, 5}
 
     def fmt(row):
         cells = [
@@ -679,6 +1196,52 @@ def _format_table(results, scoring):
     return "\n".join(lines)
 
 
+def _format_chosen(results):
+    """Lines of the hyper-parameters each model chose per fold (``*`` = edge)."""
+    lines = []
+    width = max((len(r["model"]) for r in results), default=0)
+    for r in results:
+        chosen = [c for c in r["chosen"] if c is not None]
+        if not chosen or not r["grid"]:
+            continue
+        keys = [k for k in r["grid"] if any(k in c for c in chosen)]
+        key_width = max(len(k) for k in keys)
+        cells = {
+            key: [
+                _fmt_value(c.get(key, "-"))
+                + ("*" if key in _edges(r["grid"], c) else "")
+                for c in chosen
+            ]
+            for key in keys
+        }
+        cell_width = max(len(c) for row in cells.values() for c in row)
+        for j, key in enumerate(keys):
+            head = r["model"].ljust(width) if j == 0 else " " * width
+            row = " ".join(c.rjust(cell_width) for c in cells[key])
+            lines.append(f"  {head}  {key.ljust(key_width)}  {row}")
+    return lines
+
+
+def _edge_warnings(results, n_splits):
+    """One warning line per model that chose an edge of its grid."""
+    lines = []
+    for r in results:
+        parts = []
+        for e in r.get("edges", []):
+            side = "smallest" if e["edge"] == "lower" else "largest"
+            parts.append(
+                f"{e['param']}={_fmt_value(e['value'])} ({side}) in "
+                f"{e['n_folds']}/{n_splits} folds"
+            )
+        if parts:
+            lines.append(
+                f"Warning: {r['model']} chose an edge of its grid: "
+                + ", ".join(parts)
+                + "; the best value may lie beyond it (try --grid large)."
+            )
+    return lines
+
+
 def _plot_formats():
     """File extensions matplotlib can write; CLIError when it is missing."""
     try:
@@ -688,34 +1251,104 @@ def _plot_formats():
     return FigureCanvasBase.get_supported_filetypes()
 
 
-def _plot(results, info, scoring, fmt):
-    """The chart of the successful models as bytes; None when every model failed."""
-    import io
+def _time_axis(ax, times):
+    """Scale the fit-time axis so that it is readable for any range of times.
 
-    # A Figure without pyplot: no global backend or figure registry is touched.
+    Times within about one decade (largest / smallest < 20) get a linear axis
+    from zero with plain ticks; wider ranges a log axis with a labelled tick
+    at every power of ten (and at 2 and 5 times it when the range is at most
+    two decades). Returns ``"linear"`` or ``"log"``.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [t for t in times if t > 0]
+    low = min(positive) if positive else 1.0
+    high = max(positive) if positive else 1.0
+    if high / low < 20:
+        ax.set_xscale("linear")
+        ax.set_xlim(0, high * 1.15)
+        return "linear"
+    ax.set_xscale("log")
+    decades = math.log10(high / low)
+    ax.set_xlim(low / 2, high * 2)
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    return "log"
+
+
+def _plot_title(info):
+    name = os.path.splitext(os.path.basename(str(info["dataset"])))[0]
+    return name or str(info["dataset"])
+
+
+def _plot_figure(results, info, scoring, kind="summary"):
+    """The matplotlib Figure of the successful models, or None if none."""
     from matplotlib.figure import Figure
 
-    ok = [r for r in results if r["error"] is None]
+    ok = [r for r in results if r["error"] is None and r["scores"]]
     if not ok:
         return None
     names = [r["model"] for r in ok]
-    fig = Figure(figsize=(9, 0.5 * len(ok) + 1.8))
-    ax1, ax2 = fig.subplots(1, 2)
-    pos = list(range(len(ok)))
-    ax1.errorbar(
-        [r["mean"] for r in ok], pos, xerr=[r["std"] for r in ok], fmt="o", capsize=4
+    best = next((r for r in ok if (r.get("comparison") or {}).get("best")), None)
+    folds_text = f"{info['cv']}-fold CV" + (
+        f" x {info['repeats']}" if info.get("repeats", 1) > 1 else ""
     )
-    ax1.set_yticks(pos, names)
-    ax1.set_ylim(len(ok) - 0.5, -0.5)
-    ax1.grid(axis="x", alpha=0.3)
-    ax1.set_xlabel(f"{scoring} ({info['cv']}-fold CV, mean and std)")
-    ax2.barh(pos, [r["mean_fit_time"] for r in ok], color="C1")
-    ax2.set_ylim(len(ok) - 0.5, -0.5)
-    ax2.set_xlabel("fit time per fold (s)")
-    ax2.set_xscale("log")
-    ax2.set_yticks(pos, [""] * len(ok))
-    fig.suptitle(f"{info['dataset']}: {info['n_samples']} samples, {info['task']}")
+    if kind == "paired":
+        fig = Figure(figsize=(max(5.0, 1.1 * len(ok) + 2), 4.5))
+        ax = fig.subplots()
+        pos = list(range(len(ok)))
+        n = min(len(r["scores"]) for r in ok)
+        for j in range(n):
+            ax.plot(pos, [r["scores"][j] for r in ok], color="0.6", lw=0.8, marker=".")
+        ax.plot(pos, [r["mean"] for r in ok], "o", color="C0", ms=8, label="mean")
+        if best is not None:
+            k = names.index(best["model"])
+            ax.plot([k], [best["mean"]], "*", color="C3", ms=16, label="best")
+        ax.set_xticks(pos, names)
+        ax.set_ylabel(f"{scoring} per fold (lines join the same fold)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+        ax.set_title(f"{folds_text}, paired folds", fontsize="medium")
+    else:
+        fig = Figure(figsize=(9, 0.5 * len(ok) + 1.8))
+        ax1, ax2 = fig.subplots(1, 2)
+        pos = list(range(len(ok)))
+        ax1.errorbar(
+            [r["mean"] for r in ok],
+            pos,
+            xerr=[r["std"] for r in ok],
+            fmt="o",
+            capsize=4,
+        )
+        if best is not None:
+            k = names.index(best["model"])
+            ax1.plot([best["mean"]], [k], "*", color="C3", ms=14)
+        labels = [r["model"] + (" (best)" if r is best else "") for r in ok]
+        ax1.set_yticks(pos, labels)
+        ax1.set_ylim(len(ok) - 0.5, -0.5)
+        ax1.grid(axis="x", alpha=0.3)
+        ax1.set_xlabel(f"{scoring} ({folds_text}, mean and std)")
+        times = [r["mean_fit_time"] for r in ok]
+        ax2.barh(pos, times, color="C1")
+        ax2.set_ylim(len(ok) - 0.5, -0.5)
+        ax2.set_xlabel("fit time per fold (s)")
+        _time_axis(ax2, times)
+        ax2.grid(axis="x", alpha=0.3)
+        ax2.set_yticks(pos, [""] * len(ok))
+    fig.suptitle(_plot_title(info))
     fig.tight_layout()
+    return fig
+
+
+def _plot(results, info, scoring, fmt, kind="summary"):
+    """The chart of the successful models as bytes; None when every model failed."""
+    import io
+
+    fig = _plot_figure(results, info, scoring, kind)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=100)
     return buf.getvalue()
@@ -728,6 +1361,14 @@ def _check_args(args):
     """Reject invalid options in one line (CLIError) before any work starts."""
     if args.cv < 2:
         raise CLIError(f"--cv must be at least 2, got {args.cv}.")
+    if args.repeats < 1:
+        raise CLIError(f"--repeats must be at least 1, got {args.repeats}.")
+    if args.inner_cv < 2:
+        raise CLIError(f"--inner-cv must be at least 2, got {args.inner_cv}.")
+    if not 0 < args.significance < 1:
+        raise CLIError(
+            f"--significance must be between 0 and 1, got {args.significance}."
+        )
     if args.max_samples is not None and args.max_samples < args.cv:
         raise CLIError(
             f"--max-samples must be at least --cv={args.cv} (rows to keep, at "
@@ -850,6 +1491,65 @@ def _json_safe(obj):
     return str(obj)
 
 
+#: Version of the layout of ``sknetk compare --json`` (see ``compare_schema.json``).
+JSON_SCHEMA_VERSION = 1
+
+
+def compare_schema():
+    """The JSON schema of ``sknetk compare --json`` files, as a dict.
+
+    Returns
+    -------
+    dict
+        A JSON Schema (draft 2020-12) document; the file ships with sknetk as
+        ``sknetk/compare_schema.json``.
+
+    Examples
+    --------
+    >>> from sknetk.cli import compare_schema
+    >>> compare_schema()["properties"]["schema_version"]["const"]
+    1
+    """
+    from importlib import resources
+
+    text = resources.files("sknetk").joinpath("compare_schema.json").read_text()
+    return json.loads(text)
+
+
+def _versions():
+    versions = {"python": platform.python_version(), "sknetk": __version__}
+    for module, label in (
+        ("numpy", "numpy"),
+        ("scipy", "scipy"),
+        ("sklearn", "sklearn"),
+        ("joblib", "joblib"),
+        ("threadpoolctl", "threadpoolctl"),
+    ):
+        versions[label] = _version(module)
+    return versions
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine():
+    import joblib
+
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": int(joblib.cpu_count()),
+    }
+
+
 def _compare(args, out):
     _check_args(args)
     table, y, task, info = _prepare(args)
@@ -863,8 +1563,29 @@ def _compare(args, out):
             f"unknown --scoring {scoring!r}; see sklearn.metrics.get_scorer_names()."
         ) from None
     names = _parse_models(args.models, task)
-    models = {name: _make_model(name, task, args) for name in names}
-    info.update(cv=args.cv, scoring=scoring)
+    models = {}
+    for name in names:
+        est, _ = _make_model(name, task, args)
+        step, grid = _search(name, task, est, args)
+        desc = _describe(step)
+        if name == "mlp-after" and "mlp" in names:
+            desc += (
+                " with, in each fold, the network the mlp row chose there "
+                "(the same trained net)"
+            )
+        models[name] = (step, desc, grid)
+    info.update(
+        cv=args.cv,
+        repeats=args.repeats,
+        inner_cv=args.inner_cv if args.tune else None,
+        tuned=bool(args.tune),
+        grid=args.grid if args.tune else None,
+        scoring=scoring,
+        seed=args.random_state,
+        n_jobs=args.n_jobs,
+        blas_threads=_blas_threads(args.n_jobs),
+        significance_level=args.significance,
+    )
     classes = f", {info['n_classes']} classes" if "n_classes" in info else ""
     print(
         f"Dataset: {info['dataset']} ({info['n_samples']} samples, "
@@ -872,7 +1593,7 @@ def _compare(args, out):
         file=out,
     )
     if {"ntk", "nngp"} & set(names):
-        # The leave-one-out search holds max(depths) + 3 kernels of n x n.
+        # The kernel search holds max(depths) + 3 kernels of n x n.
         n_train = info["n_samples"] * (args.cv - 1) // args.cv
         gib = (5 + 3) * 8 * n_train**2 / 2**30
         if gib > 2:
@@ -882,17 +1603,63 @@ def _compare(args, out):
             )
     for note in info["notes"]:
         print(f"Note: {note}", file=out)
+    repeats = f", repeated {args.repeats} times" if args.repeats > 1 else ""
     print(
-        f"{args.cv}-fold cross-validation, scoring={scoring}, features "
+        f"{args.cv}-fold cross-validation{repeats} (paired folds), "
+        f"scoring={scoring}, features "
         + ("and target " if task == "regression" else "")
         + "standardized inside each fold",
         file=out,
     )
+    if args.tune:
+        print(
+            f"Every model tuned by grid search ({args.grid} grids) over the "
+            f"same inner {args.inner_cv}-fold splits of each training fold",
+            file=out,
+        )
+    else:
+        print(
+            "--no-tune: baselines keep scikit-learn's defaults; ntk/nngp tune "
+            "ridge and depth by leave-one-out",
+            file=out,
+        )
+    from threadpoolctl import threadpool_limits
+
     start = time.perf_counter()
-    results = _evaluate(models, table, y, task, scorer, args)
+    with threadpool_limits(limits=info["blas_threads"], user_api="blas"):
+        results, folds = _evaluate(models, table, y, task, scorer, args)
     info["total_seconds"] = time.perf_counter() - start
+    best = _verdict(results, folds, args.significance)
     print(file=out)
     print(_format_table(results, scoring), file=out)
+    if best is not None and len(folds) > 1:
+        print(
+            f"vs best: mean paired difference to {best} over the {len(folds)} "
+            "folds; p-value: corrected resampled t-test (Nadeau and Bengio "
+            f"2003), {len(folds) - 1} degrees of freedom; significant if p < "
+            f"{args.significance:g}",
+            file=out,
+        )
+    print(file=out)
+    print("Models (full configuration; grid; inner CV):", file=out)
+    for r in results:
+        grid = (
+            f"  grid: {_grid_text(r['grid'])} ({r['n_candidates']} candidates)"
+            if r["grid"]
+            else ""
+        )
+        print(f"  {r['model']}: {r['estimator']}{grid}", file=out)
+    chosen = _format_chosen(results)
+    if chosen:
+        print(file=out)
+        print(
+            "Hyper-parameters chosen in each fold (* = on an edge of the grid):",
+            file=out,
+        )
+        for line in chosen:
+            print(line, file=out)
+    for line in _edge_warnings(results, len(folds)):
+        print(line, file=out)
     for r in results:
         if r["warnings"]:
             print(
@@ -902,17 +1669,29 @@ def _compare(args, out):
             )
         if r["error"] is not None:
             print(f"Error: {r['model']} failed: {r['error']}", file=out)
-    print(f"Total time: {info['total_seconds']:.1f} s", file=out)
+    print(
+        f"Total time: {info['total_seconds']:.1f} s "
+        f"({info['blas_threads']} BLAS thread(s))",
+        file=out,
+    )
     status = 1 if any(r["error"] is not None for r in results) else 0
     if args.json is not None:
+        payload = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "versions": _versions(),
+            "machine": _machine(),
+            **info,
+            "best_model": best,
+            "folds": folds,
+            "results": results,
+        }
         # Strict JSON: a failed model's NaN mean is written as null.
-        payload = _json_safe({**info, "results": results})
-        text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+        text = json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n"
         _write_output(args.json, "--json", text.encode(), args.force)
     if args.plot is not None:
         fmt = os.path.splitext(args.plot)[1][1:].lower()
         try:
-            image = _plot(results, info, scoring, fmt)
+            image = _plot(results, info, scoring, fmt, args.plot_kind)
         except Exception as exc:  # e.g. .pgf without a LaTeX installation
             first = (str(exc).strip().splitlines() or [""])[0]
             raise CLIError(
@@ -1034,23 +1813,36 @@ def _parser():
             "estimators."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"sknetk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{compare,info}")
-    models = "\n".join(f"  {name:8s} {text}" for name, text in MODELS.items())
+    models = "\n".join(f"  {name:9s} {text}" for name, text in MODELS.items())
     cmp = sub.add_parser(
         "compare",
-        help="cross-validate NTK/NNGP models next to scikit-learn baselines",
+        help="cross-validate NTK/NNGP models next to tuned scikit-learn baselines",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Cross-validate infinite-width network models next to scikit-learn\n"
-            "baselines; print the mean and std of the score and the fit and\n"
-            f"predict times. Without --dataset or --csv, runs on {DEFAULT_DATASET}."
+            "baselines, every model tuned by the same inner grid search; print\n"
+            "the mean and std of the score, the fit and predict times, the best\n"
+            "model and, for each other model, whether its difference to the best\n"
+            "is significant (corrected resampled t-test over paired folds), and\n"
+            "the hyper-parameters chosen in each fold.\n"
+            f"Without --dataset or --csv, runs on {DEFAULT_DATASET}."
         ),
         epilog=(
-            f"models (NTK/NNGP tune themselves; baselines keep their defaults):\n"
-            f"{models}\n\n"
+            f"models:\n{models}\n\n"
+            "grids (--grid small, the default; candidates in parentheses; every\n"
+            "model searched by the same inner K-fold splits and scorer; ntk/nngp\n"
+            "alphas are relative to the kernel's mean diagonal; MLP: Adam, ReLU,\n"
+            f"up to {_MLP_MAX_ITER} epochs):\n"
+            f"{_help_grids('small')}\n\n"
+            f"grids (--grid large):\n{_help_grids('large')}\n\n"
+            "--no-tune: the former protocol; baselines keep scikit-learn's\n"
+            "defaults (MLP: 100 units, 500 epochs) and ntk/nngp tune six alphas\n"
+            "and depths 1-5 by leave-one-out.\n\n"
             "examples:\n"
             "  sknetk compare\n"
-            "  sknetk compare --dataset diabetes --cv 10 --plot compare.png\n"
+            "  sknetk compare --dataset diabetes --repeats 5 --plot compare.png\n"
             "  sknetk compare --csv data.csv --target price --drop id\n"
             "  sknetk compare --dataset digits --models ntk,svm --device gpu"
         ),
@@ -1109,6 +1901,39 @@ def _parser():
     )
     run.add_argument("--cv", type=int, default=5, help="number of folds (default 5)")
     run.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="R",
+        help="repeat the K-fold split R times with new shuffles (default 1)",
+    )
+    run.add_argument(
+        "--grid",
+        choices=GRID_NAMES,
+        default="small",
+        help="search budget: the grids listed below (default small)",
+    )
+    run.add_argument(
+        "--inner-cv",
+        type=int,
+        default=3,
+        metavar="K",
+        help="folds of the inner search in each training fold (default 3)",
+    )
+    run.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_false",
+        help="baselines with scikit-learn's defaults, ntk/nngp by leave-one-out",
+    )
+    run.add_argument(
+        "--significance",
+        type=float,
+        default=0.05,
+        metavar="LEVEL",
+        help="level of the test against the best model (default 0.05)",
+    )
+    run.add_argument(
         "--scoring", help="a scikit-learn scorer name (default accuracy or r2)"
     )
     run.add_argument(
@@ -1120,7 +1945,10 @@ def _parser():
         "--n-jobs",
         type=int,
         default=-1,
-        help="threads for the kernels and the random forest (default -1: all)",
+        help=(
+            "threads for the kernels and the random forest, processes for the "
+            "MLP search, and the limit on BLAS threads (default -1: all cores)"
+        ),
     )
     run.add_argument(
         "--random-state", type=int, default=0, help="seed for folds and models"
@@ -1131,7 +1959,20 @@ def _parser():
         metavar="FILE.png",
         help="save a chart; the extension names the format (.png, .pdf, .svg, ...)",
     )
-    output.add_argument("--json", metavar="FILE", help="save the results as JSON")
+    output.add_argument(
+        "--plot-kind",
+        choices=("summary", "paired"),
+        default="summary",
+        help=(
+            "summary: mean and std of the score and fit times; paired: every "
+            "fold's score, a line per fold across the models (default summary)"
+        ),
+    )
+    output.add_argument(
+        "--json",
+        metavar="FILE",
+        help="save the results as JSON (layout: sknetk/compare_schema.json)",
+    )
     output.add_argument(
         "--force",
         action="store_true",
@@ -1144,7 +1985,7 @@ def _parser():
         dest="verbose",
         action="store_const",
         const=0,
-        help="no progress bar",
+        help="no progress lines",
     )
     verbosity.add_argument(
         "-v",
@@ -1152,7 +1993,7 @@ def _parser():
         dest="verbose",
         action="store_const",
         const=1,
-        help="progress bar on standard error (the default)",
+        help="progress (model and fold) on standard error (the default)",
     )
     cmp.set_defaults(verbose=1, handler=_compare)
     info = sub.add_parser(

@@ -141,14 +141,27 @@ def test_compare_bundled_data_without_pandas(hidden_extras, tmp_path):
     )
     assert probe.returncode != 0 and "hidden by the test" in probe.stderr
     proc = run_bare(
-        hidden_extras, tmp_path, "compare", "--max-samples", "100", "--cv", "3", "-q"
+        hidden_extras,
+        tmp_path,
+        "compare",
+        "--max-samples",
+        "100",
+        "--cv",
+        "3",
+        "--no-tune",
+        "-q",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Dataset: breast_cancer (100 samples, 30 columns")
     rows = table_rows(proc.stdout)
-    assert list(rows) == ["ntk", "nngp", "rf", "svm", "mlp"]
+    expected = [
+        m
+        for m in cli.DEFAULT_MODELS["classification"]
+        if m != "mlp-after" or cli._after_kernel_classes() is not None
+    ]
+    assert list(rows) == expected
     for cells in rows.values():
-        assert 0.8 < float(cells[2]) <= 1.0
+        assert 0.8 < float(cells[1]) <= 1.0
 
 
 def test_compare_csv_without_pandas_matches_pandas_pipeline(
@@ -169,6 +182,7 @@ def test_compare_csv_without_pandas_matches_pandas_pipeline(
         "id",
         "--models",
         "svm",
+        "--no-tune",
         "--cv",
         "3",
         "-q",
@@ -230,7 +244,8 @@ def test_every_bundled_dataset_without_pandas(hidden_extras, tmp_path):
         "from sknetk.cli import main\n"
         "for name in sys.argv[1:]:\n"
         "    code = main(['compare', '--dataset', name, '--models', 'ridge',\n"
-        "                 '--cv', '3', '-q', '--json', name + '.json'])\n"
+        "                 '--cv', '3', '--no-tune', '-q',\n"
+        "                 '--json', name + '.json'])\n"
         "    assert code == 0, name\n"
         "assert 'pandas' not in sys.modules\n"
     )
@@ -398,6 +413,10 @@ def test_existing_output_needs_force(capsys, tmp_path, option):
         (lambda p: ["--n-jobs", "0"], "--n-jobs must not be 0"),
         (lambda p: ["--random-state", "-1"], "--random-state must be in"),
         (lambda p: ["--max-categories", "-2"], "--max-categories must be >= 0"),
+        (lambda p: ["--repeats", "0"], "--repeats must be at least 1"),
+        (lambda p: ["--inner-cv", "1"], "--inner-cv must be at least 2"),
+        (lambda p: ["--significance", "1.5"], "--significance must be between"),
+        (lambda p: ["--models", "knn", "--grid", "huge"], None),
     ],
 )
 def test_bad_options_rejected_before_the_run(
@@ -408,6 +427,9 @@ def test_bad_options_rejected_before_the_run(
         capsys, "compare", "--dataset", "iris", "-q", *make_argv(tmp_path)
     )
     assert code == 2
+    if message is None:  # an argparse usage error (choices)
+        assert "invalid choice: 'huge'" in err and out == ""
+        return
     assert message in err
     assert err.count("\n") == 1 and err.startswith("sknetk compare: error: ")
     assert out == ""
@@ -444,6 +466,7 @@ def test_n_jobs_negative_values_still_accepted(capsys):
         "iris",
         "--models",
         "rf",
+        "--no-tune",
         "--cv",
         "2",
         "--n-jobs",
@@ -451,7 +474,7 @@ def test_n_jobs_negative_values_still_accepted(capsys):
         "-q",
     )
     assert code == 0, err
-    assert float(table_rows(out)["rf"][2]) > 0.9
+    assert float(table_rows(out)["rf"][1]) > 0.9
 
 
 @pytest.mark.parametrize("ext, magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
@@ -597,6 +620,7 @@ def test_huge_and_tiny_columns_score_like_unit_scale(capsys, tmp_path, factor):
             "-q",
             "--n-jobs",
             "1",
+            "--no-tune",
             "--json",
             str(out_json),
         )
