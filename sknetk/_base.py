@@ -5,11 +5,14 @@
 the one reader of ``device`` (:meth:`_device_setting`, resolved into an
 execution context by :meth:`_context`), the fit through the solver registry
 of :mod:`sknetk._solvers` (:meth:`_fit_kernel_ridge`) and the tiled
-prediction ``K(X, X_fit_) @ dual_coef_`` (:meth:`_kernel_dot`). Every solver
+prediction ``K(X, X_fit_) @ dual_coef_`` (:func:`kernel_dot`), and the
+decorator :func:`mirrors_input`, the one place where CuPy input is copied to
+the host and the outputs returned as CuPy. Every solver
 keeps the rows its prediction needs in ``X_fit_`` (the Nystrom solver its
 centres), so prediction is the same for all of them.
 """
 
+import functools
 import math
 import warnings
 from numbers import Integral, Real
@@ -242,6 +245,30 @@ def to_input_namespace(result, was_cupy):
     if was_cupy:
         return cupy_or_error().asarray(result)
     return result
+
+
+def mirrors_input(method):
+    """Decorator of ``method(self, X, *args, **kwargs)``: input and output mirroring.
+
+    The one place where estimator methods meet CuPy input: every CuPy argument
+    is copied to the host (scikit-learn's validation is NumPy based) and, when
+    ``X`` was a CuPy array, the array results (one array or a tuple of them)
+    are returned as CuPy arrays. ``self`` is returned as it is (``fit``).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, X, *args, **kwargs):
+        X, was_cupy = to_host(X)
+        args = [to_host(value)[0] for value in args]
+        kwargs = {key: to_host(value)[0] for key, value in kwargs.items()}
+        out = method(self, X, *args, **kwargs)
+        if not was_cupy or out is self:
+            return out
+        if isinstance(out, tuple):
+            return tuple(to_input_namespace(part, True) for part in out)
+        return to_input_namespace(out, True)
+
+    return wrapper
 
 
 def densify(X, *, max_entries=None):
@@ -657,16 +684,21 @@ class _BaseNTK(BaseEstimator):
         or a dask array. The fitted attributes are NumPy arrays.
         """
         self._check_kernel_params()
-        n_entries = kernel_entries(solver, X.shape[0], self.n_centers)
-        context = self._context(n_entries, dask_input=is_dask(X))
-        t = self._flow_time()
-        ridge = Ridge(self.alpha, self.alpha_scale, sample_weight)
-        fit = SOLVERS[solver_key(solver, context.device, t)](
-            self._kernel(), X, y, sample_weight, ridge, t, context
-        )
-        self.X_fit_, self.dual_coef_, self.alpha_ = fit.X_fit, fit.dual_coef, fit.alpha
+        fit = self._solve(X, y, sample_weight, solver, self._flow_time())
+        # The exact solvers keep the validated rows: the model owns a copy.
+        X_fit = np.array(X, copy=True) if fit.X_fit is X else fit.X_fit
+        self.X_fit_, self.dual_coef_, self.alpha_ = X_fit, fit.dual_coef, fit.alpha
         self.solver_, self.n_iter_ = fit.solver, fit.n_iter
         return self
+
+    def _solve(self, X, y, sample_weight, solver, t):
+        """The :class:`~sknetk._solvers.FitResult` of the registry's solver."""
+        n_entries = kernel_entries(solver, X.shape[0], self.n_centers)
+        context = self._context(n_entries, dask_input=is_dask(X))
+        ridge = Ridge(self.alpha, self.alpha_scale, sample_weight)
+        return SOLVERS[solver_key(solver, context.device, t)](
+            self._kernel(), X, y, sample_weight, ridge, t, context
+        )
 
     # -- predict -------------------------------------------------------------
     def _check_exact(self, what):
@@ -699,57 +731,8 @@ class _BaseNTK(BaseEstimator):
         )
 
     def _kernel_dot(self, X, coef=None):
-        """``K(X, X_fit_) @ coef``, streamed over row blocks of ``X``.
-
-        ``X`` is validated (dense or sparse). Sparse rows are densified one
-        block at a time. ``coef`` (NumPy, ``(n_train,)`` or
-        ``(n_train, k)``) defaults to ``dual_coef_``. With ``memory`` on the
-        CPU, the whole ``K(X, X_fit_)`` is taken from (or put in) the cache.
-        """
-        if coef is None:
-            coef = self.dual_coef_
-        if sp.issparse(X):
-            rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
-            X = X.tocsr()
-            parts = [
-                self._kernel_dot(X[i : i + rows].toarray(), coef)
-                for i in range(0, X.shape[0], rows)
-            ]
-            if parts:
-                return np.concatenate(parts, axis=0)
-            return np.zeros((0,) + coef.shape[1:])
-        context = self._context(X.shape[0] * self.X_fit_.shape[0], predict=True)
-        common = dict(
-            kernel=self.kernel,
-            **self._kernel_params(),
-            working_memory=self.working_memory,
-        )
-        cupy = context.cupy
-        if cupy is not None:
-            out = kernel_matvec(
-                cupy.asarray(X),
-                cupy.asarray(self.X_fit_),
-                cupy.asarray(coef),
-                **common,
-                device="gpu",
-            )
-            out = cupy.asnumpy(out)
-        elif self.memory is not None:
-            K = cached_kernel(
-                self.memory, X, self.X_fit_, **common, n_jobs=self.n_jobs, device="cpu"
-            )
-            out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
-        else:
-            out = kernel_matvec(
-                X,
-                self.X_fit_,
-                coef,
-                **common,
-                n_jobs=self.n_jobs,
-                device="cpu",
-                verbose=self.verbose,
-            )
-        return check_finite_prediction(out)
+        """``K(X, X_fit_) @ coef`` (:func:`kernel_dot`)."""
+        return kernel_dot(self, X, self.dual_coef_ if coef is None else coef)
 
     # -- dense linear algebra at predict time ------------------------------
     def _device_converter(self, n_entries):
@@ -764,31 +747,89 @@ class _BaseNTK(BaseEstimator):
         return (np.asarray, "cpu") if cupy is None else (cupy.asarray, "gpu")
 
     def _kernel_blocks(self, A, B, kernels, device):
-        """``{name: K_name(A, B)}`` for ``name`` in ``kernels`` (``B=None``: A, A).
-
-        Both kernels come from one pass of the recursion, or, with
-        ``memory`` and NumPy arrays, each from the cache.
-        """
-        common = dict(
-            working_memory=self.working_memory, n_jobs=self.n_jobs, device=device
-        )
-        numpy_in = is_numpy_namespace(get_namespace(A, B))
-        if len(kernels) == 1 or (self.memory is not None and numpy_in):
-            return {
-                name: cached_kernel(
-                    self.memory if numpy_in else None,
-                    A,
-                    B,
-                    kernel=name,
-                    **self._params_for(name),
-                    **common,
-                )
-                for name in kernels
-            }
-        nngp, ntk = nngp_ntk_kernels(A, B, **self._kernel_params(), **common)
-        return {"nngp": nngp, "ntk": ntk}
+        """``{name: K_name(A, B)}`` (:func:`kernel_blocks`)."""
+        return kernel_blocks(self, A, B, kernels, device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def kernel_dot(model, X, coef):
+    """``K(X, model.X_fit_) @ coef``, streamed over row blocks of ``X``.
+
+    The prediction kernel product of a fitted :class:`_BaseNTK` ``model``.
+    ``X`` is validated (dense or sparse). Sparse rows are densified one
+    block at a time. ``coef`` is NumPy, ``(n_train,)`` or ``(n_train, k)``.
+    With ``memory`` on the CPU, the whole ``K(X, X_fit_)`` is taken from (or
+    put in) the cache.
+    """
+    if sp.issparse(X):
+        rows = max(1, SPARSE_DENSIFY_MAX_ENTRIES // max(X.shape[1], 1))
+        X = X.tocsr()
+        parts = [
+            kernel_dot(model, X[i : i + rows].toarray(), coef)
+            for i in range(0, X.shape[0], rows)
+        ]
+        if parts:
+            return np.concatenate(parts, axis=0)
+        return np.zeros((0,) + coef.shape[1:])
+    context = model._context(X.shape[0] * model.X_fit_.shape[0], predict=True)
+    common = dict(
+        kernel=model.kernel,
+        **model._kernel_params(),
+        working_memory=model.working_memory,
+    )
+    cupy = context.cupy
+    if cupy is not None:
+        out = kernel_matvec(
+            cupy.asarray(X),
+            cupy.asarray(model.X_fit_),
+            cupy.asarray(coef),
+            **common,
+            device="gpu",
+        )
+        out = cupy.asnumpy(out)
+    elif model.memory is not None:
+        K = cached_kernel(
+            model.memory, X, model.X_fit_, **common, n_jobs=model.n_jobs, device="cpu"
+        )
+        out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
+    else:
+        out = kernel_matvec(
+            X,
+            model.X_fit_,
+            coef,
+            **common,
+            n_jobs=model.n_jobs,
+            device="cpu",
+            verbose=model.verbose,
+        )
+    return check_finite_prediction(out)
+
+
+def kernel_blocks(model, A, B, kernels, device):
+    """``{name: K_name(A, B)}`` for ``name`` in ``kernels`` (``B=None``: A, A).
+
+    Both kernels come from one pass of the recursion, or, with
+    ``memory`` and NumPy arrays, each from the cache.
+    """
+    common = dict(
+        working_memory=model.working_memory, n_jobs=model.n_jobs, device=device
+    )
+    numpy_in = is_numpy_namespace(get_namespace(A, B))
+    if len(kernels) == 1 or (model.memory is not None and numpy_in):
+        return {
+            name: cached_kernel(
+                model.memory if numpy_in else None,
+                A,
+                B,
+                kernel=name,
+                **model._params_for(name),
+                **common,
+            )
+            for name in kernels
+        }
+    nngp, ntk = nngp_ntk_kernels(A, B, **model._kernel_params(), **common)
+    return {"nngp": nngp, "ntk": ntk}

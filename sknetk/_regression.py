@@ -1,16 +1,19 @@
 """NTK regression: the infinitely wide network, trained to convergence or for time t."""
 
 import math
+import warnings
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import MultiOutputMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import device as array_device
-from ._array_api import get_namespace, is_numpy_namespace, to_numpy
+from ._array_api import get_namespace, is_dask, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
@@ -19,12 +22,10 @@ from ._base import (
     check_fit_sample_weight,
     check_regression_targets,
     densify,
+    mirrors_input,
     n_rows,
-    to_host,
-    to_input_namespace,
     validate_dask_fit,
 )
-from ._nystrom import _is_dask
 from ._solvers import time_scale
 from .dynamics import (
     _decomposition,
@@ -34,7 +35,8 @@ from .dynamics import (
     gradient_flow_dual_coef,
     kernel_eigh,
 )
-from .kernels import _budget_bytes, nngp_diag
+from .exceptions import IllConditionedKernelWarning
+from .kernels import budget_bytes, nngp_diag, ntk_diag
 
 
 @_insert_params_doc
@@ -58,18 +60,19 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     uncertainty of ``predict(X, return_std=True)`` or ``return_cov=True``,
     as in ``GaussianProcessRegressor``: the NNGP posterior for
     ``kernel="nngp"`` and the spread of the infinite ensemble of trained
-    networks for ``kernel="ntk"`` [2]_.
+    networks for ``kernel="ntk"`` [2]_, with a fitted output scale and the
+    observation noise, so that the intervals are calibrated.
 
     Use it where you would use ``KernelRidge`` with an RBF kernel, with a
     kernel that has no bandwidth to tune and the inductive bias of a deep
     ReLU (or other) network, or as a training-free baseline for a trained
-    ``MLPRegressor``. The model has no intercept and its kernels depend on
-    the scale of ``X``: standardise the features (and centre ``y`` or use
-    ``TransformedTargetRegressor``). The exact solver needs the ``n x n``
-    training kernel in memory and O(n^3) time; beyond tens of thousands of
-    rows, ``solver="nystrom"`` (chosen by ``"auto"`` when the kernel does not
-    fit ``working_memory``) fits millions of rows, memmaps and dask arrays
-    (:ref:`scaling`).
+    ``MLPRegressor``. The kernels depend on the scale of ``X``: standardise
+    the features (e.g. ``StandardScaler``). The targets are standardized
+    (``normalize_y=True``), which gives the model an intercept. The exact
+    solver needs the ``n x n`` training kernel in memory and O(n^3) time;
+    beyond tens of thousands of rows, ``solver="nystrom"`` (chosen by
+    ``"auto"`` when the kernel does not fit ``working_memory``) fits millions
+    of rows, memmaps and dask arrays (:ref:`scaling`).
 
     Read more in the :ref:`User Guide <estimators>`.
 
@@ -81,6 +84,47 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         trained to zero training loss (interpolation); a singular kernel is
         then solved in the least-squares sense with a warning.
 
+    normalize_y : bool, default=True
+        Standardize the targets before the solve, as
+        ``GaussianProcessRegressor(normalize_y=True)``: subtract their mean
+        and divide by their standard deviation (weighted by
+        ``sample_weight``, per target; a constant target keeps the scale 1),
+        and undo it in every prediction, standard deviation and covariance.
+        The model then has an intercept (``intercept_``), as ``Ridge`` has:
+        the network learns the deviation from the mean, and far from the data
+        it predicts the mean instead of zero. With a finite ``t`` the network
+        starts at the mean and learns the standardized targets. ``False`` is
+        the network without intercept, whose predictions equal
+        neural-tangents' on the raw targets.
+
+    output_scale : "fit" or float, default="fit"
+        The amplitude ``c`` of the Gaussian process behind
+        ``return_std``/``return_cov``: the prior covariance of the
+        (standardized) targets is ``c (K + alpha_ I)``. ``"fit"``: its maximum
+        likelihood value with the ridge fixed,
+        ``c = z^T (K + alpha_ W^-1)^-1 z / sum(w)`` per target (``z`` the
+        standardized targets, ``W`` the sample weights; ``sum(w) = n``
+        without weights). A float fixes it: ``1.0`` with ``normalize_y=False``
+        is the scale of the random network itself (neural-tangents'
+        covariances). The mean prediction does not depend on it.
+
+    uncertainty : {"gp", "ensemble"}, default="gp"
+        Which latent covariance ``return_std``/``return_cov`` describe.
+        ``"gp"``: the posterior of the Gaussian process whose kernel is the
+        model's (the NTK or the NNGP),
+        ``K** - K* (K + alpha_ W^-1)^-1 K*^T``, the Bayesian model whose
+        mean is this estimator's prediction and whose evidence fits
+        ``output_scale_`` (with a finite ``t``: the ensemble of networks
+        trained for time ``t`` whose initial function has that covariance,
+        which tends to the posterior). ``"ensemble"``: the spread of the
+        infinite ensemble of networks trained from random initialisations
+        (Lee et al. 2019; neural-tangents' ``gp_inference(get="ntk")``):
+        the initial function has the NNGP covariance while training follows
+        the NTK. The two differ for ``kernel="ntk"`` only. ``"gp"`` gives
+        calibrated intervals also with a ridge chosen by the evidence; the
+        ensemble's are calibrated only near the default ridge (see
+        :ref:`calibrated uncertainty <estimators_uncertainty>`).
+
     {kernel_params}
 
     Attributes
@@ -91,14 +135,31 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Dual coefficients, one row per row of ``X_fit_`` (``n_centers`` rows
-        with the Nystrom solver): the prediction is
-        ``K(X, X_fit_) @ dual_coef_``.
+        with the Nystrom solver), in the units of ``y``: the prediction is
+        ``K(X, X_fit_) @ dual_coef_ + intercept_``.
 
     alpha_ : float
-        The ridge actually added to the diagonal (``alpha``, or ``alpha``
-        times the mean diagonal with ``alpha_scale="mean_diag"``). The Nystrom
-        solver floors it at about ``1e3 * n * eps`` times the mean diagonal,
-        which only matters for ``alpha=0`` or duplicate centres.
+        The effective ridge: what is actually added to the training kernel's
+        diagonal, in the kernel's units, as ``KernelRidge``'s ``alpha``
+        (``alpha``, or ``alpha`` times the mean diagonal with
+        ``alpha_scale="mean_diag"``). ``NTKRegressor(alpha=model.alpha_)``
+        fits the same model. The Nystrom solver floors it at about
+        ``1e3 * n * eps`` times the mean diagonal, which only matters for
+        ``alpha=0`` or duplicate centres.
+
+    intercept_ : float or ndarray of shape (n_targets,)
+        The (weighted) mean of the training targets with
+        ``normalize_y=True``, ``0.0`` otherwise: the prediction is
+        ``K(X, X_fit_) @ dual_coef_ + intercept_``.
+
+    output_scale_ : float or ndarray of shape (n_targets,) or None
+        The variance scale of the uncertainty, per target, in the squared
+        units of ``y``: ``c`` (see ``output_scale``) times the target's
+        variance with ``normalize_y=True``. The latent variance is
+        ``output_scale_`` times that of the network's kernel, and the
+        observation noise is ``output_scale_ * alpha_`` (``/ w_i`` for a
+        training row of weight ``w_i``). ``None`` after a Nystrom fit (which
+        has no uncertainty).
 
     y_fit_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Training targets (a float64 copy), needed by
@@ -154,21 +215,36 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     ``learning_rate * t`` as ``t`` and ``diag_reg`` as ``alpha`` (with
     ``alpha_scale="mean_diag"`` unless ``diag_reg_absolute_scale=True``).
 
-    **Uncertainty.** ``kernel="nngp"``: the Gaussian-process posterior of
-    the random network with noise variance ``alpha_`` (``alpha_ / w_i`` with
-    weights), ``K** - K* (K + alpha_ I)^-1 K*^T``; with a finite ``t``,
-    neural-tangents' readout-only ensemble covariance, which tends to it as
-    ``t`` grows. ``kernel="ntk"``: the covariance of the infinite ensemble of
-    networks trained for time ``t`` from random initialisations (Lee et al.
-    2019), ``K** - P K*^T - K* P^T + P K P^T`` with ``K`` the NNGP and
-    ``P = Theta* V diag((1 - exp(-a t / N)) / a) V^T``. Both equal
-    neural-tangents' ``gp_inference`` / ``gradient_descent_mse_ensemble``
-    covariances and exclude observation noise. Computing them (and
+    **Uncertainty.** The latent variance ``v(x)`` of the model is, with
+    ``uncertainty="gp"``, the Gaussian-process posterior of the model's own
+    kernel ``K`` (the NTK or the NNGP) with noise variance ``alpha_``
+    (``alpha_ / w_i`` with weights), ``K** - K* (K + alpha_ W^-1)^-1 K*^T``;
+    with a finite ``t``, the covariance of the ensemble trained for time
+    ``t`` from that prior (for the NNGP, neural-tangents' readout-only
+    ensemble covariance), which tends to the posterior as ``t`` grows. With
+    ``uncertainty="ensemble"`` and ``kernel="ntk"``: the covariance of the
+    infinite ensemble of networks trained for time ``t`` from random
+    initialisations (Lee et al. 2019), ``K** - P K*^T - K* P^T + P K P^T``
+    with ``K`` the NNGP and ``P = Theta* V diag((1 - exp(-a t / N)) / a)
+    V^T``. Either is in the
+    units of the network's prior, which has nothing to do with the scale of
+    ``y``. The estimator fits that scale: ``output_scale_`` is the maximum
+    likelihood amplitude ``c`` of the Gaussian process
+    ``z ~ N(0, c (K + alpha_ W^-1))`` of the standardized targets ``z``, with
+    the ridge fixed (the model's own kernel ``K``; the converged form also
+    for a finite ``t``), times the targets' variance. ``predict`` then
+    returns the variance ``output_scale_ * (v(x) + alpha_)`` of a new
+    observation (``latent=False``, the default) or ``output_scale_ * v(x)``
+    of the function (``latent=True``). With ``normalize_y=False,
+    output_scale=1.0``, ``latent=True`` (and ``uncertainty="ensemble"`` for
+    the NTK) they are neural-tangents' ``gp_inference`` /
+    ``gradient_descent_mse_ensemble`` covariances. Computing them (and
     :meth:`predict_trajectory`) recomputes the training kernels and one
     eigendecomposition per call, O(n^3): the fitted model keeps the
     training data and targets, not ``n x n`` kernels or eigenvectors; pass
     ``memory`` to load the training kernels from a cache instead of
-    recomputing them.
+    recomputing them. A finite ``t`` with ``output_scale="fit"`` costs one
+    more exact solve at fit time (the converged quadratic form).
 
     References
     ----------
@@ -180,19 +256,17 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
 
     Examples
     --------
-    >>> from sklearn.compose import TransformedTargetRegressor
     >>> from sklearn.datasets import make_friedman1
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sknetk import NTKRegressor
     >>> X, y = make_friedman1(n_samples=300, random_state=0)
     >>> ntk = NTKRegressor(alpha=0.01, alpha_scale="mean_diag")
-    >>> model = make_pipeline(
-    ...     StandardScaler(),
-    ...     TransformedTargetRegressor(ntk, transformer=StandardScaler()),
-    ... )
+    >>> model = make_pipeline(StandardScaler(), ntk)
     >>> round(model.fit(X[:200], y[:200]).score(X[200:], y[200:]), 2)
     0.89
+    >>> round(ntk.intercept_, 2)  # normalize_y=True: the mean of the targets
+    14.07
 
     Predictive uncertainty and training time:
 
@@ -204,6 +278,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     >>> mean, std = gp.predict([[0.5], [10.0]], return_std=True)
     >>> bool(std[0] < std[1])  # more uncertain far from the data
     True
+    >>> _, std_f = gp.predict([[0.5], [10.0]], return_std=True, latent=True)
+    >>> bool(np.allclose(std**2 - std_f**2, gp.output_scale_ * gp.alpha_))
+    True
     >>> early = NTKRegressor(alpha=1e-3, t=10.0).fit(X, y)
     >>> curve = early.predict_trajectory(X, times=[1.0, 10.0, 1e6])
     >>> curve.shape
@@ -212,12 +289,20 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     True
     """
 
-    _parameter_constraints: dict = {**_BaseNTK._parameter_constraints}
+    _parameter_constraints: dict = {
+        **_BaseNTK._parameter_constraints,
+        "normalize_y": ["boolean"],
+        "output_scale": [StrOptions({"fit"}), Interval(Real, 0, None, closed="left")],
+        "uncertainty": [StrOptions({"gp", "ensemble"})],
+    }
 
     def __init__(
         self,
         alpha=1.0,
         *,
+        normalize_y=True,
+        output_scale="fit",
+        uncertainty="gp",
         kernel="ntk",
         depth=3,
         activation="relu",
@@ -241,6 +326,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         verbose=0,
     ):
         self.alpha = alpha
+        self.normalize_y = normalize_y
+        self.output_scale = output_scale
+        self.uncertainty = uncertainty
         self.kernel = kernel
         self.depth = depth
         self.activation = activation
@@ -264,6 +352,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @mirrors_input
     def fit(self, X, y, sample_weight=None):
         """Fit the model: compute the training kernel and solve for its duals.
 
@@ -285,8 +374,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
-        solver = self._choose_solver(n_rows(X), _is_dask(X))
-        if _is_dask(X):
+        solver = self._choose_solver(n_rows(X), is_dask(X))
+        if is_dask(X):
             X, y = validate_dask_fit(self, X, y)
             y = check_array(
                 y,
@@ -299,16 +388,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                 sample_weight, np.empty((X.shape[0], 0))
             )
         else:
-            X, _ = to_host(X)
-            y, _ = to_host(y)
-            sample_weight, _ = to_host(sample_weight)
             X, y = validate_data(
                 self,
                 X,
                 y,
                 accept_sparse=ACCEPT_SPARSE,
                 dtype=np.float64,
-                copy=solver == "cholesky",
                 multi_output=True,
                 # y is converted to float64 by check_regression_targets,
                 # with a message naming y (object arrays included)
@@ -317,14 +402,48 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             X = densify(X)
             sample_weight = check_fit_sample_weight(sample_weight, X)
         y = check_regression_targets(y)
-        self._fit_kernel_ridge(X, y, sample_weight, solver)
+        mean, scale = _target_moments(y, sample_weight, self.normalize_y)
+        z = (y - mean) / scale
+        self._fit_kernel_ridge(X, z, sample_weight, solver)
+        self.output_scale_ = self._fit_output_scale(X, z, sample_weight, solver)
+        if self.output_scale_ is not None:
+            self.output_scale_ = _per_target(self.output_scale_ * scale**2, y)
+        self.dual_coef_ = self.dual_coef_ * scale
+        self.intercept_ = _per_target(mean, y)
+        self._y_scale = scale
         self.y_fit_ = np.array(y, dtype=np.float64, copy=True)
         self._fit_sample_weight = (
             None if sample_weight is None else np.array(sample_weight, copy=True)
         )
         return self
 
-    def predict(self, X, return_std=False, return_cov=False):
+    def _fit_output_scale(self, X, z, sample_weight, solver):
+        """The amplitude ``c`` of the standardized targets (None: Nystrom).
+
+        The maximum-likelihood scale of the Gaussian process
+        ``z ~ N(0, c (K + alpha_ W^-1))`` with the ridge fixed,
+        ``c = z^T (K + alpha_ W^-1)^-1 z / sum(w)`` per target, from the
+        converged dual coefficients (one more exact solve for a finite
+        ``t``, whose duals are not those). ``sum(w)`` (``n`` without weights)
+        makes an integer weight the same as a repeated row.
+        """
+        if self.output_scale != "fit":
+            return float(self.output_scale)
+        if self.solver_ == "nystrom":
+            return None
+        dual = self.dual_coef_
+        if self._flow_time() is not None:
+            with warnings.catch_warnings():
+                # a singular kernel is the finite-t model's business, not this
+                # scale's (the least-squares duals give the pseudo-inverse form)
+                warnings.simplefilter("ignore", IllConditionedKernelWarning)
+                dual = self._solve(X, z, sample_weight, solver, None).dual_coef
+        total = z.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+        quadratic = np.sum(z * np.asarray(dual).reshape(z.shape), axis=0)
+        return np.maximum(quadratic, 0.0) / max(total, np.finfo(np.float64).tiny)
+
+    @mirrors_input
+    def predict(self, X, return_std=False, return_cov=False, latent=False):
         """Predict with the trained infinite network, optionally with uncertainty.
 
         The kernel between ``X`` and the training rows is computed in blocks
@@ -339,23 +458,33 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             array with the same row chunks.
 
         return_std : bool, default=False
-            Also return the standard deviation of the prediction at each
-            sample: the NNGP posterior (``kernel="nngp"``) or the spread of
-            the ensemble of trained networks (``kernel="ntk"``); see Notes.
+            Also return the standard deviation of the predictive distribution
+            at each sample (of a new observation ``y``, or of the function
+            with ``latent=True``), in the units of ``y``; see Notes.
             Only the variances are computed (never the ``n_test x n_test``
             covariance), over blocks of at least ``n_train`` rows. Needs
             the exact solver (``ValueError`` after a Nystrom fit).
 
         return_cov : bool, default=False
-            Also return the covariance of the predictions between the
-            samples. At most one of ``return_std`` and ``return_cov``. It is
+            Also return the covariance of the predictive distribution between
+            the samples (with ``latent=False`` the observation noise adds
+            ``output_scale_ * alpha_`` to its diagonal). At most one of
+            ``return_std`` and ``return_cov``. It is
             computed in place in the ``n_samples x n_samples`` output, by row
             blocks within ``working_memory`` (and at most an eighth of the
             output): the memory is the output plus a few
             ``n_samples x n_train`` matrices and one block, about 1.3 times
             the output for 5,000 samples and 200 training rows. With
-            several targets the output repeats the covariance per target
-            and one more ``n_samples x n_samples`` copy is held.
+            several targets the output holds one scaled covariance per
+            target and one more ``n_samples x n_samples`` copy is held.
+
+        latent : bool, default=False
+            What ``return_std`` and ``return_cov`` describe. ``False``: the
+            predictive distribution of a new target value ``y`` at ``X``
+            (the function's uncertainty plus the observation noise), whose
+            intervals are meant to cover new observations. ``True``: the
+            latent function ``f(X)`` alone (no noise), for the uncertainty
+            of the mean. Both are scaled by ``output_scale_``.
 
         Returns
         -------
@@ -363,13 +492,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             Predicted values (float64).
 
         y_std : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Standard deviations, the same for every target (repeated along
-            the targets' axis). Only when ``return_std=True``.
+            Standard deviations, per target (each target has its own
+            ``output_scale_``). Only when ``return_std=True``.
 
         y_cov : ndarray of shape (n_samples, n_samples) or \
                 (n_samples, n_samples, n_targets)
-            Covariance, the same for every target. Only when
-            ``return_cov=True``.
+            Covariance, per target. Only when ``return_cov=True``.
         """
         check_is_fitted(self)
         if return_std and return_cov:
@@ -378,34 +506,34 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             )
         if return_std or return_cov:
             self._check_exact("return_std or return_cov")
-        if _is_dask(X):
+        if is_dask(X):
             if return_std or return_cov:
                 raise ValueError(
                     "return_std and return_cov take NumPy or CuPy input, not "
                     "dask arrays."
                 )
-            return self._dask_kernel_dot(X)
-        X, was_cupy = to_host(X)
+            return self._dask_kernel_dot(X) + self.intercept_
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
         if not (return_std or return_cov):
-            return to_input_namespace(self._kernel_dot(X), was_cupy)
+            return self._kernel_dot(X) + self.intercept_
         mean, cov = self._mean_and_uncertainty(X, full=return_cov)
-        extra = self.y_fit_.shape[1:]
+        mean += self.intercept_
+        noise = 0.0 if latent else self.alpha_
+        scale = np.atleast_1d(self.output_scale_)
         if return_std:
-            spread = np.sqrt(np.maximum(cov, 0.0))
-            spread = np.repeat(spread[:, None], extra[0], axis=1) if extra else spread
-        elif extra and extra[0] > 1:
-            # one copy per target: the output, plus ``cov`` (1 / n_targets)
-            spread = np.repeat(cov[:, :, None], extra[0], axis=2)
-        else:
-            spread = cov[:, :, None] if extra else cov  # no copy
-        return (
-            to_input_namespace(mean, was_cupy),
-            to_input_namespace(spread, was_cupy),
-        )
+            var = np.maximum(cov, 0.0) + noise
+            spread = np.sqrt(var[:, None] * scale[None, :])
+            return mean, spread if self.y_fit_.ndim == 2 else spread[:, 0]
+        cov[np.diag_indices(cov.shape[0])] += noise
+        if self.y_fit_.ndim == 2 and scale.size > 1:
+            # one scaled copy per target: the output, plus ``cov``
+            return mean, cov[:, :, None] * scale[None, None, :]
+        cov *= scale[0]  # in place: no copy
+        return mean, cov[:, :, None] if self.y_fit_.ndim == 2 else cov
 
+    @mirrors_input
     def predict_trajectory(self, X, times):
         """Predict with the network trained for each of the given times.
 
@@ -439,7 +567,6 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         """
         check_is_fitted(self)
         self._check_exact("predict_trajectory")
-        X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
@@ -454,9 +581,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         n = self.X_fit_.shape[0]
         asarray, device = self._device_converter(n * n)
         K = self._kernel_blocks(asarray(self.X_fit_), None, (self.kernel,), device)
+        # the flow runs on the standardized targets (normalize_y): the model
+        # starts at intercept_ (t=0) and moves by f_t(z) * scale
+        z = (self.y_fit_ - self.intercept_) / self._y_scale
         duals = gradient_flow_dual_coef(
             K[self.kernel],
-            asarray(self.y_fit_),
+            asarray(z),
             times,
             ridge=self.alpha_,
             learning_rate=time_scale(self._fit_sample_weight),
@@ -464,13 +594,24 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         )
         del K
         # (n_times, n, ...) -> (n, n_times * n_targets): one pass over K(X, X_fit_)
-        coef = np.moveaxis(to_numpy(duals), 0, 1).reshape(n, -1)
+        coef = np.moveaxis(to_numpy(duals) * self._y_scale, 0, 1).reshape(n, -1)
         out = self._kernel_dot(X, coef)
         out = out.reshape((X.shape[0], times.size) + self.y_fit_.shape[1:])
-        out = np.ascontiguousarray(np.moveaxis(out, 1, 0))
-        return to_input_namespace(out, was_cupy)
+        return np.ascontiguousarray(np.moveaxis(out, 1, 0)) + self.intercept_
 
     # -- uncertainty -----------------------------------------------------------
+    def _prior(self):
+        """``(prior, readout_only)`` of the latent covariance.
+
+        ``prior`` is the kernel of the Gaussian process the covariance comes
+        from; ``readout_only`` is True when the trained kernel is that prior
+        itself (the GP posterior, or its finite-``t`` ensemble), False for the
+        NTK ensemble of networks initialised from the NNGP prior.
+        """
+        if self.uncertainty == "gp" or self.kernel == "nngp":
+            return self.kernel, True
+        return "nngp", False
+
     def _covariance_in_place(self, Kss, test, K, eigh, sw, n_targets):
         """The ``n_test x n_test`` covariance, written over the prior ``Kss``.
 
@@ -484,10 +625,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         """
         xp, evals, U = _decomposition(None, sw, eigh)
         ridge, t = self.alpha_, self._flow_time()
-        if self.kernel == "nngp" and t is None:
+        prior, readout_only = self._prior()
+        if readout_only and t is None:
             # K** - K* U g U^T K*^T  (g = 1 / (a + ridge))
             filters, _, _ = _flow_filters(xp, evals, [math.inf], ridge, 1.0, 1)
-            KsU = test["nngp"] @ U
+            KsU = test[prior] @ U
             pairs = [(KsU * filters[0, :][None, :], KsU)]
         else:
             # K** - P K*^T - K* P^T + P K P^T with P = Theta* U g U^T:
@@ -502,8 +644,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
                 time_scale(self._fit_sample_weight),
                 max(n * n_targets, 1),
             )
-            PV = (test.get("ntk", test["nngp"]) @ U) * filters[0, :][None, :]
-            KsU = test["nngp"] @ U
+            PV = (test[self.kernel] @ U) * filters[0, :][None, :]
+            KsU = test[prior] @ U
             D = KsU - PV @ (U.T @ (K @ U))
             pairs = [(PV, KsU), (D, PV)]
         if is_numpy_namespace(xp):
@@ -512,7 +654,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         # Blocks within working_memory and at most about 1/8 of the output
         # (but at least 256 rows, for efficient products).
         m = Kss.shape[0]
-        budget = _budget_bytes(self.working_memory)
+        budget = budget_bytes(self.working_memory)
         cap = max(256, -(-m // 8))
         rows = max(1, min(cap, int(budget // (8 * max(m, 1)))))
         _subtract_products(Kss, pairs, rows)
@@ -524,11 +666,13 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         return None if w is None else asarray(w)
 
     def _mean_and_uncertainty(self, X, full):
-        """Mean and covariance (``full``) or variances, as NumPy arrays.
+        """Mean and latent covariance (``full``) or variances, as NumPy arrays.
 
-        The training side (kernels and one eigendecomposition) is computed
-        once; the test rows then go through in blocks (variances) or at once
-        (covariance, computed in place by :meth:`_covariance_in_place`).
+        The covariance is in the prior's units (``output_scale_`` is applied
+        by :meth:`predict`). The training side (kernels and one
+        eigendecomposition) is computed once; the test rows then go through
+        in blocks (variances) or at once (covariance, computed in place by
+        :meth:`_covariance_in_place`).
         """
         n = self.X_fit_.shape[0]
         asarray, device = self._device_converter(n * n)
@@ -537,19 +681,21 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         ridge = self.alpha_
         t = self._flow_time()
         n_targets = 1 if self.y_fit_.ndim == 1 else self.y_fit_.shape[1]
-        names = ("nngp",) if self.kernel == "nngp" else ("nngp", "ntk")
+        prior, readout_only = self._prior()
+        names = tuple(dict.fromkeys((prior, self.kernel)))
         train = self._kernel_blocks(X_fit, None, names, device)
-        K = train["nngp"]
+        K = train[prior]
         eigh = kernel_eigh(train[self.kernel], sw)
         del train
-        if self.kernel == "nngp" and t is not None:
+        if readout_only and t is not None:
             # neural-tangents' readout-only covariance at time t is
             # K** - K* V diag((1 - exp(-2 a t / N)) / a) V^T K*^T: the ensemble
-            # covariance of ``ensemble_covariance`` with the NNGP on the
+            # covariance of ``ensemble_covariance`` with the prior on the
             # training rows plus the observation noise (alpha_ / w_i).
             K = _add_noise(K, ridge, self._fit_sample_weight)
         dual = asarray(self.dual_coef_)
-        nngp_params = self._params_for("nngp")
+        prior_params = self._params_for(prior)
+        prior_diag = ntk_diag if prior == "ntk" else nngp_diag
 
         def block(Xb):
             Xb = asarray(Xb)
@@ -557,22 +703,22 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             if full:
                 # the n_test x n_test prior is the output's buffer: the
                 # covariance is subtracted from it in place, by row blocks
-                Kss = self._kernel_blocks(Xb, None, ("nngp",), device)["nngp"]
+                Kss = self._kernel_blocks(Xb, None, (prior,), device)[prior]
                 mean = test[self.kernel] @ dual
                 cov = self._covariance_in_place(Kss, test, K, eigh, sw, n_targets)
                 return check_finite_prediction(to_numpy(mean)), to_numpy(cov)
-            Kss = nngp_diag(Xb, **nngp_params)
+            Kss = prior_diag(Xb, **prior_params)
             mean = test[self.kernel] @ dual
-            if self.kernel == "nngp" and t is None:
+            if readout_only and t is None:
                 _, cov = gp_posterior(
-                    None, test["nngp"], Kss, None, ridge, sample_weight=sw, eigh=eigh
+                    None, test[prior], Kss, None, ridge, sample_weight=sw, eigh=eigh
                 )
             else:
                 cov = ensemble_covariance(
                     K,
-                    test["nngp"],
+                    test[prior],
                     Kss,
-                    ntk_test_train=test.get("ntk"),
+                    ntk_test_train=None if readout_only else test["ntk"],
                     t=math.inf if t is None else t,
                     ridge=ridge,
                     learning_rate=time_scale(self._fit_sample_weight),
@@ -654,3 +800,32 @@ def _add_noise(K, ridge, sample_weight):
         return K
     eye = xp.eye(n, dtype=K.dtype, device=array_device(K))
     return K + eye * xp.asarray(noise, device=array_device(K))[None, :]
+
+
+def _target_moments(y, sample_weight, normalize):
+    """``(mean, scale)`` of the targets per column (``normalize_y``).
+
+    The (weighted) mean and standard deviation, as ``GaussianProcessRegressor``
+    with ``normalize_y=True`` (which has no weights); a constant target (a
+    deviation within rounding of its magnitude) keeps the scale 1. Without
+    ``normalize``: ``(0.0, 1.0)``.
+    """
+    if not normalize:
+        return 0.0, 1.0
+    w = sample_weight
+    if w is not None and not np.sum(w) > 0:
+        w = None
+    mean = np.average(y, axis=0, weights=w)
+    std = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=w))
+    tiny = 16 * np.finfo(np.float64).eps * np.max(np.abs(y), axis=0, initial=0.0)
+    scale = np.where(std > tiny, std, 1.0)
+    if y.ndim == 1:
+        return float(mean), float(scale)
+    return mean, scale
+
+
+def _per_target(value, y):
+    """``value`` as a float (1-D ``y``) or an array of one value per target."""
+    if y.ndim == 1:
+        return float(np.asarray(value).reshape(-1)[0])
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), y.shape[1:]).copy()

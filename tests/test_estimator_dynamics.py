@@ -57,6 +57,7 @@ def _rel(a, ref):
 def _model_for(case, kernel, **params):
     """An estimator equal to a fixture case (``diag_reg`` and its scaling)."""
     return NTKRegressor(
+        normalize_y=False,
         alpha=case["diag_reg"],
         alpha_scale="absolute" if case["diag_reg_absolute_scale"] else "mean_diag",
         kernel=kernel,
@@ -137,7 +138,9 @@ def test_finite_time_equals_matrix_exponential(rng, kernel, weighted, n_targets)
     w = rng.uniform(0.3, 2.0, size=len(X)) if weighted else None
     t, ridge = 7.0, 0.05
     N = y.size if w is None else w.sum() * y.size / len(X)
-    model = NTKRegressor(alpha=ridge, kernel=kernel, t=t, **NETWORK).fit(X, y, w)
+    model = NTKRegressor(
+        normalize_y=False, alpha=ridge, kernel=kernel, t=t, **NETWORK
+    ).fit(X, y, w)
     function = ntk_kernel if kernel == "ntk" else nngp_kernel
     F = _flow_matrix(function(X, **NETWORK), t / N, ridge, w)
     assert_allclose(model.dual_coef_, F @ y, rtol=1e-9, atol=1e-12)
@@ -155,7 +158,9 @@ def test_finite_time_covariance_equals_matrix_exponential(rng, kernel, weighted)
     w = rng.uniform(0.3, 2.0, size=len(X)) if weighted else None
     t, ridge = 30.0, 0.02
     N = y.size if w is None else w.sum() * y.size / len(X)
-    model = NTKRegressor(alpha=ridge, kernel=kernel, t=t, **NETWORK).fit(X, y, w)
+    model = NTKRegressor(
+        normalize_y=False, alpha=ridge, kernel=kernel, t=t, **NETWORK
+    ).fit(X, y, w)
     K, Theta = nngp_ntk_kernels(X, **NETWORK)
     Ks, Thetas = nngp_ntk_kernels(X_test, X, **NETWORK)
     Kss = nngp_kernel(X_test, **NETWORK)
@@ -180,11 +185,17 @@ def test_training_time_limits(rng, kernel):
     """t=0: zero mean and the NNGP prior; t large: the converged model."""
     X, y, X_test = _data(rng)
     prior = nngp_kernel(X_test, **NETWORK)
-    start = NTKRegressor(alpha=0.1, kernel=kernel, t=0.0, **NETWORK).fit(X, y)
+    start = NTKRegressor(
+        normalize_y=False, alpha=0.1, kernel=kernel, t=0.0, **NETWORK
+    ).fit(X, y)
     assert_array_equal(start.predict(X_test), 0.0)
     assert_allclose(start.predict(X_test, return_cov=True)[1], prior, rtol=1e-12)
-    late = NTKRegressor(alpha=0.1, kernel=kernel, t=1e9, **NETWORK).fit(X, y)
-    done = NTKRegressor(alpha=0.1, kernel=kernel, **NETWORK).fit(X, y)
+    late = NTKRegressor(
+        normalize_y=False, alpha=0.1, kernel=kernel, t=1e9, **NETWORK
+    ).fit(X, y)
+    done = NTKRegressor(normalize_y=False, alpha=0.1, kernel=kernel, **NETWORK).fit(
+        X, y
+    )
     assert_allclose(late.predict(X_test), done.predict(X_test), rtol=1e-8)
     assert_allclose(
         late.predict(X_test, return_cov=True)[1],
@@ -192,7 +203,9 @@ def test_training_time_limits(rng, kernel):
         rtol=1e-7,
         atol=1e-10 * prior.max(),
     )
-    inf = NTKRegressor(alpha=0.1, kernel=kernel, t=math.inf, **NETWORK).fit(X, y)
+    inf = NTKRegressor(
+        normalize_y=False, alpha=0.1, kernel=kernel, t=math.inf, **NETWORK
+    ).fit(X, y)
     assert_array_equal(inf.dual_coef_, done.dual_coef_)
 
 
@@ -203,7 +216,7 @@ def test_finite_time_on_singular_kernel_is_finite_without_warning(rng):
     y[1] = y[0] + 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = NTKRegressor(alpha=0.0, t=50.0).fit(X, y)
+        model = NTKRegressor(normalize_y=False, alpha=0.0, t=50.0).fit(X, y)
         pred, std = model.predict(X_test, return_std=True)
         curve = model.predict_trajectory(X_test, [0.0, 1.0, np.inf])
     for a in (pred, std, curve):
@@ -252,7 +265,7 @@ def test_classifier_finite_time_is_one_vs_all_regression(rng, n_classes):
     clf = NTKClassifier(**params).fit(X, labels)
     Y = LabelBinarizer(neg_label=-1).fit_transform(labels).astype(float)
     Y = Y[:, 0] if n_classes == 2 else Y
-    reg = NTKRegressor(**params).fit(X, Y)
+    reg = NTKRegressor(normalize_y=False, **params).fit(X, Y)
     assert_allclose(clf.decision_function(X_test), reg.predict(X_test), rtol=1e-12)
     converged = NTKClassifier(**{**params, "t": None}).fit(X, labels)
     assert not np.allclose(
@@ -313,7 +326,9 @@ def test_nngp_uncertainty_equals_gaussian_process_regressor(rng, weighted):
     """kernel="nngp" is scikit-learn's GP with the NNGP kernel and noise alpha / w."""
     X, y, X_test = _data(rng, n_targets=3)
     w = rng.uniform(0.5, 2.0, size=len(X)) if weighted else np.ones(len(X))
-    model = NTKRegressor(kernel="nngp", alpha=0.02, depth=2, bias_std=0.3)
+    model = NTKRegressor(
+        normalize_y=False, kernel="nngp", alpha=0.02, depth=2, bias_std=0.3
+    )
     model.fit(X, y, w if weighted else None)
     gp = GaussianProcessRegressor(_NNGPKernel(), alpha=0.02 / w, optimizer=None)
     gp.fit(X, y)
@@ -370,7 +385,7 @@ def test_frozen_layers_equal_kernel_ridge_on_frozen_ntk(rng, frozen_layers):
     """frozen_layers=f is KernelRidge on the NTK without the first f layers' terms."""
     X, y, X_test = _data(rng)
     params = dict(depth=3, bias_std=0.2, frozen_layers=frozen_layers)
-    model = NTKRegressor(alpha=0.05, **params).fit(X, y)
+    model = NTKRegressor(normalize_y=False, alpha=0.05, **params).fit(X, y)
     K, Theta = nngp_ntk_kernels(X, **params)
     Ks, Thetas = nngp_ntk_kernels(X_test, X, **params)
     ref = KernelRidge(alpha=0.05, kernel="precomputed").fit(Theta, y)

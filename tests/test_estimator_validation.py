@@ -23,7 +23,7 @@ from sknetk._cv import NTKClassifierCV, NTKRegressorCV
 from sknetk._regression import NTKRegressor
 from sknetk.cli import main
 from sknetk.dynamics import ensemble_covariance, gp_posterior, kernel_eigh
-from sknetk.kernels import nngp_kernel, nngp_ntk_kernels
+from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 
 NET = dict(depth=2, bias_std=0.1)
 
@@ -108,7 +108,7 @@ def test_class_without_weight_warns_and_equals_dropping_its_rows(X, make, kind):
         model = make().fit(X, y, sample_weight=weights)
     Y = LabelBinarizer(neg_label=-1).fit(y).transform(y).astype(float)
     kept = weights > 0
-    ref = NTKRegressor(alpha=0.1, **NET).fit(X[kept], Y[kept])
+    ref = NTKRegressor(alpha=0.1, normalize_y=False, **NET).fit(X[kept], Y[kept])
     assert_allclose(model.decision_function(X), ref.predict(X), rtol=1e-6, atol=1e-8)
 
 
@@ -428,16 +428,19 @@ def test_dask_unknown_chunks_on_a_cluster(X):
 def _cov_reference(model, X_fit, y, w, X_test):
     """The covariance from the functions of sknetk.dynamics, from scratch."""
     params = model._kernel_params()
-    nngp_params = dict(params, frozen_layers=0)
-    K = nngp_kernel(X_fit, **nngp_params)
-    Ks = nngp_kernel(X_test, X_fit, **nngp_params)
-    Kss = nngp_kernel(X_test, **nngp_params)
+    # uncertainty="gp": the Gaussian process of the model's own kernel
+    readout_only = model.kernel == "nngp" or model.uncertainty == "gp"
+    prior = ntk_kernel if model.kernel == "ntk" and readout_only else nngp_kernel
+    prior_params = params if prior is ntk_kernel else dict(params, frozen_layers=0)
+    K = prior(X_fit, **prior_params)
+    Ks = prior(X_test, X_fit, **prior_params)
+    Kss = prior(X_test, **prior_params)
     ridge = model.alpha_
-    if model.kernel == "nngp" and model.t is None:
+    if readout_only and model.t is None:
         return gp_posterior(K, Ks, Kss, None, ridge, sample_weight=w)[1]
     n_targets = 1 if y.ndim == 1 else y.shape[1]
     lr = 1.0 if w is None else len(w) / np.sum(w)
-    if model.kernel == "nngp":
+    if readout_only:
         noise = np.where(w > 0, ridge / np.where(w > 0, w, 1.0), 0.0)
         eigh = kernel_eigh(K, w)
         return ensemble_covariance(
@@ -468,10 +471,20 @@ def _cov_reference(model, X_fit, y, w, X_test):
 
 
 @pytest.mark.parametrize(
-    "kernel, t", [("ntk", None), ("ntk", 3.0), ("nngp", None), ("nngp", 3.0)]
+    "kernel, t, uncertainty",
+    [
+        ("ntk", None, "gp"),
+        ("ntk", 3.0, "gp"),
+        ("ntk", None, "ensemble"),
+        ("ntk", 3.0, "ensemble"),
+        ("nngp", None, "gp"),
+        ("nngp", 3.0, "gp"),
+    ],
 )
 @pytest.mark.parametrize("working_memory", [0.01, None])
-def test_blocked_covariance_equals_dynamics_functions(kernel, t, working_memory):
+def test_blocked_covariance_equals_dynamics_functions(
+    kernel, t, uncertainty, working_memory
+):
     """The in-place, blocked covariance equals the one-shot formulas; symmetric."""
     rng = np.random.default_rng(2)
     X_fit, X_test = rng.normal(size=(25, 3)), rng.normal(size=(301, 3))
@@ -481,17 +494,24 @@ def test_blocked_covariance_equals_dynamics_functions(kernel, t, working_memory)
     model = NTKRegressor(
         kernel=kernel,
         t=t,
+        uncertainty=uncertainty,
         alpha=0.05,
         device="cpu",
         working_memory=working_memory,
         **NET,
     ).fit(X_fit, y, w)
-    _, cov = model.predict(X_test, return_cov=True)
+    _, cov = model.predict(X_test, return_cov=True, latent=True)
     assert cov.shape == (301, 301, 2)
-    assert_allclose(cov[:, :, 0], cov[:, :, 1])
+    # one latent covariance, scaled per target by the fitted output scale
+    unit = cov / model.output_scale_[None, None, :]
+    assert_allclose(unit[:, :, 0], unit[:, :, 1])
     ref = _cov_reference(model, X_fit, y, w, X_test)
-    assert_allclose(cov[:, :, 0], ref, rtol=1e-7, atol=1e-9)
+    assert_allclose(unit[:, :, 0], ref, rtol=1e-7, atol=1e-9)
     assert np.array_equal(cov[:, :, 0], cov[:, :, 0].T)
+    # the predictive covariance adds the noise output_scale_ * alpha_ (diagonal)
+    _, pred = model.predict(X_test, return_cov=True)
+    noise = np.eye(301)[:, :, None] * (model.output_scale_ * model.alpha_)
+    assert_allclose(pred, cov + noise, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("kernel, t", [("ntk", None), ("nngp", None), ("ntk", 3.0)])

@@ -59,7 +59,8 @@ def test_regressor_equals_kernel_ridge_on_same_kernel(rng, kernel, weighted, n_t
     """Predictions equal KernelRidge(kernel="precomputed") on the same kernel."""
     X, y, X_test = _data(rng, n_targets=n_targets)
     sw = rng.uniform(0.2, 3.0, size=len(X)) if weighted else None
-    model = NTKRegressor(alpha=0.05, kernel=kernel, **NETWORK).fit(X, y, sw)
+    model = NTKRegressor(alpha=0.05, kernel=kernel, normalize_y=False, **NETWORK)
+    model.fit(X, y, sw)
     ref = KernelRidge(alpha=0.05, kernel="precomputed")
     ref.fit(_kernel(X, kernel=kernel, **NETWORK), y, sample_weight=sw)
     expected = ref.predict(_kernel(X_test, X, kernel=kernel, **NETWORK))
@@ -73,7 +74,9 @@ def test_regressor_equals_kernel_ridge_on_same_kernel(rng, kernel, weighted, n_t
 def test_mean_diag_alpha_scale_equals_scaled_kernel_ridge(rng):
     """alpha_scale="mean_diag" is KernelRidge with alpha * mean(diag(K))."""
     X, y, X_test = _data(rng)
-    model = NTKRegressor(alpha=0.01, alpha_scale="mean_diag", depth=4).fit(X, y)
+    model = NTKRegressor(
+        alpha=0.01, alpha_scale="mean_diag", depth=4, normalize_y=False
+    ).fit(X, y)
     K = kernels.ntk_kernel(X, depth=4)
     alpha = 0.01 * np.mean(np.diag(K))
     assert_allclose(model.alpha_, alpha, rtol=1e-12)
@@ -109,6 +112,7 @@ def test_regressor_matches_neural_tangents_converged_predictions(case, kernel):
         bias_std=pk["b_std"],
         parameterization=pk["parameterization"],
         width=pk["width"],
+        normalize_y=False,
     ).fit(ref["pred/X_train"], y)
     expected = ref[f"pred/{case['id']}/{kernel}_mean_inf"]
     # The diagonal holds degenerate (angle 0) pairs, where the ReLU NTK of two
@@ -131,7 +135,9 @@ def test_deep_linear_network_is_ridge_regression(rng, depth, kernel, factor):
     X, y, X_test = _data(rng, n=30, d=5, n_targets=2)
     c = eval(factor)  # noqa: S307 - a fixed expression of the parameter
     s = np.sqrt(c / X.shape[1])
-    model = NTKRegressor(alpha=0.7, kernel=kernel, activation="identity", depth=depth)
+    model = NTKRegressor(
+        alpha=0.7, kernel=kernel, activation="identity", depth=depth, normalize_y=False
+    )
     model.fit(X, y)
     ref = Ridge(alpha=0.7, fit_intercept=False, solver="svd").fit(X * s, y)
     assert_allclose(model.predict(X_test), ref.predict(X_test * s), rtol=1e-9)
@@ -150,10 +156,12 @@ def test_leaky_relu_with_zero_slope_is_relu(rng):
 def test_one_sample_fit_is_the_kernel_ridge_formula(rng):
     """With one training row the prediction is ``k(x, x0) y0 / (k(x0, x0) + alpha)``."""
     X, y, X_test = _data(rng, n=1)
-    pred = NTKRegressor(alpha=0.5).fit(X, y).predict(X_test)
+    pred = NTKRegressor(alpha=0.5, normalize_y=False).fit(X, y).predict(X_test)
     k_test = kernels.ntk_kernel(X_test, X)[:, 0]
     k00 = kernels.ntk_kernel(X)[0, 0]
     assert_allclose(pred, k_test * y[0] / (k00 + 0.5), rtol=1e-12)
+    # with normalize_y (the default) the one target is the intercept
+    assert_allclose(NTKRegressor().fit(X, y).predict(X_test), y[0], rtol=1e-12)
 
 
 def test_zero_sample_weight_removes_the_sample(rng):
@@ -189,7 +197,7 @@ def test_interpolation_with_duplicate_rows_warns_and_averages(rng):
     X, y, _ = _data(rng, n=12)
     X = np.vstack([X, X[:1]])
     y = np.append(y, y[0] + 1.0)
-    model = NTKRegressor(alpha=0.0, bias_std=0.5)
+    model = NTKRegressor(alpha=0.0, bias_std=0.5, normalize_y=False)
     with pytest.warns(IllConditionedKernelWarning):
         model.fit(X, y)
     fitted = model.predict(X)
@@ -204,6 +212,7 @@ def test_prediction_streams_within_working_memory(rng):
     model = NTKRegressor(working_memory=0.25, n_jobs=1, solver="cholesky").fit(X, y)
     X_test = rng.normal(size=(20_000, 3))
     expected = kernels.ntk_kernel(X_test[:500], X) @ model.dual_coef_
+    expected += model.intercept_
     full_kernel_bytes = X_test.shape[0] * X.shape[0] * 8  # 32 MB
     tracemalloc.start()
     try:
