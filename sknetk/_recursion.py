@@ -12,6 +12,7 @@ imports neither.
 import dataclasses
 import itertools
 import math
+import threading
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -222,18 +223,23 @@ def _readout(spec, layer, sigma, theta, n_features, want_ntk):
     return nngp, ntk
 
 
-def tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features):
+def tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features, out=None):
     """Run the layer recursion on one tile ``sigma = X_a Y_b^T / d``.
 
     ``qa``/``qb`` are the variance paths of the tile's rows and columns.
     Returns two lists (NNGP, NTK) with one tile per requested depth.
+    ``out`` (optional) maps ``"nngp"``/``"ntk"`` to NumPy arrays of shape
+    ``(n_depths,) + sigma.shape`` (views of the caller's result) where the
+    compiled tile kernel writes its results; the blocks returned are then
+    views of them (other paths ignore ``out``; a caller checks with
+    ``numpy.may_share_memory`` whether to copy).
     """
     act, params = spec._act, spec._params
     tols = snap_tolerances(xp, spec, sigma.dtype, n_features)
     if act.slopes is not None and xp is np:
         a, b = act.slopes(**params)
         return _abrelu_tile_numpy(
-            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols
+            sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols, out
         )
     theta = None
     nngps, ntks = [], []
@@ -342,7 +348,7 @@ def _clip_cs(xp, K, root_a, root_b, scratch=None):
 
 
 def _abrelu_tile_numpy(
-    sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols
+    sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols, out=None
 ):
     """In-place NumPy version of :func:`tile_recursion` for the ABReLU family.
 
@@ -353,6 +359,13 @@ def _abrelu_tile_numpy(
     """
     factor = (a - b) * (a - b) / (2 * math.pi)
     c1 = (a * a + b * b) / 2
+    if sigma.dtype == np.float64 and sigma.size:
+        kernel = compiled_abrelu()
+        if kernel is not None:
+            return _abrelu_tile_compiled(
+                kernel, sigma, qa, qb, spec, want_ntk, all_depths, n_features,
+                factor, c1, tols, out,
+            )  # fmt: skip
     rho = np.empty_like(sigma)
     tmp = np.empty_like(sigma)
     near = np.empty(sigma.shape, dtype=bool)
@@ -433,6 +446,245 @@ def _abrelu_tile_numpy(
             clip=any_near,
         )
     return nngps, ntks
+
+
+# ---------------------------------------------------------------------------
+# The compiled ABReLU tile (optional: with numba installed)
+# ---------------------------------------------------------------------------
+# fdlibm's rational approximation of asin on [0, 1/4] (e_acos.c; < 1 ulp)
+_PS = (
+    1.66666666666666657415e-01,
+    -3.25565818622400915405e-01,
+    2.01212532134862925881e-01,
+    -4.00555345006794114027e-02,
+    7.91534994289814532176e-04,
+    3.47933107596021167570e-05,
+)
+_QS = (
+    -2.40339491173441421878e00,
+    2.02094576023350569471e00,
+    -6.88283971605453293030e-01,
+    7.70381505559019352791e-02,
+)
+_PIO2_HI = 1.57079632679489655800e00
+_PIO2_LO = 6.12323399573676603587e-17
+_PI = 3.14159265358979311600e00
+
+
+def acos_rational(x):
+    """``arccos(x)`` for a float ``x`` in [-1, 1], without a libm call.
+
+    fdlibm's algorithm with its coefficients, written without branches that
+    a vectorising compiler could not turn into selects: for ``|x| < 1/2``,
+    ``pi/2 - asin(x)`` with ``asin(x) = x + x R(x^2)``; otherwise the
+    half-angle form ``2 asin(sqrt((1 - |x|) / 2))`` (reflected for ``x < 0``).
+    ``R`` is fdlibm's rational minimax approximation on [0, 1/4]. Exact at
+    the ends: ``acos(1) = 0``, ``acos(-1) = pi``. Within about one unit in
+    the last place of ``numpy.arccos`` (``tests/test_kernel_numerics.py``
+    checks 2.2e-16 absolute over [-1, 1]). The compiled tile kernel calls this
+    same function; plain Python runs it too (the test does).
+    """
+    y = abs(x)
+    small = y < 0.5
+    z = x * x if small else (1.0 - y) * 0.5
+    p = z * (
+        _PS[0] + z * (_PS[1] + z * (_PS[2] + z * (_PS[3] + z * (_PS[4] + z * _PS[5]))))
+    )
+    q = 1.0 + z * (_QS[0] + z * (_QS[1] + z * (_QS[2] + z * _QS[3])))
+    r = p / q
+    s = math.sqrt(z)
+    if small:
+        return _PIO2_HI - (x - (_PIO2_LO - x * r))
+    if x > 0.0:
+        return 2.0 * (s + s * r)
+    return _PI - 2.0 * (s + (s * r - _PIO2_LO))
+
+
+def _abrelu_rows(
+    sigma, s1, s2, inv1, inv2, layers, tols, collect, factor, c1, want_nngp,
+    want_ntk, clip, roots1, roots2, nngp_out, ntk_out,
+):  # fmt: skip
+    """The in-place NumPy tile's arithmetic, entry by entry (numba compiles it).
+
+    One row of the tile at a time, through all layers, in two row buffers
+    (vectorised over the columns, within L1): the same operations in the same
+    order as :func:`_abrelu_tile_numpy`, except ``arccos`` (see
+    :func:`acos_rational`) and the Cauchy-Schwarz clip, applied to every
+    entry (where it does not bite it changes nothing). ``layers[l]`` holds
+    ``(w2, b2, scale, shift, trainable)`` of Dense layer ``l`` (``depth + 1``
+    rows, the readout last); ``collect[l]`` is the output index of hidden
+    block ``l`` or -1.
+    """
+    m, n = sigma.shape
+    depth = s1.shape[0]
+    sig = np.empty(n)
+    th = np.empty(n)
+    for i in range(m):
+        for j in range(n):
+            sig[j] = sigma[i, j]
+        has_theta = False
+        for layer in range(depth):
+            w2 = layers[layer, 0]
+            b2 = layers[layer, 1]
+            scale = layers[layer, 2]
+            shift = layers[layer, 3]
+            trainable = layers[layer, 4] != 0.0
+            if want_ntk and trainable:
+                if has_theta:
+                    for j in range(n):
+                        th[j] = (th[j] * w2 + sig[j] * scale) + shift
+                else:
+                    for j in range(n):
+                        th[j] = sig[j] * scale + shift
+                has_theta = True
+            elif want_ntk and has_theta:
+                for j in range(n):
+                    th[j] = th[j] * w2
+            a1 = inv1[layer, i]
+            r1 = s1[layer, i]
+            snap = 1.0 - tols[layer]
+            for j in range(n):
+                rho = (a1 * inv2[layer, j]) * ((sig[j] * w2) + b2)
+                rho = min(max(rho, -1.0), 1.0)
+                if abs(rho) > snap:
+                    rho = math.copysign(1.0, rho)
+                sin = math.sqrt((1.0 - rho) * (1.0 + rho))
+                dot = acos_rational(rho) * (-factor) + c1
+                if has_theta:
+                    th[j] = th[j] * dot
+                sig[j] = (r1 * s2[layer, j]) * (sin * factor + rho * dot)
+            k = collect[layer]
+            if k >= 0:
+                w2 = layers[layer + 1, 0]
+                b2 = layers[layer + 1, 1]
+                scale = layers[layer + 1, 2]
+                shift = layers[layer + 1, 3]
+                trainable = layers[layer + 1, 4] != 0.0
+                if want_nngp:
+                    ra = roots1[0, k, i]
+                    for j in range(n):
+                        v = w2 * sig[j] + b2
+                        if clip:
+                            bound = ra * roots2[0, k, j]
+                            v = max(min(v, bound), -bound)
+                        nngp_out[k, i, j] = v
+                if want_ntk:
+                    ra = roots1[1, k, i]
+                    for j in range(n):
+                        v = 0.0
+                        if has_theta:
+                            v = w2 * th[j]
+                            if trainable:
+                                v = v + (scale * sig[j] + shift)
+                        elif trainable:
+                            v = scale * sig[j] + shift
+                        if clip:
+                            bound = ra * roots2[1, k, j]
+                            v = max(min(v, bound), -bound)
+                        ntk_out[k, i, j] = v
+
+
+_COMPILED = None  # None: not tried yet; False: numba is not available
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_abrelu():
+    """The compiled :func:`_abrelu_rows`, or ``None`` without numba.
+
+    Compiled on first use (and cached on disk by numba where it can write),
+    under a lock so that concurrent tile threads compile it once.
+    """
+    global _COMPILED
+    if _COMPILED is None:
+        with _COMPILE_LOCK:
+            if _COMPILED is None:
+                _COMPILED = _compile() or False
+    return _COMPILED or None
+
+
+def _compile():
+    try:
+        import numba
+    except ImportError:
+        return None
+    numba.extending.register_jitable(inline="always")(acos_rational)
+    c2, c1, a3 = "float64[:, ::1]", "float64[::1]", "float64[:, :, :]"
+    signature = (
+        f"void({c2}, {c2}, {c2}, {c2}, {c2}, {c2}, {c1}, int64[::1], float64, "
+        f"float64, boolean, boolean, boolean, float64[:, :, ::1], "
+        f"float64[:, :, ::1], {a3}, {a3})"
+    )
+    options = dict(nogil=True, error_model="numpy")
+    try:
+        return numba.njit(signature, cache=True, **options)(_abrelu_rows)
+    except RuntimeError:  # nowhere to write numba's cache: compile per process
+        return numba.njit(signature, **options)(_abrelu_rows)
+
+
+def _abrelu_tile_compiled(
+    kernel, sigma, qa, qb, spec, want_ntk, all_depths, n_features, factor, c1, tols,
+    out=None,
+):  # fmt: skip
+    """:func:`_abrelu_tile_numpy` through the compiled kernel (float64).
+
+    Writes into ``out``'s arrays where given (see :func:`tile_recursion`).
+    """
+    depth = spec.depth
+    m, n = sigma.shape
+    layers = np.array(
+        [spec._dense(layer, n_features) for layer in range(depth + 1)],
+        dtype=np.float64,
+    )
+    s1 = np.sqrt(np.stack([qa[0][layer] for layer in range(depth)]))
+    s2 = np.sqrt(np.stack([qb[0][layer] for layer in range(depth)]))
+    inv1 = np.divide(1.0, s1, out=np.zeros_like(s1), where=s1 > 0)
+    inv2 = np.divide(1.0, s2, out=np.zeros_like(s2), where=s2 > 0)
+    collect = np.full(depth, -1, dtype=np.int64)
+    if all_depths:
+        collect[:] = np.arange(depth)
+    else:
+        collect[-1] = 0
+    n_out = depth if all_depths else 1
+    clip = len(qa) > 1
+    names = ("nngp", "ntk") if want_ntk else ("nngp",)
+    if clip:
+        roots1 = np.stack([np.stack(qa[1][name]) for name in names])
+        roots2 = np.stack([np.stack(qb[1][name]) for name in names])
+    else:
+        roots1 = roots2 = np.zeros((1, 1, 1))
+    shape = (n_out, m, n)
+    want_nngp = out is None or "nngp" in out
+    nngp = _out_or_empty(out and out.get("nngp"), shape) if want_nngp else None
+    ntk = _out_or_empty(out and out.get("ntk"), shape) if want_ntk else None
+    kernel(
+        np.ascontiguousarray(sigma), s1, s2, inv1, inv2, layers,
+        np.asarray(tols, dtype=np.float64), collect, float(factor), float(c1),
+        want_nngp, bool(want_ntk), clip, roots1, roots2,
+        _NONE if nngp is None else nngp, _NONE if ntk is None else ntk,
+    )  # fmt: skip
+    nngps = list(nngp) if want_nngp else [None] * n_out
+    return nngps, (list(ntk) if want_ntk else [None] * n_out)
+
+
+_NONE = np.empty((0, 0, 0))  # an output the kernel does not write
+
+
+def _out_or_empty(target, shape):
+    """``target`` when it is a float64 array of ``shape`` the kernel can write.
+
+    Otherwise (no ``out``, or one it cannot write) a new array.
+    """
+    if target is None:
+        return np.empty(shape)
+    if (
+        isinstance(target, np.ndarray)
+        and target.shape == shape
+        and target.dtype == np.float64
+        and target.flags.writeable
+        and target.strides[-1] == 8
+    ):
+        return target
+    return np.empty(shape)
 
 
 def diag_recursion(xp, X, spec, want_ntk, all_depths, path=None):

@@ -261,7 +261,10 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs, verbo
             [q[j0:j1] for q in path_y[0]],
             {name: [r[j0:j1] for r in v] for name, v in roots_y.items()},
         )
-        nngps, ntks = _tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, d)
+        views = {name: target[:, i0:i1, j0:j1] for name, target in out.items()}
+        nngps, ntks = _tile_recursion(
+            xp, sigma, qa, qb, spec, want_ntk, all_depths, d, out=views
+        )
         for name, blocks in (("nngp", nngps), ("ntk", ntks)):
             if name not in out:
                 continue
@@ -269,7 +272,9 @@ def _compute_kernels(X, Y, spec, want, all_depths, working_memory, n_jobs, verbo
             for k, block in enumerate(blocks):
                 if symmetric and i0 == j0:
                     block = _set_diagonal(xp, block, exact_diag[name][k][i0:i1])
-                target[k, i0:i1, j0:j1] = block
+                # the compiled tile kernel wrote in place (views of out)
+                if not (xp is np and np.may_share_memory(block, target)):
+                    target[k, i0:i1, j0:j1] = block
                 if symmetric and j0 != i0:
                     target[k, j0:j1, i0:i1] = block.T
 
