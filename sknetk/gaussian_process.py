@@ -20,12 +20,13 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+from sklearn.utils import check_array
 from threadpoolctl import threadpool_limits
 
 from . import _forward_mode as fm
 from ._activations import _sin_dual, cos2, get_activation
 from ._recursion import KernelSpec, diag_recursion, tile_recursion, variance_path
-from .kernels import _prepare, nngp_diag, nngp_kernel, ntk_diag, ntk_kernel
+from .kernels import nngp_diag, nngp_kernel, ntk_diag, ntk_kernel
 
 __all__ = ["NTK", "NNGP"]
 
@@ -149,6 +150,20 @@ def _gradient(X, spec, want_ntk, n_params, n_jobs=-1):
                 delayed(work)(*tile) for tile in tiles
             )
     return grad
+
+
+def _rows_as_computed(X):
+    """``X`` in float64 as the kernel functions compute with it (validated).
+
+    Rows whose mean square underflows are zero rows there (the functions warn
+    about them when computing the values).
+    """
+    X = check_array(X, dtype=np.float64, ensure_min_samples=0, input_name="X")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return X
+    q = np.sum(X * X, axis=1) / X.shape[1]
+    under = (q < np.finfo(np.float64).smallest_normal) & np.any(X != 0, axis=1)
+    return np.where(under[:, None], 0.0, X) if under.any() else X
 
 
 # ---------------------------------------------------------------------------
@@ -357,11 +372,11 @@ class _NetworkKernel(Kernel):
         if eval_gradient and Y is not None:
             raise ValueError("Gradient can only be evaluated when Y is None.")
         free = [e for e in self._entries() if not e[4]]  # validates the bounds
-        X, Y = _prepare(X, Y, np, np.float64)
         function = ntk_kernel if self._which == "ntk" else nngp_kernel
         K = function(X, Y, **self._spec_kwargs(), device="cpu")
         if not eval_gradient:
             return K
+        X = _rows_as_computed(X)
         if not free:
             return K, np.empty((X.shape[0], X.shape[0], 0))
         spec = self._dual_spec(free)
@@ -387,7 +402,6 @@ class _NetworkKernel(Kernel):
         K_diag : ndarray of shape (n_samples,)
             Diagonal of kernel k(X, X).
         """
-        X, _ = _prepare(X, None, np, np.float64)
         function = ntk_diag if self._which == "ntk" else nngp_diag
         return function(X, **self._spec_kwargs(), device="cpu")
 

@@ -385,6 +385,18 @@ def test_float32_input_gives_float64():
     assert_array_equal(K, nngp_kernel(X.astype(np.float64), bias_std=0.1))
 
 
+def test_underflowing_row_is_a_zero_row_in_values_and_gradient():
+    X = _data()
+    tiny = X.copy()
+    tiny[7] = 1e-170  # mean square below the smallest normal float64
+    kernel = _kernel("ntk", "erf", "ntk", depth=2)
+    with pytest.warns(UserWarning, match="treated as zero rows"):
+        K, G = kernel(tiny, eval_gradient=True)
+    K0, G0 = kernel(X, eval_gradient=True)
+    assert_array_equal(K, K0)
+    assert_array_equal(G, G0)
+
+
 def test_composed_kernel_gradient_matches_sklearn_finite_differences():
     """ConstantKernel * NTK + WhiteKernel, NNGP ** 2 + RBF: scikit-learn's check."""
     X = _data(n=15)
