@@ -74,6 +74,24 @@ _OUTPUTS = ("mean", "full")
 
 
 # ---------------------------------------------------------------------------
+# Array-API names that NumPy 1.x lacks (NumPy 2 and the array-API libraries
+# have them)
+# ---------------------------------------------------------------------------
+def _mT(xp, A):
+    return xp.matrix_transpose(A) if hasattr(xp, "matrix_transpose") else A.T
+
+
+def _permute(xp, A, axes):
+    return (
+        xp.permute_dims(A, axes) if hasattr(xp, "permute_dims") else A.transpose(axes)
+    )
+
+
+def _astype(xp, A, dtype):
+    return xp.astype(A, dtype) if hasattr(xp, "astype") else A.astype(dtype)
+
+
+# ---------------------------------------------------------------------------
 # Activations of scikit-learn's MLPs and their derivatives, in any namespace
 # ---------------------------------------------------------------------------
 def _act_and_derivative(xp, name, u):
@@ -81,7 +99,7 @@ def _act_and_derivative(xp, name, u):
         return u, xp.ones_like(u)
     if name == "relu":
         positive = u > 0
-        return xp.where(positive, u, xp.zeros_like(u)), xp.astype(positive, u.dtype)
+        return xp.where(positive, u, xp.zeros_like(u)), _astype(xp, positive, u.dtype)
     if name == "tanh":
         t = xp.tanh(u)
         return t, 1.0 - t * t
@@ -129,7 +147,7 @@ def _check_rows(X, name, xp, n_features):
                 f"Expected a 2-D array for {name}, "
                 f"got shape {getattr(X, 'shape', None)}."
             )
-        X = xp.astype(X, xp.float64)
+        X = _astype(xp, X, xp.float64)
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"Input {name} contains NaN or infinity.")
     if n_features is not None and X.shape[1] != n_features:
@@ -175,11 +193,11 @@ def _features(xp, coefs, intercepts, activation, X):
     if derivs:
         # (rows, 1, width) * (1, k, width): output c's signal at the last hidden layer
         delta = xp.expand_dims(derivs[-1], axis=1) * xp.expand_dims(
-            xp.matrix_transpose(coefs[-1]), axis=0
+            _mT(xp, coefs[-1]), axis=0
         )
         deltas[-1] = delta
         for layer in range(len(derivs) - 2, -1, -1):
-            delta = (delta @ xp.matrix_transpose(coefs[layer + 1])) * xp.expand_dims(
+            delta = (delta @ _mT(xp, coefs[layer + 1])) * xp.expand_dims(
                 derivs[layer], axis=1
             )
             deltas[layer] = delta
@@ -191,21 +209,21 @@ def _tile(xp, fi, fj, output, n_outputs):
     acts_i, deltas_i = fi
     acts_j, deltas_j = fj
     k = n_outputs
-    readout = acts_i[-1] @ xp.matrix_transpose(acts_j[-1]) + 1.0
+    readout = acts_i[-1] @ _mT(xp, acts_j[-1]) + 1.0
     if output == "mean":
         K = readout
         for a_i, a_j, d_i, d_j in zip(acts_i, acts_j, deltas_i, deltas_j):
-            gram = a_i @ xp.matrix_transpose(a_j) + 1.0
+            gram = a_i @ _mT(xp, a_j) + 1.0
             flat_i = xp.reshape(d_i, (d_i.shape[0], -1))
             flat_j = xp.reshape(d_j, (d_j.shape[0], -1))
-            signal = flat_i @ xp.matrix_transpose(flat_j)
+            signal = flat_i @ _mT(xp, flat_j)
             K = K + gram * signal / k if k > 1 else K + gram * signal
         return K
     eye = xp.eye(k, dtype=readout.dtype, device=_device_of(readout))
     K = _expand2(xp, readout) * eye
     for a_i, a_j, d_i, d_j in zip(acts_i, acts_j, deltas_i, deltas_j):
-        gram = a_i @ xp.matrix_transpose(a_j) + 1.0
-        signal = xp.permute_dims(xp.tensordot(d_i, d_j, axes=([2], [2])), (0, 2, 1, 3))
+        gram = a_i @ _mT(xp, a_j) + 1.0
+        signal = _permute(xp, xp.tensordot(d_i, d_j, axes=([2], [2])), (0, 2, 1, 3))
         K = K + _expand2(xp, gram) * signal
     return K
 
@@ -324,11 +342,11 @@ def empirical_ntk(estimator, X, Y=None, *, output="mean", working_memory=None):
             tile = _tile(xp, fi, fj, output, k)
             if symmetric and j0 == i0:
                 swapped = (1, 0) if output == "mean" else (1, 0, 3, 2)
-                tile = 0.5 * (tile + xp.permute_dims(tile, swapped))
+                tile = 0.5 * (tile + _permute(xp, tile, swapped))
             K[i0:i1, j0:j1, ...] = tile
             if symmetric and j0 != i0:
                 swapped = (1, 0) if output == "mean" else (1, 0, 3, 2)
-                K[j0:j1, i0:i1, ...] = xp.permute_dims(tile, swapped)
+                K[j0:j1, i0:i1, ...] = _permute(xp, tile, swapped)
     return K
 
 
@@ -375,6 +393,7 @@ def kernel_alignment(K1, K2):
     Returns
     -------
     alignment : float
+        The cosine of the angle between the kernels, in [-1, 1].
 
     See Also
     --------
@@ -409,6 +428,7 @@ def kernel_distance(K1, K2):
     Returns
     -------
     distance : float
+        ``1 - kernel_alignment(K1, K2)``, in [0, 2] ([0, 1] for PSD kernels).
 
     See Also
     --------
@@ -448,6 +468,7 @@ def centered_kernel_alignment(K1, K2):
     Returns
     -------
     cka : float
+        The alignment of the centred kernels, in [-1, 1].
 
     Raises
     ------
@@ -495,6 +516,7 @@ def target_alignment(K, y, *, centered=False):
     Returns
     -------
     alignment : float
+        In [-1, 1]; in [0, 1] for a positive semi-definite ``K``.
 
     See Also
     --------
@@ -522,7 +544,7 @@ def target_alignment(K, y, *, centered=False):
     if centered:
         K = _center(xp, K)
         y = y - xp.mean(y, axis=0, keepdims=True)
-    return _alignment(xp, K, y @ xp.matrix_transpose(y))
+    return _alignment(xp, K, y @ _mT(xp, y))
 
 
 # ---------------------------------------------------------------------------
@@ -551,7 +573,7 @@ class LimitKernel:
         Per Dense layer (``L + 1`` of them), the variance of each weight and
         bias entry at initialisation.
     mlp_activation : str
-        scikit-learn's name of the hidden activation.
+        The hidden activation's name in scikit-learn.
 
     Examples
     --------
@@ -589,7 +611,7 @@ class LimitKernel:
         Y = X if Y is None else _check_rows(Y, "Y", xp, X.shape[1])
         act = get_activation(self.activation)
         params = dict(self.activation_params)
-        A = X @ xp.matrix_transpose(Y)  # sum over the fan-in of the first layer
+        A = X @ _mT(xp, Y)  # sum over the fan-in of the first layer
         ax, ay = xp.sum(X * X, axis=1), xp.sum(Y * Y, axis=1)
         grams, dots = [], []
         for layer, width in enumerate(self.widths):
@@ -868,7 +890,7 @@ class AfterKernelRegressor(MultiOutputMixin, RegressorMixin, _BaseAfterKernel):
         X, y = validate_data(
             self, X, y, multi_output=True, y_numeric=True, dtype=np.float64
         )
-        default = MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=300)
+        default = MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=200)
         self.mlp_ = self._network(default).fit(X, y)
         self._fit_kernel(X, np.asarray(y, dtype=np.float64))
         return self
@@ -962,7 +984,7 @@ class AfterKernelClassifier(ClassifierMixin, _BaseAfterKernel):
                 "The classifier needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
-        default = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=300)
+        default = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=200)
         self.mlp_ = self._network(default).fit(X, y)
         self._fit_kernel(X, targets if targets.shape[1] > 1 else targets[:, 0])
         return self
@@ -1002,8 +1024,8 @@ class AfterKernelClassifier(ClassifierMixin, _BaseAfterKernel):
 
 
 for _cls, _default in (
-    (AfterKernelRegressor, "MLPRegressor((32,), solver='lbfgs', max_iter=300)"),
-    (AfterKernelClassifier, "MLPClassifier((32,), solver='lbfgs', max_iter=300)"),
+    (AfterKernelRegressor, "MLPRegressor((32,), solver='lbfgs', max_iter=200)"),
+    (AfterKernelClassifier, "MLPClassifier((32,), solver='lbfgs', max_iter=200)"),
 ):
     _cls.__doc__ = _cls.__doc__.format(
         params=_PARAMS_DOC.format(cls=_cls._mlp_class.__name__, default=_default)

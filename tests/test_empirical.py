@@ -7,6 +7,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
 from sknetk.empirical import (
     AfterKernelClassifier,
@@ -180,7 +181,7 @@ def test_array_api_strict_namespace(xps):
 )
 def test_sklearn_compatible_estimator(estimator, check):
     """Every scikit-learn common check passes, with no expected failure."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
 
@@ -331,3 +332,111 @@ def test_limit_kernel_against_quadrature(activation, fn, dfn, bound):
     kernel = limit_kernel(mlp)
     reference = _gauss_limit(kernel, X, fn, dfn)
     assert kernel_distance(kernel(X), reference) < bound
+
+
+# ---------------------------------------------------------------------------
+# Input checks and edge cases
+# ---------------------------------------------------------------------------
+def test_empirical_ntk_input_errors():
+    """Unfitted, foreign or diverged networks, wrong widths and outputs raise."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import Ridge
+
+    mlp, X, _ = _trained("regressor", "relu")
+    with pytest.raises(NotFittedError):
+        empirical_ntk(MLPRegressor(), X)
+    with pytest.raises(TypeError, match="MLPRegressor or MLPClassifier"):
+        empirical_ntk(Ridge().fit(X, X[:, 0]), X)
+    with pytest.raises(ValueError, match="features"):
+        empirical_ntk(mlp, X[:, :2])
+    with pytest.raises(ValueError, match="output"):
+        empirical_ntk(mlp, X, output="diag")
+    with pytest.raises(ValueError, match="NaN"):
+        empirical_ntk(mlp, np.where(X > 0, np.nan, X))
+    broken, _, _ = _trained("regressor", "relu")
+    broken.coefs_[0][0, 0] = np.inf
+    with pytest.raises(ValueError, match="diverged"):
+        empirical_ntk(broken, X)
+
+
+def test_empirical_ntk_edge_rows_and_linear_network():
+    """Empty inputs give empty kernels; no hidden layer gives X Y^T + 1."""
+    mlp, X, Y = _trained("regressor", "tanh")
+    assert empirical_ntk(mlp, X[:0]).shape == (0, 0)
+    assert empirical_ntk(mlp, X, Y[:0], output="full").shape == (9, 0, 1, 1)
+    linear, X, Y = _trained("regressor", "relu", hidden=())
+    np.testing.assert_allclose(empirical_ntk(linear, X, Y), X @ Y.T + 1.0, rtol=1e-14)
+    # duplicated and zero rows: finite, and duplicates give equal rows
+    Z = np.vstack([X[:2], X[:2], np.zeros((1, 3))])
+    K = empirical_ntk(mlp, Z)
+    assert np.all(np.isfinite(K))
+    np.testing.assert_allclose(K[0], K[2], rtol=1e-14)
+
+
+def test_logistic_is_stable_for_huge_inputs():
+    """Inputs of 1e30 give a finite kernel for a logistic network (no overflow)."""
+    mlp, X, _ = _trained("classifier", "logistic", 2)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        K = empirical_ntk(mlp, np.full((2, 3), 1e30))
+    assert np.all(np.isfinite(K))
+
+
+# ---------------------------------------------------------------------------
+# After-kernel estimators against KernelRidge on the same kernel
+# ---------------------------------------------------------------------------
+def test_after_kernel_regressor_is_kernel_ridge_on_the_empirical_ntk():
+    """Predictions equal KernelRidge(kernel="precomputed") on the trained net's NTK."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    rng = np.random.default_rng(3)
+    X, Xt = rng.normal(size=(30, 4)), rng.normal(size=(7, 4))
+    y = np.column_stack([np.sin(X[:, 0]), X[:, 1] ** 2])
+    net = MLPRegressor(hidden_layer_sizes=(12,), activation="tanh", max_iter=200)
+    model = AfterKernelRegressor(net, alpha=0.05, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    reference_net = _quiet_fit(
+        MLPRegressor(
+            hidden_layer_sizes=(12,), activation="tanh", max_iter=200, random_state=1
+        ),
+        X,
+        y,
+    )
+    K = empirical_ntk(reference_net, X)
+    ridge = 0.05 * np.mean(np.diag(K))
+    krr = KernelRidge(alpha=ridge, kernel="precomputed").fit(K, y)
+    expected = krr.predict(empirical_ntk(reference_net, Xt, X))
+    np.testing.assert_allclose(model.predict(Xt), expected, rtol=1e-8, atol=1e-10)
+    assert model.alpha_ == pytest.approx(ridge)
+    assert net.get_params()["random_state"] is None  # the given network is not fitted
+
+
+def test_after_kernel_classifier_uses_plus_minus_one_targets():
+    """Decision values: kernel ridge on one-vs-all +-1 targets; string labels."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(36, 3))
+    labels = np.array(["a", "b", "c"])[np.argmax(X, axis=1)]
+    model = AfterKernelClassifier(alpha=1e-2, alpha_scale="absolute", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, labels)
+    K = empirical_ntk(model.mlp_, X)
+    targets = 2.0 * (labels[:, None] == model.classes_) - 1.0
+    krr = KernelRidge(alpha=1e-2, kernel="precomputed").fit(K, targets)
+    np.testing.assert_allclose(
+        model.decision_function(X), krr.predict(K), rtol=1e-8, atol=1e-10
+    )
+    assert set(model.predict(X)) <= set(model.classes_)
+    assert model.score(X, labels) > 0.9
+
+
+def test_after_kernel_rejects_a_network_of_the_wrong_kind():
+    """A classifier network in the regressor (and vice versa) raises TypeError."""
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(TypeError, match="MLPRegressor"):
+        AfterKernelRegressor(MLPClassifier()).fit(X, np.arange(10) % 2)
+    with pytest.raises(TypeError, match="MLPClassifier"):
+        AfterKernelClassifier(MLPRegressor()).fit(X, np.arange(10) % 2)
