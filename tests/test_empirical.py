@@ -440,3 +440,24 @@ def test_after_kernel_rejects_a_network_of_the_wrong_kind():
         AfterKernelRegressor(MLPClassifier()).fit(X, np.arange(10) % 2)
     with pytest.raises(TypeError, match="MLPClassifier"):
         AfterKernelClassifier(MLPRegressor()).fit(X, np.arange(10) % 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("output", ["mean", "full"])
+def test_cupy_in_cupy_out(output):
+    """CuPy rows give a CuPy kernel equal to NumPy's (blocked and whole)."""
+    cupy = pytest.importorskip("cupy")
+    mlp, X, Y = _trained("classifier", "tanh", 3)
+    for kwargs in ({}, {"working_memory": 1e-4}):
+        K = empirical_ntk(
+            mlp, cupy.asarray(X), cupy.asarray(Y), output=output, **kwargs
+        )
+        assert isinstance(K, cupy.ndarray)
+        np.testing.assert_allclose(
+            K.get(), empirical_ntk(mlp, X, Y, output=output), rtol=1e-10
+        )
+    L = limit_kernel(mlp)(cupy.asarray(X))
+    assert isinstance(L, cupy.ndarray)
+    np.testing.assert_allclose(L.get(), limit_kernel(mlp)(X), rtol=1e-10)
+    d = kernel_distance(L, L * 3.0)
+    assert d == pytest.approx(0.0, abs=1e-12)
