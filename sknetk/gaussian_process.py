@@ -73,8 +73,9 @@ class _DualSpec(KernelSpec):
         return act
 
 
-def _tile_side(n_params, budget):
-    per_entry = _DUALS_PER_ENTRY * (n_params + 1) * 8
+def _tile_side(n_params, budget, n_threads=1):
+    """Side of a square tile whose dual temporaries fit ``budget`` (bytes)."""
+    per_entry = _DUALS_PER_ENTRY * (n_params + 1) * 8 * n_threads
     return max(16, min(_MAX_TILE_SIDE, int(math.sqrt(budget / per_entry))))
 
 
@@ -107,7 +108,11 @@ def _gradient(X, spec, want_ntk, n_params, n_jobs=-1):
     exact = diag[which][0]
     exact_t = _tangent_block(exact, n_params, (n,))
     q0 = np.sum(X * X, axis=1) / d
-    side = _tile_side(n_params, float(get_config()["working_memory"]) * 2**20)
+    threads = max(1, effective_n_jobs(n_jobs))
+    budget = float(get_config()["working_memory"]) * 2**20
+    side = _tile_side(
+        n_params, budget, min(threads, math.ceil(n / _MAX_TILE_SIDE) ** 2)
+    )
 
     def rows(lo, hi):
         return (
@@ -116,6 +121,10 @@ def _gradient(X, spec, want_ntk, n_params, n_jobs=-1):
         )
 
     def work(i0, i1, j0, j1):
+        with np.errstate(all="ignore"):  # per thread; the result is checked
+            one_tile(i0, i1, j0, j1)
+
+    def one_tile(i0, i1, j0, j1):
         sigma = (X[i0:i1, :] @ X[j0:j1, :].T) * (1.0 / d)
         if i0 == j0:
             sigma = (sigma + sigma.T) * 0.5
@@ -138,16 +147,16 @@ def _gradient(X, spec, want_ntk, n_params, n_jobs=-1):
         for i0 in range(0, n, side)
         for j0 in range(i0, n, side)
     ]
-    threads = max(1, min(effective_n_jobs(n_jobs), len(tiles)))
+    threads = min(threads, len(tiles))
     if threads == 1:
-        for tile in tiles:
-            work(*tile)
+        for bounds in tiles:
+            work(*bounds)
     else:
         # NumPy releases the GIL in the elementwise passes: threads over tiles,
         # one BLAS thread each (the tile Gram products are small).
         with threadpool_limits(limits=1, user_api="blas"):
             Parallel(n_jobs=threads, backend="threading")(
-                delayed(work)(*tile) for tile in tiles
+                delayed(work)(*bounds) for bounds in tiles
             )
     return grad
 
