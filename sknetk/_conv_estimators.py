@@ -1,0 +1,1221 @@
+"""Image estimators with the convolutional NTK/NNGP (CNTK): kernel ridge on images.
+
+:class:`CNTKRegressor` and :class:`CNTKClassifier` are
+:class:`~sknetk.NTKRegressor` and :class:`~sknetk.NTKClassifier` with the
+kernel of an infinitely wide convolutional network (:mod:`sknetk.conv`);
+:class:`CNTKRegressorCV` and :class:`CNTKClassifierCV` choose the depth and
+the ridge by exact leave-one-out from one pass of the recursion and one
+eigendecomposition per depth. They fit through the solver registry of
+:mod:`sknetk._solvers` (Cholesky or, for a finite training time ``t``, the
+eigendecomposition of gradient flow), on the CPU or the GPU.
+
+The images are rows of ``X`` (flattened, NHWC order) with
+``image_shape=(H, W, C)``, so that scikit-learn data such as ``load_digits``
+work unchanged; NHWC arrays ``(n, H, W, C)`` are accepted too.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MultiOutputMixin,
+    RegressorMixin,
+    _fit_context,
+)
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._cache import cached_conv_kernel
+from ._conv import PADDINGS, READOUTS, ConvKernelSpec
+from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
+from ._recursion import PARAMETERIZATIONS
+from ._solver import ALPHA_SCALES, effective_alpha
+from ._solvers import SOLVERS, ExecutionContext, Kernel, Ridge, flow_time, solver_key
+from .kernels import ACTIVATION_NAMES, budget_bytes
+
+__all__ = [
+    "CNTKClassifier",
+    "CNTKClassifierCV",
+    "CNTKRegressor",
+    "CNTKRegressorCV",
+]
+
+KERNELS = ("ntk", "nngp")
+
+_NETWORK_PARAMS = (
+    "depth",
+    "activation",
+    "activation_params",
+    "weight_std",
+    "bias_std",
+    "parameterization",
+    "width",
+    "filter_shape",
+    "padding",
+    "pool_after",
+    "pool_window",
+    "readout",
+)
+
+_PARAMS_DOC = """
+    kernel : {{"ntk", "nngp"}}, default="ntk"
+        ``"ntk"``: the convolutional Neural Tangent Kernel (every layer
+        trained); ``"nngp"``: the CNN-GP kernel (the readout alone trained,
+        the posterior mean of the network's Gaussian process).
+
+    image_shape : tuple of int, default=None
+        ``(H, W, C)`` (or ``(H, W)``, one channel) of the images, each row of
+        ``X`` being one image flattened in NHWC order (``images.reshape(n,
+        -1)``). ``None``: NHWC arrays ``(n, H, W, C)`` give their own shape;
+        rows of ``d`` features are a square single-channel image when ``d``
+        is a perfect square (``load_digits``: 8x8, MNIST: 28x28), and
+        otherwise a ``1 x d`` single-channel image (a 1-D signal, so that any
+        table fits). The shape used is ``image_shape_``.
+
+    depth : int, default=3
+        Number of ``Conv -> activation`` blocks.
+
+    activation : str, default="relu"
+        One of ``sknetk.kernels.ACTIVATION_NAMES``: {activations}.
+
+    activation_params : dict, default=None
+        Parameters of the activation, as for :class:`~sknetk.NTKRegressor`.
+
+    weight_std : float, default=1.0
+        Standard deviation of the weights of every Conv and of the readout.
+
+    bias_std : float or None, default=0.0
+        Standard deviation of the biases; ``None``: no bias parameter.
+
+    parameterization : {{"ntk", "standard"}}, default="ntk"
+        As in neural-tangents.
+
+    width : int, default=None
+        Channels of the hidden layers; needed (only) by the ``"standard"`` NTK.
+
+    filter_shape : int or tuple of int, default=(3, 3)
+        ``(fh, fw)`` of every Conv (stride 1).
+
+    padding : {{"SAME", "CIRCULAR", "VALID"}}, default="SAME"
+        Border of the Conv: zero padding, periodic padding, or none.
+
+    pool_after : tuple of int, default=()
+        0-based indices of the blocks followed by an average pooling of
+        window and stride ``pool_window``.
+
+    pool_window : int or tuple of int, default=(2, 2)
+        ``(ph, pw)`` of those poolings.
+
+    readout : {{"gap", "flatten"}}, default="gap"
+        ``"gap"``: global average pooling (translation-invariant features,
+        O(P^2) work per kernel entry for ``P = H W`` pixels, the more
+        accurate on images); ``"flatten"``: the flattened last map (O(P)
+        without pooling, much faster). See :ref:`conv`.
+
+    alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
+        ``"absolute"``: ``alpha`` is the ridge; ``"mean_diag"``: ``alpha``
+        times the mean of the training kernel's diagonal (neural-tangents'
+        ``diag_reg``). The value used is ``alpha_``.
+
+    t : float, default=None
+        Training time of gradient flow (``learning_rate * time``, the loss
+        averaged over the ``y.size`` training values, as neural-tangents'
+        ``gradient_descent_mse_ensemble``); ``None`` trains to convergence.
+
+    memory : str or object with the joblib.Memory interface, default=None
+        Cache of the kernel matrices (CPU only), as for
+        :class:`~sknetk.NTKRegressor`: a private folder path or a
+        :class:`joblib.Memory`, keyed by the data and the network, so that a
+        grid search over ``alpha`` computes each fold's kernels once.
+
+    device : {{"auto", "cpu", "gpu"}}, default="auto"
+        Where the kernels and the solve run; ``"gpu"`` runs the same array
+        code on CuPy (untested here: no GPU in the test suite), ``"auto"``
+        uses a GPU when one is available for kernels of at least 4 million
+        entries. Fitted attributes are NumPy arrays.
+
+    working_memory : float, default=None
+        Memory budget in MiB of the tiles of image pairs and of the
+        prediction blocks (``sklearn.get_config()["working_memory"]``).
+
+    n_jobs : int, default=-1
+        Threads computing kernel tiles; ``-1`` uses every core."""
+
+
+def _insert_doc(cls):
+    doc = _PARAMS_DOC.format(
+        activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
+    ).strip("\n")
+    cls.__doc__ = cls.__doc__.replace("    {params}", doc, 1)
+    return cls
+
+
+def _as_rows(X):
+    """``(X, shape)``: image arrays (3-D, 4-D) flattened to rows, with their shape."""
+    ndim = getattr(X, "ndim", None)
+    if ndim in (3, 4):
+        shape = tuple(X.shape[1:]) + ((1,) if ndim == 3 else ())
+        return np.reshape(np.asarray(X), (X.shape[0], -1)), shape
+    return X, None
+
+
+def _image_shape(param, from_array, n_features):
+    """The ``(H, W, C)`` a model uses (see ``image_shape`` in the docstring)."""
+    if param is not None:
+        try:
+            shape = tuple(int(s) for s in param)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"image_shape must be (H, W, C) or (H, W), got {param!r}."
+            ) from None
+        if len(shape) == 2:
+            shape = shape + (1,)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(
+                f"image_shape must be (H, W, C) or (H, W) of positive ints, "
+                f"got {param!r}."
+            )
+        if from_array is not None and from_array != shape:
+            raise ValueError(
+                f"X holds images of shape {from_array} but image_shape={shape}."
+            )
+        if math.prod(shape) != n_features:
+            raise ValueError(
+                f"X has {n_features} features but image_shape={shape} holds "
+                f"{math.prod(shape)} values per image."
+            )
+        return shape
+    if from_array is not None:
+        return from_array
+    side = math.isqrt(n_features)
+    if side * side == n_features:
+        return (side, side, 1)
+    return (1, n_features, 1)
+
+
+class _BaseCNTK(BaseEstimator):
+    """Shared parameters, validation, kernels and prediction of the CNTK models."""
+
+    _parameter_constraints: dict = {
+        "kernel": [StrOptions(set(KERNELS))],
+        "image_shape": [tuple, list, None],
+        "depth": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATION_NAMES))],
+        "activation_params": [dict, None],
+        "weight_std": [Interval(Real, 0, None, closed="left")],
+        "bias_std": [Interval(Real, 0, None, closed="left"), None],
+        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
+        "width": [Interval(Integral, 1, None, closed="left"), None],
+        "filter_shape": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "padding": [StrOptions(set(PADDINGS))],
+        "pool_after": [tuple, list],
+        "pool_window": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "readout": [StrOptions(set(READOUTS))],
+        "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
+        "memory": [None, str, HasMethods(["cache"])],
+        "device": [StrOptions(set(DEVICES))],
+        "working_memory": [Interval(Real, 0, None, closed="neither"), None],
+        "n_jobs": [Integral, None],
+    }
+
+    # -- parameters ------------------------------------------------------------
+    def _network(self, depth=None):
+        params = {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        if depth is not None:
+            params["depth"] = depth
+            params["pool_after"] = [p for p in self.pool_after if p < depth]
+        return params
+
+    def _check_network(self, H, W, kernel):
+        """Validate the network for ``H x W`` images (``ValueError``)."""
+        spec = ConvKernelSpec.from_params(**self._network(), ntk=kernel == "ntk")
+        spec.map_shapes(H, W)
+        return spec
+
+    # -- input -----------------------------------------------------------------
+    def _validate_X(self, X, reset):
+        """Validated float64 rows, and at fit ``image_shape_``."""
+        X, from_array = _as_rows(X)
+        X = validate_data(self, X, reset=reset, dtype=np.float64)
+        if reset:
+            self.image_shape_ = _image_shape(self.image_shape, from_array, X.shape[1])
+        elif from_array is not None and from_array != self.image_shape_:
+            raise ValueError(
+                f"X holds images of shape {from_array}, but "
+                f"{type(self).__name__} was fitted on {self.image_shape_}."
+            )
+        return X
+
+    def _validate_fit(self, X, y, **kwargs):
+        X, from_array = _as_rows(X)
+        X, y = validate_data(self, X, y, dtype=np.float64, **kwargs)
+        self.image_shape_ = _image_shape(self.image_shape, from_array, X.shape[1])
+        return X, y
+
+    # -- where and how ---------------------------------------------------------
+    def _context(self, n_entries, predict=False):
+        setting = predict_device(self.device) if predict else self.device
+        gpu = use_gpu(setting, n_entries)
+        return ExecutionContext(
+            device="gpu" if gpu else "cpu",
+            cupy=cupy_or_error() if gpu else None,
+            working_memory=self.working_memory,
+            n_jobs=self.n_jobs,
+        )
+
+    def _kernel_fn(self, name, depth=None):
+        """``fn(X, Y=None, **run)`` computing kernel ``name`` (cached on the CPU)."""
+        network = self._network(depth)
+        memory, shape = self.memory, self.image_shape_
+
+        def fn(X, Y=None, *, working_memory=None, n_jobs=-1, device="cpu", **_):
+            return cached_conv_kernel(
+                memory if device == "cpu" else None,
+                X,
+                Y,
+                kernel=name,
+                image_shape=shape,
+                working_memory=working_memory,
+                n_jobs=n_jobs,
+                device=device,
+                **network,
+            )
+
+        return fn
+
+    def _kernel_matrix(self, X, Y, name, context, depth=None, all_depths=False):
+        fn = self._kernel_fn(name, depth)
+        if all_depths:
+            return np.asarray(
+                cached_conv_kernel(
+                    self.memory if context.device == "cpu" else None,
+                    X,
+                    Y,
+                    kernel=name,
+                    image_shape=self.image_shape_,
+                    all_depths=True,
+                    working_memory=context.working_memory,
+                    n_jobs=context.n_jobs,
+                    device=context.device,
+                    **self._network(depth),
+                )
+            )
+        return fn(
+            X,
+            Y,
+            working_memory=context.working_memory,
+            n_jobs=context.n_jobs,
+            device=context.device,
+        )
+
+    def _solve(self, X, Y, sample_weight, kernel_name, alpha, t):
+        """Dual coefficients and ``alpha_`` through the solver registry."""
+        context = self._context(X.shape[0] ** 2)
+        kernel = Kernel(kernel_name, {}, self._kernel_fn(kernel_name), None)
+        ridge = Ridge(alpha, self.alpha_scale, sample_weight)
+        solver = SOLVERS[solver_key("cholesky", context.device, flow_time(t))]
+        fit = solver(kernel, X, Y, sample_weight, ridge, flow_time(t), context)
+        return fit.dual_coef, fit.alpha
+
+    def _decision(self, X, coef, kernel_name, depth=None):
+        """``K(X, X_fit_) @ coef``, over row blocks of ``X`` within the budget."""
+        n_train = self.X_fit_.shape[0]
+        context = self._context(X.shape[0] * n_train, predict=True)
+        rows = max(1, int(budget_bytes(self.working_memory) / 4 / (8 * n_train)))
+        parts = []
+        for i0 in range(0, X.shape[0], rows):
+            K = self._kernel_matrix(
+                X[i0 : i0 + rows], self.X_fit_, kernel_name, context, depth
+            )
+            if context.cupy is not None:
+                K = context.cupy.asnumpy(K)
+            parts.append(np.asarray(K) @ coef)
+        if not parts:
+            return np.zeros((0,) + coef.shape[1:])
+        out = np.concatenate(parts, axis=0)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                "The kernel between X and the training images overflows float64: "
+                "scale the pixels (e.g. to [0, 1])."
+            )
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+def _image_regressor_tags(tags):
+    """Tags of the regressors: scikit-learn's generic regression data are
+    tables, and as ``1 x d`` images a translation-invariant (GAP) CNN kernel
+    cannot fit them."""
+    tags.regressor_tags.poor_score = True
+    return tags
+
+
+def _fit_weights(sample_weight, X):
+    if sample_weight is None:
+        return None
+    sw = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if not sw.any():
+        raise ValueError("sample_weight must not be all zero.")
+    return sw
+
+
+# ---------------------------------------------------------------------------
+# Regression and classification
+# ---------------------------------------------------------------------------
+@_insert_doc
+class CNTKRegressor(MultiOutputMixin, RegressorMixin, _BaseCNTK):
+    """Kernel ridge regression on images with a convolutional NTK (CNTK).
+
+    An infinitely wide convolutional network (``depth`` blocks of a
+    stride-1 convolution and ``activation``, optional average pooling, then
+    global average pooling or a flattened readout and a dense layer), trained
+    by gradient descent on squared loss, predicts on average exactly as
+    kernel ridge regression with its Neural Tangent Kernel [1]_ [2]_. This
+    estimator computes that kernel in closed form (:mod:`sknetk.conv`) and
+    solves ``f(x) = K(x, X) (K(X, X) + alpha I)^-1 y`` exactly.
+
+    Use it where :class:`~sknetk.NTKRegressor` would be used, when the rows
+    are images: the convolution shares weights over positions and the GAP
+    readout makes the model translation invariant. Each kernel entry costs
+    O(P^2) work for ``P`` pixels with GAP (O(P) with Flatten and no
+    pooling), against O(P) for the fully connected NTK; see :ref:`conv`.
+
+    Read more in the :ref:`User Guide <conv>`.
+
+    Parameters
+    ----------
+    alpha : float, default=1.0
+        Ridge added to the training kernel's diagonal (>= 0); see
+        ``alpha_scale``.
+
+    {params}
+
+    Attributes
+    ----------
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training images as float64 rows.
+
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Dual coefficients: the prediction is ``K(X, X_fit_) @ dual_coef_``.
+
+    alpha_ : float
+        The ridge actually added to the diagonal.
+
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the images.
+
+    n_features_in_ : int
+        Number of features (``H * W * C``) seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when all strings.
+
+    See Also
+    --------
+    CNTKClassifier : The same model on one-vs-all targets.
+    CNTKRegressorCV : Depth and ridge chosen by exact leave-one-out.
+    sknetk.NTKRegressor : The fully connected network's kernel.
+
+    Notes
+    -----
+    Sample weights solve ``min sum_i w_i (y_i - f(x_i))^2 + alpha ||f||^2``
+    as in ``KernelRidge``; a failed Cholesky factorisation falls back to a
+    least-squares solve with a warning.
+
+    References
+    ----------
+    .. [1] S. Arora, S. S. Du, W. Hu, Z. Li, R. Salakhutdinov and R. Wang,
+       "On Exact Computation with an Infinitely Wide Neural Net",
+       NeurIPS 2019.
+    .. [2] R. Novak, L. Xiao, J. Lee, Y. Bahri, G. Yang, J. Hron, D. Abolafia,
+       J. Pennington and J. Sohl-Dickstein, "Bayesian Deep Convolutional
+       Networks with Many Channels are Gaussian Processes", ICLR 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk import CNTKRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 6, 6, 1))
+    >>> y = X[:, 2:4, 2:4, 0].mean(axis=(1, 2))  # mean of the centre pixels
+    >>> model = CNTKRegressor(alpha=1e-3, alpha_scale="mean_diag", depth=2)
+    >>> model.fit(X[:30], y[:30]).predict(X[30:]).shape
+    (10,)
+    >>> model.image_shape_
+    (6, 6, 1)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseCNTK._parameter_constraints,
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "t": [Interval(Real, 0, None, closed="both"), None],
+    }
+
+    def __init__(
+        self,
+        alpha=1.0,
+        *,
+        kernel="ntk",
+        image_shape=None,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        filter_shape=(3, 3),
+        padding="SAME",
+        pool_after=(),
+        pool_window=(2, 2),
+        readout="gap",
+        alpha_scale="absolute",
+        t=None,
+        memory=None,
+        device="auto",
+        working_memory=None,
+        n_jobs=-1,
+    ):
+        self.alpha = alpha
+        self.kernel = kernel
+        self.image_shape = image_shape
+        self.depth = depth
+        self.activation = activation
+        self.activation_params = activation_params
+        self.weight_std = weight_std
+        self.bias_std = bias_std
+        self.parameterization = parameterization
+        self.width = width
+        self.filter_shape = filter_shape
+        self.padding = padding
+        self.pool_after = pool_after
+        self.pool_window = pool_window
+        self.readout = readout
+        self.alpha_scale = alpha_scale
+        self.t = t
+        self.memory = memory
+        self.device = device
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the CNTK ridge model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Training images (rows, see ``image_shape``).
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
+        self._check_network(*self.image_shape_[:2], self.kernel)
+        sw = _fit_weights(sample_weight, X)
+        y = np.asarray(y, dtype=np.float64)
+        self.dual_coef_, self.alpha_ = self._solve(
+            X, y, sw, self.kernel, self.alpha, self.t
+        )
+        self.X_fit_ = X
+        return self
+
+    def __sklearn_tags__(self):
+        return _image_regressor_tags(super().__sklearn_tags__())
+
+    def predict(self, X):
+        """Predict with the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._decision(X, self.dual_coef_, self.kernel)
+
+
+def _binarize(y, classes=None):
+    """``(Y, classes)``: one-vs-all targets in {-1, 1} (one column for 2 classes)."""
+    lb = LabelBinarizer(neg_label=-1, pos_label=1)
+    Y = lb.fit_transform(y).astype(np.float64)
+    if len(lb.classes_) < 2:
+        raise ValueError(
+            "The classifier needs samples of at least 2 classes in the data, "
+            f"but the data contain only one class: {lb.classes_[0]!r}."
+        )
+    return (Y[:, 0] if Y.shape[1] == 1 else Y), lb.classes_
+
+
+def _labels(classes, scores):
+    if scores.ndim == 1:
+        return classes[(scores > 0).astype(int)]
+    return classes[np.argmax(scores, axis=1)]
+
+
+@_insert_doc
+class CNTKClassifier(ClassifierMixin, _BaseCNTK):
+    """Image classifier with the convolutional NTK (CNTK) of a wide CNN.
+
+    The labels become one-vs-all targets in ``{-1, 1}`` (as in
+    ``RidgeClassifier``), each fitted by :class:`CNTKRegressor`'s kernel
+    ridge regression: the mean prediction of an infinitely wide convolutional
+    network trained by gradient descent on squared loss against those
+    targets [1]_. The predicted class has the largest decision value.
+
+    Use it on small image data sets (up to some thousands of images: the
+    ``n x n`` kernel is held in memory, and each entry costs O(P^2) work for
+    ``P`` pixels with the default GAP readout), where it is a strong
+    training-free baseline (Arora et al. 2020 [2]_); ``readout="flatten"``
+    is much faster and usually less accurate.
+
+    Read more in the :ref:`User Guide <conv>`.
+
+    Parameters
+    ----------
+    alpha : float, default=1.0
+        Ridge added to the training kernel's diagonal (>= 0); see
+        ``alpha_scale``.
+
+    {params}
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training images as float64 rows.
+
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        Dual coefficients of the one-vs-all problems (one vector for
+        ``classes_[1]`` against ``classes_[0]`` with two classes).
+
+    alpha_ : float
+        The ridge actually added to the diagonal.
+
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the images.
+
+    n_features_in_ : int
+        Number of features (``H * W * C``) seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when all strings.
+
+    See Also
+    --------
+    CNTKClassifierCV : Depth and ridge chosen by exact leave-one-out.
+    sknetk.NTKClassifier : The fully connected network's kernel.
+    sklearn.svm.SVC : Kernel classifier with classical kernels.
+
+    References
+    ----------
+    .. [1] S. Arora, S. S. Du, W. Hu, Z. Li, R. Salakhutdinov and R. Wang,
+       "On Exact Computation with an Infinitely Wide Neural Net",
+       NeurIPS 2019.
+    .. [2] S. Arora, S. S. Du, Z. Li, R. Salakhutdinov, R. Wang and D. Yu,
+       "Harnessing the Power of Infinitely Wide Deep Nets on Small-data
+       Tasks", ICLR 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknetk import CNTKClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = CNTKClassifier(alpha=1e-3, alpha_scale="mean_diag", depth=2)
+    >>> clf.fit(X[:150] / 16, y[:150]).score(X[150:200] / 16, y[150:200])
+    0.96
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseCNTK._parameter_constraints,
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "t": [Interval(Real, 0, None, closed="both"), None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        alpha=1.0,
+        *,
+        kernel="ntk",
+        image_shape=None,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        filter_shape=(3, 3),
+        padding="SAME",
+        pool_after=(),
+        pool_window=(2, 2),
+        readout="gap",
+        alpha_scale="absolute",
+        t=None,
+        memory=None,
+        device="auto",
+        working_memory=None,
+        n_jobs=-1,
+        class_weight=None,
+    ):
+        self.alpha = alpha
+        self.kernel = kernel
+        self.image_shape = image_shape
+        self.depth = depth
+        self.activation = activation
+        self.activation_params = activation_params
+        self.weight_std = weight_std
+        self.bias_std = bias_std
+        self.parameterization = parameterization
+        self.width = width
+        self.filter_shape = filter_shape
+        self.padding = padding
+        self.pool_after = pool_after
+        self.pool_window = pool_window
+        self.readout = readout
+        self.alpha_scale = alpha_scale
+        self.t = t
+        self.memory = memory
+        self.device = device
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+        self.class_weight = class_weight
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the one-vs-all CNTK ridge models.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Training images (rows, see ``image_shape``).
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = self._validate_fit(X, y)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        self._check_network(*self.image_shape_[:2], self.kernel)
+        Y, self.classes_ = _binarize(y)
+        sw = _fit_weights(sample_weight, X)
+        if self.class_weight is not None:
+            cw = compute_sample_weight(self.class_weight, y)
+            sw = cw if sw is None else sw * cw
+        self.dual_coef_, self.alpha_ = self._solve(
+            X, Y, sw, self.kernel, self.alpha, self.t
+        )
+        self.X_fit_ = X
+        return self
+
+    def decision_function(self, X):
+        """One-vs-all decision values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, positive values favour ``classes_[1]``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._decision(X, self.dual_coef_, self.kernel)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Predicted classes.
+        """
+        scores = self.decision_function(X)
+        return _labels(self.classes_, scores)
+
+
+# ---------------------------------------------------------------------------
+# Exact leave-one-out model selection
+# ---------------------------------------------------------------------------
+def _loo(evals, V, Y, ridge):
+    """Dual coefficients and exact leave-one-out predictions of kernel ridge.
+
+    With ``K = V diag(evals) V^T`` and ``G = V diag(1 / (evals + ridge)) V^T``:
+    ``c = G Y`` and the prediction at ``x_i`` without row ``i`` is
+    ``Y_i - c_i / G_ii``.
+    """
+    a = evals + ridge
+    cutoff = a.shape[0] * np.finfo(np.float64).eps * np.abs(a).max(initial=0.0)
+    g = np.where(a > cutoff, 1.0 / np.where(a > cutoff, a, 1.0), 0.0)
+    Z = V.T @ Y
+    c = V @ (g[:, None] * Z) if Y.ndim == 2 else V @ (g * Z)
+    d = (V * V) @ g
+    d = np.where(d > 0, d, 1.0)
+    residual = c / (d[:, None] if Y.ndim == 2 else d)
+    return c, Y - residual
+
+
+class _BaseCNTKCV(_BaseCNTK):
+    _parameter_constraints: dict = {
+        **_BaseCNTK._parameter_constraints,
+        "alphas": ["array-like"],
+        "depths": ["array-like", None],
+    }
+
+    def _search(self, X, Y, score):
+        """Best ``(score, depth, alpha_)`` over depths and alphas, by exact LOO."""
+        alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+            raise ValueError(
+                f"alphas must be a non-empty list of positive numbers, got "
+                f"{self.alphas!r}."
+            )
+        depths = (
+            list(range(1, self.depth + 1)) if self.depths is None else list(self.depths)
+        )
+        if not depths or any(
+            isinstance(d, bool) or not isinstance(d, Integral) or d < 1 for d in depths
+        ):
+            raise ValueError(
+                f"depths must be a non-empty list of ints >= 1, got {self.depths!r}."
+            )
+        top = max(depths)
+        self._check_network(*self.image_shape_[:2], self.kernel)
+        ConvKernelSpec.from_params(
+            **self._network(top), ntk=self.kernel == "ntk"
+        ).map_shapes(*self.image_shape_[:2])
+        context = self._context(X.shape[0] ** 2)
+        stack = self._kernel_matrix(
+            X, None, self.kernel, context, depth=top, all_depths=True
+        )
+        if context.cupy is not None:
+            stack = context.cupy.asnumpy(stack)
+        results = []
+        for depth in sorted(set(depths)):
+            K = np.asarray(stack[depth - 1], dtype=np.float64)
+            if not np.isfinite(K).all():
+                raise ValueError(
+                    "The training kernel overflows float64: scale the pixels."
+                )
+            evals, V = np.linalg.eigh((K + K.T) / 2)
+            for alpha in alphas:
+                ridge = effective_alpha(alpha, self.alpha_scale, np.diag(K))
+                c, loo = _loo(evals, V, Y, ridge)
+                results.append((score(loo), depth, float(alpha), ridge, c))
+        best = max(results, key=lambda r: r[0])
+        self.cv_results_ = {
+            "depth": np.array([r[1] for r in results]),
+            "alpha": np.array([r[2] for r in results]),
+            "score": np.array([r[0] for r in results]),
+        }
+        return best
+
+
+_CV_DOC = """
+    alphas : array-like of float, default=(1e-4, 1e-3, 1e-2, 1e-1, 1)
+        Candidate ridges (> 0), read with ``alpha_scale``.
+
+    depths : array-like of int, default=None
+        Candidate depths; ``None``: every depth ``1..depth``. All come from
+        one pass of the recursion (the deepest network's)."""
+
+
+def _insert_cv_doc(cls):
+    cls.__doc__ = cls.__doc__.replace("    {cv_params}", _CV_DOC.strip("\n"), 1)
+    return _insert_doc(cls)
+
+
+@_insert_cv_doc
+class CNTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseCNTKCV):
+    """:class:`CNTKRegressor` with depth and ridge chosen by exact leave-one-out.
+
+    The kernels of every depth come from one pass of the recursion
+    (``all_depths``); each is eigendecomposed once, ``K = V diag(L) V^T``,
+    and then every ridge costs O(n^2): the dual coefficients are ``c = G y``
+    with ``G = V diag(1 / (L + alpha)) V^T`` and the exact leave-one-out
+    residuals are ``c / diag(G)``, as in ``RidgeCV``. The pair of lowest
+    leave-one-out mean squared error is kept.
+
+    Read more in the :ref:`User Guide <conv>`.
+
+    Parameters
+    ----------
+    {cv_params}
+
+    {params}
+
+    Attributes
+    ----------
+    depth_ : int
+        The chosen depth.
+
+    alpha_ : float
+        The chosen ridge, as added to the diagonal.
+
+    best_alpha_ : float
+        The chosen value of ``alphas``.
+
+    best_score_ : float
+        Its leave-one-out score (minus the mean squared error).
+
+    cv_results_ : dict of ndarray
+        ``depth``, ``alpha`` and ``score`` of every candidate.
+
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training images as float64 rows.
+
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Dual coefficients of the chosen model.
+
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the images.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when all strings.
+
+    See Also
+    --------
+    CNTKRegressor : One depth and one ridge.
+    sknetk.NTKRegressorCV : The same search for the fully connected kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk import CNTKRegressorCV
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 5, 5, 1))
+    >>> y = X[:, 1:4, 1:4, 0].mean(axis=(1, 2))
+    >>> model = CNTKRegressorCV(depth=3, alpha_scale="mean_diag").fit(X, y)
+    >>> model.depth_ in (1, 2, 3), model.predict(X[:2]).shape
+    (True, (2,))
+    """
+
+    def __init__(
+        self,
+        alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        *,
+        depths=None,
+        kernel="ntk",
+        image_shape=None,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        filter_shape=(3, 3),
+        padding="SAME",
+        pool_after=(),
+        pool_window=(2, 2),
+        readout="gap",
+        alpha_scale="absolute",
+        memory=None,
+        device="auto",
+        working_memory=None,
+        n_jobs=-1,
+    ):
+        self.alphas = alphas
+        self.depths = depths
+        self.kernel = kernel
+        self.image_shape = image_shape
+        self.depth = depth
+        self.activation = activation
+        self.activation_params = activation_params
+        self.weight_std = weight_std
+        self.bias_std = bias_std
+        self.parameterization = parameterization
+        self.width = width
+        self.filter_shape = filter_shape
+        self.padding = padding
+        self.pool_after = pool_after
+        self.pool_window = pool_window
+        self.readout = readout
+        self.alpha_scale = alpha_scale
+        self.memory = memory
+        self.device = device
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Choose depth and ridge by exact leave-one-out, then fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Training images.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+
+        def score(loo):
+            return -float(np.mean((y - loo) ** 2))
+
+        best = self._search(X, y, score)
+        self.best_score_, self.depth_, self.best_alpha_, self.alpha_, c = best
+        self.dual_coef_ = c
+        self.X_fit_ = X
+        return self
+
+    def __sklearn_tags__(self):
+        return _image_regressor_tags(super().__sklearn_tags__())
+
+    def predict(self, X):
+        """Predict with the chosen model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._decision(X, self.dual_coef_, self.kernel, self.depth_)
+
+
+@_insert_cv_doc
+class CNTKClassifierCV(ClassifierMixin, _BaseCNTKCV):
+    """:class:`CNTKClassifier` with depth and ridge chosen by exact leave-one-out.
+
+    As :class:`CNTKRegressorCV` on the one-vs-all targets in ``{-1, 1}``;
+    the candidate with the highest leave-one-out accuracy is kept (ties: the
+    lower leave-one-out squared error on the targets).
+
+    Read more in the :ref:`User Guide <conv>`.
+
+    Parameters
+    ----------
+    {cv_params}
+
+    {params}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    depth_ : int
+        The chosen depth.
+
+    alpha_ : float
+        The chosen ridge, as added to the diagonal.
+
+    best_alpha_ : float
+        The chosen value of ``alphas``.
+
+    best_score_ : float
+        Its leave-one-out accuracy.
+
+    cv_results_ : dict of ndarray
+        ``depth``, ``alpha`` and ``score`` of every candidate.
+
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training images as float64 rows.
+
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        Dual coefficients of the chosen model.
+
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the images.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when all strings.
+
+    See Also
+    --------
+    CNTKClassifier : One depth and one ridge.
+    sknetk.NTKClassifierCV : The same search for the fully connected kernel.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknetk import CNTKClassifierCV
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = CNTKClassifierCV(depth=2, alpha_scale="mean_diag", readout="flatten")
+    >>> clf.fit(X[:100] / 16, y[:100]).depth_ in (1, 2)
+    True
+    """
+
+    def __init__(
+        self,
+        alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        *,
+        depths=None,
+        kernel="ntk",
+        image_shape=None,
+        depth=3,
+        activation="relu",
+        activation_params=None,
+        weight_std=1.0,
+        bias_std=0.0,
+        parameterization="ntk",
+        width=None,
+        filter_shape=(3, 3),
+        padding="SAME",
+        pool_after=(),
+        pool_window=(2, 2),
+        readout="gap",
+        alpha_scale="absolute",
+        memory=None,
+        device="auto",
+        working_memory=None,
+        n_jobs=-1,
+    ):
+        self.alphas = alphas
+        self.depths = depths
+        self.kernel = kernel
+        self.image_shape = image_shape
+        self.depth = depth
+        self.activation = activation
+        self.activation_params = activation_params
+        self.weight_std = weight_std
+        self.bias_std = bias_std
+        self.parameterization = parameterization
+        self.width = width
+        self.filter_shape = filter_shape
+        self.padding = padding
+        self.pool_after = pool_after
+        self.pool_window = pool_window
+        self.readout = readout
+        self.alpha_scale = alpha_scale
+        self.memory = memory
+        self.device = device
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Choose depth and ridge by exact leave-one-out, then fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Training images.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = self._validate_fit(X, y)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        Y, self.classes_ = _binarize(y)
+        codes = np.searchsorted(self.classes_, y)
+
+        def score(loo):
+            labels = (loo > 0).astype(int) if loo.ndim == 1 else np.argmax(loo, 1)
+            accuracy = float(np.mean(labels == codes))
+            return accuracy, -float(np.mean((Y - loo) ** 2))
+
+        best = self._search(X, Y, score)
+        (self.best_score_, _), self.depth_, self.best_alpha_, self.alpha_, c = best
+        self.cv_results_["score"] = np.array([s[0] for s in self.cv_results_["score"]])
+        self.dual_coef_ = c
+        self.X_fit_ = X
+        return self
+
+    def decision_function(self, X):
+        """One-vs-all decision values of the chosen model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, positive values favour ``classes_[1]``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._decision(X, self.dual_coef_, self.kernel, self.depth_)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Predicted classes.
+        """
+        scores = self.decision_function(X)
+        return _labels(self.classes_, scores)
