@@ -162,6 +162,14 @@ def test_array_api_strict_namespace(xps):
     L = limit_kernel(mlp)(xps.asarray(X))
     assert type(L).__module__.startswith("array_api_strict")
     np.testing.assert_allclose(np.asarray(L), limit_kernel(mlp)(X), rtol=1e-12)
+    K, Kx = empirical_ntk(mlp, X), empirical_ntk(mlp, xps.asarray(X))
+    Lx, L = limit_kernel(mlp)(xps.asarray(X)), limit_kernel(mlp)(X)
+    y = np.linspace(-1.0, 1.0, len(X))
+    for measure in (kernel_distance, kernel_alignment, centered_kernel_alignment):
+        assert measure(Kx, Lx) == pytest.approx(measure(K, L), rel=1e-12)
+    assert target_alignment(Kx, xps.asarray(y)) == pytest.approx(
+        target_alignment(K, y), rel=1e-12
+    )
 
 
 # ---------------------------------------------------------------------------
