@@ -91,7 +91,7 @@ DEFAULT_ALPHAS = (
 )
 
 #: Default ``max_search_samples``: the search runs on at most this many rows.
-DEFAULT_MAX_SEARCH_SAMPLES = 2000
+DEFAULT_MAX_SEARCH_SAMPLES = 1000
 
 
 class GridEdgeWarning(UserWarning):
@@ -269,7 +269,7 @@ _SHARED_DOC = """
         A scorer name or callable ``scorer(estimator, X, y)``. ``None``
         means {default_scoring}.
 
-    max_search_samples : int or None, default=2000
+    max_search_samples : int or None, default=1000
         The search runs on at most this many rows, drawn at random
         ({subsample}) with ``random_state``; ``best_estimator_`` is then
         fitted on all rows. The search costs one ``O(m^3)`` eigendecomposition
