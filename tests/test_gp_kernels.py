@@ -13,6 +13,7 @@ import pickle
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy import special
 from sklearn.base import clone
 from sklearn.datasets import make_moons
 from sklearn.gaussian_process import (
@@ -27,6 +28,7 @@ from sklearn.gaussian_process.kernels import (
 )
 
 import sknetk.gaussian_process as gp_module
+from sknetk import _forward_mode as fm
 from sknetk.gaussian_process import NNGP, NTK
 from sknetk.kernels import ACTIVATION_NAMES, nngp_kernel, ntk_kernel
 
@@ -225,6 +227,43 @@ def test_no_free_hyperparameters():
     assert kernel.n_dims == 0 and kernel.theta.shape == (0,)
     assert G.shape == (12, 12, 0)
     assert_array_equal(K, nngp_kernel(X, bias_std=0.1))
+
+
+class _NumpyWithErf:
+    """NumPy's namespace plus SciPy's ``erf``: the reference for the duals."""
+
+    erf = staticmethod(special.erf)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda xp, u, v: xp.sqrt(u * u + v),
+        lambda xp, u, v: xp.exp(u) * v - u / v,
+        lambda xp, u, v: xp.erf(u) + xp.acos(xp.clip(v / 4, -0.9, 0.9)),
+        lambda xp, u, v: xp.sin(u) * xp.cos(v) + abs(u - 1.0),
+        lambda xp, u, v: xp.atan2(u, v) + xp.atan2(v - 1.0, u),
+        lambda xp, u, v: xp.maximum(u, v) - xp.minimum(u, 0.5) + 2.0 / v,
+        lambda xp, u, v: xp.where(u > 0, u**3, v) - (3.0 - u) * v,
+        lambda xp, u, v: xp.sum(u[:, None] * v[None, :], axis=1) + u.T,
+    ],
+)
+def test_dual_numbers_differentiate_each_function(f):
+    """Tangents of the forward-mode namespace against central differences."""
+    np_ = _NumpyWithErf()
+    rng = np.random.default_rng(0)
+    u0 = rng.uniform(-2, 2, size=7)
+    v0 = rng.uniform(0.5, 3, size=7)
+    u, v = fm.seed([0.0, 0.0], [1.0, 1.0])  # tangents e_0 and e_1
+    result = f(fm.xp, u + u0, v + v0)
+    h = 1e-6
+    for i, (du, dv) in enumerate([(h, 0.0), (0.0, h)]):
+        fd = (f(np_, u0 + du, v0 + dv) - f(np_, u0 - du, v0 - dv)) / (2 * h)
+        assert_allclose(result.t[i], fd, rtol=1e-7, atol=1e-8)
+    assert_array_equal(result.v, f(np_, u0, v0))
 
 
 # ---------------------------------------------------------------------------
