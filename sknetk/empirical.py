@@ -297,8 +297,8 @@ def empirical_ntk(estimator, X, Y=None, *, output="mean", working_memory=None):
     >>> from sknetk.empirical import empirical_ntk
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
-    >>> mlp = MLPRegressor(hidden_layer_sizes=(16,), max_iter=50, random_state=0)
-    >>> mlp = mlp.set_params(solver="lbfgs").fit(X, y)
+    >>> mlp = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=1000,
+    ...                    random_state=0).fit(X, y)
     >>> K = empirical_ntk(mlp, X)
     >>> K.shape, bool(np.allclose(K, K.T))
     ((20, 20), True)
