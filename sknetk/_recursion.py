@@ -347,6 +347,50 @@ def _clip_cs(xp, K, root_a, root_b, scratch=None):
     return xp.maximum(xp.minimum(K, bound), -bound)
 
 
+def _collect_into(
+    out, spec, layer, sigma, theta, n_features, want_ntk, all_depths, nngps,
+    ntks, qa, qb, tmp, clip,
+):  # fmt: skip
+    """:func:`_collect` for NumPy tiles, written into ``out`` (no temporaries).
+
+    The same operations as :func:`_readout` and :func:`_clip_cs`, with
+    ``out=`` arguments: into the caller's result where ``out`` holds a
+    writable view of it (see :func:`tile_recursion`), else into new arrays.
+    A kernel that ``out`` omits is not computed (its block is ``None``).
+    """
+    if not (all_depths or layer == spec.depth - 1):
+        return
+    k = len(nngps)
+    n_out = spec.depth if all_depths else 1
+    shape = (n_out,) + sigma.shape
+    w2, b2, scale, shift, trainable = spec._dense(layer + 1, n_features)
+    roots = len(qa) > 1
+    nngp = ntk = None
+    if "nngp" in out:
+        nngp = _out_or_empty(out["nngp"], shape)[k]
+        np.multiply(sigma, w2, out=nngp)
+        nngp += b2
+        if clip and roots:
+            _clip_cs(np, nngp, qa[1]["nngp"][k], qb[1]["nngp"][k], tmp)
+    if want_ntk and "ntk" in out:
+        ntk = _out_or_empty(out["ntk"], shape)[k]
+        if theta is not None:
+            np.multiply(theta, w2, out=ntk)
+            if trainable:
+                np.multiply(sigma, scale, out=tmp)
+                tmp += shift
+                ntk += tmp
+        elif trainable:
+            np.multiply(sigma, scale, out=ntk)
+            ntk += shift
+        else:
+            ntk.fill(0.0)
+        if clip and roots:
+            _clip_cs(np, ntk, qa[1]["ntk"][k], qb[1]["ntk"][k], tmp)
+    nngps.append(nngp)
+    ntks.append(ntk)
+
+
 def _abrelu_tile_numpy(
     sigma, qa, qb, spec, want_ntk, all_depths, n_features, a, b, tols, out=None
 ):
@@ -429,6 +473,12 @@ def _abrelu_tile_numpy(
         # layer's correlation is +-1: elsewhere the dual and its derivative
         # are below their values at +-1 by ~tol relative, far more than the
         # rounding of the few operations left.
+        if out is not None:
+            _collect_into(
+                out, spec, layer, sigma, theta, n_features, want_ntk,
+                all_depths, nngps, ntks, qa, qb, tmp, any_near,
+            )  # fmt: skip
+            continue
         _collect(
             np,
             spec,

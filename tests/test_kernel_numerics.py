@@ -339,3 +339,106 @@ def test_huge_phase_is_finite():
     s = q[:, None] + q[None, :]
     expected = 0.5 * (np.exp(-0.5 * (s - 2 * k)) - cos2c * np.exp(-0.5 * (s + 2 * k)))
     np.testing.assert_allclose(K, expected, rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------
+# The compiled ABReLU tile (numba, optional) and its libm-free arccos
+# --------------------------------------------------------------------------
+def _acos_points():
+    """[-1, 1] densely, with the branch points +-1/2, +-1 and their neighbours."""
+    grid = np.linspace(-1.0, 1.0, 40001)
+    special = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 1e-300, -1e-300, 2.0**-60]
+    for x in (0.5, -0.5, 1.0, -1.0):
+        special += [np.nextafter(x, 0.0), np.nextafter(x, 2 * x)]
+    near_one = 1.0 - np.logspace(-16, -1, 200)
+    rng = np.random.default_rng(5)
+    uniform = rng.uniform(-1.0, 1.0, 20000)
+    points = np.concatenate([grid, special, near_one, -near_one, uniform])
+    return points[np.abs(points) <= 1.0]
+
+
+def test_acos_rational_matches_numpy_arccos():
+    """The compiled kernel's arccos is within 1e-15 (and 2 ulps) of NumPy's
+    over [-1, 1], and exact at the ends (duplicated rows: angle 0 and pi)."""
+    from sknetk._recursion import acos_rational
+
+    x = _acos_points()
+    got = np.array([acos_rational(float(v)) for v in x])
+    expected = np.arccos(x)
+    err = np.abs(got - expected)
+    assert err.max() <= 1e-15, x[np.argmax(err)]
+    ulps = err / np.spacing(expected)
+    assert ulps.max() <= 2, x[np.argmax(ulps)]
+    assert acos_rational(1.0) == 0.0 and acos_rational(-1.0) == np.pi
+    assert acos_rational(0.0) == np.pi / 2
+
+
+ABRELU_SETTINGS = [
+    dict(depth=3, weight_std=2**0.5, bias_std=0.1),
+    dict(depth=5, activation="leaky_relu", activation_params={"alpha": -0.3},
+         bias_std=0.3, all_depths=True),
+    dict(depth=4, activation="abs", parameterization="standard", width=100,
+         bias_std=None, frozen_layers=2, all_depths=True),
+    dict(depth=2, activation="abrelu", activation_params={"a": 0.4, "b": -1.2},
+         frozen_layers=2),
+    dict(depth=2, activation="abrelu", activation_params={"a": 0.7, "b": 0.7}),
+]  # fmt: skip
+
+
+def _numpy_tiles(monkeypatch, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with the compiled tile kernel switched off."""
+    from sknetk import _recursion
+
+    with monkeypatch.context() as m:
+        m.setattr(_recursion, "_COMPILED", False)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kw", ABRELU_SETTINGS)
+def test_compiled_tile_equals_the_numpy_tile(monkeypatch, kw):
+    """With numba, the compiled ABReLU tile gives the NumPy tile's kernels to
+    rounding (the arccos differs by an ulp), symmetric, cross and tiled, with
+    zero, duplicated and antipodal rows; duplicates keep the exact diagonal."""
+    pytest.importorskip("numba")
+    from sknetk._recursion import compiled_abrelu
+
+    assert compiled_abrelu() is not None
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(90, 7))
+    X[3], X[10], X[11] = 0.0, X[5], -X[6]
+    Y = np.vstack([X[:20][::-1], rng.normal(size=(15, 7))])
+    for Y_ in (None, Y):
+        for wm in (1024, 0.05):
+            fast = nngp_ntk_kernels(X, Y_, working_memory=wm, **kw)
+            slow = _numpy_tiles(monkeypatch, nngp_ntk_kernels, X, Y_,
+                                working_memory=wm, **kw)  # fmt: skip
+            for a, b in zip(fast, slow):
+                scale = np.abs(b).max()
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-14 * scale)
+                if Y_ is None:
+                    np.testing.assert_array_equal(a, np.swapaxes(a, -1, -2))
+            ntk_only = ntk_kernel(X, Y_, working_memory=wm, **kw)
+            np.testing.assert_array_equal(ntk_only, fast[1])
+    nngp, ntk = nngp_ntk_kernels(X, Y, **kw)
+    for K, diag in ((nngp, nngp_diag), (ntk, ntk_diag)):
+        shared = np.asarray(K)[..., np.arange(20), np.arange(20)[::-1]]
+        np.testing.assert_allclose(shared, diag(X[:20], **kw), rtol=1e-13)
+
+
+def test_without_numba_the_numpy_tile_runs(monkeypatch):
+    """Where numba cannot be imported, the kernels come from the NumPy tile,
+    bit for bit the same as with the compiled kernel switched off."""
+    import sys
+
+    from sknetk import _recursion
+
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(40, 5)), rng.normal(size=(30, 5))
+    kw = dict(depth=3, weight_std=1.3, bias_std=0.2, all_depths=True)
+    expected = _numpy_tiles(monkeypatch, nngp_ntk_kernels, X, Y, **kw)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba fails
+    monkeypatch.setattr(_recursion, "_COMPILED", None)
+    assert _recursion.compiled_abrelu() is None
+    got = nngp_ntk_kernels(X, Y, **kw)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
