@@ -6,7 +6,7 @@ networks (:mod:`sknetk.kernels`), kernel ridge estimators built on them
 (:class:`FourierFeatures`), on CPU with NumPy and on NVIDIA GPUs with CuPy.
 """
 
-from . import dynamics, exceptions, kernels, spectrum
+from . import dynamics, empirical, exceptions, gaussian_process, kernels, spectrum
 from ._classification import NTKClassifier
 from ._cv import NTKClassifierCV, NTKRegressorCV
 from ._regression import NTKRegressor
@@ -25,6 +25,8 @@ __all__ = [
     "spectrum",
     "kernels",
     "exceptions",
+    "gaussian_process",
+    "empirical",
     "ntk_kernel",
     "nngp_kernel",
     "nngp_ntk_kernels",

@@ -22,7 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 #: Modules whose ``__all__`` is public API documented in ``docs/api.rst``.
-PUBLIC_MODULES = ("kernels", "dynamics", "spectrum", "exceptions")
+PUBLIC_MODULES = (
+    "kernels",
+    "dynamics",
+    "spectrum",
+    "exceptions",
+    "gaussian_process",
+    "empirical",
+)
 
 #: numpydoc checks that are not enforced, for every object:
 #: ES01 (an extended summary) and SA01 (a See Also section) are optional;
