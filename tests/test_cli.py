@@ -50,7 +50,7 @@ def table_rows(out):
     start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
     rows = {}
     for line in lines[start + 1 :]:
-        if not line.strip() or line.startswith(("Note:", "Error:", "Total")):
+        if not line.strip() or line.startswith(("Note:", "Error:", "Total", "vs best")):
             break
         cells = line.split()
         rows[cells[0]] = cells
@@ -163,10 +163,22 @@ def test_compare_regression_dataset(capsys, tmp_path):
 
 
 @needs_ntk
-def test_compare_default_runs_ntk_models(capsys, tmp_path):
+def test_compare_default_runs_ntk_models(capsys, tmp_path, monkeypatch):
     """With no data arguments, compare runs its default models on breast_cancer."""
+    from sknetk import cli
     from sknetk.cli import DEFAULT_MODELS, _after_kernel_classes
 
+    # Two-candidate network and forest grids keep the test fast; the protocol
+    # (inner grid search of every model) is the default one.
+    small = {**cli._GRIDS["small"]}
+    small["mlp"] = {
+        "width": (16,),
+        "depth": (1,),
+        "alpha": (1e-4, 1e-1),
+        "learning_rate_init": (1e-2,),
+    }
+    small["rf"] = {"max_features": (0.3,), "min_samples_leaf": (1, 5)}
+    monkeypatch.setitem(cli._GRIDS, "small", small)
     plot = tmp_path / "cmp.png"
     code, out, err = run(
         capsys,
@@ -174,7 +186,7 @@ def test_compare_default_runs_ntk_models(capsys, tmp_path):
         "--cv",
         "3",
         "--max-samples",
-        "120",
+        "90",
         "--n-jobs",
         "1",
         "--plot",
@@ -182,7 +194,7 @@ def test_compare_default_runs_ntk_models(capsys, tmp_path):
         "-q",
     )
     assert code == 0, err
-    assert out.startswith("Dataset: breast_cancer (120 samples")
+    assert out.startswith("Dataset: breast_cancer (90 samples")
     rows = table_rows(out)
     expected = [
         m
@@ -402,7 +414,7 @@ def test_compare_warns_about_kernel_memory(capsys, tmp_path, monkeypatch):
     """Large data with kernel models prints the memory they need per fold."""
     from sknetk import cli
 
-    monkeypatch.setattr(cli, "_evaluate", lambda *args: [])  # do not fit
+    monkeypatch.setattr(cli, "_evaluate", lambda *args: ([], []))  # do not fit
     rows = "".join(f"{i % 97},{i % 2}\n" for i in range(9000))
     path = _write(tmp_path, "x,y\n" + rows)
     code, out, _ = run(

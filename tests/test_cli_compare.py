@@ -617,3 +617,44 @@ def test_after_kernel_row_uses_the_mlp_rows_network(capsys, tmp_path, monkeypatc
         )
         assert by_name["mlp-after"]["chosen"][k] == search.best_params_
     assert "the same trained net" in by_name["mlp-after"]["estimator"]
+
+
+def test_model_failing_inside_its_search_is_reported(capsys, tmp_path, monkeypatch):
+    """An error inside a tuned model's grid search marks the row failed, with
+    its message; the other rows still run and get a verdict."""
+    from sklearn.linear_model import RidgeClassifier
+
+    class Broken(RidgeClassifier):
+        def fit(self, X, y, sample_weight=None):
+            raise RuntimeError("boom")
+
+    real = cli._make_model
+    monkeypatch.setattr(
+        cli,
+        "_make_model",
+        lambda name, task, args: (
+            (Broken(), "Broken") if name == "ridge" else real(name, task, args)
+        ),
+    )
+    path = tmp_path / "r.json"
+    code, out, _ = run(
+        capsys,
+        "compare",
+        "--dataset",
+        "iris",
+        "--models",
+        "ridge,knn,dummy",
+        "--cv",
+        "3",
+        "-q",
+        "--json",
+        str(path),
+    )
+    assert code == 1
+    assert "Error: ridge failed: RuntimeError: boom" in out
+    result = {r["model"]: r for r in json.loads(path.read_text())["results"]}
+    assert result["ridge"]["comparison"] is None and result["ridge"]["mean"] is None
+    assert result["knn"]["comparison"]["best"] is True
+    assert result["dummy"]["comparison"]["significant"] is True
+    _, rows = table_rows(out)
+    assert rows["ridge"][1] == "failed" and rows["knn"][3] == "best"

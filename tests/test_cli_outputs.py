@@ -39,7 +39,7 @@ def table_rows(out):
     start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
     rows = {}
     for line in lines[start + 1 :]:
-        if not line.strip() or line.startswith(("Note:", "Error:", "Total")):
+        if not line.strip() or line.startswith(("Note:", "Error:", "Total", "vs best")):
             break
         cells = line.split()
         rows[cells[0]] = cells
@@ -540,6 +540,7 @@ def test_json_writes_null_for_failed_models(capsys, tmp_path, monkeypatch):
         "--cv",
         "3",
         "-q",
+        "--no-tune",
         "--json",
         str(path),
     )
