@@ -415,6 +415,8 @@ def _recursion(xp, sigma, spec, want_ntk, all_depths, channels, stds):
     gap = spec.readout == "gap"
     tols = _snap_tolerances(xp, spec, sigma.dtype, channels)
     full = full_at[0]
+    # the ABReLU family on NumPy: in place, with arccos (see _abrelu_numpy)
+    slopes = act.slopes(**params) if act.slopes is not None and xp is np else None
     theta = None
     nngps, ntks = [], []
     for block in range(spec.depth):
@@ -426,15 +428,18 @@ def _recursion(xp, sigma, spec, want_ntk, all_depths, channels, stds):
                 None if theta is None else (w2 / fhw) * _conv(xp, theta, spec, full)
             )
             if ntk_par:
-                own = sigma
+                own = sigma if conv_theta is not None else _copy(xp, sigma)
             else:
                 own = float(c_in if c_in is not None else math.nan) * patch + bias_one
             theta = own if conv_theta is None else conv_theta + own
         del patch
         s1, s2 = stds(block, sigma, full)
-        rho = correlation(xp, sigma, s1, s2, tols[block])
-        sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
-        del rho
+        if slopes is not None:
+            sigma, dot = _abrelu_numpy(sigma, s1, s2, tols[block], *slopes)
+        else:
+            rho = correlation(xp, sigma, s1, s2, tols[block])
+            sigma, dot = act.corr_dual(xp, s1, s2, rho, **params)
+            del rho
         if want_ntk:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
         del dot
@@ -463,6 +468,71 @@ def _recursion(xp, sigma, spec, want_ntk, all_depths, channels, stds):
                 theta = _pixel_diagonal(xp, theta)
             full = False
     return nngps, ntks
+
+
+#: Entries of the chunks in which the NumPy ABReLU activation runs: its six
+#: scratch arrays (256 KiB each in float64) stay in a core's cache, which
+#: matters more than the number of passes on a memory-bound machine.
+_ACTIVATION_CHUNK = 2**15
+
+
+def _abrelu_numpy(sigma, s1, s2, tol, a, b):
+    """``(new_sigma, dot)`` of ``a min(x, 0) + b max(x, 0)``, NumPy, in chunks.
+
+    The mathematics of ``sknetk._activations._abrelu_dual`` after
+    ``correlation`` (``rho = 0`` where a standard deviation is zero, clipping
+    to [-1, 1], snapping to +-1 within ``tol``), written with ``out=``
+    arguments on scratch buffers of :data:`_ACTIVATION_CHUNK` entries (the
+    first axis is cut into chunks; ``s1``/``s2`` broadcast against
+    ``sigma`` and have a first axis of ``sigma``'s length or 1) and with
+    ``arccos`` for the angle (about half the cost of ``atan2``). ``sigma``
+    is overwritten with the new covariance.
+    """
+    factor = (a - b) * (a - b) / (2 * math.pi)
+    c1 = (a * a + b * b) / 2
+    inv1 = np.divide(1.0, s1, out=np.zeros_like(s1), where=s1 > 0)
+    inv2 = np.divide(1.0, s2, out=np.zeros_like(s2), where=s2 > 0)
+    dot = np.empty_like(sigma)
+    n0 = sigma.shape[0]
+    per_row = max(1, sigma.size // max(n0, 1))
+    rows = max(1, _ACTIVATION_CHUNK // per_row)
+    shape = (min(rows, n0),) + sigma.shape[1:]
+    rho_buf = np.empty(shape, dtype=sigma.dtype)
+    tmp_buf = np.empty(shape, dtype=sigma.dtype)
+    near_buf = np.empty(shape, dtype=bool)
+
+    def part(a_, i0, i1):
+        return a_ if a_.shape[0] == 1 else a_[i0:i1]
+
+    for i0 in range(0, n0, rows):
+        i1 = min(i0 + rows, n0)
+        k = sigma[i0:i1]
+        d = dot[i0:i1]
+        rho, tmp, near = rho_buf[: i1 - i0], tmp_buf[: i1 - i0], near_buf[: i1 - i0]
+        np.multiply(part(inv1, i0, i1), part(inv2, i0, i1), out=rho)
+        rho *= k
+        np.clip(rho, -1.0, 1.0, out=rho)
+        np.abs(rho, out=tmp)
+        np.greater(tmp, 1.0 - tol, out=near)
+        if near.any():
+            np.copyto(rho, np.sign(rho), where=near)
+        # tmp <- sin(angle) = sqrt((1 - rho)(1 + rho))
+        np.subtract(1.0, rho, out=tmp)
+        np.add(1.0, rho, out=d)
+        tmp *= d
+        np.sqrt(tmp, out=tmp)
+        np.arccos(rho, out=d)  # the angle, then the derivative dual
+        if factor:
+            d *= -factor
+            d += c1
+        else:
+            d.fill(c1)
+        tmp *= factor
+        rho *= d
+        tmp += rho
+        np.multiply(part(s1, i0, i1), part(s2, i0, i1), out=k)
+        k *= tmp
+    return sigma, dot
 
 
 def _first_covariance_self(xp, X, full):
@@ -514,7 +584,7 @@ def self_recursion(xp, X, spec, want_ntk, all_depths):
     q_maps = []
 
     def stds(block, sigma, full):
-        q = _pixel_diagonal(xp, sigma) if full else sigma
+        q = _pixel_diagonal(xp, sigma) if full else _copy(xp, sigma)
         q_maps.append(q)
         s = xp.sqrt(q)
         if full:
