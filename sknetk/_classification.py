@@ -7,7 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._array_api import to_numpy
+from ._array_api import is_dask, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
@@ -15,13 +15,12 @@ from ._base import (
     check_fit_sample_weight,
     check_weighted_classes,
     densify,
+    mirrors_input,
     n_rows,
     to_host,
-    to_input_namespace,
     validate_dask_fit,
 )
 from ._calibration import TemperatureCalibration, fit_temperature, loo_decision_values
-from ._nystrom import _is_dask
 from ._solvers import train_kernel
 
 
@@ -226,6 +225,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @mirrors_input
     def fit(self, X, y, sample_weight=None):
         """Fit the one-vs-all kernel ridge models.
 
@@ -247,17 +247,14 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         self : object
             The fitted estimator.
         """
-        solver = self._choose_solver(n_rows(X), _is_dask(X))
-        if _is_dask(X):
+        solver = self._choose_solver(n_rows(X), is_dask(X))
+        if is_dask(X):
             X, y = validate_dask_fit(self, X, y)
             y = column_or_1d(y, warn=True)
             sample_weight = check_fit_sample_weight(
                 sample_weight, np.empty((X.shape[0], 0))
             )
         else:
-            X, _ = to_host(X)
-            y, _ = to_host(y)
-            sample_weight, _ = to_host(sample_weight)
             X, y = validate_data(
                 self,
                 X,
@@ -299,7 +296,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 rng = check_random_state(self.random_state)
                 rows = np.sort(rng.choice(n, self.n_centers, replace=False))
         Xc = X if rows is None else X[rows]
-        if _is_dask(Xc):
+        if is_dask(Xc):
             Xc = np.asarray(Xc.compute())
         Yc = Y if rows is None else Y[rows]
         wc = None if sample_weight is None or rows is None else sample_weight[rows]
@@ -311,6 +308,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             K = train_kernel(self._kernel(), Xc, context)
         return loo_decision_values(K, Yc, self.alpha_, wc, t), Yc, wc
 
+    @mirrors_input
     def decision_function(self, X):
         """One-vs-all decision values: the network outputs for each class.
 
@@ -325,14 +323,14 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             With two classes, positive values favour ``classes_[1]``.
         """
         check_is_fitted(self)
-        if _is_dask(X):
+        if is_dask(X):
             return self._dask_kernel_dot(X)
-        X, was_cupy = to_host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        return to_input_namespace(self._kernel_dot(X), was_cupy)
+        return self._kernel_dot(X)
 
+    @mirrors_input
     def predict_proba(self, X):
         """Calibrated class probabilities.
 
@@ -349,6 +347,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         """
         return self._probabilities(X, log=False)
 
+    @mirrors_input
     def predict_log_proba(self, X):
         """Logarithm of the calibrated class probabilities.
 
@@ -367,7 +366,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
 
     def _probabilities(self, X, log):
         check_is_fitted(self)
-        if _is_dask(X):
+        if is_dask(X):
             scores = self.decision_function(X)
             if scores.ndim == 1:
                 scores = scores[:, None]
@@ -378,9 +377,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 chunks=(scores.chunks[0], (len(self.classes_),)),
                 dtype=np.float64,
             )
-        X, was_cupy = to_host(X)
-        out = _proba_of(self.decision_function(X), self.calibration_slope_, log)
-        return to_input_namespace(out, was_cupy)
+        return _proba_of(self.decision_function(X), self.calibration_slope_, log)
 
     def predict(self, X):
         """Predict the class with the largest decision value.
@@ -395,7 +392,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         y_pred : ndarray of shape (n_samples,)
             Predicted labels, of the type of ``classes_``.
         """
-        if _is_dask(X):
+        if is_dask(X):
             scores = self.decision_function(X)
             return scores.map_blocks(
                 _labels_of,
@@ -403,6 +400,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 drop_axis=list(range(1, scores.ndim)),
                 dtype=self.classes_.dtype,
             )
+        # Labels stay NumPy whatever the input (CuPy holds no strings): only
+        # the input is brought to the host, not mirrored back.
         return _labels_of(self.decision_function(to_host(X)[0]), self.classes_)
 
 

@@ -19,6 +19,7 @@ The chosen model is refitted once on all rows as ``best_estimator_`` (an
 predicts.
 """
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -48,8 +49,8 @@ from ._base import (
     check_regression_targets,
     check_weighted_classes,
     densify,
+    mirrors_input,
     to_host,
-    to_input_namespace,
 )
 from ._calibration import fit_temperature, loo_predictions
 from ._classification import NTKClassifier
@@ -755,19 +756,19 @@ class _BaseNTKCV(BaseEstimator):
     def _delegate(self, method, X, **kwargs):
         """``best_estimator_.<method>(X, **kwargs)`` on validated rows.
 
-        The one place where the CV estimators meet CuPy input: it is copied
-        to the host, validated against the features seen in :meth:`fit`
-        (names included), and the array results return as CuPy.
+        ``X`` is validated against the features seen in :meth:`fit` (names
+        included); the public methods calling it are wrapped in
+        :func:`~sknetk._base.mirrors_input` (CuPy in, CuPy out).
         """
         check_is_fitted(self)
-        X, was_cupy = _host(X)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
-        out = getattr(self.best_estimator_, method)(X, **kwargs)
-        if isinstance(out, tuple):
-            return tuple(to_input_namespace(part, was_cupy) for part in out)
-        return to_input_namespace(out, was_cupy)
+        best = self.best_estimator_
+        if best.device != self.device:  # e.g. a GPU fit loaded without a GPU
+            best = copy.copy(best)
+            best.device = self.device
+        return getattr(best, method)(X, **kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -796,13 +797,6 @@ def _check_split_weights(splits, sample_weight):
                 )
 
 
-def _host(*arrays):
-    """Host copies of CuPy ``arrays``, and whether the first was CuPy."""
-    moved = [to_host(a) for a in arrays]
-    values = [a for a, _ in moved]
-    return (values[0] if len(values) == 1 else values), moved[0][1]
-
-
 def _diagonal(K):
     xp = get_namespace(K)
     if is_numpy_namespace(xp):
@@ -811,9 +805,8 @@ def _diagonal(K):
 
 
 def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
-    # scikit-learn's validation is NumPy based: CuPy input is validated (and
-    # searched) on the host, as by NTKRegressor and NTKClassifier.
-    (X, y, sample_weight), _ = _host(X, y, sample_weight)
+    # CuPy input arrives on the host (fit is wrapped in mirrors_input):
+    # scikit-learn's validation is NumPy based.
     X, y = validate_data(
         estimator,
         X,
@@ -976,6 +969,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         return float(scorer(_IdentityRegressor(), pred, y_true, **kwargs))
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @mirrors_input
     def fit(self, X, y, sample_weight=None, groups=None):
         """Search the grid, then fit the best model on all rows.
 
@@ -1019,6 +1013,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
             raise RuntimeError("NTKRegressor has no normalize_y")
         return self._finish(best, X, y, sample_weight)
 
+    @mirrors_input
     def predict(self, X, **kwargs):
         """Predict with ``best_estimator_``, optionally with its uncertainty.
 
@@ -1165,6 +1160,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         return float(scorer(identity, decision, y_true, **kwargs))
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @mirrors_input
     def fit(self, X, y, sample_weight=None, groups=None):
         """Search the grid on one-vs-all targets, then fit the best model.
 
@@ -1210,6 +1206,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
             warnings.filterwarnings("ignore", message=".*have zero total weight")
             return self._finish(best, X, y, sample_weight)
 
+    @mirrors_input
     def decision_function(self, X):
         """One-vs-all decision values of ``best_estimator_``.
 
@@ -1225,6 +1222,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         """
         return self._delegate("decision_function", X)
 
+    @mirrors_input
     def predict_proba(self, X):
         """Calibrated class probabilities of ``best_estimator_``.
 
@@ -1241,6 +1239,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         """
         return self._delegate("predict_proba", X)
 
+    @mirrors_input
     def predict_log_proba(self, X):
         """Logarithm of the calibrated class probabilities.
 
@@ -1269,7 +1268,9 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         y_pred : ndarray of shape (n_samples,)
             Predicted class labels.
         """
-        return self._delegate("predict", X)
+        # Labels stay NumPy whatever the input (CuPy holds no strings): only
+        # the input is brought to the host, not mirrored back.
+        return self._delegate("predict", to_host(X)[0])
 
 
 _insert_doc(
