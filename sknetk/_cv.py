@@ -616,7 +616,7 @@ class _BaseNTKCV(BaseEstimator):
             f"{end} of alphas (alpha_scale={self.alpha_scale!r}): the best "
             "ridge may lie beyond the grid. Extend alphas past that end.",
             GridEdgeWarning,
-            stacklevel=5,  # the user's fit (through _search and _fit_context)
+            stacklevel=6,  # the user's fit (_search, fit, mirrors_input, _fit_context)
         )
 
     def _best_params(self):

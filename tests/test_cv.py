@@ -588,3 +588,94 @@ def test_non_numpy_namespace_path(monkeypatch):
         assert out.best_params_ == ref.best_params_
         assert isinstance(out.dual_coef_, np.ndarray)
         np.testing.assert_allclose(out.predict(X), ref.predict(X), rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# best_estimator_, names, defaults, subsets
+# ---------------------------------------------------------------------------
+def test_best_estimator_is_the_chosen_plain_model():
+    """best_estimator_ is NTKRegressor with the chosen parameters, fitted on all
+    rows; alpha_ is its ridge, alpha_relative_ the chosen entry of alphas;
+    predict (with return_std) is the plain model's."""
+    X, y = _data(seed=7)
+    model = NTKRegressorCV(alphas=ALPHAS, depths=DEPTHS, bias_std=0.2).fit(X, y)
+    best = model.best_estimator_
+    assert isinstance(best, NTKRegressor)
+    assert best.depth == model.depth_ and best.alpha == model.alpha_relative_
+    assert model.alpha_relative_ == model.best_params_["alpha"]
+    K = ntk_kernel(X, depth=model.depth_, bias_std=0.2)
+    assert model.alpha_ == pytest.approx(model.alpha_relative_ * np.mean(np.diag(K)))
+    assert best.alpha_ == model.alpha_
+    ref = NTKRegressor(
+        alpha=model.alpha_, depth=model.depth_, bias_std=0.2, normalize_y=True
+    ).fit(X, y)
+    mean, std = model.predict(X[:5], return_std=True)
+    ref_mean, ref_std = ref.predict(X[:5], return_std=True)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-10)
+    np.testing.assert_allclose(std, ref_std, rtol=1e-10)
+    with pytest.warns(FutureWarning, match="alpha_"):
+        assert model.ridge_ == model.alpha_
+
+
+def test_normalized_loo_equals_brute_force_on_standardized_targets():
+    """normalize_y: LOO of kernel ridge on (y - mean) / std, scored in y's units."""
+    X, y = _data(seed=8)
+    model = NTKRegressorCV(alphas=ALPHAS, depths=(2,), alpha_scale="absolute").fit(X, y)
+    K = ntk_kernel(X, depth=2)
+    z = (y - y.mean()) / y.std()
+    for params, score in zip(
+        model.cv_results_["params"], model.cv_results_["mean_test_score"]
+    ):
+        loo = _brute_force_loo(K, z[:, None], params["alpha"])[:, 0]
+        ref = -np.mean((y - (loo * y.std() + y.mean())) ** 2)
+        assert score == pytest.approx(ref, rel=1e-8)
+
+
+def test_classifier_best_estimator_and_probabilities():
+    X, y = make_classification(n_samples=40, n_features=4, random_state=0)
+    model = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2)).fit(X, y)
+    from sknetk import NTKClassifier
+
+    assert isinstance(model.best_estimator_, NTKClassifier)
+    np.testing.assert_allclose(
+        model.predict_proba(X), model.best_estimator_.predict_proba(X)
+    )
+    np.testing.assert_array_equal(model.predict(X), model.best_estimator_.predict(X))
+
+
+def test_grid_edge_warning_only_at_the_edges():
+    from sknetk._cv import GridEdgeWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X[:, 0] + 0.01 * rng.normal(size=30)  # nearly noise-free: tiny ridge
+    with pytest.warns(GridEdgeWarning, match="smallest"):
+        NTKRegressorCV(alphas=(1.0, 10.0), depths=(1,)).fit(X, y)
+    y = rng.normal(size=30)  # pure noise: the largest ridge
+    with pytest.warns(GridEdgeWarning, match="largest"):
+        NTKRegressorCV(alphas=(1e-4, 1e-3), depths=(1,)).fit(X, y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GridEdgeWarning)
+        model = NTKRegressorCV(depths=(1,)).fit(X, X[:, 0] + 0.3 * y)
+    assert model.alpha_relative_ not in (1e-5, 10.0)
+
+
+def test_search_on_a_subset_then_fit_on_all_rows():
+    """Above max_search_samples the search runs on a stratified subset; the
+    candidates' scores are those of the CV estimator run on that subset, and
+    best_estimator_ sees every row."""
+    X, y = make_classification(n_samples=80, n_features=4, random_state=1)
+    model = NTKClassifierCV(
+        alphas=ALPHAS, depths=(1, 2), max_search_samples=40, random_state=0
+    ).fit(X, y)
+    rows = model.search_indices_
+    assert len(rows) == 40 and np.bincount(y[rows]).tolist() == [20, 20]
+    on_subset = NTKClassifierCV(alphas=ALPHAS, depths=(1, 2)).fit(X[rows], y[rows])
+    np.testing.assert_allclose(
+        model.cv_results_["mean_test_score"],
+        on_subset.cv_results_["mean_test_score"],
+    )
+    assert model.best_estimator_.X_fit_.shape == X.shape
+    assert NTKClassifierCV(alphas=ALPHAS, depths=(1,)).fit(X, y).search_indices_ is None
