@@ -22,6 +22,10 @@ from sknetk.dynamics import (
 from sknetk.kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
 from sknetk.spectrum import kernel_spectrum
 
+# The raw network of the dynamics functions: no intercept, the network's own
+# output scale, the trained ensemble's covariance of the function.
+RAW = dict(normalize_y=False, output_scale=1.0, uncertainty="ensemble")
+
 
 def _data(seed, n=16, d=3, n_targets=None):
     rng = np.random.default_rng(seed)
@@ -90,8 +94,9 @@ def test_weighted_frozen_covariance_equals_dense_formula(frozen_layers, t):
     X_test = rng.normal(size=(4, 3))
     w = rng.uniform(0.3, 2.0, size=len(X))
     net = dict(depth=3, bias_std=0.2, activation="erf")
-    model = NTKRegressor(alpha=0.02, frozen_layers=frozen_layers, t=t, **net)
-    mean, cov = model.fit(X, Y, sample_weight=w).predict(X_test, return_cov=True)
+    model = NTKRegressor(alpha=0.02, frozen_layers=frozen_layers, t=t, **RAW, **net)
+    model.fit(X, Y, sample_weight=w)
+    mean, cov = model.predict(X_test, return_cov=True, latent=True)
     K, _ = nngp_ntk_kernels(X, **net)
     _, Theta = nngp_ntk_kernels(X, frozen_layers=frozen_layers, **net)
     Ks, _ = nngp_ntk_kernels(X_test, X, **net)
@@ -114,13 +119,13 @@ def test_extreme_training_times_are_finite_and_consistent(kernel):
     """t in {0, subnormal, tiny, huge, max float, inf}: finite, with the limits."""
     X, y, rng = _data(8, n=12)
     X_test = rng.normal(size=(4, 3))
-    params = dict(alpha=1e-3, kernel=kernel, depth=2, bias_std=0.1)
+    params = dict(alpha=1e-3, kernel=kernel, depth=2, bias_std=0.1, **RAW)
     converged = NTKRegressor(**params).fit(X, y)
     prior = nngp_kernel(X_test, depth=2, bias_std=0.1)
     for t in (0.0, 5e-324, 1e-300, 1e-8, 1e300, np.finfo(float).max, np.inf):
         model = NTKRegressor(t=t, **params).fit(X, y)
-        mean, cov = model.predict(X_test, return_cov=True)
-        _, std = model.predict(X_test, return_std=True)
+        mean, cov = model.predict(X_test, return_cov=True, latent=True)
+        _, std = model.predict(X_test, return_std=True, latent=True)
         assert np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))
         assert np.all(np.isfinite(std)) and np.all(std >= 0)
         if t < 1e-200:
@@ -130,7 +135,7 @@ def test_extreme_training_times_are_finite_and_consistent(kernel):
             assert_allclose(mean, converged.predict(X_test), rtol=1e-8)
             assert_allclose(
                 cov,
-                converged.predict(X_test, return_cov=True)[1],
+                converged.predict(X_test, return_cov=True, latent=True)[1],
                 rtol=1e-7,
                 atol=1e-10,
             )
@@ -155,8 +160,10 @@ def test_one_and_two_samples_through_every_feature():
                 curve = model.predict_trajectory(X, [0.0, 1.0, np.inf])
                 for a in (mean, std, cov, curve):
                     assert np.all(np.isfinite(a))
-                assert_array_equal(curve[0], 0.0)
-        cv = NTKRegressorCV(alphas=[1e-3, 1.0], depths=[1, 2]).fit(X, y)
+                # the untrained network predicts the intercept (normalize_y)
+                assert_array_equal(curve[0], model.intercept_)
+        cv = NTKRegressorCV(alphas=[1e-3, 1.0], depths=[1, 2], normalize_y=False)
+        cv.fit(X, y)
         assert np.all(np.isfinite(cv.cv_results_["mean_test_score"]))
         if len(y) == 1:  # leaving the only row out predicts 0
             assert_allclose(cv.cv_results_["mean_test_score"], -(y[0] ** 2))
