@@ -58,7 +58,8 @@ from ._device import DEVICES, check_device, cupy_or_error, use_gpu
 from ._linalg import inverse_filter, spectral_cutoff
 from ._progress import progress
 from ._regression import NTKRegressor
-from ._solver import ALPHA_SCALES, effective_alpha
+from ._solver import ALPHA_SCALES
+from ._solvers import Ridge
 from .dynamics import kernel_eigh
 from .kernels import (
     ACTIVATION_NAMES,
@@ -70,9 +71,9 @@ from .kernels import (
 
 __all__ = ["DEFAULT_ALPHAS", "GridEdgeWarning", "NTKRegressorCV", "NTKClassifierCV"]
 
-#: Default ``alphas`` of the CV estimators: 13 ridges relative to the
+#: Default ``alphas`` of the CV estimators: 15 ridges relative to the
 #: kernel's mean diagonal (``alpha_scale="mean_diag"``), half a decade apart
-#: from 1e-5 to 10 (each costs ``O(n^2)`` in the leave-one-out search and
+#: from 1e-5 to 100 (each costs ``O(n^2)`` in the leave-one-out search and
 #: ``O(n)`` with ``cv="evidence"``, next to one ``O(n^3)`` decomposition per
 #: depth).
 DEFAULT_ALPHAS = (
@@ -207,8 +208,8 @@ def _as_list(value, scalar_types):
 _SHARED_DOC = """
     alphas : array-like of float, default=DEFAULT_ALPHAS
         Ridge values to try (each > 0), interpreted as in
-        :class:`~sknetk.NTKRegressor` (see ``alpha_scale``). The default is 13
-        values half a decade apart from 1e-5 to 10, relative to the kernel's
+        :class:`~sknetk.NTKRegressor` (see ``alpha_scale``). The default is 15
+        values half a decade apart from 1e-5 to 100, relative to the kernel's
         mean diagonal. A :class:`GridEdgeWarning` says when the chosen value
         is the smallest or the largest of the grid.
 
@@ -656,7 +657,7 @@ class _BaseNTKCV(BaseEstimator):
         return self.alpha_
 
     def _ridge(self, alpha, K, sw):
-        return effective_alpha(alpha, self.alpha_scale, _diagonal(K), sw)
+        return Ridge(alpha, self.alpha_scale, sw).value(_diagonal(K))
 
     def _eigh(self, K, sw):
         """``(evals, U)`` of the weighted kernel, ``U = diag(sqrt(w)) V``."""
