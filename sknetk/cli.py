@@ -503,10 +503,10 @@ _GRIDS = {
             "alpha": (1e-4, 1e-1),
             "learning_rate_init": (3e-3, 3e-2),
         },
-        "mlp-after": {"alpha": (1e-4, 1e-2, 1.0)},
+        "mlp-after": {"alpha": (0.1, 1.0, 10.0)},
         "svm": {"C": (0.1, 1.0, 10.0, 100.0), "gamma": (1e-3, 1e-2, 1e-1, 1.0)},
         "krr-rbf": {"alpha": (1e-3, 1e-2, 1e-1, 1.0), "gamma": (1e-3, 1e-2, 1e-1, 1.0)},
-        "rf": {"max_features": (0.1, 0.3, 0.6), "min_samples_leaf": (1, 5)},
+        "rf": {"max_features": (0.1, 0.3, 0.6)},
         "ridge": {"alpha": (1e-2, 1e-1, 1.0, 10.0, 100.0)},
         "knn": {"n_neighbors": (1, 3, 5, 10, 20)},
         "dummy": {},
@@ -526,7 +526,7 @@ _GRIDS = {
             "alpha": (1e-5, 1e-3, 1e-1, 10.0),
             "learning_rate_init": (1e-3, 1e-2),
         },
-        "mlp-after": {"alpha": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)},
+        "mlp-after": {"alpha": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)},
         "svm": {
             "C": (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4),
             "gamma": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
@@ -988,10 +988,19 @@ def _evaluate(models, table, y, task, scorer, args):
     splits = list(splitter.split(X, y))
     pre = _preprocessor(table)
     results = {}
-    for name, (_, desc, grid) in models.items():
+    for name, (step, desc, grid) in models.items():
+        summary = desc
+        if hasattr(step, "param_grid"):  # the searched estimator and the splits
+            summary = (
+                f"{_describe(step.estimator)}, searched by GridSearchCV over "
+                f"{_describe(step.cv)}"
+            )
+        if "; in each fold," in desc:
+            summary += desc[desc.index("; in each fold,") :]
         results[name] = {
             "model": name,
             "estimator": desc,
+            "summary": summary,
             "grid": grid,
             "n_candidates": _count_candidates(models[name][0], grid),
             "scores": [],
@@ -1614,7 +1623,7 @@ def _compare(args, out):
         desc = _describe(step)
         if name == "mlp-after" and "mlp" in names:
             desc += (
-                " with, in each fold, the network the mlp row chose there "
+                "; in each fold, with the network the mlp row chose there "
                 "(the same trained net)"
             )
         models[name] = (step, desc, grid)
@@ -1685,14 +1694,17 @@ def _compare(args, out):
             file=out,
         )
     print(file=out)
-    print("Models (full configuration; grid; inner CV):", file=out)
+    print("Models (configuration, search and grid of each row):", file=out)
     for r in results:
-        grid = (
-            f"  grid: {_grid_text(r['grid'])} ({r['n_candidates']} candidates)"
-            if r["grid"]
-            else ""
-        )
-        print(f"  {r['model']}: {r['estimator']}{grid}", file=out)
+        grid = ""
+        if r["grid"]:
+            full = _n_candidates(r["grid"])
+            half = f", a half fraction of {full}" if r["n_candidates"] < full else ""
+            grid = (
+                f"  grid: {_grid_text(r['grid'])} ({r['n_candidates']} "
+                f"candidates{half})"
+            )
+        print(f"  {r['model']}: {r['summary']}{grid}", file=out)
     chosen = _format_chosen(results)
     if chosen:
         print(file=out)
