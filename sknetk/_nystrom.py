@@ -188,10 +188,6 @@ def sample_centers(X, n_centers, random_state=None):
     return xp.take(X, xp.asarray(idx, device=_device(X)), axis=0), idx
 
 
-# former name, still imported by _classification: use _array_api.is_dask
-_is_dask = is_dask
-
-
 # ---------------------------------------------------------------------------
 # Linear algebra helpers
 # ---------------------------------------------------------------------------
