@@ -88,10 +88,20 @@ class ConvKernelSpec:
 
     Parameters
     ----------
-    depth, activation, activation_params, weight_std, bias_std, \
-parameterization, width
-        As in :class:`sknetk.kernels.KernelSpec` (``width`` is the channel
-        count of the hidden layers; only the ``"standard"`` NTK uses it).
+    depth : int
+        Number of ``Conv -> activation`` blocks.
+    activation : str
+        A name from ``sknetk.kernels.ACTIVATION_NAMES``.
+    activation_params : tuple
+        Sorted ``(name, value)`` pairs of the activation's parameters.
+    weight_std : float
+        Standard deviation of the weights of every layer.
+    bias_std : float or None
+        Standard deviation of the biases; ``None``: no bias parameter.
+    parameterization : {"ntk", "standard"}
+        As in neural-tangents.
+    width : int or None
+        Channels of the hidden layers; only the ``"standard"`` NTK uses it.
     filter_shape : tuple of int
         ``(fh, fw)``.
     padding : {"SAME", "CIRCULAR", "VALID"}
