@@ -500,7 +500,7 @@ _GRIDS = {
         "mlp": {  # a half fraction: 8 of these 16 (see _HALF_FRACTION)
             "width": (32, 128),
             "depth": (1, 2),
-            "alpha": (1e-4, 1e-1),
+            "alpha": (1e-2, 10.0),
             "learning_rate_init": (3e-3, 3e-2),
         },
         "mlp-after": {"alpha": (0.1, 1.0, 10.0)},
