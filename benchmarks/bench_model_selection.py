@@ -19,6 +19,13 @@ and, with ``--full``, ``NTKClassifierCV(max_search_samples=None)`` (the
 search on every row: the former default). Target: the default NTK selection
 costs at most 2x the SVC's tuning plus fit, at no loss of accuracy.
 
+**regression-defaults**: ``NTKRegressorCV()`` with its defaults, with the
+former defaults (``alphas=(0.1, 1, 10)`` absolute, raw targets, every row
+searched) and a ``GridSearchCV`` over RBF ``KernelRidge`` (6 alphas x 4
+gammas), by 3-fold cross-validated R^2 with features and targets
+standardized: diabetes, ``make_friedman1`` (1,000 rows, noise 1) and, when
+installed, mlxtend's autompg and boston and statsmodels' star98.
+
 **regression**: the former benchmark, below.
 
 Model selection without refitting: NTKRegressorCV and cached kernels vs GridSearchCV.
@@ -475,6 +482,131 @@ def print_classification(rows, summary):
             print(f"    {key:<28} {value}")
 
 
+# ---------------------------------------------------------------------------
+# Regression defaults: NTKRegressorCV() now and before vs tuned RBF kernel ridge
+# ---------------------------------------------------------------------------
+def regression_sets():
+    from sklearn.datasets import load_diabetes, make_friedman1
+
+    sets = {"diabetes": load_diabetes(return_X_y=True)}
+    sets["friedman1 (noise 1)"] = make_friedman1(
+        n_samples=1000, noise=1.0, random_state=0
+    )
+    try:
+        from mlxtend.data import autompg_data, boston_housing_data
+
+        sets["autompg (mlxtend)"] = autompg_data()
+        sets["boston (mlxtend)"] = boston_housing_data()
+    except ImportError:
+        print("mlxtend not installed: autompg, boston skipped", file=sys.stderr)
+    try:
+        import statsmodels.api as sm
+
+        star = sm.datasets.star98.load_pandas().data
+        y = star["NABOVE"] / (star["NABOVE"] + star["NBELOW"])
+        X = star.drop(columns=["NABOVE", "NBELOW"]).to_numpy(dtype=float)
+        sets["star98 (statsmodels)"] = (X, y.to_numpy())
+    except ImportError:
+        print("statsmodels not installed: star98 skipped", file=sys.stderr)
+    return sets
+
+
+def run_regression_defaults(folds=3):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sknetk._cv import NTKRegressorCV
+
+    def standardized(model):
+        return make_pipeline(
+            StandardScaler(),
+            TransformedTargetRegressor(model, transformer=StandardScaler()),
+        )
+
+    krr_grid = {
+        "alpha": list(np.logspace(-4, 1, 6)),
+        "gamma": list(np.logspace(-3, 0, 4)),
+    }
+    contenders = {
+        "NTKRegressorCV() defaults": lambda: standardized(
+            NTKRegressorCV(device="cpu", n_jobs=N_JOBS)
+        ),
+        "NTKRegressorCV, former defaults": lambda: standardized(
+            NTKRegressorCV(
+                alphas=(0.1, 1.0, 10.0),
+                alpha_scale="absolute",
+                normalize_y=False,
+                max_search_samples=None,
+                device="cpu",
+                n_jobs=N_JOBS,
+            )
+        ),
+        "GridSearchCV(KernelRidge(rbf))": lambda: standardized(
+            GridSearchCV(KernelRidge(kernel="rbf"), krr_grid, cv=5)
+        ),
+    }
+    cv = KFold(folds, shuffle=True, random_state=0)
+    rows = []
+    for data, (X, y) in regression_sets().items():
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        X = X[:, np.isfinite(X).any(axis=0)]  # autompg's car-name column is NaN
+        keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
+        X, y = X[keep], y[keep]
+        for name, make in contenders.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                scores = cross_val_score(make(), X, y, cv=cv, scoring="r2")
+                seconds = time.perf_counter() - t0
+            rows.append(
+                {
+                    "data": data,
+                    "n": len(y),
+                    "d": X.shape[1],
+                    "model": name,
+                    "r2": float(np.mean(scores)),
+                    "seconds": seconds,
+                }
+            )
+            print(f"done: {data} / {name} ({seconds:.1f} s)", file=sys.stderr)
+    summary = {}
+    for name in contenders:
+        mine = [r for r in rows if r["model"] == name]
+        summary[name] = {
+            "mean_r2": float(np.mean([r["r2"] for r in mine])),
+            "total_seconds": float(sum(r["seconds"] for r in mine)),
+        }
+    # rank per set (1 = best R^2), averaged
+    ranks = {name: [] for name in contenders}
+    for data in dict.fromkeys(r["data"] for r in rows):
+        scores = [(r["r2"], r["model"]) for r in rows if r["data"] == data]
+        for rank, (_, name) in enumerate(sorted(scores, reverse=True), start=1):
+            ranks[name].append(rank)
+    for name in contenders:
+        summary[name]["mean_rank"] = float(np.mean(ranks[name]))
+    return rows, summary
+
+
+def print_regression_defaults(rows, summary):
+    header = f"{'data':<22} {'n':>5} {'d':>4} {'model':<34} {'R2':>7} {'seconds':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['data']:<22} {r['n']:>5} {r['d']:>4} {r['model']:<34} "
+            f"{r['r2']:>7.4f} {r['seconds']:>8.2f}"
+        )
+    print()
+    for name, values in summary.items():
+        print(
+            f"{name:<34} mean R2 {values['mean_r2']:.4f}  mean rank "
+            f"{values['mean_rank']:.2f}  total {values['total_seconds']:.1f} s"
+        )
+
+
 def print_table(rows, summary):
     header = f"{'':<58} {'seconds':>8} {'alpha':>9} {'depth':>5} {'test R2':>8}"
     print(header)
@@ -496,7 +628,9 @@ def print_table(rows, summary):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=("classification", "regression"), default="classification"
+        "--part",
+        choices=("classification", "regression", "regression-defaults"),
+        default="classification",
     )
     parser.add_argument(
         "--n",
@@ -535,7 +669,25 @@ def main(argv=None):
     N_JOBS = args.n_jobs
     SETS = None if args.sets is None else args.sets.split(",")
     now = datetime.datetime.now(datetime.timezone.utc)
-    if args.part == "classification":
+    if args.part == "regression-defaults":
+        rows, summary = run_regression_defaults()
+        print_regression_defaults(rows, summary)
+        record = {
+            "benchmark": "bench_model_selection",
+            "part": "regression-defaults",
+            "date": now.isoformat(timespec="seconds"),
+            "device": "cpu",
+            "dtype": "float64",
+            "protocol": "3-fold KFold(shuffle, seed 0); features and targets "
+            "standardized on each training part",
+            "baseline": "GridSearchCV(KernelRidge(kernel='rbf'), alpha 1e-4..10 x "
+            "gamma 1e-3..1, 5 folds)",
+            "n_jobs": args.n_jobs,
+            "machine": machine_info(),
+            "summary": summary,
+            "results": rows,
+        }
+    elif args.part == "classification":
         n = args.n or 3750
         rows, summary = run_classification(n, args.full, args.evidence)
         print_classification(rows, summary)

@@ -254,7 +254,7 @@ _SHARED_DOC = """
         is used for every left-out row (exact LOO needs one ridge); with a
         splitter, that of each fold's training part, as a grid search would.
 
-        .. versionchanged:: 0.3
+        .. versionchanged:: 0.1.0
            The default was ``"absolute"`` (with ``alphas=(0.1, 1.0, 10.0)``).
 
     cv : int, cross-validation generator, iterable or "evidence", default=None
@@ -336,7 +336,7 @@ _RESULTS_DOC = """
         alpha, times the mean diagonal with ``alpha_scale="mean_diag"``), as
         ``best_estimator_.alpha_`` and ``KernelRidge``'s ``alpha``.
 
-        .. versionchanged:: 0.3
+        .. versionchanged:: 0.1.0
            ``alpha_`` was the chosen entry of ``alphas``, now
            ``alpha_relative_``.
 
@@ -345,7 +345,7 @@ _RESULTS_DOC = """
         (relative to the mean diagonal by default).
 
     ridge_ : float
-        Deprecated alias of ``alpha_`` (a ``FutureWarning``); removed in 0.4.
+        Deprecated alias of ``alpha_`` (a ``FutureWarning``); removed in 0.2.0.
 
     depth_ : int
         Chosen number of hidden layers.
@@ -648,7 +648,7 @@ class _BaseNTKCV(BaseEstimator):
         """Deprecated: the ridge added to the diagonal, now ``alpha_``."""
         check_is_fitted(self, "alpha_")
         warnings.warn(
-            "ridge_ is deprecated in 0.3 and will be removed in 0.4: alpha_ is "
+            "ridge_ is deprecated in 0.1.0 and will be removed in 0.2.0: alpha_ is "
             "now the ridge added to the diagonal (the chosen entry of alphas is "
             "alpha_relative_).",
             FutureWarning,
