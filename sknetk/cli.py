@@ -1616,7 +1616,7 @@ def _compare(args, out):
             f"unknown --scoring {scoring!r}; see sklearn.metrics.get_scorer_names()."
         ) from None
     names = _parse_models(args.models, task)
-    models = {}
+    models, params = {}, {}
     for name in names:
         est, _ = _make_model(name, task, args)
         step, grid = _search(name, task, est, args)
@@ -1627,6 +1627,7 @@ def _compare(args, out):
                 "(the same trained net)"
             )
         models[name] = (step, desc, grid)
+        params[name] = _json_safe(est.get_params(deep=False))
     info.update(
         cv=args.cv,
         repeats=args.repeats,
@@ -1683,6 +1684,8 @@ def _compare(args, out):
         results, folds = _evaluate(models, table, y, task, scorer, args)
     info["total_seconds"] = time.perf_counter() - start
     best = _verdict(results, folds, args.significance)
+    for r in results:
+        r["params"] = params.get(r["model"], {})
     print(file=out)
     print(_format_table(results, scoring), file=out)
     if best is not None and len(folds) > 1:

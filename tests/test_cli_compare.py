@@ -386,6 +386,9 @@ def test_json_record_validates_against_committed_schema(capsys, tmp_path):
     assert len(ridge["scores"]) == len(ridge["fit_time"]) == 3
     assert len(ridge["predict_time"]) == len(ridge["chosen"]) == 3
     assert all(t > 0 for t in ridge["fit_time"])
+    from sklearn.linear_model import RidgeClassifier
+
+    assert ridge["params"] == RidgeClassifier().get_params(deep=False)
     for broken in (
         {k: v for k, v in result.items() if k != "versions"},
         {**result, "task": "ranking"},
