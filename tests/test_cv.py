@@ -679,3 +679,14 @@ def test_search_on_a_subset_then_fit_on_all_rows():
     )
     assert model.best_estimator_.X_fit_.shape == X.shape
     assert NTKClassifierCV(alphas=ALPHAS, depths=(1,)).fit(X, y).search_indices_ is None
+
+
+def test_predict_passes_keyword_arguments_to_the_best_estimator():
+    """return_cov and the latent/predictive choice reach NTKRegressor.predict."""
+    X, y = _data(seed=9)
+    model = NTKRegressorCV(alphas=ALPHAS, depths=(1, 2)).fit(X, y)
+    for kwargs in (dict(return_cov=True), dict(return_std=True, latent=True)):
+        got = model.predict(X[:4], **kwargs)
+        ref = model.best_estimator_.predict(X[:4], **kwargs)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
