@@ -30,8 +30,16 @@ from scipy.linalg.lapack import dtrtri
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from ._array_api import get_namespace
-from ._linalg import EPS, inverse_filter, spectral_cutoff
+from ._array_api import device as array_device
+from ._array_api import get_namespace, is_numpy_namespace, to_numpy
+from ._linalg import (
+    EPS,
+    add_to_diagonal,
+    cho_solve_xp,
+    inverse_filter,
+    solve_triangular,
+    spectral_cutoff,
+)
 from .dynamics import kernel_eigh
 
 __all__ = [
@@ -137,9 +145,17 @@ def _removed_share(sample_weight, n):
 
 
 def _loo_cholesky(K, Y, ridge, sample_weight):
-    """Ridge LOO from ``chol(W^1/2 K W^1/2 + ridge I)``, or None if it fails."""
+    """Ridge LOO from ``chol(W^1/2 K W^1/2 + ridge I)``, or None if it fails.
+
+    On NumPy through LAPACK (``potrf``, ``trtri``); on other namespaces (CuPy
+    on a GPU) through their Cholesky and triangular solves, so a kernel on
+    the device is factorised there. The result is NumPy.
+    """
     if not ridge > 0:
         return None
+    xp = get_namespace(K)
+    if not is_numpy_namespace(xp):
+        return _loo_cholesky_xp(xp, K, Y, ridge, sample_weight)
     n = K.shape[0]
     root = np.ones(n) if sample_weight is None else np.sqrt(sample_weight)
     A = root[:, None] * K * root[None, :]
@@ -157,18 +173,58 @@ def _loo_cholesky(K, Y, ridge, sample_weight):
     g_diag = np.einsum("ij,ij->j", Linv, Linv)  # diag((L L^T)^-1)
     del Linv
     c_tilde = cho_solve(factor, root[:, None] * Y, check_finite=False)
+    fitted_zero_rows = None
+    if not (root > 0).all():
+        fitted_zero_rows = K[root == 0] @ (root[:, None] * c_tilde)
+    return _loo_from(Y, c_tilde, g_diag, root, ridge, sample_weight, fitted_zero_rows)
+
+
+def _loo_cholesky_xp(xp, K, Y, ridge, sample_weight):
+    """:func:`_loo_cholesky` on any namespace with ``linalg.cholesky``."""
+    n = K.shape[0]
+    root = np.ones(n) if sample_weight is None else np.sqrt(sample_weight)
+    r = xp.asarray(root, dtype=K.dtype, device=array_device(K))
+    A = add_to_diagonal(r[:, None] * K * r[None, :], ridge)
+    try:
+        L = xp.linalg.cholesky(A)
+    except Exception:  # noqa: BLE001 - each namespace raises its own error
+        return None
+    del A
+    diag = to_numpy(xp.linalg.diagonal(L))
+    if not np.all(np.isfinite(diag)) or np.min(np.abs(diag)) <= math.sqrt(EPS) * np.max(
+        diag
+    ):
+        return None
+    eye = xp.eye(n, dtype=K.dtype, device=array_device(K))
+    Linv = solve_triangular(xp, L, eye, lower=True)
+    g_diag = to_numpy(xp.sum(Linv * Linv, axis=0))
+    del Linv, eye
+    Yd = xp.asarray(np.asarray(Y), dtype=K.dtype, device=array_device(K))
+    c_dev = cho_solve_xp(xp, L, r[:, None] * Yd)
+    c_tilde = to_numpy(c_dev)
+    fitted_zero_rows = None
+    if not (root > 0).all():
+        fitted_zero_rows = to_numpy(K @ (r[:, None] * c_dev))[root == 0]
+    return _loo_from(Y, c_tilde, g_diag, root, ridge, sample_weight, fitted_zero_rows)
+
+
+def _loo_from(Y, c_tilde, g_diag, root, ridge, sample_weight, fitted_zero_rows):
+    """LOO predictions from ``c~ = (K_w + ridge I)^-1 W^1/2 Y`` and ``diag``.
+
+    ``y_i - f_i = ridge c~_i / sqrt(w_i)`` and the hat matrix's diagonal is
+    ``1 - ridge G_ii``; removing the share ``s_i`` of the row's weight
+    divides the residual by ``1 - s_i (1 - ridge G_ii)`` (``s_i = 1``:
+    ``c_i / (w_i G_ii)``). Zero-weight rows take ``fitted_zero_rows``.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
     positive = root > 0
     loo = np.empty_like(Y)
-    # y_i - f_i = ridge c~_i / sqrt(w_i); the hat matrix's diagonal is
-    # 1 - ridge G_ii; removing the share s_i of the row's weight divides the
-    # residual by 1 - s_i (1 - ridge G_ii) (s_i = 1: c_i / (w_i G_ii)).
-    r = root[positive, None]
-    share = _removed_share(sample_weight, n)[positive, None]
+    share = _removed_share(sample_weight, len(root))[positive, None]
     hat = 1.0 - ridge * g_diag[positive, None]
-    residual = ridge * c_tilde[positive] / r
+    residual = ridge * c_tilde[positive] / root[positive, None]
     loo[positive] = Y[positive] - residual / np.maximum(1.0 - share * hat, EPS)
-    if not positive.all():
-        loo[~positive] = K[~positive] @ (root[:, None] * c_tilde)
+    if fitted_zero_rows is not None:
+        loo[~positive] = fitted_zero_rows
     return loo
 
 
@@ -177,8 +233,9 @@ def loo_decision_values(K, Y, ridge, sample_weight=None, t=None):
 
     Parameters
     ----------
-    K : ndarray of shape (n, n)
-        Training kernel (NumPy; not modified).
+    K : array of shape (n, n)
+        Training kernel (not modified): NumPy, or an array of another
+        namespace (CuPy), which the Cholesky path factorises where it lives.
     Y : ndarray of shape (n, n_targets)
         Training targets.
     ridge : float
@@ -211,12 +268,12 @@ def loo_decision_values(K, Y, ridge, sample_weight=None, t=None):
     >>> np.round(loo.ravel(), 12).tolist()
     [1.0, 0.333333333333]
     """
-    K = np.asarray(K, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     if t is None:
         loo = _loo_cholesky(K, Y, float(ridge), sample_weight)
         if loo is not None:
             return loo
+    K = to_numpy(K)  # the eigen paths run on the host
     evals, V = kernel_eigh(K, sample_weight)
     root = None if sample_weight is None else np.sqrt(sample_weight)
     U = V if root is None else root[:, None] * V

@@ -302,8 +302,8 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         wc = None if sample_weight is None or rows is None else sample_weight[rows]
         wc = sample_weight if rows is None else wc
         context = self._context(Xc.shape[0] ** 2)
-        if context.cupy is not None:
-            K = to_numpy(self._kernel().matrix(context.cupy.asarray(Xc), context))
+        if context.cupy is not None:  # factorised on the device
+            K = self._kernel().matrix(context.cupy.asarray(Xc), context)
         else:
             K = train_kernel(self._kernel(), Xc, context)
         return loo_decision_values(K, Yc, self.alpha_, wc, t), Yc, wc

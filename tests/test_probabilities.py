@@ -213,3 +213,15 @@ def test_fit_temperature_recovers_a_known_slope():
     codes = np.array([rng.choice(3, p=row) for row in p])
     Y = np.where(np.arange(3)[None, :] == codes[:, None], 1.0, -1.0)
     assert fit_temperature(s, Y).slope == pytest.approx(2.5, rel=0.1)
+
+
+def test_loo_on_another_namespace_equals_numpy(xps):
+    """The Cholesky path on a non-NumPy kernel (CuPy on a GPU) factorises it in
+    its own namespace and gives the NumPy values."""
+    _, K, Y = _kernel_problem(n=14, seed=5)
+    w = np.linspace(0.0, 3.0, 14)
+    for weights in (None, w):
+        expected = loo_decision_values(K, Y, 0.3, weights)
+        got = loo_decision_values(xps.asarray(K), Y, 0.3, weights)
+        assert isinstance(got, np.ndarray)
+        assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
