@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -653,10 +654,25 @@ def compiled_abrelu():
 
 
 def _compile():
+    """The compiled kernel, or ``None`` (with a warning if numba fails)."""
     try:
         import numba
     except ImportError:
         return None
+    try:
+        return _jit(numba)
+    except Exception as exc:  # a numba release this code does not suit
+        warnings.warn(
+            f"numba {getattr(numba, '__version__', '?')} could not compile the "
+            f"ReLU-family tile kernel ({type(exc).__name__}: {exc}); the NumPy "
+            "tile computes the same kernels, more slowly.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _jit(numba):
     numba.extending.register_jitable(inline="always")(acos_rational)
     c2, c1, a3 = "float64[:, ::1]", "float64[::1]", "float64[:, :, :]"
     signature = (

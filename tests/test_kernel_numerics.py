@@ -442,3 +442,21 @@ def test_without_numba_the_numpy_tile_runs(monkeypatch):
     got = nngp_ntk_kernels(X, Y, **kw)
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_numba_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
+    """A numba release that cannot compile the tile kernel (here a stand-in
+    module without its API) gives a RuntimeWarning and the NumPy tile."""
+    import sys
+    import types
+
+    from sknetk import _recursion
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(30, 4))
+    expected = _numpy_tiles(monkeypatch, ntk_kernel, X, bias_std=0.1)
+    monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))
+    monkeypatch.setattr(_recursion, "_COMPILED", None)
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        K = ntk_kernel(X, bias_std=0.1)
+    np.testing.assert_array_equal(K, expected)
