@@ -335,6 +335,11 @@ def _sin_dual(xp, s1, s2, rho, a, b, cos2c):
     return half_a2 * (e_minus - e_plus), (half_a2 * b2) * (e_minus + e_plus)
 
 
+#: the sin-family dual with ``cos(2 c)`` given, for the package's other
+#: modules (``gaussian_process`` differentiates it)
+sin_dual = _sin_dual
+
+
 def cos2(c, shift=False):
     """``cos(2 c')`` for ``c' = c`` (sin) or ``c + pi/2`` (cos), for any finite c.
 
