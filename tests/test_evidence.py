@@ -171,3 +171,28 @@ def test_evidence_warns_at_the_grid_edge():
     with warnings.catch_warnings():
         warnings.simplefilter("error", GridEdgeWarning)
         EvidenceCV(alphas=(0.1,)).fit(X, y)  # one value: no edge to speak of
+
+
+@pytest.mark.filterwarnings("ignore::sknetk._cv.GridEdgeWarning")
+def test_evidence_equals_gaussian_process_regressor():
+    """The chosen candidate's score is GaussianProcessRegressor's log marginal
+    likelihood with ConstantKernel(s2, fixed) * NTK + WhiteKernel(s2 * ridge)."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
+
+    from sknetk.gaussian_process import NTK
+
+    X, y = _data(seed=6)
+    model = EvidenceCV(normalize_y=False, alpha_scale="absolute").fit(X, y)
+    s2 = float(model.output_scale_[0])
+    kernel = ConstantKernel(s2, "fixed") * NTK(
+        weight_std=1.0,
+        bias_std=0.2,
+        depth=model.depth_,
+        weight_std_bounds="fixed",
+        bias_std_bounds="fixed",
+    ) + WhiteKernel(s2 * model.alpha_, "fixed")
+    gpr = GaussianProcessRegressor(kernel, alpha=0.0, optimizer=None).fit(X, y)
+    assert model.best_score_ == pytest.approx(
+        gpr.log_marginal_likelihood_value_, rel=1e-8
+    )
