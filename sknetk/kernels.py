@@ -132,8 +132,15 @@ def _zero_underflowing_rows(X, name, xp):
     if X.shape[0] == 0:
         return X
     smallest = float(xp.finfo(X.dtype).smallest_normal)
-    q = xp.sum(X * X, axis=1) / X.shape[1]
-    under = (q < smallest) & xp.any(X != 0, axis=1)
+    n, d = X.shape
+    # In blocks of 32768 entries, so that a memmap is read, not loaded.
+    step = max(1, 32768 // d)
+    blocks = []
+    for start in range(0, n, step):
+        B = X[start : start + step]
+        q = xp.sum(B * B, axis=1) / d
+        blocks.append((q < smallest) & xp.any(B != 0, axis=1))
+    under = blocks[0] if len(blocks) == 1 else xp.concat(blocks)
     if not bool(xp.any(under)):
         return X
     n_under = int(xp.sum(xp.astype(under, xp.int64)))
