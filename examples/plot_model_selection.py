@@ -98,7 +98,7 @@ loo.fit(X_train, y_train)
 loo_seconds = time.perf_counter() - start
 cv_model = loo.regressor_[-1]
 print(
-    f"NTKRegressorCV: {loo_seconds:6.2f} s, alpha={cv_model.alpha_:.3g}, "
+    f"NTKRegressorCV: {loo_seconds:6.2f} s, alpha={cv_model.alpha_relative_:.3g}, "
     f"depth={cv_model.depth_}, test R^2 {loo.score(X_test, y_test):.3f}"
 )
 print(f"speed-up: {grid_seconds / loo_seconds:.0f}x")
@@ -124,7 +124,7 @@ ax.set_yticks(range(len(depths)), depths)
 ax.set_xlabel("alpha (relative to the mean kernel diagonal)")
 ax.set_ylabel("depth")
 ax.plot(
-    list(alphas).index(cv_model.alpha_),
+    list(alphas).index(cv_model.alpha_relative_),
     depths.index(cv_model.depth_),
     "r*",
     markersize=14,

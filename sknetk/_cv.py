@@ -61,6 +61,7 @@ from ._regression import NTKRegressor
 from ._solver import ALPHA_SCALES
 from ._solvers import Ridge
 from .dynamics import kernel_eigh
+from .exceptions import GridEdgeWarning
 from .kernels import (
     ACTIVATION_NAMES,
     PARAMETERIZATIONS,
@@ -69,7 +70,7 @@ from .kernels import (
     ntk_kernel,
 )
 
-__all__ = ["DEFAULT_ALPHAS", "GridEdgeWarning", "NTKRegressorCV", "NTKClassifierCV"]
+__all__ = ["DEFAULT_ALPHAS", "NTKRegressorCV", "NTKClassifierCV"]
 
 #: Default ``alphas`` of the CV estimators: 15 ridges relative to the
 #: kernel's mean diagonal (``alpha_scale="mean_diag"``), half a decade apart
@@ -94,20 +95,6 @@ DEFAULT_ALPHAS = (
 
 #: Default ``max_search_samples``: the search runs on at most this many rows.
 DEFAULT_MAX_SEARCH_SAMPLES = 1000
-
-
-class GridEdgeWarning(UserWarning):
-    """The chosen ``alpha`` is the smallest or the largest of ``alphas``.
-
-    The optimum may lie outside the grid: extend ``alphas`` past that end.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from sknetk._cv import GridEdgeWarning
-    >>> issubclass(GridEdgeWarning, UserWarning)
-    True
-    """
 
 
 # ---------------------------------------------------------------------------
@@ -210,8 +197,8 @@ _SHARED_DOC = """
         Ridge values to try (each > 0), interpreted as in
         :class:`~sknetk.NTKRegressor` (see ``alpha_scale``). The default is 15
         values half a decade apart from 1e-5 to 100, relative to the kernel's
-        mean diagonal. A :class:`GridEdgeWarning` says when the chosen value
-        is the smallest or the largest of the grid.
+        mean diagonal. A :class:`~sknetk.exceptions.GridEdgeWarning` says
+        when the chosen value is the smallest or the largest of the grid.
 
     depths : array-like of int, default=(1, 2, 3, 4, 5)
         Numbers of hidden layers to try. All depths come from one pass of the

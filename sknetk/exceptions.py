@@ -21,7 +21,7 @@ IllConditionedKernelWarning
 
 from ._device import GPUUnavailableError
 
-__all__ = ["IllConditionedKernelWarning", "GPUUnavailableError"]
+__all__ = ["IllConditionedKernelWarning", "GridEdgeWarning", "GPUUnavailableError"]
 
 
 class IllConditionedKernelWarning(UserWarning):
@@ -34,4 +34,20 @@ class IllConditionedKernelWarning(UserWarning):
     tolerance as zero, which gives the minimum-norm least-squares solution.
     Increasing ``alpha`` (or using ``alpha_scale="mean_diag"``) usually
     removes the warning.
+    """
+
+
+class GridEdgeWarning(UserWarning):
+    """The chosen ``alpha`` is the smallest or the largest of ``alphas``.
+
+    Issued by :class:`~sknetk.NTKRegressorCV` and
+    :class:`~sknetk.NTKClassifierCV` when the selected ridge sits at an end of
+    the searched grid: the optimum may lie outside it, so extend ``alphas``
+    past that end.
+
+    Examples
+    --------
+    >>> from sknetk.exceptions import GridEdgeWarning
+    >>> issubclass(GridEdgeWarning, UserWarning)
+    True
     """

@@ -24,7 +24,7 @@ from sklearn.utils import check_array
 from threadpoolctl import threadpool_limits
 
 from . import _forward_mode as fm
-from ._activations import _sin_dual, cos2, get_activation
+from ._activations import cos2, get_activation, sin_dual
 from ._recursion import KernelSpec, diag_recursion, tile_recursion, variance_path
 from .kernels import nngp_diag, nngp_kernel, ntk_diag, ntk_kernel
 
@@ -67,7 +67,7 @@ class _DualSpec(KernelSpec):
             shift = self.activation == "cos"
 
             def corr_dual(xp, s1, s2, rho, a, b, c):
-                return _sin_dual(xp, s1, s2, rho, a, b, _dual_cos2(c, shift))
+                return sin_dual(xp, s1, s2, rho, a, b, _dual_cos2(c, shift))
 
             act = dataclasses.replace(act, corr_dual=corr_dual)
         return act

@@ -137,7 +137,7 @@ def _zero_underflowing_rows(X, name, xp):
     step = max(1, 32768 // d)
     blocks = []
     for start in range(0, n, step):
-        B = X[start : start + step]
+        B = X[start : min(start + step, n), :]
         q = xp.sum(B * B, axis=1) / d
         blocks.append((q < smallest) & xp.any(B != 0, axis=1))
     under = blocks[0] if len(blocks) == 1 else xp.concat(blocks)

@@ -644,7 +644,7 @@ def test_classifier_best_estimator_and_probabilities():
 
 
 def test_grid_edge_warning_only_at_the_edges():
-    from sknetk._cv import GridEdgeWarning
+    from sknetk.exceptions import GridEdgeWarning
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 3))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from sknetk._cv import GridEdgeWarning, NTKClassifierCV, NTKRegressorCV, _log_evidence
+from sknetk._cv import NTKClassifierCV, NTKRegressorCV, _log_evidence
 from sknetk.dynamics import kernel_eigh
+from sknetk.exceptions import GridEdgeWarning
 from sknetk.kernels import nngp_kernel, ntk_kernel
 
 ALPHAS = (0.01, 0.1, 1.0)
@@ -64,7 +65,7 @@ def test_log_evidence_equals_the_normal_density(weighted):
                 assert other.logpdf(Y[:, j]) < ref
 
 
-@pytest.mark.filterwarnings("ignore::sknetk._cv.GridEdgeWarning")
+@pytest.mark.filterwarnings("ignore::sknetk.exceptions.GridEdgeWarning")
 @pytest.mark.parametrize("alpha_scale", ["absolute", "mean_diag"])
 @pytest.mark.parametrize("normalize_y", [False, True])
 def test_regressor_evidence_scores_equal_direct_computation(alpha_scale, normalize_y):
@@ -173,7 +174,7 @@ def test_evidence_warns_at_the_grid_edge():
         EvidenceCV(alphas=(0.1,)).fit(X, y)  # one value: no edge to speak of
 
 
-@pytest.mark.filterwarnings("ignore::sknetk._cv.GridEdgeWarning")
+@pytest.mark.filterwarnings("ignore::sknetk.exceptions.GridEdgeWarning")
 def test_evidence_equals_gaussian_process_regressor():
     """The chosen candidate's score is GaussianProcessRegressor's log marginal
     likelihood with ConstantKernel(s2, fixed) * NTK + WhiteKernel(s2 * ridge)."""

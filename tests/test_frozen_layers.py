@@ -177,7 +177,13 @@ def test_cv_selects_frozen_layers():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(25, 3))
     y = np.tanh(X @ np.array([1.0, -2.0, 0.5]))
-    model = NTKRegressorCV(alphas=(0.01,), depths=(2,), frozen_layers=[0, 1, 2])
+    model = NTKRegressorCV(
+        alphas=(0.01,),
+        depths=(2,),
+        frozen_layers=[0, 1, 2],
+        alpha_scale="absolute",
+        normalize_y=False,
+    )
     model.fit(X, y)
     assert [p["frozen_layers"] for p in model.cv_results_["params"]] == [0, 1, 2]
     assert model.frozen_layers_ == model.best_params_["frozen_layers"]
