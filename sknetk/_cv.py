@@ -41,6 +41,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._array_api import device as _device_of
 from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
@@ -365,6 +366,24 @@ _RESULTS_DOC = """
         has feature names that are all strings."""
 
 
+def _weighted_mean(xp, Y, sw):
+    """Column means of ``Y`` (weighted by ``sw``; plain when all are zero)."""
+    if sw is None or not bool(xp.sum(sw) > 0):
+        return xp.mean(Y, axis=0)
+    return xp.sum(sw[:, None] * Y, axis=0) / xp.sum(sw)
+
+
+def _loo_mean_shift(xp, Y, sw):
+    """Row ``i``: the (weighted) mean of ``Y`` without row ``i``, the
+    centring of the model refitted without it (0 where no row would remain)."""
+    w = xp.ones(Y.shape[0], dtype=Y.dtype, device=_device_of(Y)) if sw is None else sw
+    total = xp.sum(w[:, None] * Y, axis=0)
+    rest = xp.sum(w) - w
+    safe = xp.where(rest > 0, rest, xp.ones_like(rest))
+    shift = (total[None, :] - w[:, None] * Y) / safe[:, None]
+    return xp.where((rest > 0)[:, None], shift, xp.zeros_like(shift))
+
+
 def _target_moments(Y, sample_weight):
     """Weighted mean and standard deviation per column (scale 1 if constant)."""
     w = (
@@ -656,6 +675,11 @@ class _BaseNTKCV(BaseEstimator):
     def _search_loo(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel):
         scores = np.full(len(candidates), np.nan)
         positive = None if sw is None else sw > 0
+        recentre = self._centres_targets()
+        if recentre:
+            xp = get_namespace(Y)
+            ones = xp.ones((Y.shape[0], 1), dtype=Y.dtype, device=_device_of(Y))
+            shift = _loo_mean_shift(xp, Y, sw)
         for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in progress(
@@ -667,9 +691,20 @@ class _BaseNTKCV(BaseEstimator):
                 evals, U = self._eigh(K, sw)
                 z = U.T @ Y
                 U2 = U * U
+                if recentre:
+                    z1 = U.T @ ones
                 for i in indices:
                     ridge = self._ridge(candidates[i]["alpha"], K, sw)
                     loo, _ = loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
+                    if recentre:
+                        # the model refitted without row i centres its
+                        # targets by their mean without row i: by linearity,
+                        # its prediction moves by that mean's shift times
+                        # (1 - the leave-one-out prediction of a constant 1)
+                        loo1, _ = loo_predictions(
+                            evals, U, z1, ones, ridge, K, positive, U2
+                        )
+                        loo = loo + shift * (1.0 - loo1)
                     scores[i] = self._score(
                         y_true, to_numpy(loo), sample_weight, loo=True
                     )
@@ -712,6 +747,7 @@ class _BaseNTKCV(BaseEstimator):
     ):
         xp = get_namespace(X)
         split_scores = np.full((len(candidates), len(splits)), np.nan)
+        recentre = self._centres_targets()
         for (act, frozen), by_depth in by_kernel.items():
             stack = self._kernel_stack(X, max(by_depth), act, frozen)
             for depth, indices in by_depth.items():
@@ -726,6 +762,9 @@ class _BaseNTKCV(BaseEstimator):
                     dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
                     Y_tr = xp.take(Y, dev_train, axis=0)
                     sw_tr = None if sw is None else xp.take(sw, dev_train, axis=0)
+                    # the model fitted on the fold centres the fold's targets
+                    offset = _weighted_mean(xp, Y_tr, sw_tr) if recentre else 0.0
+                    Y_tr = Y_tr - offset
                     evals, U = self._eigh(K_tr, sw_tr)
                     z = U.T @ Y_tr
                     KU = K_te @ U
@@ -733,12 +772,16 @@ class _BaseNTKCV(BaseEstimator):
                     for i in indices:
                         ridge = self._ridge(candidates[i]["alpha"], K_tr, sw_tr)
                         g, _ = inverse_filter(xp, evals + ridge)
-                        pred = to_numpy(KU @ (g[:, None] * z))
+                        pred = to_numpy(KU @ (g[:, None] * z) + offset)
                         split_scores[i, k] = self._score(
                             y_true[test], pred, w_test, loo=False
                         )
             del stack
         return np.mean(split_scores, axis=1), split_scores
+
+    def _centres_targets(self):
+        """True when the fitted model centres its targets (``normalize_y``)."""
+        return not self._is_classifier and bool(getattr(self, "normalize_y", False))
 
     # -- prediction -----------------------------------------------------------
     def _delegate(self, method, X, **kwargs):

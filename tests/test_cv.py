@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification
 from sklearn.kernel_ridge import KernelRidge
-from sklearn.metrics import accuracy_score, make_scorer
+from sklearn.metrics import accuracy_score, make_scorer, r2_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelBinarizer
 
@@ -618,16 +618,24 @@ def test_best_estimator_is_the_chosen_plain_model():
 
 
 def test_normalized_loo_equals_brute_force_on_standardized_targets():
-    """normalize_y: LOO of kernel ridge on (y - mean) / std, scored in y's units."""
+    """normalize_y: LOO of kernel ridge on targets centred by the mean of the
+    rows each refit sees (the left-out row excluded), scored in y's units."""
     X, y = _data(seed=8)
     model = NTKRegressorCV(alphas=ALPHAS, depths=(2,), alpha_scale="absolute").fit(X, y)
     K = ntk_kernel(X, depth=2)
-    z = (y - y.mean()) / y.std()
+    n = len(y)
+    means = (y.sum() - y) / (n - 1)  # the mean without row i
     for params, score in zip(
         model.cv_results_["params"], model.cv_results_["mean_test_score"]
     ):
-        loo = _brute_force_loo(K, z[:, None], params["alpha"])[:, 0]
-        ref = -np.mean((y - (loo * y.std() + y.mean())) ** 2)
+        loo = np.array(
+            [
+                _brute_force_loo(K, (y - means[i])[:, None], params["alpha"])[i, 0]
+                + means[i]
+                for i in range(n)
+            ]
+        )
+        ref = -np.mean((y - loo) ** 2)
         assert score == pytest.approx(ref, rel=1e-8)
 
 
@@ -690,3 +698,41 @@ def test_predict_passes_keyword_arguments_to_the_best_estimator():
         ref = model.best_estimator_.predict(X[:4], **kwargs)
         for a, b in zip(got, ref):
             np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_normalize_y_scores_equal_refits_that_centre_their_own_targets(weighted):
+    """With ``normalize_y`` the left-out row's target must not reach the mean
+    that centres the training targets: the leave-one-out and k-fold scores
+    equal those of NTKRegressor refitted on each training set."""
+    rng = np.random.default_rng(3)
+    n = 14
+    X = rng.normal(size=(n, 3))
+    y = X[:, 0] + 3.0 + 0.3 * rng.normal(size=n)
+    sw = rng.uniform(0.5, 2.0, n) if weighted else None
+    params = dict(alpha=0.1, depth=2, alpha_scale="absolute", normalize_y=True)
+
+    def refit(train):
+        w = None if sw is None else sw[train]
+        return NTKRegressor(**params).fit(X[train], y[train], sample_weight=w)
+
+    cv = NTKRegressorCV(alphas=[0.1], depths=[2], alpha_scale="absolute")
+    cv.fit(X, y, sample_weight=sw)
+    loo = np.array(
+        [refit(np.arange(n) != i).predict(X[i : i + 1])[0] for i in range(n)]
+    )
+    np.testing.assert_allclose(
+        cv.best_score_, -np.average((y - loo) ** 2, weights=sw), rtol=1e-10
+    )
+    folds = KFold(4)
+    cv = NTKRegressorCV(alphas=[0.1], depths=[2], alpha_scale="absolute", cv=folds)
+    cv.fit(X, y, sample_weight=sw)
+    scores = [
+        r2_score(
+            y[test],
+            refit(train).predict(X[test]),
+            sample_weight=None if sw is None else sw[test],
+        )
+        for train, test in folds.split(X)
+    ]
+    np.testing.assert_allclose(cv.best_score_, np.mean(scores), rtol=1e-10)
