@@ -29,6 +29,7 @@ PUBLIC_MODULES = (
     "exceptions",
     "gaussian_process",
     "empirical",
+    "conv",
 )
 
 #: numpydoc checks that are not enforced, for every object:
