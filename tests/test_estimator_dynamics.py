@@ -58,6 +58,8 @@ def _model_for(case, kernel, **params):
     """An estimator equal to a fixture case (``diag_reg`` and its scaling)."""
     return NTKRegressor(
         normalize_y=False,
+        output_scale=1.0,
+        uncertainty="ensemble",
         alpha=case["diag_reg"],
         alpha_scale="absolute" if case["diag_reg_absolute_scale"] else "mean_diag",
         kernel=kernel,
@@ -110,11 +112,11 @@ def test_uncertainty_matches_neural_tangents(case, kernel):
         np.max(np.abs(REF[f"pred/{case['kernel']}/nngp_test_test"])),
         np.max(np.abs(ref_cov)),
     )
-    mean, cov = model.predict(X_test, return_cov=True)
+    mean, cov = model.predict(X_test, return_cov=True, latent=True)
     assert cov.shape == ref_cov.shape + (1,)  # y_train has one column
     assert _rel(mean, REF[prefix + "mean"]) <= RTOL
     assert np.max(np.abs(cov[..., 0] - ref_cov)) <= RTOL * scale
-    mean_s, std = model.predict(X_test, return_std=True)
+    mean_s, std = model.predict(X_test, return_std=True, latent=True)
     assert std.shape == mean_s.shape == (len(X_test), 1)
     assert_allclose(mean_s, mean, rtol=1e-12, atol=1e-14)
     assert np.all(np.isfinite(std)) and np.all(std >= 0)
@@ -159,7 +161,13 @@ def test_finite_time_covariance_equals_matrix_exponential(rng, kernel, weighted)
     t, ridge = 30.0, 0.02
     N = y.size if w is None else w.sum() * y.size / len(X)
     model = NTKRegressor(
-        normalize_y=False, alpha=ridge, kernel=kernel, t=t, **NETWORK
+        normalize_y=False,
+        output_scale=1.0,
+        uncertainty="ensemble",
+        alpha=ridge,
+        kernel=kernel,
+        t=t,
+        **NETWORK,
     ).fit(X, y, w)
     K, Theta = nngp_ntk_kernels(X, **NETWORK)
     Ks, Thetas = nngp_ntk_kernels(X_test, X, **NETWORK)
@@ -169,13 +177,13 @@ def test_finite_time_covariance_equals_matrix_exponential(rng, kernel, weighted)
         expected = Kss - P @ Ks.T - Ks @ P.T + P @ K @ P.T
     else:
         expected = Kss - Ks @ _flow_matrix(K, 2 * t / N, ridge, w) @ Ks.T
-    mean, cov = model.predict(X_test, return_cov=True)
+    mean, cov = model.predict(X_test, return_cov=True, latent=True)
     assert cov.shape == (len(X_test), len(X_test), 2)
     assert_array_equal(cov[..., 0], cov[..., 1])
     atol = 1e-10 * np.abs(Kss).max()
     assert_allclose(cov[..., 0], expected, rtol=1e-8, atol=atol)
     assert_allclose(mean, model.predict(X_test), rtol=1e-12, atol=1e-14)
-    _, std = model.predict(X_test, return_std=True)
+    _, std = model.predict(X_test, return_std=True, latent=True)
     assert std.shape == (len(X_test), 2)
     assert_allclose(std[:, 1] ** 2, np.diag(expected), rtol=1e-8, atol=atol)
 
@@ -186,10 +194,18 @@ def test_training_time_limits(rng, kernel):
     X, y, X_test = _data(rng)
     prior = nngp_kernel(X_test, **NETWORK)
     start = NTKRegressor(
-        normalize_y=False, alpha=0.1, kernel=kernel, t=0.0, **NETWORK
+        normalize_y=False,
+        output_scale=1.0,
+        uncertainty="ensemble",
+        alpha=0.1,
+        kernel=kernel,
+        t=0.0,
+        **NETWORK,
     ).fit(X, y)
     assert_array_equal(start.predict(X_test), 0.0)
-    assert_allclose(start.predict(X_test, return_cov=True)[1], prior, rtol=1e-12)
+    assert_allclose(
+        start.predict(X_test, return_cov=True, latent=True)[1], prior, rtol=1e-12
+    )
     late = NTKRegressor(
         normalize_y=False, alpha=0.1, kernel=kernel, t=1e9, **NETWORK
     ).fit(X, y)
@@ -198,8 +214,8 @@ def test_training_time_limits(rng, kernel):
     )
     assert_allclose(late.predict(X_test), done.predict(X_test), rtol=1e-8)
     assert_allclose(
-        late.predict(X_test, return_cov=True)[1],
-        done.predict(X_test, return_cov=True)[1],
+        late.predict(X_test, return_cov=True, latent=True)[1],
+        done.predict(X_test, return_cov=True, latent=True)[1],
         rtol=1e-7,
         atol=1e-10 * prior.max(),
     )
@@ -216,8 +232,14 @@ def test_finite_time_on_singular_kernel_is_finite_without_warning(rng):
     y[1] = y[0] + 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = NTKRegressor(normalize_y=False, alpha=0.0, t=50.0).fit(X, y)
-        pred, std = model.predict(X_test, return_std=True)
+        model = NTKRegressor(
+            normalize_y=False,
+            output_scale=1.0,
+            uncertainty="ensemble",
+            alpha=0.0,
+            t=50.0,
+        ).fit(X, y)
+        pred, std = model.predict(X_test, return_std=True, latent=True)
         curve = model.predict_trajectory(X_test, [0.0, 1.0, np.inf])
     for a in (pred, std, curve):
         assert np.all(np.isfinite(a))
@@ -327,13 +349,19 @@ def test_nngp_uncertainty_equals_gaussian_process_regressor(rng, weighted):
     X, y, X_test = _data(rng, n_targets=3)
     w = rng.uniform(0.5, 2.0, size=len(X)) if weighted else np.ones(len(X))
     model = NTKRegressor(
-        normalize_y=False, kernel="nngp", alpha=0.02, depth=2, bias_std=0.3
+        normalize_y=False,
+        output_scale=1.0,
+        uncertainty="ensemble",
+        kernel="nngp",
+        alpha=0.02,
+        depth=2,
+        bias_std=0.3,
     )
     model.fit(X, y, w if weighted else None)
     gp = GaussianProcessRegressor(_NNGPKernel(), alpha=0.02 / w, optimizer=None)
     gp.fit(X, y)
     for option in ("return_std", "return_cov"):
-        got = model.predict(X_test, **{option: True})
+        got = model.predict(X_test, **{option: True}, latent=True)
         expected = gp.predict(X_test, **{option: True})
         for a, b in zip(got, expected):
             assert a.shape == b.shape
@@ -385,7 +413,13 @@ def test_frozen_layers_equal_kernel_ridge_on_frozen_ntk(rng, frozen_layers):
     """frozen_layers=f is KernelRidge on the NTK without the first f layers' terms."""
     X, y, X_test = _data(rng)
     params = dict(depth=3, bias_std=0.2, frozen_layers=frozen_layers)
-    model = NTKRegressor(normalize_y=False, alpha=0.05, **params).fit(X, y)
+    model = NTKRegressor(
+        normalize_y=False,
+        output_scale=1.0,
+        uncertainty="ensemble",
+        alpha=0.05,
+        **params,
+    ).fit(X, y)
     K, Theta = nngp_ntk_kernels(X, **params)
     Ks, Thetas = nngp_ntk_kernels(X_test, X, **params)
     ref = KernelRidge(alpha=0.05, kernel="precomputed").fit(Theta, y)
@@ -395,7 +429,7 @@ def test_frozen_layers_equal_kernel_ridge_on_frozen_ntk(rng, frozen_layers):
     Kss = nngp_kernel(X_test, depth=3, bias_std=0.2)
     expected = Kss - P @ Ks.T - Ks @ P.T + P @ K @ P.T
     assert_allclose(
-        model.predict(X_test, return_cov=True)[1],
+        model.predict(X_test, return_cov=True, latent=True)[1],
         expected,
         rtol=1e-7,
         atol=1e-10 * Kss.max(),
