@@ -57,10 +57,6 @@ def probe_cupy():
     return cupy, ""
 
 
-# former name, still imported by tests/conftest.py and the CLI
-_probe_cupy = probe_cupy
-
-
 def gpu_available():
     """True when CuPy imports and sees at least one CUDA device."""
     return probe_cupy()[0] is not None

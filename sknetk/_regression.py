@@ -26,10 +26,9 @@ from ._base import (
     n_rows,
     validate_dask_fit,
 )
+from ._linalg import eigen_basis, flow_filters
 from ._solvers import time_scale
 from .dynamics import (
-    _decomposition,
-    _flow_filters,
     ensemble_covariance,
     gp_posterior,
     gradient_flow_dual_coef,
@@ -623,12 +622,12 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         ``n_test x n_train`` factors and one block, instead of four
         ``n_test x n_test`` temporaries.
         """
-        xp, evals, U = _decomposition(None, sw, eigh)
+        xp, evals, U = eigen_basis(eigh, sw)
         ridge, t = self.alpha_, self._flow_time()
         prior, readout_only = self._prior()
         if readout_only and t is None:
             # K** - K* U g U^T K*^T  (g = 1 / (a + ridge))
-            filters, _, _ = _flow_filters(xp, evals, [math.inf], ridge, 1.0, 1)
+            filters, _, _ = flow_filters(xp, evals, [math.inf], ridge, 1.0, 1)
             KsU = test[prior] @ U
             pairs = [(KsU * filters[0, :][None, :], KsU)]
         else:
@@ -636,7 +635,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
             # with PV = Theta* U g, KsU = K* U and D = KsU - PV (U^T K U),
             # it is K** - PV KsU^T - D PV^T.
             n = U.shape[0]
-            filters, _, _ = _flow_filters(
+            filters, _, _ = flow_filters(
                 xp,
                 evals,
                 [math.inf if t is None else t],

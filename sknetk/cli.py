@@ -25,7 +25,7 @@ import warnings
 from . import __version__
 from ._base import plain_labels
 from ._cv import NTKClassifierCV, NTKRegressorCV
-from ._device import _probe_cupy, check_device, gpu_available
+from ._device import check_device, gpu_available, probe_cupy
 
 __all__ = [
     "main",
@@ -1799,7 +1799,7 @@ def _info(args, out):
         ("cupy", "cupy"),
     ):
         rows.append((label, _version(module)))
-    cupy, reason = _probe_cupy()
+    cupy, reason = probe_cupy()
     if cupy is None:
         rows.append(("GPU", f"not available: {reason}"))
     else:

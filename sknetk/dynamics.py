@@ -201,10 +201,6 @@ def _decomposition(K_train_train, sample_weight, eigh):
     return eigen_basis(eigh, sample_weight)
 
 
-# former name, still imported by the estimators: use sknetk._linalg.flow_filters
-_flow_filters = flow_filters
-
-
 def _filtered(xp, M, filters, z):
     """Stack ``M @ (g * z)`` over the rows ``g`` of ``filters``."""
     rows = []

@@ -45,9 +45,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_collection_modifyitems(config, items):
-    from sknetk._device import _probe_cupy
+    from sknetk._device import probe_cupy
 
-    cupy, reason = _probe_cupy()
+    cupy, reason = probe_cupy()
     if cupy is not None:
         return
     skip = pytest.mark.skip(reason=f"needs a GPU: {reason}")

@@ -35,12 +35,6 @@ PRIVATE_IMPORTS_ALLOWED = {
     ("_classification", "_base", "_BaseNTK"): "the estimators' base class",
     ("_regression", "_base", "_insert_params_doc"): "docstring assembly",
     ("_classification", "_base", "_insert_params_doc"): "docstring assembly",
-    # former names kept as aliases until their users switch to the public
-    # ones (_linalg.eigen_basis and _linalg.flow_filters, _device.probe_cupy);
-    # then drop these entries and the aliases
-    ("_regression", "dynamics", "_decomposition"): "use _linalg.eigen_basis",
-    ("_regression", "dynamics", "_flow_filters"): "alias of _linalg.flow_filters",
-    ("cli", "_device", "_probe_cupy"): "alias of _device.probe_cupy",
 }
 
 
