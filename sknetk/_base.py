@@ -12,6 +12,7 @@ keeps the rows its prediction needs in ``X_fit_`` (the Nystrom solver its
 centres), so prediction is the same for all of them.
 """
 
+import contextlib
 import functools
 import math
 import warnings
@@ -22,6 +23,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples
+from threadpoolctl import threadpool_limits
 
 from ._array_api import get_namespace, is_numpy_namespace
 from ._cache import cached_kernel
@@ -176,7 +178,9 @@ KERNEL_PARAMS_DOC = """
         never holds the full ``n_test x n_train`` kernel.
 
     n_jobs : int, default=-1
-        Number of threads computing kernel tiles; ``-1`` uses every core.
+        Number of threads computing kernel tiles; ``-1`` uses every core. A
+        positive value also bounds the BLAS threads of ``fit`` and ``predict``
+        (threadpoolctl).
 
     solver : {{"auto", "cholesky", "nystrom"}}, default="auto"
         ``"cholesky"``: the exact solver, with the ``n x n`` training kernel
@@ -247,6 +251,16 @@ def to_input_namespace(result, was_cupy):
     return result
 
 
+def blas_threads(n_jobs):
+    """Context bounding the BLAS threads by a positive ``n_jobs``.
+
+    ``None`` or a negative ``n_jobs`` (every core) leaves BLAS as it is.
+    """
+    if n_jobs is None or n_jobs < 0:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=max(int(n_jobs), 1), user_api="blas")
+
+
 def mirrors_input(method):
     """Decorator of ``method(self, X, *args, **kwargs)``: input and output mirroring.
 
@@ -254,6 +268,9 @@ def mirrors_input(method):
     is copied to the host (scikit-learn's validation is NumPy based) and, when
     ``X`` was a CuPy array, the array results (one array or a tuple of them)
     are returned as CuPy arrays. ``self`` is returned as it is (``fit``).
+    The method runs with the BLAS threads bounded by a positive ``n_jobs`` of
+    the estimator (:func:`blas_threads`), so that ``n_jobs=1`` means one
+    thread for the kernel tiles and for the linear algebra alike.
     """
 
     @functools.wraps(method)
@@ -261,7 +278,8 @@ def mirrors_input(method):
         X, was_cupy = to_host(X)
         args = [to_host(value)[0] for value in args]
         kwargs = {key: to_host(value)[0] for key, value in kwargs.items()}
-        out = method(self, X, *args, **kwargs)
+        with blas_threads(getattr(self, "n_jobs", None)):
+            out = method(self, X, *args, **kwargs)
         if not was_cupy or out is self:
             return out
         if isinstance(out, tuple):

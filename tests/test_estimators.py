@@ -413,3 +413,35 @@ def test_pandas_input_records_feature_names(rng, Estimator):
     assert_array_equal(model.predict(frame), Estimator().fit(X, y).predict(X))
     with pytest.raises(ValueError, match="feature names"):
         model.predict(frame[["gamma", "beta", "alpha"]])
+
+
+@pytest.mark.parametrize("n_jobs", [1, -1])
+def test_n_jobs_bounds_blas_threads_during_fit_and_predict(n_jobs, monkeypatch):
+    """A positive ``n_jobs`` bounds the BLAS threads inside fit and predict;
+    ``-1`` leaves them as they are."""
+    from threadpoolctl import threadpool_info
+
+    import sknetk._regression as regression
+
+    def blas_threads():
+        return [
+            info["num_threads"]
+            for info in threadpool_info()
+            if info["user_api"] == "blas"
+        ]
+
+    outside = blas_threads()
+    seen = []
+    original = regression.check_regression_targets
+
+    def spy(y):
+        seen.append(blas_threads())
+        return original(y)
+
+    monkeypatch.setattr(regression, "check_regression_targets", spy)
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    NTKRegressor(n_jobs=n_jobs).fit(X, X[:, 0])
+    assert seen, "fit did not run the spied function"
+    expected = [1] * len(outside) if n_jobs == 1 else outside
+    assert seen[-1] == expected
+    assert blas_threads() == outside
