@@ -228,6 +228,7 @@ def main(argv=None):
         with path.open("a") as fh:
             fh.write(line + "\n")
         print(f"appended to {path}", file=sys.stderr)
+    return record
 
 
 if __name__ == "__main__":

@@ -35,10 +35,17 @@ Data (rows capped at ``--max-rows``, a fixed random subsample): diabetes
 (mlxtend), fair, randhie, grunfeld, star98, engel, ccard and statecrime
 (statsmodels).
 
+Then, in the same run (``--no-probabilities`` skips it), the classification
+part of ``bench_probabilities.py``: the log loss of ``NTKClassifierCV()``'s
+``predict_proba`` against ``CalibratedClassifierCV(SVC())`` on 8 offline
+classification sets (target: no worse than 5% above on average); its table
+and JSON line are printed, and its summary is copied into this JSON line
+(``log_loss``).
+
 Usage::
 
-    python benchmarks/bench_uncertainty.py            # about 2 minutes
-    python benchmarks/bench_uncertainty.py --save     # append the JSON line
+    python benchmarks/bench_uncertainty.py            # about 6 minutes
+    python benchmarks/bench_uncertainty.py --save     # append the JSON lines
 
 Prints a table and one JSON line; ``--save`` appends it to
 ``benchmarks/results/uncertainty_<date>_cpu.jsonl`` and the table to the
@@ -289,6 +296,13 @@ def main(argv=None):
     )
     parser.add_argument("--max-rows", type=int, default=1000)
     parser.add_argument("--save", action="store_true")
+    parser.add_argument(
+        "--no-probabilities",
+        action="store_true",
+        help="skip the classification part (log loss of NTKClassifierCV against "
+        "CalibratedClassifierCV(SVC()), bench_probabilities.py) run after the "
+        "regression part",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import sklearn
@@ -319,8 +333,16 @@ def main(argv=None):
         "datasets": rows,
         "skipped": skipped,
         "mean": means,
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    if not args.no_probabilities:
+        # the same run: coverage and NLPD above, log loss of the probabilities
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_probabilities
+
+        probabilities = bench_probabilities.main(["--save"] if args.save else [])
+        record["log_loss"] = probabilities["summary"]
+        record["log_loss_baseline"] = probabilities["baseline"]
+    record["seconds"] = round(time.perf_counter() - start, 1)
     line = json.dumps(record)
     print(line)
     if args.save:
