@@ -24,24 +24,29 @@ Fixtures
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "deterministic",
-    max_examples=25,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "explore",
-    parent=settings.get_profile("deterministic"),
-    derandomize=False,
-    max_examples=250,
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+try:  # a GPU machine running benchmarks/gpu_check.sh may lack hypothesis
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - the test extra installs it
+    settings = None
+
+if settings is not None:
+    settings.register_profile(
+        "deterministic",
+        max_examples=25,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.register_profile(
+        "explore",
+        parent=settings.get_profile("deterministic"),
+        derandomize=False,
+        max_examples=250,
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_collection_modifyitems(config, items):
