@@ -251,6 +251,25 @@ class ConvKernelSpec:
 # ---------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------
+def check_image_shape(image_shape):
+    """``image_shape`` as ``(H, W, C)`` of positive ints (``(H, W)``: one
+    channel), or a ``ValueError``."""
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"image_shape must be (H, W, C) or (H, W), got {image_shape!r}."
+        ) from None
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"image_shape must be (H, W, C) or (H, W) of positive ints, got "
+            f"{image_shape!r}."
+        )
+    return shape
+
+
 def as_images(xp, X, image_shape, name="X"):
     """``X`` as an NHWC array ``(n, H, W, C)``.
 
@@ -264,19 +283,7 @@ def as_images(xp, X, image_shape, name="X"):
     """
     shape = tuple(X.shape)
     if image_shape is not None:
-        try:
-            image_shape = tuple(int(s) for s in image_shape)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"image_shape must be (H, W, C) or (H, W), got {image_shape!r}."
-            ) from None
-        if len(image_shape) == 2:
-            image_shape = image_shape + (1,)
-        if len(image_shape) != 3 or min(image_shape) < 1:
-            raise ValueError(
-                f"image_shape must be (H, W, C) or (H, W) of positive ints, got "
-                f"{image_shape!r}."
-            )
+        image_shape = check_image_shape(image_shape)
     if len(shape) == 4:
         if image_shape is not None and shape[1:] != image_shape:
             raise ValueError(

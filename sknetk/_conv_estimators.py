@@ -38,7 +38,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cache import cached_conv_kernel
-from ._conv import PADDINGS, READOUTS, ConvKernelSpec
+from ._conv import PADDINGS, READOUTS, ConvKernelSpec, check_image_shape
 from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
 from ._recursion import PARAMETERIZATIONS
 from ._solver import ALPHA_SCALES, effective_alpha
@@ -184,19 +184,7 @@ def _as_rows(X):
 def _image_shape(param, from_array, n_features):
     """The ``(H, W, C)`` a model uses (see ``image_shape`` in the docstring)."""
     if param is not None:
-        try:
-            shape = tuple(int(s) for s in param)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"image_shape must be (H, W, C) or (H, W), got {param!r}."
-            ) from None
-        if len(shape) == 2:
-            shape = shape + (1,)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(
-                f"image_shape must be (H, W, C) or (H, W) of positive ints, "
-                f"got {param!r}."
-            )
+        shape = check_image_shape(param)
         if from_array is not None and from_array != shape:
             raise ValueError(
                 f"X holds images of shape {from_array} but image_shape={shape}."
