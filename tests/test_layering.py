@@ -46,7 +46,7 @@ LAYERS = (
     (
         "foundations",
         {"_array_api", "_activations", "_device", "_progress", "_forward_mode"}
-        | {"exceptions"},
+        | {"_params", "exceptions"},
     ),
     ("numerics", {"_linalg", "_recursion", "_solver", "_conv"}),
     (
