@@ -53,8 +53,8 @@ from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
+    Options,
     StrOptions,
-    _Constraint,
     validate_params,
 )
 
@@ -107,18 +107,21 @@ CONTEXTS = {
 }
 
 
-class _FloatDtype(_Constraint):
+class _FloatDtype(Options):
     """``"float64"`` or ``"float32"``: a string, a NumPy dtype or type, or an
     array-API namespace's dtype object (``xp.float64``)."""
 
+    def __init__(self):
+        super().__init__(object, {"float64", "float32"})
+
     def is_satisfied_by(self, val):
         if isinstance(val, str):
-            return val in ("float64", "float32")
+            return val in self.options
         try:
             name = np.dtype(val).name
         except TypeError:
             name = str(val).rsplit(".", 1)[-1]  # array_api_strict.float64
-        return name in ("float64", "float32")
+        return name in self.options
 
     def __str__(self):
         return "'float64' or 'float32' (a string or a dtype)"
@@ -893,12 +896,21 @@ def _split(name, context):
     return PARAMS[name], context
 
 
-def _fill(text, fmt):
+def _fill(text, fmt, width=72):
     """``text`` with ``{key}`` replaced for each key of ``fmt`` (other braces,
-    such as a type's ``{"ntk", "nngp"}``, are left alone)."""
-    for key, value in fmt.items():
-        text = text.replace("{" + key + "}", str(value))
-    return text
+    such as a type's ``{"ntk", "nngp"}``, are left alone); the paragraphs
+    where a value went are wrapped again to ``width`` columns."""
+    paragraphs = text.split("\n\n")
+    for i, paragraph in enumerate(paragraphs):
+        filled = paragraph
+        for key, value in fmt.items():
+            filled = filled.replace("{" + key + "}", str(value))
+        if filled != paragraph and max(map(len, filled.splitlines())) > width:
+            filled = textwrap.fill(
+                filled, width, break_long_words=False, break_on_hyphens=False
+            )
+        paragraphs[i] = filled
+    return "\n\n".join(paragraphs)
 
 
 def param_docs(names, indent=4, context=None, blank_lines=False, **fmt):
@@ -938,7 +950,8 @@ def param_docs(names, indent=4, context=None, blank_lines=False, **fmt):
     for name in names:
         param, ctx = _split(name, context)
         entry = param.resolve(ctx)
-        doc = textwrap.indent(_fill(entry["doc"], fmt), pad + "    ")
+        doc = _fill(entry["doc"], fmt, width=max(40, 80 - indent - 4))
+        doc = textwrap.indent(doc, pad + "    ")
         entries.append(f"{pad}{param.name} : {_fill(entry['type'], fmt)}\n{doc}")
     return ("\n\n" if blank_lines else "\n").join(entries)
 
