@@ -1,0 +1,767 @@
+"""Fused CUDA kernels for the convolutional (CNN-GP / CNTK) layer recursion.
+
+One launch per block of the network computes, for every image pair of a
+tile and every pixel pair of the block's output map, the Conv's patch sums
+of the previous layer's NNGP and NTK pixel-pair values (or, for the first
+Conv, of the input covariance straight from the images), the affine step of
+the parameterization, the activation's dual and derivative dual, and, when
+the block's output is read out, the readout's partial sums in float64: one
+read of the previous layer's values (cached across the filter's offsets) and
+one write of the new ones, instead of one pass over memory per elementwise
+operation of :mod:`sknetk._conv`.
+
+Layout. A tile of ``T`` image pairs (``T`` a multiple of 32) is stored as
+``(T / 32, E, 32)``: groups of 32 pairs, pixel-pair entry ``e`` major inside a
+group, the 32 pairs minor. ``E`` is ``(H W)^2`` in the full layout
+(``e = ((h W + w) H + h') W + w'``) or ``H W`` in the diagonal one (Flatten
+readout, no pooling left: only the pairs ``(p, p)``). A warp handles one
+entry of 32 pairs (coalesced), a thread keeps its pair and walks the entries
+of its group with a stride (its *lane*), so that its readout sum stays in a
+register and is written once (no atomics: deterministic).
+
+Precision. The storage type ``T`` is float32 or float64; patch sums, the
+input dot products and the readout are accumulated in float64 in both (the
+issue's "float32 kernels with float64 accumulation of the readout"); the
+activation's dual runs in ``T``.
+
+Activations. The duals are :mod:`sknetk._cuda`'s device functions (the ABReLU
+family in the arccos form ``atan2(sin, rho)``, erf and sigmoid_like, gelu,
+sin and cos, rbf, sign, identity): every registered activation is fused.
+AvgPool between blocks, the switch from the full to the diagonal layout and
+the readout of a pooled block run as array operations on the device (CuPy),
+with float64 sums.
+
+The device code is plain C++ templates, so tests/test_conv_cuda_source.py
+compiles it for the host with g++ and runs the driver below on NumPy arrays
+through ctypes (an emulated launch): the GPU is not needed to check it.
+CuPy is imported inside the functions only.
+"""
+
+import math
+import os
+
+import numpy as np
+
+from . import _cuda
+from ._activations import snap_tolerance
+
+__all__ = [
+    "CONV_SOURCE",
+    "conv_kernels",
+    "conv_kernels_cupy",
+    "kernel_names",
+    "threads_per_launch",
+]
+
+#: Pairs per group (one warp) and threads per CUDA block.
+GROUP = 32
+_BLOCK = 256
+
+# geometry of one block (long long array ``geo``):
+_GEO_FIELDS = (
+    "Hi",  # 0 input map
+    "Wi",  # 1
+    "Ho",  # 2 output map of the Conv
+    "Wo",  # 3
+    "fh",  # 4 filter
+    "fw",  # 5
+    "lo_h",  # 6 offset of the window's first row (SAME/CIRCULAR), 0 (VALID)
+    "lo_w",  # 7
+    "padding",  # 8 0 zeros, 1 periodic, 2 none
+    "full",  # 9 full (1) or diagonal (0) pixel-pair layout
+    "first",  # 10 the input is the images (first Conv)
+    "C",  # 11 channels of the images
+    "want_ntk",  # 12
+    "has_theta",  # 13 an NTK input exists (not the first Conv)
+    "ntk_par",  # 14 "ntk" (1) or "standard" (0) parameterization
+    "readout",  # 15 0 none, 1 every entry, 2 the diagonal pixel pairs
+    "lda",  # 16 leading dimension of the rows' pixel maps (their image count)
+    "ldb",  # 17 same for the columns
+)
+_GEO = {name: k for k, name in enumerate(_GEO_FIELDS)}
+
+CONV_SOURCE = (
+    _cuda.DUAL_SOURCE
+    + r"""
+// ---------------------------------------------------------------------------
+// Convolutional layer recursion. ``geo``: see _GEO_FIELDS in _conv_cuda.py;
+// ``cst`` (double): w^2 / (fh fw), b^2, c_in (the standard NTK's patch
+// factor), 1[bias], 1 - the snap tolerance of the block's correlations.
+// ---------------------------------------------------------------------------
+
+// The source index of output index ``y`` shifted into a map of ``n`` rows
+// (false: in the zero padding).
+__device__ __host__ inline bool sknetk_conv_src(long long y, long long n,
+                                                long long padding,
+                                                long long& out) {
+  if (padding == 1) {
+    y %= n;
+    if (y < 0) y += n;
+  }
+  out = y;
+  return y >= 0 && y < n;
+}
+
+// Unnormalised patch sums of Sigma (ps) and Theta (pt) of pair slot ``tt`` of
+// group ``grp`` (images i of A and j of B) at the output pixel pair
+// (h, w; h2, w2): one shared offset for both pixels, fh fw offsets.
+template <typename T>
+__device__ __host__ inline void sknetk_conv_patch(
+    const long long* geo, const T* sig, const T* th, const T* A, const T* B,
+    long long i, long long j, long long grp, long long tt, long long h,
+    long long w, long long h2, long long w2, int want_theta, double& ps,
+    double& pt) {
+  const long long Hi = geo[0], Wi = geo[1], fh = geo[4], fw = geo[5];
+  const long long lo_h = geo[6], lo_w = geo[7], padding = geo[8];
+  const long long full = geo[9], first = geo[10], C = geo[11];
+  const long long Ein = full ? Hi * Wi * Hi * Wi : Hi * Wi;
+  const T* sg = sig + grp * Ein * 32 + tt;
+  const T* tg = th + grp * Ein * 32 + tt;
+  ps = 0.0;
+  pt = 0.0;
+  for (long long a = 0; a < fh; ++a) {
+    long long y1, y2;
+    if (!sknetk_conv_src(h + a - lo_h, Hi, padding, y1)) continue;
+    if (!sknetk_conv_src(h2 + a - lo_h, Hi, padding, y2)) continue;
+    for (long long b = 0; b < fw; ++b) {
+      long long x1, x2;
+      if (!sknetk_conv_src(w + b - lo_w, Wi, padding, x1)) continue;
+      if (!sknetk_conv_src(w2 + b - lo_w, Wi, padding, x2)) continue;
+      if (first) {
+        const T* u = A + ((i * Hi + y1) * Wi + x1) * C;
+        const T* v = B + ((j * Hi + y2) * Wi + x2) * C;
+        double dot = 0.0;
+        for (long long c = 0; c < C; ++c) dot += (double)u[c] * (double)v[c];
+        ps += dot / (double)C;
+      } else {
+        const long long e =
+            full ? ((y1 * Wi + x1) * Hi + y2) * Wi + x2 : y1 * Wi + x1;
+        ps += (double)sg[e * 32];
+        if (want_theta) pt += (double)tg[e * 32];
+      }
+    }
+  }
+}
+
+// The variances q(x, p) entering the block's activation, of the images of a
+// self tile (pairs (i, i)): S[p lda + i] = sqrt(q), INV[...] = 1 / sqrt(q)
+// (0 where q = 0). Thread g: slot g % 32, pixel (g / 32) % P, group g / 32P.
+template <typename T>
+__device__ __host__ inline void sknetk_conv_variance_body(
+    long long g, const long long* geo, const double* cst, const T* sig,
+    const T* A, const long long* pair_i, T* S, T* INV, long long groups) {
+  const long long Ho = geo[2], Wo = geo[3], P = Ho * Wo, lda = geo[16];
+  const long long tt = g % 32, rest = g / 32;
+  const long long p = rest % P, grp = rest / P;
+  if (grp >= groups) return;
+  const long long i = pair_i[grp * 32 + tt];
+  const long long h = p / Wo, w = p % Wo;
+  double ps, pt;
+  sknetk_conv_patch<T>(geo, sig, sig, A, A, i, i, grp, tt, h, w, h, w, 0, ps,
+                       pt);
+  const T q = (T)(cst[0] * ps + cst[1]);
+  const T s = sknetk_sqrt(q);
+  S[p * lda + i] = s;
+  INV[p * lda + i] = s > T(0) ? T(1) / s : T(0);
+}
+
+// One block of the recursion on a tile: Conv, affine step, activation,
+// readout partial sums. Thread g: slot tt = g % 32, lane (g / 32) % lanes,
+// group g / (32 lanes); the lane walks the entries e = lane, lane + lanes, ...
+template <typename T, int ACT>
+__device__ __host__ inline void sknetk_conv_layer_body(
+    long long g, const long long* geo, const double* cst, const T* ap,
+    const T* sig, const T* th, const T* A, const T* B,
+    const long long* pair_i, const long long* pair_j, const T* sa,
+    const T* ia, const T* sb, const T* ib, T* sig_out, T* th_out,
+    double* part_s, double* part_t, long long groups, long long lanes) {
+  const long long Ho = geo[2], Wo = geo[3], full = geo[9];
+  const long long want_ntk = geo[12], has_theta = geo[13], ntk_par = geo[14];
+  const long long readout = geo[15], lda = geo[16], ldb = geo[17];
+  const long long tt = g % 32, rest = g / 32;
+  const long long lane = rest % lanes, grp = rest / lanes;
+  if (grp >= groups) return;
+  const long long t = grp * 32 + tt;
+  const long long i = pair_i[t], j = pair_j[t];
+  const long long Eout = full ? Ho * Wo * Ho * Wo : Ho * Wo;
+  const double w2f = cst[0], b2 = cst[1], c_in = cst[2], bias_one = cst[3];
+  const T snap = (T)cst[4];
+  T* so = sig_out + grp * Eout * 32 + tt;
+  T* to = th_out + grp * Eout * 32 + tt;
+  double acc_s = 0.0, acc_t = 0.0;
+  for (long long e = lane; e < Eout; e += lanes) {
+    long long h, w, h2, w2;
+    if (full) {
+      long long r = e;
+      w2 = r % Wo;
+      r /= Wo;
+      h2 = r % Ho;
+      r /= Ho;
+      w = r % Wo;
+      h = r / Wo;
+    } else {
+      w = e % Wo;
+      h = e / Wo;
+      h2 = h;
+      w2 = w;
+    }
+    double ps, pt;
+    sknetk_conv_patch<T>(geo, sig, th, A, B, i, j, grp, tt, h, w, h2, w2,
+                         (int)(want_ntk && has_theta), ps, pt);
+    const double sigma = w2f * ps + b2;
+    double theta = 0.0;
+    if (want_ntk) {
+      const double own = ntk_par ? sigma : c_in * ps + bias_one;
+      theta = has_theta ? w2f * pt + own : own;
+    }
+    const long long p1 = h * Wo + w, p2 = h2 * Wo + w2;
+    const T a[3] = {T(0), sa[p1 * lda + i], ia[p1 * lda + i]};
+    const T b[3] = {T(0), sb[p2 * ldb + j], ib[p2 * ldb + j]};
+    T sg = (T)sigma, dot;
+    sknetk_dual<T>(ACT, ap, sg, a, b, snap, dot);
+    const T tv = (T)theta * dot;
+    so[e * 32] = sg;
+    if (want_ntk) to[e * 32] = tv;
+    if (readout == 1 || (readout == 2 && p1 == p2)) {
+      acc_s += (double)sg;
+      acc_t += (double)tv;
+    }
+  }
+  if (readout) {
+    const long long k = (grp * lanes + lane) * 32 + tt;
+    part_s[k] = acc_s;
+    part_t[k] = acc_t;
+  }
+}
+"""
+)
+
+# The __global__ kernels: one layer kernel per (dtype, activation id), the
+# activation a compile-time constant (only its branch is compiled), and one
+# variance kernel per dtype.
+_KERNEL_TEMPLATE = r"""
+#define SKNETK_CONV_LAYER(T, ACT)                                              \
+  extern "C" __global__ void sknetk_conv_layer_##T##_##ACT(                    \
+      const long long* geo, const double* cst, const T* ap, const T* sig,      \
+      const T* th, const T* A, const T* B, const long long* pair_i,            \
+      const long long* pair_j, const T* sa, const T* ia, const T* sb,          \
+      const T* ib, T* sig_out, T* th_out, double* part_s, double* part_t,      \
+      long long groups, long long lanes) {                                     \
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
+    sknetk_conv_layer_body<T, ACT>(g, geo, cst, ap, sig, th, A, B, pair_i,     \
+                                   pair_j, sa, ia, sb, ib, sig_out, th_out,    \
+                                   part_s, part_t, groups, lanes);             \
+  }
+#define SKNETK_CONV_VARIANCE(T)                                                \
+  extern "C" __global__ void sknetk_conv_variance_##T(                         \
+      const long long* geo, const double* cst, const T* sig, const T* A,       \
+      const long long* pair_i, T* S, T* INV, long long groups) {               \
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
+    sknetk_conv_variance_body<T>(g, geo, cst, sig, A, pair_i, S, INV, groups); \
+  }
+#define SKNETK_CONV_LAYERS(T)                                                  \
+  SKNETK_CONV_LAYER(T, 0) SKNETK_CONV_LAYER(T, 1) SKNETK_CONV_LAYER(T, 2)      \
+  SKNETK_CONV_LAYER(T, 3) SKNETK_CONV_LAYER(T, 4) SKNETK_CONV_LAYER(T, 5)      \
+  SKNETK_CONV_LAYER(T, 6)
+SKNETK_CONV_LAYERS(double)
+SKNETK_CONV_LAYERS(float)
+SKNETK_CONV_VARIANCE(double)
+SKNETK_CONV_VARIANCE(float)
+"""
+
+#: The whole RawModule source (what CuPy compiles and the tests build).
+KERNEL_SOURCE = CONV_SOURCE + _KERNEL_TEMPLATE
+
+#: Developer knob: threads per launch (grid-stride lanes are sized to it),
+#: e.g. ``SKNETK_CONV_CUDA_THREADS=524288``; about the resident thread count
+#: of the device by default (132 SMs x 2048 on an H100).
+THREADS_ENV = "SKNETK_CONV_CUDA_THREADS"
+_DEFAULT_THREADS = 2**18
+#: Developer knob: image pairs per tile (a multiple of 32), overriding the
+#: working-memory plan, e.g. ``SKNETK_CONV_CUDA_PAIRS=256``.
+PAIRS_ENV = "SKNETK_CONV_CUDA_PAIRS"
+#: Arrays of a tile's size alive at once: the two inputs, the two outputs
+#: and a pooling temporary.
+_TILE_ARRAYS = 5
+
+
+def _env_int(name, default, low, high):
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name}={text!r}: expected an integer in [{low}, {high}].")
+    return int(text)
+
+
+def threads_per_launch():
+    """Target number of CUDA threads of one layer launch (see :data:`THREADS_ENV`)."""
+    return _env_int(THREADS_ENV, _DEFAULT_THREADS, GROUP, 2**30)
+
+
+def kernel_names(dtype):
+    """``(layer kernel name format, variance kernel name)`` for ``dtype``."""
+    t = "float" if np.dtype(dtype) == np.float32 else "double"
+    return "sknetk_conv_layer_" + t + "_{}", "sknetk_conv_variance_" + t
+
+
+# ---------------------------------------------------------------------------
+# Launchers: CuPy on a GPU; the tests provide one that runs the same source
+# compiled for the host (ctypes).
+# ---------------------------------------------------------------------------
+class _CupyLauncher:
+    """Launches the RawModule kernels on the current CUDA device."""
+
+    _module = None
+
+    def __init__(self):
+        import cupy
+
+        self.xp = cupy
+        if _CupyLauncher._module is None:
+            _CupyLauncher._module = cupy.RawModule(
+                code=KERNEL_SOURCE, options=("-std=c++14",)
+            )
+        self._functions = {}
+
+    def _get(self, name):
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = self._functions[name] = _CupyLauncher._module.get_function(name)
+        return fn
+
+    def launch(self, name, n_threads, args):
+        grid = ((n_threads + _BLOCK - 1) // _BLOCK, 1, 1)
+        self._get(name)(grid, (_BLOCK, 1, 1), tuple(args))
+
+    def check_fits(self, n_bytes, what):
+        _cuda.check_fits(n_bytes, what)
+
+    def budget(self, working_memory_bytes):
+        return min(working_memory_bytes, _cuda.free_device_memory() / 4)
+
+
+# ---------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------
+def _block_plan(spec, H, W, C, dtype):
+    """Per block: its geometry, constants and where its output goes."""
+    fh, fw = spec.filter_shape
+    w2 = spec.weight_std * spec.weight_std
+    b2 = 0.0 if spec.bias_std is None else spec.bias_std * spec.bias_std
+    bias_one = 0.0 if spec.bias_std is None else 1.0
+    ph, pw = spec.pool_window
+    full_at = spec.full_layout()
+    shapes = spec.map_shapes(H, W)
+    plans = []
+    hi, wi = H, W
+    for block, (hc, wc, ho, wo) in enumerate(shapes):
+        terms = fh * fw * (C if block == 0 else 1)
+        if block - 1 in spec.pool_after:
+            terms += (ph * pw) ** 2
+        tol = snap_tolerance(np, np.dtype(dtype), terms)
+        c_in = C if block == 0 else spec.width
+        pooled = block in spec.pool_after
+        full = full_at[block]
+        plans.append(
+            {
+                "geo": {
+                    "Hi": hi,
+                    "Wi": wi,
+                    "Ho": hc,
+                    "Wo": wc,
+                    "fh": fh,
+                    "fw": fw,
+                    "lo_h": 0 if spec.padding == "VALID" else (fh - 1) // 2,
+                    "lo_w": 0 if spec.padding == "VALID" else (fw - 1) // 2,
+                    "padding": {"SAME": 0, "CIRCULAR": 1, "VALID": 2}[spec.padding],
+                    "full": int(full),
+                    "first": int(block == 0),
+                    "C": C,
+                    "has_theta": int(block > 0),
+                    "ntk_par": int(spec.parameterization == "ntk"),
+                },
+                "cst": (
+                    w2 / (fh * fw),
+                    b2,
+                    math.nan if c_in is None else float(c_in),
+                    bias_one,
+                    1.0 - tol,
+                ),
+                "pooled": pooled,
+                "out_map": (ho, wo),
+                "entries": (hc * wc) ** (2 if full else 1),
+                "to_diagonal": block + 1 < spec.depth
+                and full
+                and not full_at[block + 1],
+                "full": full,
+            }
+        )
+        hi, wi = ho, wo
+    return plans
+
+
+def _entries_max(plans, H, W):
+    first = (H * W) ** (2 if plans[0]["full"] else 1)
+    return max([first] + [p["entries"] for p in plans])
+
+
+# ---------------------------------------------------------------------------
+# Array helpers on the (groups, entries, 32) layout
+# ---------------------------------------------------------------------------
+def _pool(xp, K, H, W, window):
+    ph, pw = window
+    G = K.shape[0]
+    ho, wo = (H - ph) // ph + 1, (W - pw) // pw + 1
+    K = K.reshape(G, H, W, H, W, GROUP)[:, : ho * ph, : wo * pw, : ho * ph, : wo * pw]
+    K = K.reshape(G, ho, ph, wo, pw, ho, ph, wo, pw, GROUP)
+    pooled = K.sum(axis=(2, 4, 6, 8), dtype=np.float64) / float((ph * pw) ** 2)
+    return xp.ascontiguousarray(pooled.reshape(G, -1, GROUP).astype(K.dtype))
+
+
+def _pixel_diagonal(xp, K, P):
+    G = K.shape[0]
+    return xp.ascontiguousarray(K.reshape(G, P * P, GROUP)[:, :: P + 1, :])
+
+
+def _readout_sums(xp, K, P, full, gap):
+    """float64 sums over the readout's pixel pairs, per slot: ``(T,)``."""
+    if full and not gap:
+        K = K.reshape(K.shape[0], P * P, GROUP)[:, :: P + 1, :]
+    return K.sum(axis=1, dtype=np.float64).reshape(-1)
+
+
+# ---------------------------------------------------------------------------
+# The recursion on one tile
+# ---------------------------------------------------------------------------
+def _geo_array(xp, geo, extra):
+    values = dict(geo)
+    values.update(extra)
+    return xp.asarray([int(values[name]) for name in _GEO_FIELDS], dtype=np.int64)
+
+
+def _run_tile(
+    launcher,
+    A,
+    B,
+    pair_i,
+    pair_j,
+    maps_a,
+    maps_b,
+    spec,
+    plans,
+    act,
+    want_ntk,
+    collect,
+    self_mode,
+):
+    """Run every block on the pairs ``(pair_i[t], pair_j[t])`` of one tile.
+
+    ``maps_a``/``maps_b``: per block ``(S, INV)`` arrays ``(P_l, n)`` of the
+    rows' and columns' pixel standard deviations (and their inverses); in
+    ``self_mode`` (``pair_i == pair_j``, ``A is B``) they are filled here.
+    Returns per collected block ``(sum_sigma, sum_theta, n_pixels)``:
+    float64 readout sums of the slots and the last map's pixel count.
+    """
+    xp = launcher.xp
+    dtype = A.dtype
+    T = pair_i.shape[0]
+    G = T // GROUP
+    act_id, act_params = act
+    ap = xp.asarray(act_params, dtype=dtype)
+    layer_name, variance_name = kernel_names(dtype)
+    layer_name = layer_name.format(act_id)
+    dummy = xp.zeros((1,), dtype=dtype)
+    sig = th = dummy
+    gap = spec.readout == "gap"
+    out = []
+    target = threads_per_launch()
+    for block, plan in enumerate(plans):
+        geo = plan["geo"]
+        Ho, Wo = geo["Ho"], geo["Wo"]
+        P = Ho * Wo
+        E = plan["entries"]
+        read_here = collect[block] and not plan["pooled"]
+        readout = 0
+        if read_here:
+            readout = 1 if (gap or not plan["full"]) else 2
+        lda, ldb = maps_a[block][0].shape[1], maps_b[block][0].shape[1]
+        geo_arr = _geo_array(
+            xp,
+            geo,
+            {"want_ntk": int(want_ntk), "readout": readout, "lda": lda, "ldb": ldb},
+        )
+        cst = xp.asarray(plan["cst"], dtype=np.float64)
+        if self_mode:
+            S, INV = maps_a[block]
+            launcher.launch(
+                variance_name,
+                G * P * GROUP,
+                (geo_arr, cst, sig, A, pair_i, S, INV, np.int64(G)),
+            )
+        lanes = int(max(1, min(E, -(-target // (GROUP * G)))))
+        sig_out = xp.empty((G, E, GROUP), dtype=dtype)
+        th_out = xp.empty((G, E, GROUP), dtype=dtype) if want_ntk else dummy
+        if readout:
+            part_s = xp.empty((G, lanes, GROUP), dtype=np.float64)
+            part_t = xp.empty((G, lanes, GROUP), dtype=np.float64)
+        else:
+            part_s = part_t = xp.zeros((1,), dtype=np.float64)
+        launcher.launch(
+            layer_name,
+            G * lanes * GROUP,
+            (
+                geo_arr,
+                cst,
+                ap,
+                sig,
+                th,
+                A,
+                B,
+                pair_i,
+                pair_j,
+                maps_a[block][0],
+                maps_a[block][1],
+                maps_b[block][0],
+                maps_b[block][1],
+                sig_out,
+                th_out,
+                part_s,
+                part_t,
+                np.int64(G),
+                np.int64(lanes),
+            ),
+        )
+        sig, th = sig_out, th_out
+        del sig_out, th_out
+        full = plan["full"]
+        if plan["pooled"]:
+            sig = _pool(xp, sig, Ho, Wo, spec.pool_window)
+            if want_ntk:
+                th = _pool(xp, th, Ho, Wo, spec.pool_window)
+        ho, wo = plan["out_map"]
+        if collect[block]:
+            if readout:
+                s_sum = part_s.sum(axis=1).reshape(-1)
+                t_sum = part_t.sum(axis=1).reshape(-1) if want_ntk else None
+            else:
+                s_sum = _readout_sums(xp, sig, ho * wo, full, gap)
+                t_sum = _readout_sums(xp, th, ho * wo, full, gap) if want_ntk else None
+            out.append((s_sum, t_sum, ho * wo))
+        if plan["to_diagonal"]:
+            sig = _pixel_diagonal(xp, sig, ho * wo)
+            if want_ntk:
+                th = _pixel_diagonal(xp, th, ho * wo)
+    return out
+
+
+def _finish(spec, s_sum, t_sum, n_pix, want_ntk):
+    """The Dense(1) readout layer on the float64 readout sums."""
+    gap = spec.readout == "gap"
+    w2 = spec.weight_std * spec.weight_std
+    b2 = 0.0 if spec.bias_std is None else spec.bias_std * spec.bias_std
+    bias_one = 0.0 if spec.bias_std is None else 1.0
+    count = float(n_pix * n_pix if gap else n_pix)
+    s_r = s_sum / count
+    nngp = w2 * s_r + b2
+    ntk = None
+    if want_ntk:
+        t_r = t_sum / count
+        if spec.parameterization == "ntk":
+            ntk = nngp + w2 * t_r
+        else:
+            width = math.nan if spec.width is None else spec.width
+            n_in = float(width * (1 if gap else n_pix))
+            ntk = n_in * s_r + w2 * t_r + bias_one
+    return nngp, ntk
+
+
+def _pad_pairs(xp, i, j):
+    """Pair index arrays padded to a multiple of 32 (repeating the last pair)."""
+    n = i.shape[0]
+    T = -(-n // GROUP) * GROUP
+    if T != n:
+        i = np.concatenate([i, np.full(T - n, i[-1])])
+        j = np.concatenate([j, np.full(T - n, j[-1])])
+    return xp.asarray(i, dtype=np.int64), xp.asarray(j, dtype=np.int64)
+
+
+def _pairs(symmetric, n1, n2, t0, t1):
+    """Rows and columns of the linear pairs ``t0 .. t1 - 1`` (NumPy).
+
+    ``symmetric``: the strict upper triangle ``i < j`` row by row; else all
+    ``(i, j)`` row-major.
+    """
+    t = np.arange(t0, t1, dtype=np.int64)
+    if not symmetric:
+        return t // n2, t % n2
+    # row i starts at offsets[i] = i n - i (i + 1) / 2
+    rows = np.arange(n1 + 1, dtype=np.int64)
+    offsets = rows * n1 - rows * (rows + 1) // 2
+    i = np.searchsorted(offsets, t, side="right") - 1
+    return i, t - offsets[i] + i + 1
+
+
+def _tile_pairs(spec, plans, H, W, itemsize, budget):
+    env = _env_int(PAIRS_ENV, 0, GROUP, 2**24)
+    if env:
+        return -(-env // GROUP) * GROUP
+    per_pair = _TILE_ARRAYS * itemsize * _entries_max(plans, H, W)
+    return max(GROUP, int(budget // per_pair) // GROUP * GROUP)
+
+
+def _self_path(launcher, X, spec, plans, act, want_ntk, all_depths, tile):
+    """Pixel-variance maps of every block and the exact diagonals ``K(x, x)``."""
+    xp = launcher.xp
+    n = X.shape[0]
+    maps = [
+        (
+            xp.zeros((p["geo"]["Ho"] * p["geo"]["Wo"], max(n, 1)), dtype=X.dtype),
+            xp.zeros((p["geo"]["Ho"] * p["geo"]["Wo"], max(n, 1)), dtype=X.dtype),
+        )
+        for p in plans
+    ]
+    collect = [all_depths or b == spec.depth - 1 for b in range(spec.depth)]
+    n_col = sum(collect)
+    diag = {"nngp": xp.zeros((n_col, n)), "ntk": xp.zeros((n_col, n))}
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        idx = np.arange(i0, i1, dtype=np.int64)
+        pi, pj = _pad_pairs(xp, idx, idx)
+        sums = _run_tile(
+            launcher,
+            X,
+            X,
+            pi,
+            pj,
+            maps,
+            maps,
+            spec,
+            plans,
+            act,
+            want_ntk,
+            collect,
+            True,
+        )
+        for k, (s_sum, t_sum, n_pix) in enumerate(sums):
+            nngp, ntk = _finish(spec, s_sum, t_sum, n_pix, want_ntk)
+            diag["nngp"][k, i0:i1] = nngp[: i1 - i0]
+            if want_ntk:
+                diag["ntk"][k, i0:i1] = ntk[: i1 - i0]
+    finite = bool(xp.all(xp.isfinite(diag["nngp"]))) and bool(
+        xp.all(xp.isfinite(diag["ntk"]))
+    )
+    finite = finite and all(bool(xp.all(xp.isfinite(S))) for S, _ in maps)
+    if not finite:
+        raise ValueError(
+            f"The convolutional kernel overflows {X.dtype} (NaN or infinity) at "
+            f"depth {spec.depth}: the images are too large in magnitude for "
+            f"weight_std={spec.weight_std!r}, bias_std={spec.bias_std!r} and the "
+            "activation's parameters. Scale the pixels (e.g. to [0, 1] or unit "
+            "variance)."
+        )
+    return maps, diag
+
+
+def conv_kernels(launcher, X, Y, spec, want, all_depths, budget):
+    """The requested kernels of ``X`` and ``Y`` with the fused kernels.
+
+    ``launcher`` runs the compiled kernels (:class:`_CupyLauncher` on a GPU)
+    and provides the array module ``launcher.xp`` of ``X`` and ``Y`` (NHWC,
+    C-contiguous, float32 or float64). Returns ``{name: (n_depths, n1, n2)}``
+    in the dtype of ``X``, as ``sknetk._conv.compute_kernels``.
+    """
+    xp = launcher.xp
+    symmetric = Y is None
+    Yv = X if symmetric else Y
+    X = xp.ascontiguousarray(X)
+    Yv = X if symmetric else xp.ascontiguousarray(Yv)
+    n1, H, W, C = X.shape
+    n2 = Yv.shape[0]
+    dtype = X.dtype
+    plans = _block_plan(spec, H, W, C, dtype)  # a vanishing map raises here
+    want_ntk = "ntk" in want
+    fused = _cuda.fused_activation(spec.dense_spec())
+    if fused is None:  # pragma: no cover - every registered activation is fused
+        raise NotImplementedError(
+            f"activation {spec.activation!r} has no fused CUDA form"
+        )
+    n_depths = spec.depth if all_depths else 1
+    itemsize = np.dtype(dtype).itemsize
+    launcher.check_fits(
+        len(want) * n_depths * n1 * n2 * itemsize,
+        f"The {' and '.join(want)} kernel(s) of {n1} x {n2} images",
+    )
+    out = {name: xp.empty((n_depths, n1, n2), dtype=dtype) for name in want}
+    tile = _tile_pairs(spec, plans, H, W, itemsize, launcher.budget(budget))
+    launcher.check_fits(
+        _TILE_ARRAYS * itemsize * _entries_max(plans, H, W) * tile,
+        f"One tile of {tile} image pairs",
+    )
+    maps_x, d_x = _self_path(
+        launcher, X, spec, plans, fused, want_ntk, all_depths, tile
+    )
+    maps_y, d_y = (
+        (maps_x, d_x)
+        if symmetric
+        else _self_path(launcher, Yv, spec, plans, fused, want_ntk, all_depths, tile)
+    )
+    roots_x = {k: xp.sqrt(xp.maximum(v, 0.0)) for k, v in d_x.items()}
+    roots_y = (
+        roots_x
+        if symmetric
+        else {k: xp.sqrt(xp.maximum(v, 0.0)) for k, v in d_y.items()}
+    )
+    collect = [all_depths or b == spec.depth - 1 for b in range(spec.depth)]
+    total = n1 * (n1 - 1) // 2 if symmetric else n1 * n2
+    for t0 in range(0, total, tile):
+        t1 = min(total, t0 + tile)
+        i, j = _pairs(symmetric, n1, n2, t0, t1)
+        pi, pj = _pad_pairs(xp, i, j)
+        sums = _run_tile(
+            launcher,
+            X,
+            Yv,
+            pi,
+            pj,
+            maps_x,
+            maps_y,
+            spec,
+            plans,
+            fused,
+            want_ntk,
+            collect,
+            False,
+        )
+        ii, jj = pi[: t1 - t0], pj[: t1 - t0]
+        for k, (s_sum, t_sum, n_pix) in enumerate(sums):
+            nngp, ntk = _finish(
+                spec,
+                s_sum[: t1 - t0],
+                None if t_sum is None else t_sum[: t1 - t0],
+                n_pix,
+                want_ntk,
+            )
+            for name, vals in (("nngp", nngp), ("ntk", ntk)):
+                if name not in out:
+                    continue
+                # Cauchy-Schwarz: |K(x, y)| <= sqrt(K(x, x) K(y, y))
+                bound = roots_x[name][k][ii] * roots_y[name][k][jj]
+                vals = xp.minimum(xp.maximum(vals, -bound), bound).astype(dtype)
+                out[name][k, ii, jj] = vals
+                if symmetric:
+                    out[name][k, jj, ii] = vals
+    if symmetric:
+        idx = xp.arange(n1)
+        for name in out:
+            out[name][:, idx, idx] = d_x[name].astype(dtype)
+    return out
+
+
+def conv_kernels_cupy(X, Y, spec, want, all_depths, budget, n_jobs=None):
+    """:func:`conv_kernels` on the current CUDA device; CuPy arrays in and out.
+
+    Same arguments and result as ``sknetk._conv.compute_kernels`` (``n_jobs``
+    is ignored: the device parallelises inside each launch).
+    """
+    return conv_kernels(_CupyLauncher(), X, Y, spec, want, all_depths, budget)
