@@ -1,5 +1,7 @@
 """NTK classification: one-vs-all regression on +-1 targets, calibrated by LOO."""
 
+import functools
+
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelBinarizer
@@ -17,11 +19,34 @@ from ._base import (
     densify,
     mirrors_input,
     n_rows,
-    to_host,
     validate_dask_fit,
 )
 from ._calibration import TemperatureCalibration, fit_temperature, loo_decision_values
 from ._solvers import train_kernel
+
+
+def labels_on_host(predict):
+    """Decorator of ``predict(self, X)`` of the classifiers: labels stay NumPy.
+
+    CuPy input is taken as every estimator method takes it, by
+    :func:`~sknetk._base.mirrors_input` (copied to the host, BLAS threads
+    bounded by ``n_jobs``), but the labels are not mirrored back: CuPy holds
+    no strings, so they are NumPy whatever the input. (The wrapped call hands
+    ``self`` back to ``mirrors_input``, which returns ``self`` unconverted.)
+    """
+
+    @mirrors_input
+    def run(self, X, out):
+        out.append(predict(self, X))
+        return self
+
+    @functools.wraps(predict)
+    def wrapper(self, X):
+        out = []
+        run(self, X, out)
+        return out[0]
+
+    return wrapper
 
 
 @_insert_params_doc
@@ -379,6 +404,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             )
         return _proba_of(self.decision_function(X), self.calibration_slope_, log)
 
+    @labels_on_host
     def predict(self, X):
         """Predict the class with the largest decision value.
 
@@ -400,9 +426,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
                 drop_axis=list(range(1, scores.ndim)),
                 dtype=self.classes_.dtype,
             )
-        # Labels stay NumPy whatever the input (CuPy holds no strings): only
-        # the input is brought to the host, not mirrored back.
-        return _labels_of(self.decision_function(to_host(X)[0]), self.classes_)
+        return _labels_of(self.decision_function(X), self.classes_)
 
 
 def _proba_of(scores, slope, log):

@@ -14,9 +14,8 @@ The images are rows of ``X`` (flattened, NHWC order) with
 work unchanged; NHWC arrays ``(n, H, W, C)`` are accepted too.
 """
 
-import inspect
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import (
@@ -27,7 +26,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -38,12 +37,12 @@ from sklearn.utils.validation import (
 )
 
 from ._cache import cached_conv_kernel
-from ._conv import PADDINGS, READOUTS, ConvKernelSpec, check_image_shape
-from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
-from ._recursion import PARAMETERIZATIONS
-from ._solver import ALPHA_SCALES, effective_alpha
+from ._conv import ConvKernelSpec, check_image_shape
+from ._device import cupy_or_error, predict_device, use_gpu
+from ._linalg import inverse_filter
+from ._params import CONV_NETWORK, constraints, fill_doc
 from ._solvers import SOLVERS, ExecutionContext, Kernel, Ridge, flow_time, solver_key
-from .kernels import ACTIVATION_NAMES, budget_bytes
+from .kernels import budget_bytes
 
 __all__ = [
     "CNTKClassifier",
@@ -52,124 +51,16 @@ __all__ = [
     "CNTKRegressorCV",
 ]
 
-KERNELS = ("ntk", "nngp")
-
-_NETWORK_PARAMS = (
-    "depth",
-    "activation",
-    "activation_params",
-    "weight_std",
-    "bias_std",
-    "parameterization",
-    "width",
-    "filter_shape",
-    "padding",
-    "pool_after",
-    "pool_window",
-    "readout",
-)
-
-_PARAMS_DOC = """
-    kernel : {{"ntk", "nngp"}}, default="ntk"
-        ``"ntk"``: the convolutional Neural Tangent Kernel (every layer
-        trained); ``"nngp"``: the CNN-GP kernel (the readout alone trained,
-        the posterior mean of the network's Gaussian process).
-
-    image_shape : tuple of int, default=None
-        ``(H, W, C)`` (or ``(H, W)``, one channel) of the images, each row of
-        ``X`` being one image flattened in NHWC order (``images.reshape(n,
-        -1)``). ``None``: NHWC arrays ``(n, H, W, C)`` give their own shape;
-        rows of ``d`` features are a square single-channel image when ``d``
-        is a perfect square (``load_digits``: 8x8, MNIST: 28x28), and
-        otherwise a ``1 x d`` single-channel image (a 1-D signal, so that any
-        table fits). The shape used is ``image_shape_``.
-
-    depth : int, default=3
-        Number of ``Conv -> activation`` blocks.
-
-    activation : str, default="relu"
-        One of ``sknetk.kernels.ACTIVATION_NAMES``: {activations}.
-
-    activation_params : dict, default=None
-        Parameters of the activation, as for :class:`~sknetk.NTKRegressor`.
-
-    weight_std : float, default=1.0
-        Standard deviation of the weights of every Conv and of the readout.
-
-    bias_std : float or None, default=0.0
-        Standard deviation of the biases; ``None``: no bias parameter.
-
-    parameterization : {{"ntk", "standard"}}, default="ntk"
-        As in neural-tangents.
-
-    width : int, default=None
-        Channels of the hidden layers; needed (only) by the ``"standard"`` NTK.
-
-    filter_shape : int or tuple of int, default=(3, 3)
-        ``(fh, fw)`` of every Conv (stride 1).
-
-    padding : {{"SAME", "CIRCULAR", "VALID"}}, default="SAME"
-        Border of the Conv: zero padding, periodic padding, or none.
-
-    pool_after : tuple of int, default=()
-        0-based indices of the blocks followed by an average pooling of
-        window and stride ``pool_window``.
-
-    pool_window : int or tuple of int, default=(2, 2)
-        ``(ph, pw)`` of those poolings.
-
-    readout : {{"gap", "flatten"}}, default="gap"
-        ``"gap"``: global average pooling (translation-invariant features,
-        O(P^2) work per kernel entry for ``P = H W`` pixels, the more
-        accurate on images); ``"flatten"``: the flattened last map (O(P)
-        without pooling, much faster). See :ref:`conv`.
-
-    alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
-        ``"absolute"``: ``alpha`` is the ridge; ``"mean_diag"``: ``alpha``
-        times the mean of the training kernel's diagonal (neural-tangents'
-        ``diag_reg``). The value used is ``alpha_``.
-
-    t : float, default=None
-        Training time of gradient flow (``learning_rate * time``, the loss
-        averaged over the ``y.size`` training values, as neural-tangents'
-        ``gradient_descent_mse_ensemble``); ``None`` trains to convergence.
-
-    memory : str or object with the joblib.Memory interface, default=None
-        Cache of the kernel matrices (CPU only), as for
-        :class:`~sknetk.NTKRegressor`: a private folder path or a
-        :class:`joblib.Memory`, keyed by the data and the network, so that a
-        grid search over ``alpha`` computes each fold's kernels once.
-
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
-        Where the kernels and the solve run; ``"gpu"`` runs the same array
-        code on CuPy (untested here: no GPU in the test suite), ``"auto"``
-        uses a GPU when one is available for kernels of at least 4 million
-        entries. Fitted attributes are NumPy arrays.
-
-    working_memory : float, default=None
-        Memory budget in MiB of the tiles of image pairs and of the
-        prediction blocks (``sklearn.get_config()["working_memory"]``).
-
-    n_jobs : int, default=-1
-        Threads computing kernel tiles; ``-1`` uses every core."""
-
-
-_T_DOC = """    t : float, default=None
-        Training time of gradient flow (``learning_rate * time``, the loss
-        averaged over the ``y.size`` training values, as neural-tangents'
-        ``gradient_descent_mse_ensemble``); ``None`` trains to convergence.
-
-"""
+#: The parameters every image estimator has, in the docstrings' order (``t``
+#: after ``alpha_scale`` for the plain models).
+_COMMON = ("kernel", "image_shape", *CONV_NETWORK, "alpha_scale")
+_RUN = ("memory", "device", "working_memory", "n_jobs")
 
 
 def _insert_doc(cls):
-    doc = _PARAMS_DOC.format(
-        activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
-    ).strip("\n")
-    if "t" not in inspect.signature(cls.__init__).parameters:
-        doc = doc.replace(_T_DOC, "")
-    cls.__doc__ = cls.__doc__.replace("    {params}", doc, 1)
-    return cls
+    """Fill the ``{params}`` line of ``cls``'s docstring from :mod:`sknetk._params`."""
+    names = _COMMON + (("t",) if "t" in cls._parameter_constraints else ()) + _RUN
+    return fill_doc(names, "conv_estimator", blank_lines=True)(cls)
 
 
 def _as_rows(X):
@@ -206,34 +97,15 @@ def _image_shape(param, from_array, n_features):
 class _BaseCNTK(BaseEstimator):
     """Shared parameters, validation, kernels and prediction of the CNTK models."""
 
-    _parameter_constraints: dict = {
-        "kernel": [StrOptions(set(KERNELS))],
-        "image_shape": [tuple, list, None],
-        "depth": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATION_NAMES))],
-        "activation_params": [dict, None],
-        "weight_std": [Interval(Real, 0, None, closed="left")],
-        "bias_std": [Interval(Real, 0, None, closed="left"), None],
-        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
-        "width": [Interval(Integral, 1, None, closed="left"), None],
-        "filter_shape": [Interval(Integral, 1, None, closed="left"), tuple, list],
-        "padding": [StrOptions(set(PADDINGS))],
-        "pool_after": [tuple, list],
-        "pool_window": [Interval(Integral, 1, None, closed="left"), tuple, list],
-        "readout": [StrOptions(set(READOUTS))],
-        "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
-        "memory": [None, str, HasMethods(["cache"])],
-        "device": [StrOptions(set(DEVICES))],
-        "working_memory": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Integral, None],
-    }
+    _parameter_constraints: dict = constraints(_COMMON + _RUN, "conv_estimator")
 
     # -- parameters ------------------------------------------------------------
     def _network(self, depth=None):
-        params = {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        params = {name: getattr(self, name) for name in CONV_NETWORK}
         if depth is not None:
             params["depth"] = depth
-            params["pool_after"] = [p for p in self.pool_after if p < depth]
+            pools = () if self.pool_after is None else self.pool_after
+            params["pool_after"] = [p for p in pools if p < depth]
         return params
 
     def _check_network(self, H, W, kernel):
@@ -264,6 +136,8 @@ class _BaseCNTK(BaseEstimator):
 
     # -- where and how ---------------------------------------------------------
     def _context(self, n_entries, predict=False):
+        """The execution context of one fit or prediction (``n_entries``
+        kernel entries); see ``_BaseNTK._context`` for the dense estimators."""
         setting = predict_device(self.device) if predict else self.device
         gpu = use_gpu(setting, n_entries)
         return ExecutionContext(
@@ -327,6 +201,29 @@ class _BaseCNTK(BaseEstimator):
         fit = solver(kernel, X, Y, sample_weight, ridge, flow_time(t), context)
         return fit.dual_coef, fit.alpha
 
+    def _fit_ridge(self, X, y, sample_weight):
+        """Fit one kernel ridge model (the plain estimators' ``fit``)."""
+        X, Y, y = self._targets(X, y)
+        self._check_network(*self.image_shape_[:2], self.kernel)
+        sw = _fit_weights(sample_weight, X)
+        class_weight = getattr(self, "class_weight", None)
+        if class_weight is not None:
+            cw = compute_sample_weight(class_weight, y)
+            sw = cw if sw is None else sw * cw
+        self.dual_coef_, self.alpha_ = self._solve(
+            X, Y, sw, self.kernel, self.alpha, self.t
+        )
+        self.X_fit_ = X
+        return self
+
+    def _fitted_decision(self, X):
+        """``K(X, X_fit_) @ dual_coef_`` of the fitted model on validated ``X``
+        (the chosen ``depth_`` after a search)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        depth = getattr(self, "depth_", None)
+        return self._decision(X, self.dual_coef_, self.kernel, depth)
+
     def _decision(self, X, coef, kernel_name, depth=None):
         """``K(X, X_fit_) @ coef``, over row blocks of ``X`` within the budget."""
         n_train = self.X_fit_.shape[0]
@@ -356,12 +253,102 @@ class _BaseCNTK(BaseEstimator):
         return tags
 
 
-def _image_regressor_tags(tags):
-    """Tags of the regressors: scikit-learn's generic regression data are
-    tables, and as ``1 x d`` images a translation-invariant (GAP) CNN kernel
-    cannot fit them."""
-    tags.regressor_tags.poor_score = True
-    return tags
+class _ImageRegressor(MultiOutputMixin, RegressorMixin):
+    """What the image regressors share: their targets, score and ``predict``."""
+
+    def _targets(self, X, y):
+        """``(X, Y, y)``: validated images and float64 targets (twice)."""
+        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+        return X, y, y
+
+    def _loo_score(self, Y, y):
+        """Score of leave-one-out predictions: minus the mean squared error."""
+
+        def score(loo):
+            return (-float(np.mean((Y - loo) ** 2)),)
+
+        return score
+
+    def __sklearn_tags__(self):
+        # scikit-learn's generic regression data are tables, and as ``1 x d``
+        # images a translation-invariant (GAP) CNN kernel cannot fit them
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def predict(self, X):
+        """Predict with the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions.
+        """
+        return self._fitted_decision(X)
+
+
+class _ImageClassifier(ClassifierMixin):
+    """What the image classifiers share: their targets, score, predictions."""
+
+    def _targets(self, X, y):
+        """``(X, Y, y)``: validated images, one-vs-all targets and labels;
+        sets ``classes_``."""
+        X, y = self._validate_fit(X, y)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        Y, self.classes_ = _binarize(y)
+        return X, Y, y
+
+    def _loo_score(self, Y, y):
+        """Score of leave-one-out decision values: the accuracy, then minus
+        the mean squared error on the targets (ties)."""
+        codes = np.searchsorted(self.classes_, y)
+
+        def score(loo):
+            labels = (loo > 0).astype(int) if loo.ndim == 1 else np.argmax(loo, 1)
+            accuracy = float(np.mean(labels == codes))
+            return accuracy, -float(np.mean((Y - loo) ** 2))
+
+        return score
+
+    def decision_function(self, X):
+        """One-vs-all decision values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, positive values favour ``classes_[1]``.
+        """
+        return self._fitted_decision(X)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+            Images.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Predicted classes.
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
 def _fit_weights(sample_weight, X):
@@ -381,7 +368,7 @@ def _fit_weights(sample_weight, X):
 # Regression and classification
 # ---------------------------------------------------------------------------
 @_insert_doc
-class CNTKRegressor(MultiOutputMixin, RegressorMixin, _BaseCNTK):
+class CNTKRegressor(_ImageRegressor, _BaseCNTK):
     """Kernel ridge regression on images with a convolutional NTK (CNTK).
 
     An infinitely wide convolutional network (``depth`` blocks of a
@@ -465,8 +452,7 @@ class CNTKRegressor(MultiOutputMixin, RegressorMixin, _BaseCNTK):
 
     _parameter_constraints: dict = {
         **_BaseCNTK._parameter_constraints,
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "t": [Interval(Real, 0, None, closed="both"), None],
+        **constraints(["alpha", "t"]),
     }
 
     def __init__(
@@ -534,35 +520,7 @@ class CNTKRegressor(MultiOutputMixin, RegressorMixin, _BaseCNTK):
         self : object
             Fitted estimator.
         """
-        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
-        self._check_network(*self.image_shape_[:2], self.kernel)
-        sw = _fit_weights(sample_weight, X)
-        y = np.asarray(y, dtype=np.float64)
-        self.dual_coef_, self.alpha_ = self._solve(
-            X, y, sw, self.kernel, self.alpha, self.t
-        )
-        self.X_fit_ = X
-        return self
-
-    def __sklearn_tags__(self):
-        return _image_regressor_tags(super().__sklearn_tags__())
-
-    def predict(self, X):
-        """Predict with the fitted model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predictions.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._decision(X, self.dual_coef_, self.kernel)
+        return self._fit_ridge(X, y, sample_weight)
 
 
 def _binarize(y, classes=None):
@@ -577,14 +535,8 @@ def _binarize(y, classes=None):
     return (Y[:, 0] if Y.shape[1] == 1 else Y), lb.classes_
 
 
-def _labels(classes, scores):
-    if scores.ndim == 1:
-        return classes[(scores > 0).astype(int)]
-    return classes[np.argmax(scores, axis=1)]
-
-
 @_insert_doc
-class CNTKClassifier(ClassifierMixin, _BaseCNTK):
+class CNTKClassifier(_ImageClassifier, _BaseCNTK):
     """Image classifier with the convolutional NTK (CNTK) of a wide CNN.
 
     The labels become one-vs-all targets in ``{-1, 1}`` (as in
@@ -663,8 +615,7 @@ class CNTKClassifier(ClassifierMixin, _BaseCNTK):
 
     _parameter_constraints: dict = {
         **_BaseCNTK._parameter_constraints,
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "t": [Interval(Real, 0, None, closed="both"), None],
+        **constraints(["alpha", "t"]),
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
@@ -735,53 +686,7 @@ class CNTKClassifier(ClassifierMixin, _BaseCNTK):
         self : object
             Fitted estimator.
         """
-        X, y = self._validate_fit(X, y)
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        self._check_network(*self.image_shape_[:2], self.kernel)
-        Y, self.classes_ = _binarize(y)
-        sw = _fit_weights(sample_weight, X)
-        if self.class_weight is not None:
-            cw = compute_sample_weight(self.class_weight, y)
-            sw = cw if sw is None else sw * cw
-        self.dual_coef_, self.alpha_ = self._solve(
-            X, Y, sw, self.kernel, self.alpha, self.t
-        )
-        self.X_fit_ = X
-        return self
-
-    def decision_function(self, X):
-        """One-vs-all decision values.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            For two classes, positive values favour ``classes_[1]``.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._decision(X, self.dual_coef_, self.kernel)
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Predicted classes.
-        """
-        scores = self.decision_function(X)
-        return _labels(self.classes_, scores)
+        return self._fit_ridge(X, y, sample_weight)
 
 
 # ---------------------------------------------------------------------------
@@ -794,9 +699,7 @@ def _loo(evals, V, Y, ridge):
     ``c = G Y`` and the prediction at ``x_i`` without row ``i`` is
     ``Y_i - c_i / G_ii``.
     """
-    a = evals + ridge
-    cutoff = a.shape[0] * np.finfo(np.float64).eps * np.abs(a).max(initial=0.0)
-    g = np.where(a > cutoff, 1.0 / np.where(a > cutoff, a, 1.0), 0.0)
+    g, _ = inverse_filter(np, evals + ridge)
     Z = V.T @ Y
     c = V @ (g[:, None] * Z) if Y.ndim == 2 else V @ (g * Z)
     d = (V * V) @ g
@@ -812,8 +715,19 @@ class _BaseCNTKCV(_BaseCNTK):
         "depths": ["array-like", None],
     }
 
+    def _fit_search(self, X, y):
+        """Choose depth and ridge by exact leave-one-out, then fit (``fit``)."""
+        X, Y, y = self._targets(X, y)
+        best = self._search(X, Y, self._loo_score(Y, y))
+        (self.best_score_, *_), self.depth_, self.best_alpha_, self.alpha_, c = best
+        self.dual_coef_ = c
+        self.X_fit_ = X
+        return self
+
     def _search(self, X, Y, score):
-        """Best ``(score, depth, alpha_)`` over depths and alphas, by exact LOO."""
+        """Best ``(score, depth, alpha, alpha_, dual_coef)`` over depths and
+        alphas, by exact LOO; ``score(loo)`` is a tuple, compared in order,
+        whose first entry is reported."""
         alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(
@@ -849,14 +763,14 @@ class _BaseCNTKCV(_BaseCNTK):
                 )
             evals, V = np.linalg.eigh((K + K.T) / 2)
             for alpha in alphas:
-                ridge = effective_alpha(alpha, self.alpha_scale, np.diag(K))
+                ridge = Ridge(alpha, self.alpha_scale).value(np.diag(K))
                 c, loo = _loo(evals, V, Y, ridge)
                 results.append((score(loo), depth, float(alpha), ridge, c))
         best = max(results, key=lambda r: r[0])
         self.cv_results_ = {
             "depth": np.array([r[1] for r in results]),
             "alpha": np.array([r[2] for r in results]),
-            "score": np.array([r[0] for r in results]),
+            "score": np.array([r[0][0] for r in results]),
         }
         return best
 
@@ -876,7 +790,7 @@ def _insert_cv_doc(cls):
 
 
 @_insert_cv_doc
-class CNTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseCNTKCV):
+class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
     """:class:`CNTKRegressor` with depth and ridge chosen by exact leave-one-out.
 
     The kernels of every depth come from one pass of the recursion
@@ -992,7 +906,7 @@ class CNTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseCNTKCV):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Choose depth and ridge by exact leave-one-out, then fit.
+        """Choose depth and ridge by leave-one-out squared error, then fit.
 
         Parameters
         ----------
@@ -1006,41 +920,11 @@ class CNTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseCNTKCV):
         self : object
             Fitted estimator.
         """
-        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
-        y = np.asarray(y, dtype=np.float64)
-
-        def score(loo):
-            return -float(np.mean((y - loo) ** 2))
-
-        best = self._search(X, y, score)
-        self.best_score_, self.depth_, self.best_alpha_, self.alpha_, c = best
-        self.dual_coef_ = c
-        self.X_fit_ = X
-        return self
-
-    def __sklearn_tags__(self):
-        return _image_regressor_tags(super().__sklearn_tags__())
-
-    def predict(self, X):
-        """Predict with the chosen model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predictions.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._decision(X, self.dual_coef_, self.kernel, self.depth_)
+        return self._fit_search(X, y)
 
 
 @_insert_cv_doc
-class CNTKClassifierCV(ClassifierMixin, _BaseCNTKCV):
+class CNTKClassifierCV(_ImageClassifier, _BaseCNTKCV):
     """:class:`CNTKClassifier` with depth and ridge chosen by exact leave-one-out.
 
     As :class:`CNTKRegressorCV` on the one-vs-all targets in ``{-1, 1}``;
@@ -1154,7 +1038,7 @@ class CNTKClassifierCV(ClassifierMixin, _BaseCNTKCV):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Choose depth and ridge by exact leave-one-out, then fit.
+        """Choose depth and ridge by leave-one-out accuracy, then fit.
 
         Parameters
         ----------
@@ -1168,53 +1052,4 @@ class CNTKClassifierCV(ClassifierMixin, _BaseCNTKCV):
         self : object
             Fitted estimator.
         """
-        X, y = self._validate_fit(X, y)
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        Y, self.classes_ = _binarize(y)
-        codes = np.searchsorted(self.classes_, y)
-
-        def score(loo):
-            labels = (loo > 0).astype(int) if loo.ndim == 1 else np.argmax(loo, 1)
-            accuracy = float(np.mean(labels == codes))
-            return accuracy, -float(np.mean((Y - loo) ** 2))
-
-        best = self._search(X, Y, score)
-        (self.best_score_, _), self.depth_, self.best_alpha_, self.alpha_, c = best
-        self.cv_results_["score"] = np.array([s[0] for s in self.cv_results_["score"]])
-        self.dual_coef_ = c
-        self.X_fit_ = X
-        return self
-
-    def decision_function(self, X):
-        """One-vs-all decision values of the chosen model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            For two classes, positive values favour ``classes_[1]``.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._decision(X, self.dual_coef_, self.kernel, self.depth_)
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
-            Images.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Predicted classes.
-        """
-        scores = self.decision_function(X)
-        return _labels(self.classes_, scores)
+        return self._fit_search(X, y)

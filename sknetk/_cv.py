@@ -21,7 +21,7 @@ predicts.
 
 import copy
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from scipy.stats import rankdata
@@ -32,11 +32,11 @@ from sklearn.base import (
     RegressorMixin,
     _fit_context,
 )
-from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import ParameterGrid, check_cv, train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -45,31 +45,21 @@ from ._array_api import device as _device_of
 from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
-    KERNELS,
     check_fit_sample_weight,
     check_regression_targets,
     check_weighted_classes,
     densify,
     mirrors_input,
-    to_host,
 )
 from ._calibration import fit_temperature, loo_predictions
-from ._classification import NTKClassifier
-from ._device import DEVICES, check_device, cupy_or_error, use_gpu
+from ._classification import NTKClassifier, labels_on_host
 from ._linalg import inverse_filter, spectral_cutoff
+from ._params import ACTIVATION_NAMES, NETWORK, constraints, fill_doc
 from ._progress import progress
 from ._regression import NTKRegressor
-from ._solver import ALPHA_SCALES
 from ._solvers import Ridge
 from .dynamics import kernel_eigh
 from .exceptions import GridEdgeWarning
-from .kernels import (
-    ACTIVATION_NAMES,
-    PARAMETERIZATIONS,
-    KernelSpec,
-    nngp_kernel,
-    ntk_kernel,
-)
 
 __all__ = ["DEFAULT_ALPHAS", "NTKRegressorCV", "NTKClassifierCV"]
 
@@ -96,6 +86,10 @@ DEFAULT_ALPHAS = (
 
 #: Default ``max_search_samples``: the search runs on at most this many rows.
 DEFAULT_MAX_SEARCH_SAMPLES = 1000
+
+#: Settings of the search that ``best_estimator_`` predicts with as they are
+#: at prediction time (``set_params`` after the fit takes effect).
+_RUN_SETTINGS = ("device", "working_memory", "n_jobs")
 
 
 # ---------------------------------------------------------------------------
@@ -193,107 +187,19 @@ def _as_list(value, scalar_types):
 # ---------------------------------------------------------------------------
 # The shared search
 # ---------------------------------------------------------------------------
-_SHARED_DOC = """
-    alphas : array-like of float, default=DEFAULT_ALPHAS
-        Ridge values to try (each > 0), interpreted as in
-        :class:`~sknetk.NTKRegressor` (see ``alpha_scale``). The default is 15
-        values half a decade apart from 1e-5 to 100, relative to the kernel's
-        mean diagonal. A :class:`~sknetk.exceptions.GridEdgeWarning` says
-        when the chosen value is the smallest or the largest of the grid.
-
-    depths : array-like of int, default=(1, 2, 3, 4, 5)
-        Numbers of hidden layers to try. All depths come from one pass of the
-        kernel recursion up to ``max(depths)``.
-
-    kernel : {{"ntk", "nngp"}}, default="ntk"
-        Train every layer (``"ntk"``) or the readout only (``"nngp"``).
-
-    activation : str or list of str, default="relu"
-        Activation of the hidden layers, one of {activations}. A list is
-        searched (one kernel pass per activation).
-
-    activation_params : dict, default=None
-        Parameters of the activation, applied to every searched activation.
-
-    weight_std : float, default=1.0
-        Standard deviation of every Dense layer's weights.
-
-    bias_std : float or None, default=0.0
-        Standard deviation of the biases; ``None`` means no bias parameter.
-
-    parameterization : {{"ntk", "standard"}}, default="ntk"
-        Parameterization of the Dense layers, as in neural-tangents.
-
-    width : int, default=None
-        Hidden width; required by the ``"standard"`` parameterization.
-
-    frozen_layers : int or list of int, default=0
-        Number of leading Dense layers kept at their initialisation (Arora et
-        al., 2020): their parameters are not trained, so the NTK keeps only
-        the later layers' terms; ``frozen_layers=depth`` trains the readout
-        only (the NNGP). A list is searched; combinations with
-        ``frozen_layers > depth`` are skipped. Only with ``kernel="ntk"``.
-
-    alpha_scale : {{"absolute", "mean_diag"}}, default="mean_diag"
-        ``"mean_diag"``: each alpha times the mean diagonal of the training
-        kernel (neural-tangents' ``diag_reg``), which keeps its meaning
-        across depths. ``"absolute"``: each alpha is the ridge itself. With
-        ``cv=None`` or ``"evidence"`` the mean diagonal of the searched rows
-        is used for every left-out row (exact LOO needs one ridge); with a
-        splitter, that of each fold's training part, as a grid search would.
-
-        .. versionchanged:: 0.1.0
-           The default was ``"absolute"`` (with ``alphas=(0.1, 1.0, 10.0)``).
-
-    cv : int, cross-validation generator, iterable or "evidence", default=None
-        ``None``: efficient exact leave-one-out. ``"evidence"``: the exact
-        log marginal likelihood of the Gaussian process
-        ``y ~ N(0, s2 (K + alpha I))`` with the output scale ``s2`` at its
-        maximum (``scoring`` must then be None). Otherwise as in
-        ``GridSearchCV`` (an int is a number of {int_cv} folds; group
-        splitters such as ``GroupKFold`` take ``groups`` from :meth:`fit`);
-        the kernel is still computed once per depth over all rows and sliced
-        per fold. See :ref:`model_selection`.
-
-    scoring : str or callable, default=None
-        A scorer name or callable ``scorer(estimator, X, y)``. ``None``
-        means {default_scoring}.
-
-    max_search_samples : int or None, default=1000
-        The search runs on at most this many rows, drawn at random
-        ({subsample}) with ``random_state``; ``best_estimator_`` is then
-        fitted on all rows. The search costs one ``O(m^3)`` eigendecomposition
-        per depth (``m`` rows), the final fit one ``O(n^3 / 3)`` Cholesky
-        factorisation. ``None`` searches on every row.
-
-    random_state : int, RandomState instance or None, default=None
-        Seed of the subset drawn when there are more than
-        ``max_search_samples`` rows (and of ``best_estimator_``).
-
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
-        Where the kernels and eigendecompositions are computed. ``"gpu"``
-        needs CuPy and a CUDA device; ``"auto"`` uses the GPU when one is
-        available and the kernel has at least
-        ``sknetk._device.AUTO_GPU_MIN_ENTRIES`` entries. Fitted attributes
-        are NumPy arrays either way.
-
-    working_memory : float, default=None
-        Memory budget in MiB for the temporaries of the tiled kernel
-        computations, defaulting to ``sklearn.get_config()["working_memory"]``.
-
-    n_jobs : int, default=-1
-        Number of threads computing kernel tiles; ``-1`` uses every core.
-
-    verbose : int, default=0
-        ``0`` is silent; ``>= 1`` shows progress bars on standard error over
-        the kernel tiles and over the depths (and folds) of the search."""
+#: The parameters of both search estimators, in their signatures' order.
+_SHARED = (
+    ("alphas", "depths", "kernel")
+    + NETWORK[1:]
+    + ("alpha_scale", "cv", "scoring", "max_search_samples", "random_state")
+    + ("device", "working_memory", "n_jobs", "verbose")
+)
 
 
 def _insert_doc(cls, **fmt):
-    fmt.setdefault("activations", ", ".join(f'``"{a}"``' for a in ACTIVATION_NAMES))
-    doc = _SHARED_DOC.format(**fmt).strip("\n")
-    cls.__doc__ = cls.__doc__.replace("    {shared_params}", doc, 1)
-    return cls
+    """Fill ``cls``'s ``{shared_params}`` line from :mod:`sknetk._params`."""
+    fill = fill_doc(_SHARED, "cv", blank_lines=True, placeholder="shared_params", **fmt)
+    return fill(cls)
 
 
 _RESULTS_DOC = """
@@ -400,31 +306,49 @@ def _target_moments(Y, sample_weight):
 class _BaseNTKCV(BaseEstimator):
     """Shared search over (activation, frozen_layers, depth, alpha)."""
 
-    _parameter_constraints: dict = {
-        "alphas": ["array-like", Interval(Real, 0, None, closed="neither")],
-        "depths": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "kernel": [StrOptions(set(KERNELS))],
-        "activation": [StrOptions(set(ACTIVATION_NAMES)), "array-like"],
-        "activation_params": [dict, None],
-        "weight_std": [Interval(Real, 0, None, closed="left")],
-        "bias_std": [Interval(Real, 0, None, closed="left"), None],
-        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
-        "width": [Interval(Integral, 1, None, closed="left"), None],
-        "frozen_layers": [Interval(Integral, 0, None, closed="left"), "array-like"],
-        "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
-        "cv": ["cv_object", StrOptions({"evidence"})],
-        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "max_search_samples": [Interval(Integral, 2, None, closed="left"), None],
-        "random_state": ["random_state"],
-        "device": [StrOptions(set(DEVICES))],
-        "working_memory": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Integral, None],
-        "verbose": ["verbose"],
-    }
+    _parameter_constraints: dict = constraints(_SHARED, "cv")
+
+    # -- the model the search stands for ---------------------------------------
+    def _model(self, **params):
+        """An unfitted plain model (``_model_class``) with ``params``.
+
+        Every parameter the search shares with :class:`~sknetk.NTKRegressor`
+        or :class:`~sknetk.NTKClassifier` (the network, ``alpha_scale``,
+        ``device``, ``working_memory``, ``n_jobs``, ``verbose``,
+        ``random_state``, ``normalize_y``) is passed on as it is set now;
+        ``params`` (a candidate of the grid) override them. The exact solver
+        is used: the search has the kernels in memory anyway.
+        """
+        names = self._model_class().get_params(deep=False)
+        shared = {
+            name: value
+            for name, value in self.get_params(deep=False).items()
+            if name in names
+        }
+        return self._model_class(**{**shared, "solver": "cholesky", **params})
+
+    def _context(self, n_rows):
+        """The execution context of a search on ``n_rows`` rows.
+
+        Resolved by the plain model (the one reader of ``device``), as for
+        its own fit on an ``n_rows x n_rows`` kernel.
+        """
+        return self._model()._context(n_rows * n_rows)
+
+    def _to_device(self, X):
+        """``X`` where the search computes: a CuPy array on the GPU."""
+        cupy = self._context(X.shape[0]).cupy
+        return X if cupy is None else cupy.asarray(X)
 
     # -- the grid -------------------------------------------------------------
     def _grid(self):
-        """Validated candidates (list of dicts) and the fixed values."""
+        """Validated candidates (list of dicts) and the fixed values.
+
+        A candidate holds ``alpha``, ``depth`` and the searched network
+        parameters (those given as lists); ``fixed`` the network parameters
+        that are not searched. ``self._model(**fixed, **candidate)`` is the
+        candidate's model.
+        """
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
         if alphas.ndim != 1 or alphas.size == 0:
             raise ValueError(
@@ -440,7 +364,33 @@ class _BaseNTKCV(BaseEstimator):
                 "depths must be a non-empty list of integers >= 1, got "
                 f"{self.depths!r}."
             )
-        activations, search_act = _as_list(self.activation, str)
+        grid = {"alpha": [float(a) for a in alphas], "depth": [int(d) for d in depths]}
+        fixed = {}
+        for name, values, searched in self._network_values():
+            (grid if searched else fixed)[name] = values if searched else values[0]
+        candidates = [
+            p
+            for p in ParameterGrid(grid)
+            if {**fixed, **p}["frozen_layers"] <= p["depth"]
+        ]
+        if not candidates:
+            raise ValueError(
+                f"Every frozen_layers value ({self.frozen_layers!r}) exceeds every "
+                f"depth ({self.depths!r}); nothing would be trained."
+            )
+        for activation in grid.get("activation", [fixed.get("activation")]):
+            # fail early on bad kernel parameters
+            top = max(grid["depth"])
+            model = self._model(activation=activation, depth=top, frozen_layers=0)
+            model._check_kernel_params()
+        return candidates, fixed
+
+    def _network_values(self):
+        """``(name, values, searched)`` of the searchable network parameters.
+
+        A scalar is fixed, a list is searched (one kernel pass per value).
+        """
+        activations, search_activation = _as_list(self.activation, str)
         if not activations or any(a not in ACTIVATION_NAMES for a in activations):
             raise ValueError(
                 f"activation must be one of {ACTIVATION_NAMES} or a non-empty list "
@@ -459,64 +409,37 @@ class _BaseNTKCV(BaseEstimator):
                 'frozen_layers applies to kernel="ntk" only (the NNGP trains the '
                 f"readout alone); got frozen_layers={self.frozen_layers!r}."
             )
-        grid = {"alpha": [float(a) for a in alphas], "depth": [int(d) for d in depths]}
-        if search_act:
-            grid["activation"] = activations
-        if search_frozen:
-            grid["frozen_layers"] = [int(f) for f in frozen]
-        candidates = [
-            p
-            for p in ParameterGrid(grid)
-            if p.get("frozen_layers", int(frozen[0])) <= p["depth"]
+        return [
+            ("activation", activations, search_activation),
+            ("frozen_layers", [int(f) for f in frozen], search_frozen),
         ]
-        if not candidates:
-            raise ValueError(
-                f"Every frozen_layers value ({self.frozen_layers!r}) exceeds every "
-                f"depth ({self.depths!r}); nothing would be trained."
+
+    def _depth_kernels(self, X, candidates, fixed, context, desc=None):
+        """Yield ``(depth, indices, K)``: each candidate depth's training kernel.
+
+        The candidates are grouped by their network (what they set besides
+        ``alpha`` and ``depth``); each network's kernels of every depth come
+        from one pass of the recursion, up to its largest depth, computed
+        where ``context`` says (``X`` is already there). ``indices`` are the
+        candidates with that network and depth. ``desc``: a progress bar over
+        the depths.
+        """
+        networks = {}
+        for i, params in enumerate(candidates):
+            network = tuple(
+                (k, v) for k, v in params.items() if k not in ("alpha", "depth")
             )
-        for act in activations:  # fail early on bad kernel parameters
-            KernelSpec.from_params(**self._kernel_params(max(grid["depth"]), act, 0))
-        fixed = {"activation": activations[0], "frozen_layers": int(frozen[0])}
-        return candidates, fixed
-
-    def _kernel_params(self, depth, activation, frozen_layers):
-        return dict(
-            depth=depth,
-            activation=activation,
-            activation_params=self.activation_params,
-            weight_std=self.weight_std,
-            bias_std=self.bias_std,
-            parameterization=self.parameterization,
-            width=self.width,
-            frozen_layers=frozen_layers,
-        )
-
-    def _kernel_stack(self, X, depth, activation, frozen_layers):
-        """Kernels of depths ``1..depth``, shape (depth, n, n), one pass."""
-        return self._kernel_matrix(
-            X, None, depth, activation, frozen_layers, all_depths=True
-        )
-
-    def _kernel_matrix(self, X, Y, depth, activation, frozen_layers, all_depths=False):
-        function = ntk_kernel if self.kernel == "ntk" else nngp_kernel
-        return function(
-            X,
-            Y,
-            **self._kernel_params(depth, activation, frozen_layers),
-            all_depths=all_depths,
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            device=self.device,
-            verbose=self.verbose,
-        )
-
-    def _to_device(self, X):
-        """``X`` moved to the GPU when the work should run there."""
-        check_device(self.device)
-        n = X.shape[0]
-        if use_gpu(self.device, n * n):
-            return cupy_or_error().asarray(X)
-        return X
+            by_depth = networks.setdefault(network, {})
+            by_depth.setdefault(params["depth"], []).append(i)
+        for network, by_depth in networks.items():
+            model = self._model(**fixed, **dict(network), depth=max(by_depth))
+            stack = model._kernel().matrix(X, context, all_depths=True)
+            verbose = self.verbose if desc else 0
+            for depth, indices in progress(
+                list(by_depth.items()), desc=desc, verbose=verbose
+            ):
+                yield depth, indices, stack[depth - 1, ...]
+            del stack
 
     # -- fit ------------------------------------------------------------------
     def _search_rows(self, n, y_true):
@@ -538,12 +461,12 @@ class _BaseNTKCV(BaseEstimator):
         return np.sort(rows)
 
     def _search(self, X, Y, y_true, sample_weight, groups=None):
-        """Score every candidate on the searched rows; fit the best on all rows.
+        """Score every candidate on the searched rows and record the best.
 
         ``Y`` holds the float regression targets (n, n_targets), normalised
         when the regressor's ``normalize_y`` is on; ``y_true`` is what scoring
         compares against (the targets, or the labels); ``groups`` goes to the
-        splitter.
+        splitter. Returns the chosen model, unfitted.
         """
         candidates, fixed = self._grid()
         evidence = isinstance(self.cv, str) and self.cv == "evidence"
@@ -559,32 +482,32 @@ class _BaseNTKCV(BaseEstimator):
             Xs, Ys, ys_true = X[rows], Y[rows], y_true[rows]
             sws = None if sample_weight is None else sample_weight[rows]
             groups = None if groups is None else np.asarray(groups)[rows]
+        context = self._context(Xs.shape[0])
         Xd = self._to_device(Xs)
         xp = get_namespace(Xd)
-        Yd = Ys if is_numpy_namespace(xp) else xp.asarray(Ys)
-        sw = None if sws is None or is_numpy_namespace(xp) else xp.asarray(sws)
-        sw = sws if is_numpy_namespace(xp) else sw
-        by_kernel = {}
-        for i, p in enumerate(candidates):
-            key = (
-                p.get("activation", fixed["activation"]),
-                p.get("frozen_layers", fixed["frozen_layers"]),
-            )
-            by_kernel.setdefault(key, {}).setdefault(p["depth"], []).append(i)
+        Yd, sw = Ys, sws
+        if not is_numpy_namespace(xp):
+            Yd = xp.asarray(Ys)
+            sw = None if sws is None else xp.asarray(sws)
+
+        def kernels(X, desc=None):
+            return self._depth_kernels(X, candidates, fixed, context, desc)
 
         split_scores, n_splits = None, 0
         if evidence:
-            scores, scales = self._search_evidence(Xd, Yd, sw, candidates, by_kernel)
+            scores, scales = self._search_evidence(kernels, Xd, Yd, sw, candidates)
         elif self.cv is None:
-            scores = self._search_loo(Xd, Yd, ys_true, sw, sws, candidates, by_kernel)
+            loo_kernels = kernels(Xd, "leave-one-out over depths")
+            scores = self._search_loo(loo_kernels, Yd, ys_true, sw, sws, candidates)
         else:
             cv = check_cv(self.cv, ys_true, classifier=self._is_classifier)
             splits = list(cv.split(Xs, ys_true, groups))
             _check_split_weights(splits, sws)
             n_splits = len(splits)
-            scores, split_scores = self._search_splits(
-                Xd, Yd, ys_true, sw, sws, candidates, by_kernel, splits
+            split_scores = self._search_splits(
+                kernels(Xd), Yd, ys_true, sw, sws, candidates, splits
             )
+            scores = np.mean(split_scores, axis=1)
 
         ranking_scores = np.where(np.isfinite(scores), scores, -np.inf)
         rank = rankdata(-ranking_scores, method="min").astype(np.int32)
@@ -595,8 +518,9 @@ class _BaseNTKCV(BaseEstimator):
         self.best_score_ = float(scores[best])
         self.alpha_relative_ = params["alpha"]
         self.depth_ = params["depth"]
-        self.activation_ = params.get("activation", fixed["activation"])
-        self.frozen_layers_ = params.get("frozen_layers", fixed["frozen_layers"])
+        chosen = {**fixed, **params}
+        self.activation_ = chosen["activation"]
+        self.frozen_layers_ = chosen["frozen_layers"]
         if evidence:
             self.output_scale_ = scales[best]
         elif hasattr(self, "output_scale_"):
@@ -612,6 +536,7 @@ class _BaseNTKCV(BaseEstimator):
         results["rank_test_score"] = rank
         self.cv_results_ = results
         self._warn_at_grid_edge()
+        return self._model(**chosen)
 
     def _warn_at_grid_edge(self):
         alphas = np.unique(np.asarray(self.alphas, dtype=np.float64).ravel())
@@ -624,20 +549,6 @@ class _BaseNTKCV(BaseEstimator):
             "ridge may lie beyond the grid. Extend alphas past that end.",
             GridEdgeWarning,
             stacklevel=6,  # the user's fit (_search, fit, mirrors_input, _fit_context)
-        )
-
-    def _best_params(self):
-        """Parameters of ``best_estimator_`` (the chosen model)."""
-        return dict(
-            alpha=self.alpha_relative_,
-            alpha_scale=self.alpha_scale,
-            kernel=self.kernel,
-            **self._kernel_params(self.depth_, self.activation_, self.frozen_layers_),
-            device=self.device,
-            working_memory=self.working_memory,
-            n_jobs=self.n_jobs,
-            solver="cholesky",
-            random_state=self.random_state,
         )
 
     def _finish(self, best, X, y, sample_weight):
@@ -665,14 +576,15 @@ class _BaseNTKCV(BaseEstimator):
     def _ridge(self, alpha, K, sw):
         return Ridge(alpha, self.alpha_scale, sw).value(_diagonal(K))
 
-    def _eigh(self, K, sw):
-        """``(evals, U)`` of the weighted kernel, ``U = diag(sqrt(w)) V``."""
+    def _eigh(self, K, sw, Y):
+        """``(evals, U, z)`` of the weighted kernel: ``U = diag(sqrt(w)) V``,
+        ``z = U^T Y``."""
         xp = get_namespace(K)
         evals, V = kernel_eigh(K, sw)
         U = V if sw is None else xp.sqrt(sw)[:, None] * V
-        return evals, U
+        return evals, U, U.T @ Y
 
-    def _search_loo(self, X, Y, y_true, sw, sample_weight, candidates, by_kernel):
+    def _search_loo(self, kernels, Y, y_true, sw, sample_weight, candidates):
         scores = np.full(len(candidates), np.nan)
         positive = None if sw is None else sw > 0
         recentre = self._centres_targets()
@@ -680,43 +592,31 @@ class _BaseNTKCV(BaseEstimator):
             xp = get_namespace(Y)
             ones = xp.ones((Y.shape[0], 1), dtype=Y.dtype, device=_device_of(Y))
             shift = _loo_mean_shift(xp, Y, sw)
-        for (act, frozen), by_depth in by_kernel.items():
-            stack = self._kernel_stack(X, max(by_depth), act, frozen)
-            for depth, indices in progress(
-                list(by_depth.items()),
-                desc="leave-one-out over depths",
-                verbose=self.verbose,
-            ):
-                K = stack[depth - 1, ...]
-                evals, U = self._eigh(K, sw)
-                z = U.T @ Y
-                U2 = U * U
+        for _, indices, K in kernels:
+            evals, U, z = self._eigh(K, sw, Y)
+            U2 = U * U
+            if recentre:
+                z1 = U.T @ ones
+            for i in indices:
+                ridge = self._ridge(candidates[i]["alpha"], K, sw)
+                loo, _ = loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
                 if recentre:
-                    z1 = U.T @ ones
-                for i in indices:
-                    ridge = self._ridge(candidates[i]["alpha"], K, sw)
-                    loo, _ = loo_predictions(evals, U, z, Y, ridge, K, positive, U2)
-                    if recentre:
-                        # the model refitted without row i centres its
-                        # targets by their mean without row i: by linearity,
-                        # its prediction moves by that mean's shift times
-                        # (1 - the leave-one-out prediction of a constant 1)
-                        loo1, _ = loo_predictions(
-                            evals, U, z1, ones, ridge, K, positive, U2
-                        )
-                        loo = loo + shift * (1.0 - loo1)
-                    scores[i] = self._score(
-                        y_true, to_numpy(loo), sample_weight, loo=True
+                    # the model refitted without row i centres its targets by
+                    # their mean without row i: by linearity, its prediction
+                    # moves by that mean's shift times (1 - the leave-one-out
+                    # prediction of a constant 1)
+                    loo1, _ = loo_predictions(
+                        evals, U, z1, ones, ridge, K, positive, U2
                     )
-            del stack
+                    loo = loo + shift * (1.0 - loo1)
+                scores[i] = self._score(y_true, to_numpy(loo), sample_weight, loo=True)
         return scores
 
-    def _search_evidence(self, X, Y, sw, candidates, by_kernel):
+    def _search_evidence(self, kernels, X, Y, sw, candidates):
         """Log marginal likelihoods (summed over targets) and output scales."""
         xp = get_namespace(X)
         scores = np.full(len(candidates), np.nan)
         scales = [None] * len(candidates)
-        rows = None
         if sw is not None:  # a zero weight is infinite noise: drop the row
             positive = to_numpy(sw) > 0
             if not positive.all():
@@ -724,60 +624,45 @@ class _BaseNTKCV(BaseEstimator):
                 take = rows if is_numpy_namespace(xp) else xp.asarray(rows)
                 X, Y, sw = X[take, ...], Y[take, ...], sw[take]
         log_weights = 0.0 if sw is None else float(xp.sum(xp.log(sw)))
-        for (act, frozen), by_depth in by_kernel.items():
-            stack = self._kernel_stack(X, max(by_depth), act, frozen)
-            for depth, indices in progress(
-                list(by_depth.items()),
-                desc="evidence over depths",
-                verbose=self.verbose,
-            ):
-                K = stack[depth - 1, ...]
-                evals, U = self._eigh(K, sw)
-                z = U.T @ Y
-                for i in indices:
-                    ridge = self._ridge(candidates[i]["alpha"], K, sw)
-                    log_ml, scale = _log_evidence(evals, z, ridge, log_weights)
-                    scores[i] = float(np.sum(log_ml))
-                    scales[i] = scale
-            del stack
+        for _, indices, K in kernels(X, "evidence over depths"):
+            evals, _, z = self._eigh(K, sw, Y)
+            for i in indices:
+                ridge = self._ridge(candidates[i]["alpha"], K, sw)
+                log_ml, scale = _log_evidence(evals, z, ridge, log_weights)
+                scores[i] = float(np.sum(log_ml))
+                scales[i] = scale
         return scores, scales
 
-    def _search_splits(
-        self, X, Y, y_true, sw, sample_weight, candidates, by_kernel, splits
-    ):
-        xp = get_namespace(X)
+    def _search_splits(self, kernels, Y, y_true, sw, sample_weight, candidates, splits):
+        """Scores of every candidate on every split (candidates x splits)."""
+        xp = get_namespace(Y)
         split_scores = np.full((len(candidates), len(splits)), np.nan)
         recentre = self._centres_targets()
-        for (act, frozen), by_depth in by_kernel.items():
-            stack = self._kernel_stack(X, max(by_depth), act, frozen)
-            for depth, indices in by_depth.items():
-                K = stack[depth - 1, ...]
-                for k, (train, test) in progress(
-                    list(enumerate(splits)),
-                    desc=f"folds (depth {depth})",
-                    verbose=self.verbose,
-                ):
-                    K_tr = _take2(xp, K, train, train)
-                    K_te = _take2(xp, K, test, train)
-                    dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
-                    Y_tr = xp.take(Y, dev_train, axis=0)
-                    sw_tr = None if sw is None else xp.take(sw, dev_train, axis=0)
-                    # the model fitted on the fold centres the fold's targets
-                    offset = _weighted_mean(xp, Y_tr, sw_tr) if recentre else 0.0
-                    Y_tr = Y_tr - offset
-                    evals, U = self._eigh(K_tr, sw_tr)
-                    z = U.T @ Y_tr
-                    KU = K_te @ U
-                    w_test = None if sample_weight is None else sample_weight[test]
-                    for i in indices:
-                        ridge = self._ridge(candidates[i]["alpha"], K_tr, sw_tr)
-                        g, _ = inverse_filter(xp, evals + ridge)
-                        pred = to_numpy(KU @ (g[:, None] * z) + offset)
-                        split_scores[i, k] = self._score(
-                            y_true[test], pred, w_test, loo=False
-                        )
-            del stack
-        return np.mean(split_scores, axis=1), split_scores
+        for depth, indices, K in kernels:
+            for k, (train, test) in progress(
+                list(enumerate(splits)),
+                desc=f"folds (depth {depth})",
+                verbose=self.verbose,
+            ):
+                K_tr = _take2(xp, K, train, train)
+                K_te = _take2(xp, K, test, train)
+                dev_train = train if is_numpy_namespace(xp) else xp.asarray(train)
+                Y_tr = xp.take(Y, dev_train, axis=0)
+                sw_tr = None if sw is None else xp.take(sw, dev_train, axis=0)
+                # the model fitted on the fold centres the fold's targets
+                offset = _weighted_mean(xp, Y_tr, sw_tr) if recentre else 0.0
+                Y_tr = Y_tr - offset
+                evals, U, z = self._eigh(K_tr, sw_tr, Y_tr)
+                KU = K_te @ U
+                w_test = None if sample_weight is None else sample_weight[test]
+                for i in indices:
+                    ridge = self._ridge(candidates[i]["alpha"], K_tr, sw_tr)
+                    g, _ = inverse_filter(xp, evals + ridge)
+                    pred = to_numpy(KU @ (g[:, None] * z) + offset)
+                    split_scores[i, k] = self._score(
+                        y_true[test], pred, w_test, loo=False
+                    )
+        return split_scores
 
     def _centres_targets(self):
         """True when the fitted model centres its targets (``normalize_y``)."""
@@ -789,16 +674,20 @@ class _BaseNTKCV(BaseEstimator):
 
         ``X`` is validated against the features seen in :meth:`fit` (names
         included); the public methods calling it are wrapped in
-        :func:`~sknetk._base.mirrors_input` (CuPy in, CuPy out).
+        :func:`~sknetk._base.mirrors_input` (CuPy in, CuPy out). The chosen
+        model predicts with the search's run settings as they are now
+        (``device``, ``working_memory``, ``n_jobs``: e.g. a GPU fit loaded
+        on a machine without a GPU, then set to ``device="cpu"``).
         """
         check_is_fitted(self)
         X = validate_data(
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
         best = self.best_estimator_
-        if best.device != self.device:  # e.g. a GPU fit loaded without a GPU
+        run = {name: self.get_params(deep=False)[name] for name in _RUN_SETTINGS}
+        if any(best.get_params(deep=False)[k] != v for k, v in run.items()):
             best = copy.copy(best)
-            best.device = self.device
+            best.set_params(**run)
         return getattr(best, method)(X, **kwargs)
 
     def __sklearn_tags__(self):
@@ -941,6 +830,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         "normalize_y": ["boolean"],
     }
     _is_classifier = False
+    _model_class = NTKRegressor
 
     def __init__(
         self,
@@ -1036,12 +926,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
             mean, scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
         self._y_mean = mean if y.ndim == 2 else mean[0]
         self._y_scale = scale if y.ndim == 2 else scale[0]
-        self._search(X, (Y - mean) / scale, y, sample_weight, groups)
-        best = NTKRegressor(**self._best_params())
-        if "normalize_y" in best.get_params():
-            best.set_params(normalize_y=self.normalize_y)
-        elif self.normalize_y:  # pragma: no cover - before NTKRegressor had it
-            raise RuntimeError("NTKRegressor has no normalize_y")
+        best = self._search(X, (Y - mean) / scale, y, sample_weight, groups)
         return self._finish(best, X, y, sample_weight)
 
     @mirrors_input
@@ -1127,6 +1012,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
     _is_classifier = True
+    _model_class = NTKClassifier
 
     def __init__(
         self,
@@ -1231,8 +1117,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
             sample_weight,
             weights="sample_weight and class_weight",
         )
-        self._search(X, Y, y, sample_weight, groups)
-        best = NTKClassifier(**self._best_params())
+        best = self._search(X, Y, y, sample_weight, groups)
         with warnings.catch_warnings():  # already said by check_weighted_classes
             warnings.filterwarnings("ignore", message=".*have zero total weight")
             return self._finish(best, X, y, sample_weight)
@@ -1286,6 +1171,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         """
         return self._delegate("predict_log_proba", X)
 
+    @labels_on_host
     def predict(self, X):
         """Predict the class with the largest decision value.
 
@@ -1297,11 +1183,9 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
-            Predicted class labels.
+            Predicted class labels (NumPy, whatever the input).
         """
-        # Labels stay NumPy whatever the input (CuPy holds no strings): only
-        # the input is brought to the host, not mirrored back.
-        return self._delegate("predict", to_host(X)[0])
+        return self._delegate("predict", X)
 
 
 _insert_doc(
