@@ -1,14 +1,15 @@
 """The ``sknetk`` command line: ``sknetk compare`` and ``sknetk info``.
 
-``sknetk compare`` cross-validates infinite-width network models (NTK, NNGP)
-next to scikit-learn baselines on a bundled data set or a CSV file and prints
-a table; ``sknetk info`` reports versions, GPU availability and the memory
-budget and the BLAS in use. Both need only sknetk's core dependencies (CSV
-files are read with the standard library's ``csv``; matplotlib only for
-``--plot``). Bad input (a missing file, a missing target column, a target with
-a single class, an invalid option or output path, ...) ends with a one-line
-message on standard error and exit code 2, and options and output paths are
-checked before any data is loaded.
+``sknetk compare`` cross-validates infinite-width network models (NTK, NNGP,
+and on images the convolutional NTK) next to scikit-learn baselines on a
+bundled data set or a CSV file and prints a table; ``sknetk info`` reports
+versions, GPU availability and the memory budget and the BLAS in use. Both
+need only sknetk's core dependencies (CSV files are read with the standard
+library's ``csv``; matplotlib only for ``--plot``). Bad input (a missing
+file, a missing target column, a target with a single class, an invalid
+option or output path, ...) ends with a one-line message on standard error
+and exit code 2, and options and output paths are checked before any data is
+loaded.
 """
 
 import argparse
@@ -22,8 +23,12 @@ import sys
 import time
 import warnings
 
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
 from . import __version__
 from ._base import plain_labels
+from ._conv_estimators import CNTKClassifierCV, CNTKRegressorCV
 from ._cv import NTKClassifierCV, NTKRegressorCV
 from ._device import check_device, gpu_available, probe_cupy
 
@@ -44,6 +49,8 @@ DATASETS = {
     "diabetes": ("load_diabetes", "regression"),
 }
 DEFAULT_DATASET = "breast_cancer"
+# Bundled data sets whose rows are images: name -> (H, W, C), NHWC order.
+_IMAGE_DATASETS = {"digits": (8, 8, 1)}
 
 #: Model names accepted by ``--models`` and what they stand for.
 MODELS = {
@@ -57,6 +64,11 @@ MODELS = {
     "rf": "random forest, 100 trees",
     "svm": "RBF support vector machine (SVC or SVR)",
     "krr-rbf": "RBF KernelRidge (regression only)",
+    "cntk": (
+        "convolutional NTK, global average pooling readout (CNTKClassifierCV / "
+        "CNTKRegressorCV; image data only)"
+    ),
+    "cntk-flatten": "the same with the Flatten readout (image data only)",
     "ridge": "linear Ridge / RidgeClassifier",
     "knn": "nearest neighbours",
     "dummy": "predicts the mean / the most frequent class",
@@ -67,12 +79,25 @@ _ALIASES = {
     "krr": "krr-rbf",
     "random_forest": "rf",
     "after-kernel": "mlp-after",
+    "cntk-gap": "cntk",
 }
+# The convolutional models: their readout, and the ones that cost O(P^2).
+_CNTK_READOUTS = {"cntk": "gap", "cntk-flatten": "flatten"}
 # mlp-after is left out of the defaults when sknetk.empirical is missing.
 DEFAULT_MODELS = {
     "classification": ("ntk", "nngp", "mlp", "mlp-after", "rf", "svm"),
     "regression": ("ntk", "nngp", "mlp", "mlp-after", "rf", "svm", "krr-rbf"),
 }
+# On image data (digits, --image-shape) the defaults add the GAP CNTK.
+_IMAGE_DEFAULT_MODELS = ("cntk",)
+# Without --max-samples, image data with the GAP cntk model keep this many
+# random rows: its kernel costs O(P^2) per entry (digits at 500 rows: about
+# a minute per fold on two cores).
+_IMAGE_MAX_SAMPLES = 500
+# CPU seconds per pixel pair, layer and kernel entry of the GAP recursion
+# (measured on two cores for 8x8 and 28x28 images: 6e-8 s), for the note
+# on a long run.
+_GAP_SECONDS_PER_PAIR_LAYER = 6e-8
 _DEFAULT_SCORING = {"classification": "accuracy", "regression": "r2"}
 # The ntk/nngp ridges searched by leave-one-out with --no-tune.
 _NTK_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -392,16 +417,36 @@ def _prepare(args):
         raise CLIError(f"{name} has no rows with a target value.")
     if not table.columns:
         raise CLIError(f"{name} has no feature columns besides the target.")
-    if args.max_samples is not None and len(y) > args.max_samples:
-        notes.append(f"subsampled {args.max_samples} of {len(y)} rows")
+    images = _image_shape_of(args)
+    if images is not None:
+        _check_image_columns(table, images, name, args.image_shape is not None)
+    max_samples = args.max_samples
+    if max_samples is not None and len(y) > max_samples:
+        notes.append(f"subsampled {max_samples} of {len(y)} rows")
+    elif (
+        max_samples is None
+        and images is not None
+        and "cntk" in _requested_models(args.models, images)
+        and len(y) > _IMAGE_MAX_SAMPLES
+    ):
+        max_samples = _IMAGE_MAX_SAMPLES
+        notes.append(
+            f"subsampled {max_samples} of {len(y)} rows: the default --max-samples "
+            "for image data with the cntk model, whose kernel (global average "
+            "pooling) costs O(P^2) per entry for P pixels; --max-samples N "
+            "changes it"
+        )
+    if max_samples is not None and len(y) > max_samples:
         # The rows pandas' DataFrame.sample(n, random_state=seed) takes.
         rng = np.random.RandomState(args.random_state)
-        rows = rng.choice(len(y), size=args.max_samples, replace=False)
+        rows = rng.choice(len(y), size=max_samples, replace=False)
         table, y = table.take(rows), y[rows]
     if len(y) < args.cv:
         raise CLIError(f"{name} has {len(y)} rows, fewer than --cv={args.cv} folds.")
     y = _check_target(y, kind, target, task, args.cv)
-    table, column_notes = _check_features(table, args.max_categories)
+    table, column_notes = _check_features(
+        table, args.max_categories, images is not None
+    )
     notes.extend(column_notes)
     info = {
         "dataset": name,
@@ -412,11 +457,78 @@ def _prepare(args):
     }
     if task == "classification":
         info["n_classes"] = int(len(np.unique(y)))
+    if images is not None:
+        info["image_shape"] = list(images)
     return table, y, task, info
 
 
-def _check_features(table, max_categories):
-    """Reject unusable columns; return the table and notes on what will be done."""
+def _parse_image_shape(text):
+    """``(H, W, C)`` from ``--image-shape H,W[,C]`` (CLIError if malformed)."""
+    parts = [part.strip() for part in str(text).split(",")]
+    ok = len(parts) in (2, 3) and all(
+        part.isascii() and part.isdigit() and int(part) >= 1 for part in parts
+    )
+    if not ok:
+        raise CLIError(
+            f"--image-shape must be H,W or H,W,C (positive integers: height, "
+            f"width and channels, e.g. 28,28 or 32,32,3), got {text!r}."
+        )
+    shape = tuple(int(part) for part in parts)
+    return shape if len(shape) == 3 else (*shape, 1)
+
+
+def _image_shape_of(args):
+    """The ``(H, W, C)`` of the run's images, or None for tabular data.
+
+    ``--image-shape`` when given; else the bundled image data sets
+    (``digits``: 8x8); known from the options alone, before any data is read.
+    """
+    if getattr(args, "image_shape", None) is not None:
+        return _parse_image_shape(args.image_shape)
+    if getattr(args, "csv", None) is None:
+        return _IMAGE_DATASETS.get(getattr(args, "dataset", None) or DEFAULT_DATASET)
+    return None
+
+
+def _requested_models(text, images):
+    """The model names of ``--models`` (aliases resolved), or the defaults."""
+    if text is None:
+        names = list(DEFAULT_MODELS["classification"])
+        return names + list(_IMAGE_DEFAULT_MODELS) if images is not None else names
+    names = (_ALIASES.get(n, n) for n in (r.strip().lower() for r in text.split(",")))
+    return [n for n in names if n]
+
+
+def _check_image_columns(table, shape, name, given):
+    """Every feature column is a pixel: numeric, ``H * W * C`` of them."""
+    option = "--image-shape " + ",".join(map(str, shape)) if given else "the images"
+    text = [
+        table.names[j] for j in range(len(table.columns)) if not table.is_numeric(j)
+    ]
+    if text:
+        shown = ", ".join(repr(c) for c in text[:5]) + (
+            ", ..." if len(text) > 5 else ""
+        )
+        raise CLIError(
+            f"{option}: feature column(s) {shown} of {name} are not numeric; "
+            "every feature column must be a pixel (drop the others with --drop)."
+        )
+    n_pixels = math.prod(shape)
+    if n_pixels != len(table.columns):
+        raise CLIError(
+            f"{option} holds {n_pixels} values per image, but {name} has "
+            f"{len(table.columns)} numeric feature columns; drop the columns that "
+            "are not pixels with --drop, or correct the shape (H,W or H,W,C, "
+            "pixels in row-major NHWC order)."
+        )
+
+
+def _check_features(table, max_categories, images=False):
+    """Reject unusable columns; return the table and notes on what will be done.
+
+    ``images``: the columns are pixels, scaled by one global factor later, so
+    no column is rescaled on its own.
+    """
     import numpy as np
 
     notes = []
@@ -447,7 +559,7 @@ def _check_features(table, max_categories):
     # brought to magnitude 1 first: the standardized values are the same.
     columns, rescaled = list(table.columns), 0
     for j, col in enumerate(columns):
-        if not table.is_numeric(j):
+        if images or not table.is_numeric(j):
             continue
         biggest = float(np.max(np.abs(col[~missing[j]])))
         exponent = math.frexp(biggest)[1]
@@ -463,8 +575,36 @@ def _check_features(table, max_categories):
     return _Table(table.names, columns, table.n_rows), notes
 
 
-def _preprocessor(table):
-    """Column-wise preprocessing fitted inside each fold: impute, scale, one-hot."""
+class _PixelScaler(TransformerMixin, BaseEstimator):
+    """Divide every pixel by the largest absolute pixel of the training images.
+
+    One factor for the whole image (not one per column, which would change
+    the images a convolutional network sees): digits' 0..16 become 0..1.
+    """
+
+    def fit(self, X, y=None):
+        import numpy as np
+
+        X = validate_data(self, X, dtype=np.float64)
+        biggest = float(np.max(np.abs(X))) if X.size else 0.0
+        self.scale_ = biggest if biggest > 0 else 1.0
+        return self
+
+    def transform(self, X):
+        import numpy as np
+
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return X / self.scale_
+
+
+def _preprocessor(table, images=False):
+    """Preprocessing fitted inside each fold.
+
+    Tabular data: column-wise imputation, standardization and one-hot
+    encoding. Images (``images=True``): median imputation of missing pixels,
+    then one scale factor for all pixels (:class:`_PixelScaler`).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -473,6 +613,9 @@ def _preprocessor(table):
     numeric = [j for j in range(len(table.columns)) if table.is_numeric(j)]
     categorical = [j for j in range(len(table.columns)) if j not in numeric]
     has_missing = any(_is_missing(col).any() for col in table.columns)
+    if images:
+        steps = [SimpleImputer(strategy="median")] if has_missing else []
+        return make_pipeline(*steps, _PixelScaler())
     num_steps = [SimpleImputer(strategy="median")] if has_missing else []
     transformers = [("num", make_pipeline(*num_steps, StandardScaler()), numeric)]
     if categorical:
@@ -497,6 +640,13 @@ _GRIDS = {
     "small": {
         "ntk": {"alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "depth": (1, 2, 3, 4)},
         "nngp": {"alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "depth": (1, 2, 3, 4)},
+        # Depths capped at 3: every depth of the grid comes from one pass of
+        # the recursion of the deepest, whose cost grows with the depth.
+        "cntk": {"alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "depth": (1, 2, 3)},
+        "cntk-flatten": {
+            "alpha": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+            "depth": (1, 2, 3),
+        },
         "mlp": {  # a half fraction: 8 of these 16 (see _HALF_FRACTION)
             "width": (32, 128),
             "depth": (1, 2),
@@ -519,6 +669,14 @@ _GRIDS = {
         "nngp": {
             "alpha": (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
             "depth": (1, 2, 3, 4, 5, 6, 8),
+        },
+        "cntk": {
+            "alpha": (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            "depth": (1, 2, 3, 4, 5, 6),
+        },
+        "cntk-flatten": {
+            "alpha": (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            "depth": (1, 2, 3, 4, 5, 6),
         },
         "mlp": {
             "width": (32, 128, 512),
@@ -550,6 +708,8 @@ GRID_NAMES = tuple(_GRIDS)
 # resolution IV (each level of a factor is tried 4 times, and each pair of
 # levels of two factors twice), which halves the costliest search.
 _HALF_FRACTION = {("small", "mlp")}
+# The cntk ridges and depths searched by leave-one-out with --no-tune.
+_NO_TUNE_CNTK = {"alpha": _NTK_ALPHAS, "depth": (1, 2, 3)}
 _MLP_MAX_ITER = 1000
 
 
@@ -614,11 +774,14 @@ def _after_kernel_classes():
     return AfterKernelRegressor, AfterKernelClassifier
 
 
-def _parse_models(text, task):
+def _parse_models(text, task, images=None):
+    """The run's model names; ``images``: the ``(H, W, C)`` of image data."""
     if text is None:
         names = list(DEFAULT_MODELS[task])
         if _after_kernel_classes() is None:
             names = [n for n in names if n != "mlp-after"]
+        if images is not None:
+            names.extend(_IMAGE_DEFAULT_MODELS)
         return names
     names = []
     for raw in text.split(","):
@@ -634,6 +797,8 @@ def _parse_models(text, task):
             raise CLIError(
                 "krr-rbf (KernelRidge) is a regressor; for classification use svm."
             )
+        if name in _CNTK_READOUTS and images is None:
+            raise CLIError(_cntk_needs_images(name))
         if name == "mlp-after" and _after_kernel_classes() is None:
             raise CLIError(
                 "mlp-after needs sknetk.empirical (AfterKernelRegressor), which "
@@ -649,6 +814,13 @@ def _parse_models(text, task):
         names.remove("mlp-after")
         names.insert(names.index("mlp") + 1, "mlp-after")
     return names
+
+
+def _cntk_needs_images(name):
+    return (
+        f"{name} needs image data: --dataset digits, or --csv with --image-shape "
+        "H,W[,C] (each row an image, pixels in row-major NHWC order)."
+    )
 
 
 def _inner_splitter(task, args):
@@ -686,6 +858,32 @@ def _ntk_estimator(kernel, task, args):
     return estimator, cls.__name__
 
 
+def _cntk_estimator(name, task, args):
+    """The convolutional NTK with leave-one-out search, and its class name.
+
+    ``CNTKClassifierCV`` / ``CNTKRegressorCV`` (ReLU, 3x3 SAME convolutions,
+    the readout of ``name``): depth and ridge (relative to the mean diagonal)
+    chosen by the estimator's exact leave-one-out over the grid, the kernels of
+    every depth from one pass of the recursion.
+    """
+    images = getattr(args, "images", None)
+    if images is None:
+        raise CLIError(_cntk_needs_images(name))
+    cls = CNTKClassifierCV if task == "classification" else CNTKRegressorCV
+    grid = _GRIDS[args.grid][name] if getattr(args, "tune", True) else _NO_TUNE_CNTK
+    estimator = cls(
+        alphas=tuple(grid["alpha"]),
+        depths=tuple(grid["depth"]),
+        depth=max(grid["depth"]),
+        image_shape=tuple(images),
+        readout=_CNTK_READOUTS[name],
+        alpha_scale="mean_diag",
+        device=args.device,
+        n_jobs=args.n_jobs,
+    )
+    return estimator, cls.__name__
+
+
 def _mlp(classification, seed, **params):
     from sklearn import neural_network
 
@@ -715,6 +913,8 @@ def _make_model(name, task, args):
     tune = getattr(args, "tune", True)
     if name in ("ntk", "nngp"):
         return _ntk_estimator(name, task, args)
+    if name in _CNTK_READOUTS:
+        return _cntk_estimator(name, task, args)
     if name == "rf":
         cls = (
             ensemble.RandomForestClassifier
@@ -800,6 +1000,11 @@ def _search(name, task, estimator, args):
     """
     from sklearn.model_selection import GridSearchCV
 
+    if name in _CNTK_READOUTS:  # searched by its own leave-one-out
+        return estimator, {
+            "alpha": tuple(estimator.alphas),
+            "depth": tuple(estimator.depths),
+        }
     if name in ("ntk", "nngp"):
         if getattr(args, "tune", True):
             return estimator, dict(_GRIDS[args.grid][name])
@@ -838,6 +1043,8 @@ def _describe(step):
 
 def _chosen(name, step):
     """The hyper-parameters a fitted ``step`` chose, or None if it chose none."""
+    if name in _CNTK_READOUTS and hasattr(step, "depth_"):
+        return {"alpha": step.best_alpha_, "depth": int(step.depth_)}
     best = getattr(step, "best_params_", None)
     if best is None:
         return None
@@ -986,7 +1193,7 @@ def _evaluate(models, table, y, task, scorer, args):
     repeats = getattr(args, "repeats", 1)
     splitter = _splitter(task, args.cv, repeats, args.random_state)
     splits = list(splitter.split(X, y))
-    pre = _preprocessor(table)
+    pre = _preprocessor(table, getattr(args, "images", None) is not None)
     results = {}
     for name, (step, desc, grid) in models.items():
         summary = desc
@@ -1437,6 +1644,11 @@ def _check_args(args):
         raise CLIError(
             f"--random-state must be in 0 .. 2**32 - 1, got {args.random_state}."
         )
+    images = _image_shape_of(args)  # checks the --image-shape syntax
+    if images is None and args.models is not None:
+        for name in _requested_models(args.models, None):
+            if name in _CNTK_READOUTS:
+                raise CLIError(_cntk_needs_images(name))
     try:
         check_device(args.device)
     except ValueError as exc:
@@ -1603,6 +1815,17 @@ def _machine():
     }
 
 
+def _gap_cpu_minutes(info, args):
+    """Rough CPU-minutes of the GAP cntk row over all folds."""
+    n = info["n_samples"]
+    n_train = n * (args.cv - 1) // args.cv
+    entries = n_train * (n_train + 1) / 2 + (n - n_train) * n_train
+    grid = _GRIDS[args.grid]["cntk"] if args.tune else _NO_TUNE_CNTK
+    pairs = math.prod(args.images[:2]) ** 2
+    seconds = entries * pairs * max(grid["depth"]) * _GAP_SECONDS_PER_PAIR_LAYER
+    return seconds * args.cv * args.repeats / 60
+
+
 def _compare(args, out):
     _check_args(args)
     table, y, task, info = _prepare(args)
@@ -1615,7 +1838,9 @@ def _compare(args, out):
         raise CLIError(
             f"unknown --scoring {scoring!r}; see sklearn.metrics.get_scorer_names()."
         ) from None
-    names = _parse_models(args.models, task)
+    images = info.get("image_shape")
+    args.images = tuple(images) if images is not None else None
+    names = _parse_models(args.models, task, args.images)
     models, params = {}, {}
     for name in names:
         est, _ = _make_model(name, task, args)
@@ -1625,6 +1850,11 @@ def _compare(args, out):
             desc += (
                 "; in each fold, with the network the mlp row chose there "
                 "(the same trained net)"
+            )
+        if name in _CNTK_READOUTS:
+            desc += (
+                "; depth and alpha chosen in each fold by the estimator's exact "
+                "leave-one-out on the training rows"
             )
         models[name] = (step, desc, grid)
         params[name] = _json_safe(est.get_params(deep=False))
@@ -1646,29 +1876,57 @@ def _compare(args, out):
         f"{info['n_columns']} columns, {task}{classes})",
         file=out,
     )
-    if {"ntk", "nngp"} & set(names):
+    if {"ntk", "nngp", *_CNTK_READOUTS} & set(names):
         # The kernel search holds max(depths) + 3 kernels of n x n.
         n_train = info["n_samples"] * (args.cv - 1) // args.cv
         gib = (5 + 3) * 8 * n_train**2 / 2**30
         if gib > 2:
             info["notes"].append(
-                f"the ntk/nngp models need about {gib:.0f} GiB per fold; "
+                f"the kernel models need about {gib:.0f} GiB per fold; "
                 "lower it with --max-samples"
+            )
+    if "cntk" in names and args.device != "gpu":
+        minutes = _gap_cpu_minutes(info, args)
+        if minutes > 10:
+            info["notes"].append(
+                f"the cntk model (global average pooling, "
+                f"{math.prod(args.images[:2])}^2 pixel pairs per kernel entry) "
+                f"needs roughly {minutes:.0f} CPU-minutes over the folds on a "
+                "CPU; --max-samples, cntk-flatten or --device gpu shorten it"
             )
     for note in info["notes"]:
         print(f"Note: {note}", file=out)
     repeats = f", repeated {args.repeats} times" if args.repeats > 1 else ""
+    if args.images is not None:
+        scaled = (
+            "images of "
+            + "x".join(map(str, args.images))
+            + " pixels divided by the largest pixel of each training fold (one "
+            "factor, not standardized per column)"
+            + (", target standardized" if task == "regression" else "")
+        )
+    else:
+        scaled = (
+            "features "
+            + ("and target " if task == "regression" else "")
+            + "standardized inside each fold"
+        )
     print(
         f"{args.cv}-fold cross-validation{repeats} (paired folds), "
-        f"scoring={scoring}, features "
-        + ("and target " if task == "regression" else "")
-        + "standardized inside each fold",
+        f"scoring={scoring}, {scaled}",
         file=out,
     )
     if args.tune:
+        cntk = [n for n in names if n in _CNTK_READOUTS]
         print(
             f"Every model tuned by grid search ({args.grid} grids) over the "
-            f"same inner {args.inner_cv}-fold splits of each training fold",
+            f"same inner {args.inner_cv}-fold splits of each training fold"
+            + (
+                f"; {', '.join(cntk)}: over the same grid by exact "
+                "leave-one-out on the training fold"
+                if cntk
+                else ""
+            ),
             file=out,
         )
     else:
@@ -1903,7 +2161,10 @@ def _parser():
             "  sknetk compare\n"
             "  sknetk compare --dataset diabetes --repeats 5 --plot compare.png\n"
             "  sknetk compare --csv data.csv --target price --drop id\n"
-            "  sknetk compare --dataset digits --models ntk,svm --device gpu"
+            "  sknetk compare --dataset digits --models ntk,svm --device gpu\n"
+            "  sknetk compare --dataset digits   # adds the cntk model, 500 rows\n"
+            "  sknetk compare --csv mnist.csv --target label --image-shape 28,28 "
+            "--models cntk-flatten,ntk,svm"
         ),
     )
     data = cmp.add_argument_group("data")
@@ -1920,6 +2181,16 @@ def _parser():
         default="",
         type=lambda s: [c for c in s.split(",") if c],
         help="comma-separated CSV columns to ignore (e.g. identifiers)",
+    )
+    data.add_argument(
+        "--image-shape",
+        metavar="H,W[,C]",
+        help=(
+            "the feature columns are images of H x W pixels and C channels "
+            "(default 1), in row-major NHWC order: enables the cntk models and "
+            "scales pixels by one factor instead of standardizing columns "
+            "(digits is 8,8 without it)"
+        ),
     )
     data.add_argument(
         "--task",
@@ -1955,7 +2226,9 @@ def _parser():
             + ",".join(DEFAULT_MODELS["classification"])
             + " for classification, "
             + ",".join(DEFAULT_MODELS["regression"])
-            + " for regression)"
+            + " for regression; "
+            + ",".join(_IMAGE_DEFAULT_MODELS)
+            + " added on image data)"
         ),
     )
     run.add_argument("--cv", type=int, default=5, help="number of folds (default 5)")
