@@ -89,11 +89,42 @@ CONV_SOURCE = (
 // factor), 1[bias], 1 - the snap tolerance of the block's correlations.
 // ---------------------------------------------------------------------------
 
+// The geometry of a launch, read once per thread (see _GEO_FIELDS); pixel
+// indices are 32-bit (maps up to 46340 pixels), memory offsets 64-bit.
+struct sknetk_conv_geo {
+  int Hi, Wi, Ho, Wo, fh, fw, lo_h, lo_w, padding, full, first, C;
+  int want_ntk, has_theta, ntk_par, readout;
+  long long lda, ldb;
+};
+
+__device__ __host__ inline sknetk_conv_geo sknetk_conv_load(
+    const long long* geo) {
+  sknetk_conv_geo g;
+  g.Hi = (int)geo[0];
+  g.Wi = (int)geo[1];
+  g.Ho = (int)geo[2];
+  g.Wo = (int)geo[3];
+  g.fh = (int)geo[4];
+  g.fw = (int)geo[5];
+  g.lo_h = (int)geo[6];
+  g.lo_w = (int)geo[7];
+  g.padding = (int)geo[8];
+  g.full = (int)geo[9];
+  g.first = (int)geo[10];
+  g.C = (int)geo[11];
+  g.want_ntk = (int)geo[12];
+  g.has_theta = (int)geo[13];
+  g.ntk_par = (int)geo[14];
+  g.readout = (int)geo[15];
+  g.lda = geo[16];
+  g.ldb = geo[17];
+  return g;
+}
+
 // The source index of output index ``y`` shifted into a map of ``n`` rows
 // (false: in the zero padding).
-__device__ __host__ inline bool sknetk_conv_src(long long y, long long n,
-                                                long long padding,
-                                                long long& out) {
+__device__ __host__ inline bool sknetk_conv_src(int y, int n, int padding,
+                                                int& out) {
   if (padding == 1) {
     y %= n;
     if (y < 0) y += n;
@@ -102,40 +133,35 @@ __device__ __host__ inline bool sknetk_conv_src(long long y, long long n,
   return y >= 0 && y < n;
 }
 
-// Unnormalised patch sums of Sigma (ps) and Theta (pt) of pair slot ``tt`` of
-// group ``grp`` (images i of A and j of B) at the output pixel pair
-// (h, w; h2, w2): one shared offset for both pixels, fh fw offsets.
+// Unnormalised patch sums of Sigma (ps) and Theta (pt) at the output pixel
+// pair (h, w; h2, w2) of the pair whose values start at ``sg``/``tg`` (entry
+// e at sg[32 e]), or of images ``u0``/``v0`` (first Conv): one shared offset
+// for both pixels, fh fw offsets, float64 sums.
 template <typename T>
 __device__ __host__ inline void sknetk_conv_patch(
-    const long long* geo, const T* sig, const T* th, const T* A, const T* B,
-    long long i, long long j, long long grp, long long tt, long long h,
-    long long w, long long h2, long long w2, int want_theta, double& ps,
+    const sknetk_conv_geo& G, const T* sg, const T* tg, const T* u0,
+    const T* v0, int h, int w, int h2, int w2, int want_theta, double& ps,
     double& pt) {
-  const long long Hi = geo[0], Wi = geo[1], fh = geo[4], fw = geo[5];
-  const long long lo_h = geo[6], lo_w = geo[7], padding = geo[8];
-  const long long full = geo[9], first = geo[10], C = geo[11];
-  const long long Ein = full ? Hi * Wi * Hi * Wi : Hi * Wi;
-  const T* sg = sig + grp * Ein * 32 + tt;
-  const T* tg = th + grp * Ein * 32 + tt;
   ps = 0.0;
   pt = 0.0;
-  for (long long a = 0; a < fh; ++a) {
-    long long y1, y2;
-    if (!sknetk_conv_src(h + a - lo_h, Hi, padding, y1)) continue;
-    if (!sknetk_conv_src(h2 + a - lo_h, Hi, padding, y2)) continue;
-    for (long long b = 0; b < fw; ++b) {
-      long long x1, x2;
-      if (!sknetk_conv_src(w + b - lo_w, Wi, padding, x1)) continue;
-      if (!sknetk_conv_src(w2 + b - lo_w, Wi, padding, x2)) continue;
-      if (first) {
-        const T* u = A + ((i * Hi + y1) * Wi + x1) * C;
-        const T* v = B + ((j * Hi + y2) * Wi + x2) * C;
+  for (int a = 0; a < G.fh; ++a) {
+    int y1, y2;
+    if (!sknetk_conv_src(h + a - G.lo_h, G.Hi, G.padding, y1)) continue;
+    if (!sknetk_conv_src(h2 + a - G.lo_h, G.Hi, G.padding, y2)) continue;
+    for (int b = 0; b < G.fw; ++b) {
+      int x1, x2;
+      if (!sknetk_conv_src(w + b - G.lo_w, G.Wi, G.padding, x1)) continue;
+      if (!sknetk_conv_src(w2 + b - G.lo_w, G.Wi, G.padding, x2)) continue;
+      if (G.first) {
+        const T* u = u0 + (long long)(y1 * G.Wi + x1) * G.C;
+        const T* v = v0 + (long long)(y2 * G.Wi + x2) * G.C;
         double dot = 0.0;
-        for (long long c = 0; c < C; ++c) dot += (double)u[c] * (double)v[c];
-        ps += dot / (double)C;
+        for (int c = 0; c < G.C; ++c) dot += (double)u[c] * (double)v[c];
+        ps += dot / (double)G.C;
       } else {
         const long long e =
-            full ? ((y1 * Wi + x1) * Hi + y2) * Wi + x2 : y1 * Wi + x1;
+            G.full ? (long long)(y1 * G.Wi + x1) * (G.Hi * G.Wi) + y2 * G.Wi + x2
+                   : (long long)(y1 * G.Wi + x1);
         ps += (double)sg[e * 32];
         if (want_theta) pt += (double)tg[e * 32];
       }
@@ -150,19 +176,23 @@ template <typename T>
 __device__ __host__ inline void sknetk_conv_variance_body(
     long long g, const long long* geo, const double* cst, const T* sig,
     const T* A, const long long* pair_i, T* S, T* INV, long long groups) {
-  const long long Ho = geo[2], Wo = geo[3], P = Ho * Wo, lda = geo[16];
-  const long long tt = g % 32, rest = g / 32;
+  const sknetk_conv_geo G = sknetk_conv_load(geo);
+  const long long P = (long long)G.Ho * G.Wo;
+  const long long tt = g & 31, rest = g >> 5;
   const long long p = rest % P, grp = rest / P;
   if (grp >= groups) return;
   const long long i = pair_i[grp * 32 + tt];
-  const long long h = p / Wo, w = p % Wo;
+  const int h = (int)(p / G.Wo), w = (int)(p % G.Wo);
+  const long long Ein = G.full ? (long long)G.Hi * G.Wi * G.Hi * G.Wi
+                               : (long long)G.Hi * G.Wi;
+  const T* sg = sig + grp * Ein * 32 + tt;
+  const T* img = A + i * G.Hi * G.Wi * G.C;
   double ps, pt;
-  sknetk_conv_patch<T>(geo, sig, sig, A, A, i, i, grp, tt, h, w, h, w, 0, ps,
-                       pt);
+  sknetk_conv_patch<T>(G, sg, sg, img, img, h, w, h, w, 0, ps, pt);
   const T q = (T)(cst[0] * ps + cst[1]);
   const T s = sknetk_sqrt(q);
-  S[p * lda + i] = s;
-  INV[p * lda + i] = s > T(0) ? T(1) / s : T(0);
+  S[p * G.lda + i] = s;
+  INV[p * G.lda + i] = s > T(0) ? T(1) / s : T(0);
 }
 
 // One block of the recursion on a tile: Conv, affine step, activation,
@@ -175,59 +205,58 @@ __device__ __host__ inline void sknetk_conv_layer_body(
     const long long* pair_i, const long long* pair_j, const T* sa,
     const T* ia, const T* sb, const T* ib, T* sig_out, T* th_out,
     double* part_s, double* part_t, long long groups, long long lanes) {
-  const long long Ho = geo[2], Wo = geo[3], full = geo[9];
-  const long long want_ntk = geo[12], has_theta = geo[13], ntk_par = geo[14];
-  const long long readout = geo[15], lda = geo[16], ldb = geo[17];
-  const long long tt = g % 32, rest = g / 32;
+  const sknetk_conv_geo G = sknetk_conv_load(geo);
+  const long long tt = g & 31, rest = g >> 5;
   const long long lane = rest % lanes, grp = rest / lanes;
   if (grp >= groups) return;
   const long long t = grp * 32 + tt;
   const long long i = pair_i[t], j = pair_j[t];
-  const long long Eout = full ? Ho * Wo * Ho * Wo : Ho * Wo;
+  const int P = G.Ho * G.Wo;
+  const long long Eout = G.full ? (long long)P * P : (long long)P;
+  const long long Ein = G.full ? (long long)G.Hi * G.Wi * G.Hi * G.Wi
+                               : (long long)G.Hi * G.Wi;
   const double w2f = cst[0], b2 = cst[1], c_in = cst[2], bias_one = cst[3];
   const T snap = (T)cst[4];
+  T ap_local[4] = {ap[0], ap[1], ap[2], ap[3]};
+  const T* sg = sig + grp * Ein * 32 + tt;
+  const T* tg = th + grp * Ein * 32 + tt;
+  const T* u0 = A + i * G.Hi * G.Wi * G.C;
+  const T* v0 = B + j * G.Hi * G.Wi * G.C;
   T* so = sig_out + grp * Eout * 32 + tt;
   T* to = th_out + grp * Eout * 32 + tt;
+  const int want_theta = G.want_ntk && G.has_theta;
   double acc_s = 0.0, acc_t = 0.0;
   for (long long e = lane; e < Eout; e += lanes) {
-    long long h, w, h2, w2;
-    if (full) {
-      long long r = e;
-      w2 = r % Wo;
-      r /= Wo;
-      h2 = r % Ho;
-      r /= Ho;
-      w = r % Wo;
-      h = r / Wo;
+    int p1, p2;
+    if (G.full) {
+      p1 = (int)(e / P);
+      p2 = (int)(e - (long long)p1 * P);
     } else {
-      w = e % Wo;
-      h = e / Wo;
-      h2 = h;
-      w2 = w;
+      p1 = p2 = (int)e;
     }
+    const int h = p1 / G.Wo, w = p1 - h * G.Wo;
+    const int h2 = p2 / G.Wo, w2 = p2 - h2 * G.Wo;
     double ps, pt;
-    sknetk_conv_patch<T>(geo, sig, th, A, B, i, j, grp, tt, h, w, h2, w2,
-                         (int)(want_ntk && has_theta), ps, pt);
+    sknetk_conv_patch<T>(G, sg, tg, u0, v0, h, w, h2, w2, want_theta, ps, pt);
     const double sigma = w2f * ps + b2;
     double theta = 0.0;
-    if (want_ntk) {
-      const double own = ntk_par ? sigma : c_in * ps + bias_one;
-      theta = has_theta ? w2f * pt + own : own;
+    if (G.want_ntk) {
+      const double own = G.ntk_par ? sigma : c_in * ps + bias_one;
+      theta = G.has_theta ? w2f * pt + own : own;
     }
-    const long long p1 = h * Wo + w, p2 = h2 * Wo + w2;
-    const T a[3] = {T(0), sa[p1 * lda + i], ia[p1 * lda + i]};
-    const T b[3] = {T(0), sb[p2 * ldb + j], ib[p2 * ldb + j]};
-    T sg = (T)sigma, dot;
-    sknetk_dual<T>(ACT, ap, sg, a, b, snap, dot);
+    const T a[3] = {T(0), sa[p1 * G.lda + i], ia[p1 * G.lda + i]};
+    const T b[3] = {T(0), sb[p2 * G.ldb + j], ib[p2 * G.ldb + j]};
+    T sv = (T)sigma, dot;
+    sknetk_dual<T>(ACT, ap_local, sv, a, b, snap, dot);
     const T tv = (T)theta * dot;
-    so[e * 32] = sg;
-    if (want_ntk) to[e * 32] = tv;
-    if (readout == 1 || (readout == 2 && p1 == p2)) {
-      acc_s += (double)sg;
+    so[e * 32] = sv;
+    if (G.want_ntk) to[e * 32] = tv;
+    if (G.readout == 1 || (G.readout == 2 && p1 == p2)) {
+      acc_s += (double)sv;
       acc_t += (double)tv;
     }
   }
-  if (readout) {
+  if (G.readout) {
     const long long k = (grp * lanes + lane) * 32 + tt;
     part_s[k] = acc_s;
     part_t[k] = acc_t;
