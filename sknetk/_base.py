@@ -13,25 +13,29 @@ centres), so prediction is the same for all of them.
 """
 
 import contextlib
+import dataclasses
 import functools
 import math
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples
 from threadpoolctl import threadpool_limits
 
 from ._array_api import get_namespace, is_numpy_namespace
 from ._cache import cached_kernel
-from ._device import DEVICES, cupy_or_error, predict_device, use_gpu
+from ._device import cupy_or_error, predict_device, use_gpu
 from ._nystrom import nystrom_predict
-from ._solver import ALPHA_SCALES, blas_matmul
+from ._params import (
+    KERNELS,  # noqa: F401 (imported here by _cv)
+    NETWORK,
+    constraints,
+    fill_doc,
+)
+from ._solver import blas_matmul
 from ._solvers import (
-    SOLVER_OPTIONS,
     SOLVERS,
     ExecutionContext,
     Kernel,
@@ -43,15 +47,13 @@ from ._solvers import (
     solver_key,
 )
 from .kernels import (
-    ACTIVATION_NAMES,
-    PARAMETERIZATIONS,
     KernelSpec,
-    kernel_matvec,
     nngp_diag,
     nngp_kernel,
-    nngp_ntk_kernels,
     ntk_diag,
     ntk_kernel,
+    spec_kernels,
+    spec_matvec,
 )
 
 #: Sparse input is converted to a dense array when it has at most this many
@@ -61,176 +63,26 @@ from .kernels import (
 #: blocks of this size, so it accepts sparse input of any number of rows.
 SPARSE_DENSIFY_MAX_ENTRIES = 10_000_000
 
-KERNELS = ("ntk", "nngp")
-
 #: Sparse formats taken as they are; others are converted to CSR (which also
 #: checks them for NaN and infinity).
 ACCEPT_SPARSE = ("csr", "csc", "coo")
 
-# Parameter documentation shared by the estimators' docstrings (inserted in
-# place of the line "    {kernel_params}").
-KERNEL_PARAMS_DOC = """
-    kernel : {{"ntk", "nngp"}}, default="ntk"
-        ``"ntk"``: the Neural Tangent Kernel, i.e. every layer is trained;
-        the model is the mean prediction of the infinitely wide network
-        trained to convergence by gradient descent on squared loss.
-        ``"nngp"``: the NNGP kernel, i.e. only the readout layer is trained
-        (equivalently, the posterior mean of the network's Gaussian
-        process).
-
-    depth : int, default=3
-        Number of hidden ``Dense -> activation`` blocks; a linear readout
-        layer follows them.
-
-    activation : str, default="relu"
-        Activation of the hidden layers, one of
-        ``sknetk.kernels.ACTIVATION_NAMES``: {activations}.
-
-    activation_params : dict, default=None
-        Parameters of the activation, e.g. ``{{"alpha": 0.1}}`` for
-        ``"leaky_relu"``, ``{{"a": 1.0, "b": 2.0, "c": 0.0}}`` for ``"erf"``
-        (``a * erf(b * x) + c``) or ``"sin"``, ``{{"gamma": 0.5}}`` for
-        ``"rbf"``. Missing ones take their defaults. ``GridSearchCV`` can
-        tune it with a list of dicts.
-
-    weight_std : float, default=1.0
-        Standard deviation of every Dense layer's weights (``W_std`` in
-        neural-tangents).
-
-    bias_std : float or None, default=0.0
-        Standard deviation of the biases (``b_std``). ``None`` means the
-        layers have no bias parameter, which differs from ``0.0`` only in
-        the ``"standard"`` parameterization.
-
-    parameterization : {{"ntk", "standard"}}, default="ntk"
-        Parameterization of the Dense layers, as in neural-tangents.
-
-    width : int, default=None
-        Hidden width. Only the ``"standard"`` parameterization's NTK
-        depends on it, and it is required there.
-
-    frozen_layers : int, default=0
-        Number of leading Dense layers kept at their initialisation (Arora
-        et al., 2020): only the later layers and the readout are trained, so
-        the NTK keeps only their terms. ``0`` trains every layer;
-        ``frozen_layers=depth`` trains the readout alone (in the ``"ntk"``
-        parameterization, the NNGP kernel). At most ``depth``, and only with
-        ``kernel="ntk"`` (the NNGP already trains the readout alone).
-
-    alpha_scale : {{"absolute", "mean_diag"}}, default="absolute"
-        How ``alpha`` is interpreted. ``"absolute"``: the ridge added to the
-        kernel's diagonal, as in ``KernelRidge``. ``"mean_diag"``: ``alpha``
-        times the mean of the training kernel's diagonal (weighted by
-        ``sample_weight``), which is neural-tangents' ``diag_reg`` with its
-        default ``trace / n`` scaling. The NTK's scale grows with depth, so
-        a relative ridge keeps the same meaning across depths. The value used
-        is stored in ``alpha_``.
-
-    t : float, default=None
-        Training time of gradient flow on the squared loss, with the learning
-        rate folded in (``t = learning_rate * time``); ``None`` trains to
-        convergence. The model is then the mean of the infinite ensemble of
-        networks trained for time ``t`` from a zero-mean initialisation, with
-        the ridge ``alpha_`` added to the kernel, exactly as neural-tangents'
-        ``gradient_descent_mse_ensemble``: the loss is averaged over the
-        ``N = y.size`` training values, so the residual along the kernel's
-        eigenvalue ``a`` (ridge included) decays as ``exp(-a t / N)``. With
-        ``sample_weight`` the loss is the weighted mean (``N = sum(w) *
-        n_targets``), so that an integer weight equals repeating the row at
-        every ``t``. ``t=0`` predicts zero, and ``t=inf`` is the same as
-        ``None``. A finite ``t`` costs an eigendecomposition of the training
-        kernel instead of a Cholesky factorisation.
-
-    memory : str or object with the joblib.Memory interface, default=None
-        Cache of kernel matrices, as in ``Pipeline``: a folder path or a
-        :class:`joblib.Memory`. The kernels between the training rows and
-        between prediction rows and training rows are then stored, keyed by
-        the data and the kernel parameters, so a grid search over parameters
-        that do not change the kernel (``alpha``, ``alpha_scale``, ``t``)
-        computes each fold's kernels once. Used by the CPU code path only
-        (the GPU path never caches); prediction with a cache forms the full
-        ``n_test x n_train`` kernel instead of streaming it. Stored kernels
-        are read-only: no ``mmap_mode`` lets a fit modify them. The cache is
-        a folder of pickles, and loading a pickle runs code, so whoever can
-        write it can run code as you: use a private folder (e.g.
-        ``tempfile.mkdtemp()``). A folder path that other users could write
-        (POSIX) raises ``ValueError`` (a missing folder is created with mode
-        ``0o700``); a ``joblib.Memory`` on such a folder is used with a
-        warning. A path that is a file or cannot be created raises
-        ``ValueError``; a folder that cannot be written, or a corrupted
-        entry, gives a warning and the kernel is computed.
-
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
-        Where the kernels and the solve run. ``"gpu"`` uses CuPy and a CUDA
-        device (the fused kernel and an in-place cuSOLVER Cholesky) and raises
-        :class:`~sknetk.exceptions.GPUUnavailableError` saying whether CuPy or
-        a device is missing; ``"cpu"`` uses NumPy/SciPy; ``"auto"`` uses the
-        GPU when one is available and the kernel matrix has at least 4 million
-        entries (``sknetk._device.AUTO_GPU_MIN_ENTRIES``). Fitted attributes
-        are NumPy arrays in every case, so a model fitted on a GPU pickles and
-        predicts on a machine without CuPy. CuPy inputs are accepted (copied
-        to the host for validation); ``predict`` then returns a CuPy array.
-
-    working_memory : float, default=None
-        Memory budget in MiB for the temporaries of the tiled kernel
-        computations, defaulting to ``sklearn.get_config()["working_memory"]``.
-        Prediction streams the test rows through blocks of this size, so it
-        never holds the full ``n_test x n_train`` kernel.
-
-    n_jobs : int, default=-1
-        Number of threads computing kernel tiles; ``-1`` uses every core. A
-        positive value also bounds the BLAS threads of ``fit`` and ``predict``
-        (threadpoolctl).
-
-    solver : {{"auto", "cholesky", "nystrom"}}, default="auto"
-        ``"cholesky"``: the exact solver, with the ``n x n`` training kernel
-        in memory and O(n^3) time. ``"nystrom"``: kernel ridge restricted to
-        ``n_centers`` training rows drawn uniformly (FALKON), solved by
-        conjugate gradient with the centres' Cholesky preconditioner while
-        the kernel rows are streamed in blocks within ``working_memory``:
-        O(n m) time per iteration and no ``n x n`` matrix; with
-        ``n_centers >= n_samples`` it equals the exact solver. ``"auto"``:
-        the exact solver while the ``n x n`` float64 kernel (``8 n^2``
-        bytes) fits ``working_memory`` (on the GPU: 90% of the device's free
-        memory, since the GPU fit factorises in place), and for a finite ``t`` or with
-        ``memory``; the Nystrom solver beyond and for dask arrays.
-        ``verbose`` says which. A finite ``t``, ``memory``,
-        ``predict(return_std=True)``, ``return_cov`` and
-        ``predict_trajectory`` need the exact kernel, and raise
-        ``ValueError`` with ``"nystrom"``. See :ref:`scaling`.
-
-    n_centers : int, default=5000
-        Number of Nystrom centres ``m`` (``solver="nystrom"``): O(m^2)
-        memory and O(m^3) time for the preconditioner. More centres bring
-        the model closer to the exact one.
-
-    max_iter : int, default=100
-        Largest number of conjugate-gradient iterations of the Nystrom
-        solver; a ``ConvergenceWarning`` says when it is reached first.
-
-    tol : float, default=1e-6
-        The Nystrom solver's conjugate gradient stops when every target's
-        residual of the preconditioned normal equations is at most ``tol``
-        times its initial value.
-
-    random_state : int, RandomState instance or None, default=None
-        Seed of the uniform draw of the Nystrom centres; pass an int for
-        reproducible fits. The exact solver is deterministic and ignores it.
-
-    verbose : int, default=0
-        ``1`` shows a progress bar over the kernel tiles (and prediction row
-        blocks) on standard error, tqdm's when it is installed, and prints
-        the solver ``"auto"`` chose and the Nystrom solver's strategy and
-        conjugate-gradient summary; ``2`` also every iteration.""".format(
-    activations=", ".join(f'``"{name}"``' for name in ACTIVATION_NAMES)
+#: The estimators' parameters from the table of :mod:`sknetk._params`, in
+#: their docstrings' order (after ``alpha`` and the estimator's own).
+ESTIMATOR_PARAMS = (
+    ("kernel",)
+    + NETWORK
+    + ("alpha_scale", "t", "memory", "device", "working_memory", "n_jobs")
+    + ("solver", "n_centers", "max_iter", "tol", "random_state", "verbose")
 )
 
 
 def _insert_params_doc(cls):
-    """Put :data:`KERNEL_PARAMS_DOC` into ``cls.__doc__``."""
-    doc = KERNEL_PARAMS_DOC.strip("\n")
-    cls.__doc__ = cls.__doc__.replace("    {kernel_params}", doc, 1)
-    return cls
+    """Put the shared parameters' documentation in place of the line
+    ``{kernel_params}`` of ``cls.__doc__``."""
+    return fill_doc(
+        ESTIMATOR_PARAMS, "estimator", blank_lines=True, placeholder="kernel_params"
+    )(cls)
 
 
 def to_host(X):
@@ -546,56 +398,30 @@ class _BaseNTK(BaseEstimator):
     live in :mod:`sknetk._solvers`.
     """
 
-    _parameter_constraints: dict = {
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "frozen_layers": [Interval(Integral, 0, None, closed="left")],
-        "t": [Interval(Real, 0, None, closed="both"), None],
-        "memory": [None, str, HasMethods(["cache"])],
-        "kernel": [StrOptions(set(KERNELS))],
-        "depth": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATION_NAMES))],
-        "activation_params": [dict, None],
-        "weight_std": [Interval(Real, 0, None, closed="left")],
-        "bias_std": [Interval(Real, 0, None, closed="left"), None],
-        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
-        "width": [Interval(Integral, 1, None, closed="left"), None],
-        "alpha_scale": [StrOptions(set(ALPHA_SCALES))],
-        "device": [StrOptions(set(DEVICES))],
-        "working_memory": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Integral, None],
-        "solver": [StrOptions(set(SOLVER_OPTIONS))],
-        "n_centers": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
+    _parameter_constraints: dict = constraints(
+        ("alpha",) + ESTIMATOR_PARAMS, "estimator"
+    )
 
     # -- kernel parameters ---------------------------------------------------
     def _kernel_params(self):
         """Keyword arguments describing the network, for ``sknetk.kernels``."""
-        return dict(
-            depth=self.depth,
-            activation=self.activation,
-            activation_params=self.activation_params,
-            weight_std=self.weight_std,
-            bias_std=self.bias_std,
-            parameterization=self.parameterization,
-            width=self.width,
-            frozen_layers=self.frozen_layers,
-        )
+        return {name: getattr(self, name) for name in NETWORK}
 
     def _params_for(self, kernel):
         """:meth:`_kernel_params` for ``kernel`` ("ntk" or "nngp").
 
         The NNGP does not depend on ``frozen_layers`` (it is the covariance
         of the untrained network), so the NNGP blocks an NTK model needs for
-        its uncertainty are computed (and cached) with ``frozen_layers=0``.
+        its uncertainty are computed (and cached) without it.
         """
-        params = self._kernel_params()
-        if kernel == "nngp":
-            params["frozen_layers"] = 0
-        return params
+        return self._spec(kernel).params()
+
+    def _spec(self, kernel=None):
+        """The :class:`~sknetk.kernels.KernelSpec` of ``kernel`` (default:
+        the model's): the network, validated; no frozen layers for the NNGP."""
+        kernel = self.kernel if kernel is None else kernel
+        spec = KernelSpec.from_params(**self._kernel_params(), ntk=kernel == "ntk")
+        return spec if kernel == "ntk" else dataclasses.replace(spec, frozen_layers=0)
 
     def _kernel(self):
         """The :class:`~sknetk._solvers.Kernel` of this model."""
@@ -614,7 +440,7 @@ class _BaseNTK(BaseEstimator):
         ``parameterization="standard"`` without ``width``, ``frozen_layers``
         above ``depth``, and ``frozen_layers`` with ``kernel="nngp"``.
         """
-        KernelSpec.from_params(**self._kernel_params())
+        KernelSpec.from_params(**self._kernel_params(), ntk=self.kernel == "ntk")
         if self.kernel == "nngp" and self.frozen_layers:
             raise ValueError(
                 'frozen_layers applies to kernel="ntk" only (the NNGP already '
@@ -794,32 +620,39 @@ def kernel_dot(model, X, coef):
             return np.concatenate(parts, axis=0)
         return np.zeros((0,) + coef.shape[1:])
     context = model._context(X.shape[0] * model.X_fit_.shape[0], predict=True)
-    common = dict(
-        kernel=model.kernel,
-        **model._kernel_params(),
-        working_memory=model.working_memory,
-    )
+    spec, kernel = model._spec(), model.kernel
     cupy = context.cupy
     if cupy is not None:
-        out = kernel_matvec(
+        out = spec_matvec(
             cupy.asarray(X),
             cupy.asarray(model.X_fit_),
             cupy.asarray(coef),
-            **common,
+            spec,
+            kernel,
+            working_memory=model.working_memory,
             device="gpu",
         )
         out = cupy.asnumpy(out)
     elif model.memory is not None:
         K = cached_kernel(
-            model.memory, X, model.X_fit_, **common, n_jobs=model.n_jobs, device="cpu"
+            model.memory,
+            X,
+            model.X_fit_,
+            kernel=kernel,
+            spec=spec,
+            working_memory=model.working_memory,
+            n_jobs=model.n_jobs,
+            device="cpu",
         )
         out = blas_matmul(K, np.asarray(coef, dtype=np.float64))
     else:
-        out = kernel_matvec(
+        out = spec_matvec(
             X,
             model.X_fit_,
             coef,
-            **common,
+            spec,
+            kernel,
+            working_memory=model.working_memory,
             n_jobs=model.n_jobs,
             device="cpu",
             verbose=model.verbose,
@@ -844,10 +677,9 @@ def kernel_blocks(model, A, B, kernels, device):
                 A,
                 B,
                 kernel=name,
-                **model._params_for(name),
+                spec=model._spec(name),
                 **common,
             )
             for name in kernels
         }
-    nngp, ntk = nngp_ntk_kernels(A, B, **model._kernel_params(), **common)
-    return {"nngp": nngp, "ntk": ntk}
+    return spec_kernels(A, B, model._spec("ntk"), ("nngp", "ntk"), **common)

@@ -21,6 +21,7 @@ fold's kernel is computed once and loaded from disk afterwards.
   is computed (and the broken entry rewritten).
 """
 
+import dataclasses
 import os
 import stat
 import warnings
@@ -384,25 +385,17 @@ def _check_cache(memory):
 
 
 def _compute_kernel(X, Y, kernel, spec, all_depths, working_memory, n_jobs, device):
-    """The function whose results are cached (its arguments are the key)."""
-    params = dict(
-        depth=spec.depth,
-        activation=spec.activation,
-        activation_params=dict(spec.activation_params),
-        weight_std=spec.weight_std,
-        bias_std=spec.bias_std,
-        parameterization=spec.parameterization,
-        width=spec.width,
-        all_depths=all_depths,
-        working_memory=working_memory,
-        n_jobs=n_jobs,
-        device=device,
-    )
+    """The function whose results are cached (its arguments are the key).
+
+    It calls the public kernel function of ``kernel`` (the tests count the
+    computations through these names), with the keywords of ``spec``.
+    """
+    run = dict(all_depths=all_depths, working_memory=working_memory, n_jobs=n_jobs)
     if kernel == "nngp":
-        return nngp_kernel(X, Y, **params)
+        return nngp_kernel(X, Y, **spec.params(), **run, device=device)
     if spec.frozen_layers:
-        return nngp_ntk_kernels(X, Y, frozen_layers=spec.frozen_layers, **params)[1]
-    return ntk_kernel(X, Y, **params)
+        return nngp_ntk_kernels(X, Y, **spec.params(), **run, device=device)[1]
+    return ntk_kernel(X, Y, **spec.params(), **run, device=device)
 
 
 def cached_kernel(
@@ -415,6 +408,7 @@ def cached_kernel(
     working_memory=None,
     n_jobs=-1,
     device="auto",
+    spec=None,
     **kernel_params,
 ):
     """``K(X, Y)``, computed once per distinct data and parameters.
@@ -448,6 +442,10 @@ def cached_kernel(
         Where the kernel is computed. These three are as in
         :func:`~sknetk.kernels.ntk_kernel`; they do not change the kernel's
         value, so they are not part of the cache key.
+    spec : KernelSpec, default=None
+        The network, for callers that have built it (then no
+        ``kernel_params``); with ``kernel="nngp"`` its ``frozen_layers`` is
+        ignored (the NNGP does not depend on it).
     **kernel_params
         ``depth``, ``activation``, ``activation_params``, ``weight_std``,
         ``bias_std``, ``parameterization``, ``width`` and ``frozen_layers``
@@ -489,9 +487,14 @@ def cached_kernel(
     """
     if kernel not in ("ntk", "nngp"):
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
-    spec = KernelSpec.from_params(**kernel_params)
-    if kernel == "nngp" and spec.frozen_layers:
-        raise ValueError('frozen_layers applies to kernel="ntk" only.')
+    if spec is None:
+        spec = KernelSpec.from_params(**kernel_params, ntk=kernel == "ntk")
+        if kernel == "nngp" and spec.frozen_layers:
+            raise ValueError('frozen_layers applies to kernel="ntk" only.')
+    elif kernel_params:
+        raise TypeError(f"cached_kernel takes spec or {sorted(kernel_params)}.")
+    elif kernel == "nngp":
+        spec = dataclasses.replace(spec, frozen_layers=0)  # one NNGP entry
     cache = _check_cache(memory)
     args = (X, Y, kernel, spec, bool(all_depths), working_memory, n_jobs, device)
     if cache is None or not is_numpy_namespace(get_namespace(X, Y)):

@@ -15,12 +15,13 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils._param_validation import validate_parameter_constraints
 
 from ._activations import ACTIVATIONS, correlation, get_activation, snap_tolerance
 from ._array_api import to_numpy
+from ._params import NETWORK, PARAMETERIZATIONS, constraints
 
 __all__ = [
     "KernelSpec",
@@ -31,8 +32,6 @@ __all__ = [
     "tile_recursion",
     "variance_path",
 ]
-
-PARAMETERIZATIONS = ("ntk", "standard")
 
 
 @dataclass(frozen=True)
@@ -93,51 +92,34 @@ class KernelSpec:
     ):
         """Validate user-facing parameters and build a spec.
 
-        ``ntk=False`` (NNGP only) does not require ``width`` in the
+        The values are checked against the parameter table's constraints
+        (:mod:`sknetk._params`, as the public functions and the estimators
+        check them; ``InvalidParameterError`` names the parameter), then the
+        checks no single constraint can make: the activation's name and
+        parameters, ``width`` for the ``"standard"`` NTK, ``frozen_layers <=
+        depth``. ``ntk=False`` (NNGP only) does not require ``width`` in the
         ``"standard"`` parameterization, whose NNGP does not depend on it.
         """
-        if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-        act = get_activation(activation)
-        params = act.params(activation_params)
-        if (
-            isinstance(weight_std, bool)
-            or not isinstance(weight_std, Real)
-            or not math.isfinite(weight_std)
-            or weight_std < 0
-        ):
+        values = dict(
+            depth=depth,
+            activation=activation,
+            activation_params=activation_params,
+            weight_std=weight_std,
+            bias_std=bias_std,
+            parameterization=parameterization,
+            width=width,
+            frozen_layers=frozen_layers,
+        )
+        validate_parameter_constraints(
+            constraints(NETWORK, "function"), values, caller_name="KernelSpec"
+        )
+        params = get_activation(activation).params(activation_params)
+        if parameterization == "standard" and ntk and width is None:
             raise ValueError(
-                f"weight_std must be a finite number >= 0, got {weight_std!r}."
+                "The 'standard' parameterization's NTK depends on the hidden "
+                "width: pass width=<int>, e.g. width=512."
             )
-        if bias_std is not None and (
-            isinstance(bias_std, bool)
-            or not isinstance(bias_std, Real)
-            or not math.isfinite(bias_std)
-            or bias_std < 0
-        ):
-            raise ValueError(
-                f"bias_std must be None or a finite number >= 0, got {bias_std!r}."
-            )
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"parameterization must be one of {PARAMETERIZATIONS}, "
-                f"got {parameterization!r}."
-            )
-        if parameterization == "standard" and ntk:
-            if width is None:
-                raise ValueError(
-                    "The 'standard' parameterization's NTK depends on the hidden "
-                    "width: pass width=<int>, e.g. width=512."
-                )
-        if width is not None and (
-            isinstance(width, bool) or not isinstance(width, Integral) or width < 1
-        ):
-            raise ValueError(f"width must be None or an integer >= 1, got {width!r}.")
-        if (
-            isinstance(frozen_layers, bool)
-            or not isinstance(frozen_layers, Integral)
-            or not 0 <= frozen_layers <= depth
-        ):
+        if frozen_layers > depth:
             raise ValueError(
                 f"frozen_layers must be an integer in [0, depth={depth}], "
                 f"got {frozen_layers!r}."
@@ -152,6 +134,13 @@ class KernelSpec:
             width=None if width is None else int(width),
             frozen_layers=int(frozen_layers),
         )
+
+    def params(self):
+        """The keywords of :meth:`from_params` (and of the public kernel
+        functions) that give this spec back."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        params["activation_params"] = dict(self.activation_params)
+        return params
 
     # -- the pieces of the recursion -----------------------------------------
     @property

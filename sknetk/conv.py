@@ -36,7 +36,8 @@ from ._conv import (
     place_images,
     self_path,
 )
-from .kernels import ACTIVATION_NAMES, budget_bytes
+from ._params import CONV_NETWORK, validated
+from .kernels import budget_bytes
 
 __all__ = [
     "ConvKernelSpec",
@@ -53,76 +54,71 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
-_PARAMS_DOC = """    image_shape : tuple of int, default=None
-        ``(H, W, C)`` (or ``(H, W)``: one channel) of the images when ``X``
-        holds flattened images, one per row in NHWC order (``X.reshape(n,
-        -1)`` of an NHWC array); ignored for image arrays ``(n, H, W, C)``
-        (then it must match) and ``(n, H, W)`` (one channel). ``None`` with
-        flattened rows: square single-channel images (the number of features
-        must be a perfect square, as for ``load_digits`` and MNIST).
-    depth : int, default=3
-        Number of ``Conv -> activation`` blocks.
-    activation : str, default="relu"
-        One of ``{activations}``.
-    activation_params : dict, default=None
-        Parameters of the activation, as in
-        :func:`sknetk.kernels.ntk_kernel`.
-    weight_std : float, default=1.0
-        Standard deviation of the weights of every Conv and of the Dense
-        readout (``W_std``).
-    bias_std : float or None, default=0.0
-        Standard deviation of the biases (``b_std``); ``None``: no bias
-        parameter (differs from ``0.0`` only in ``"standard"``).
-    parameterization : {{"ntk", "standard"}}, default="ntk"
-        As in neural-tangents.
-    width : int, default=None
-        Channels of the hidden layers; only the ``"standard"`` NTK depends on
-        it, and needs it.
-    filter_shape : int or tuple of int, default=(3, 3)
-        ``(fh, fw)`` of every Conv (stride 1).
-    padding : {{"SAME", "CIRCULAR", "VALID"}}, default="SAME"
-        Border of the Conv: zero padding (the map keeps its size), periodic
-        padding, or none (the map shrinks by ``f - 1``).
-    pool_after : sequence of int, default=()
-        0-based indices of the blocks followed by
-        ``AvgPool(pool_window, strides=pool_window, "VALID")``.
-    pool_window : int or tuple of int, default=(2, 2)
-        ``(ph, pw)`` of those poolings.
-    readout : {{"gap", "flatten"}}, default="gap"
-        ``"gap"``: global average pooling, the mean of the last feature map
-        over its pixels (all ``P^2`` pixel pairs enter the kernel, O(P^2)
-        work per entry); ``"flatten"``: the flattened map (only the ``P``
-        diagonal pixel pairs, O(P) without pooling)."""
-
-_ALL_DEPTHS_DOC = """    all_depths : bool, default=False
-        If True, return the kernels of the networks with ``1, ..., depth``
-        blocks (each with its pooling), stacked along a new first axis, from
-        one pass."""
-
-_RUN_DOC = """    working_memory : float, default=None
-        Memory budget in MiB for the temporaries of the tiles of image pairs
-        (``sklearn.get_config()["working_memory"]`` by default).
-    n_jobs : int, default=-1
-        Threads over tiles (NumPy only); ``-1`` uses every core.
-    dtype : {{None, "float64", "float32"}}, default=None
-        Compute dtype (``None``: float64).
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
-        ``"auto"`` computes where the input lives (NumPy on the CPU, CuPy on
-        its GPU); ``"gpu"`` moves NumPy input to CuPy; ``"cpu"`` moves CuPy
-        input to NumPy. Outputs mirror inputs."""
-
-_DIAG_RUN_DOC = """    dtype : {{None, "float64", "float32"}}, default=None
-        Compute dtype (``None``: float64).
-    working_memory : float, default=None
-        Memory budget in MiB (chunks of images).
-    device : {{"auto", "cpu", "gpu"}}, default="auto"
-        As for :func:`ntk_kernel`."""
+#: Where and how the convolutional kernel functions run.
+_RUN = ("all_depths", "working_memory", "n_jobs", "dtype", "device")
+_DIAG_RUN = ("all_depths", "dtype", "working_memory", "device")
+#: The parameters of the kernel functions, in their docstrings' order.
+_KERNEL_NAMES = ("image_shape",) + CONV_NETWORK + _RUN
+_DIAG_NAMES = ("image_shape",) + CONV_NETWORK + _DIAG_RUN
 
 
-def _spec(kw, ntk=True):
-    return ConvKernelSpec.from_params(ntk=ntk, **kw)
+def _pick(arguments, names):
+    """``{name: arguments[name]}`` of a public function's ``locals()``."""
+    return {name: arguments[name] for name in names}
 
 
+def conv_spec_of(arguments, ntk=True):
+    """The :class:`ConvKernelSpec` of a public function's network keywords
+    (its ``locals()`` at its top)."""
+    return ConvKernelSpec.from_params(ntk=ntk, **_pick(arguments, CONV_NETWORK))
+
+
+def conv_spec_kernels(
+    X,
+    Y,
+    spec,
+    want,
+    *,
+    image_shape=None,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+    device="auto",
+):
+    """``{name: K_name(X, Y)}`` for ``name`` in ``want`` of the network
+    ``spec``: the kernel functions' work behind their validation."""
+    X, Y, back = place_images(device, dtype, image_shape, X, Y)
+    budget = budget_bytes(working_memory)
+    out = compute_kernels(X, Y, spec, want, all_depths, budget, n_jobs)
+    return {name: back(finish(out[name], all_depths)) for name in want}
+
+
+def conv_spec_diagonal(
+    X,
+    spec,
+    which,
+    *,
+    image_shape=None,
+    all_depths=False,
+    dtype=None,
+    working_memory=None,
+    device="auto",
+):
+    """The diagonal ``K_which(x, x)`` of the network ``spec``, one image at a
+    time: the diagonal functions' work behind their validation."""
+    X, _, back = place_images(device, dtype, image_shape, X, None)
+    xp = get_namespace(X)
+    H, W = X.shape[1], X.shape[2]
+    spec.map_shapes(H, W)
+    itemsize = 4 if X.dtype == xp.float32 else 8
+    pairs = pairs_per_tile(spec, H, W, itemsize, budget_bytes(working_memory), 1)
+    _, diag = self_path(xp, X, spec, which == "ntk", all_depths, pairs)
+    blocks = diag[which]
+    return back(xp.stack(blocks) if all_depths else blocks[0])
+
+
+@validated(_KERNEL_NAMES, "conv")
 def nngp_ntk_kernels(
     X,
     Y=None,
@@ -156,8 +152,6 @@ def nngp_ntk_kernels(
         Second set of images; ``None`` computes ``K(X, X)`` (exactly
         symmetric; only one triangle of image pairs is computed).
     {params}
-    {all_depths}
-    {run}
 
     Returns
     -------
@@ -178,30 +172,14 @@ def nngp_ntk_kernels(
     >>> nngp.shape, bool(np.all(ntk >= nngp))
     ((4, 4), True)
     """
-    kw = dict(
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        filter_shape=filter_shape,
-        padding=padding,
-        pool_after=pool_after,
-        pool_window=pool_window,
-        readout=readout,
+    spec = conv_spec_of(locals())
+    out = conv_spec_kernels(
+        X, Y, spec, ("nngp", "ntk"), **_pick(locals(), ("image_shape",) + _RUN)
     )
-    spec = _spec(kw)
-    X, Y, back = place_images(device, dtype, image_shape, X, Y)
-    budget = budget_bytes(working_memory)
-    out = compute_kernels(X, Y, spec, ("nngp", "ntk"), all_depths, budget, n_jobs)
-    return (
-        back(finish(out["nngp"], all_depths)),
-        back(finish(out["ntk"], all_depths)),
-    )
+    return out["nngp"], out["ntk"]
 
 
+@validated(_KERNEL_NAMES, "conv")
 def ntk_kernel(
     X,
     Y=None,
@@ -237,8 +215,6 @@ def ntk_kernel(
     Y : array-like of the same image shape, default=None
         Second set of images; ``None`` computes ``K(X, X)``.
     {params}
-    {all_depths}
-    {run}
 
     Returns
     -------
@@ -260,28 +236,12 @@ def ntk_kernel(
     >>> K.shape, bool(np.allclose(K, K.T))
     ((5, 5), True)
     """
-    kw = dict(
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        filter_shape=filter_shape,
-        padding=padding,
-        pool_after=pool_after,
-        pool_window=pool_window,
-        readout=readout,
-    )
-    spec = _spec(kw)
-    X, Y, back = place_images(device, dtype, image_shape, X, Y)
-    out = compute_kernels(
-        X, Y, spec, ("ntk",), all_depths, budget_bytes(working_memory), n_jobs
-    )
-    return back(finish(out["ntk"], all_depths))
+    spec = conv_spec_of(locals())
+    run = _pick(locals(), ("image_shape",) + _RUN)
+    return conv_spec_kernels(X, Y, spec, ("ntk",), **run)["ntk"]
 
 
+@validated(_KERNEL_NAMES, "conv")
 def nngp_kernel(
     X,
     Y=None,
@@ -317,8 +277,6 @@ def nngp_kernel(
     Y : array-like of the same image shape, default=None
         Second set of images; ``None`` computes ``K(X, X)``.
     {params}
-    {all_depths}
-    {run}
 
     Returns
     -------
@@ -340,41 +298,12 @@ def nngp_kernel(
     >>> float(np.round(K[0, 0], 4)), round((9 + 12 * 6 / 9 + 4 * 4 / 9) / 25, 4)
     (0.7511, 0.7511)
     """
-    kw = dict(
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        filter_shape=filter_shape,
-        padding=padding,
-        pool_after=pool_after,
-        pool_window=pool_window,
-        readout=readout,
-    )
-    spec = _spec(kw, ntk=False)
-    X, Y, back = place_images(device, dtype, image_shape, X, Y)
-    out = compute_kernels(
-        X, Y, spec, ("nngp",), all_depths, budget_bytes(working_memory), n_jobs
-    )
-    return back(finish(out["nngp"], all_depths))
+    spec = conv_spec_of(locals(), ntk=False)
+    run = _pick(locals(), ("image_shape",) + _RUN)
+    return conv_spec_kernels(X, Y, spec, ("nngp",), **run)["nngp"]
 
 
-def _diag(X, kw, which, all_depths, dtype, working_memory, device, image_shape):
-    spec = _spec(kw, ntk=which == "ntk")
-    X, _, back = place_images(device, dtype, image_shape, X, None)
-    xp = get_namespace(X)
-    H, W = X.shape[1], X.shape[2]
-    spec.map_shapes(H, W)
-    itemsize = 4 if X.dtype == xp.float32 else 8
-    pairs = pairs_per_tile(spec, H, W, itemsize, budget_bytes(working_memory), 1)
-    _, diag = self_path(xp, X, spec, which == "ntk", all_depths, pairs)
-    blocks = diag[which]
-    return back(xp.stack(blocks) if all_depths else blocks[0])
-
-
+@validated(_DIAG_NAMES, "conv_diag")
 def ntk_diag(
     X,
     *,
@@ -406,8 +335,6 @@ def ntk_diag(
     X : array-like of shape (n_samples, H, W, C) or (n_samples, H*W*C)
         Images, or flattened images (see ``image_shape``).
     {params}
-    {all_depths}
-    {diag_run}
 
     Returns
     -------
@@ -422,23 +349,12 @@ def ntk_diag(
     >>> bool(np.allclose(ntk_diag(X, depth=2), np.diag(ntk_kernel(X, depth=2))))
     True
     """
-    kw = dict(
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        filter_shape=filter_shape,
-        padding=padding,
-        pool_after=pool_after,
-        pool_window=pool_window,
-        readout=readout,
-    )
-    return _diag(X, kw, "ntk", all_depths, dtype, working_memory, device, image_shape)
+    spec = conv_spec_of(locals())
+    run = _pick(locals(), ("image_shape",) + _DIAG_RUN)
+    return conv_spec_diagonal(X, spec, "ntk", **run)
 
 
+@validated(_DIAG_NAMES, "conv_diag")
 def nngp_diag(
     X,
     *,
@@ -467,8 +383,6 @@ def nngp_diag(
     X : array-like of shape (n_samples, H, W, C) or (n_samples, H*W*C)
         Images, or flattened images (see ``image_shape``).
     {params}
-    {all_depths}
-    {diag_run}
 
     Returns
     -------
@@ -484,28 +398,6 @@ def nngp_diag(
     >>> nngp_diag(np.zeros((2, 4, 4, 1)), depth=1, bias_std=0.5)
     array([0.375, 0.375])
     """
-    kw = dict(
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        filter_shape=filter_shape,
-        padding=padding,
-        pool_after=pool_after,
-        pool_window=pool_window,
-        readout=readout,
-    )
-    return _diag(X, kw, "nngp", all_depths, dtype, working_memory, device, image_shape)
-
-
-_PARAMS_FILLED = _PARAMS_DOC.format(activations=", ".join(ACTIVATION_NAMES))
-for _f in (nngp_ntk_kernels, ntk_kernel, nngp_kernel, ntk_diag, nngp_diag):
-    _f.__doc__ = (
-        _f.__doc__.replace("    {params}", _PARAMS_FILLED, 1)
-        .replace("    {all_depths}", _ALL_DEPTHS_DOC, 1)
-        .replace("    {run}", _RUN_DOC.format(), 1)
-        .replace("    {diag_run}", _DIAG_RUN_DOC.format(), 1)
-    )
+    spec = conv_spec_of(locals(), ntk=False)
+    run = _pick(locals(), ("image_shape",) + _DIAG_RUN)
+    return conv_spec_diagonal(X, spec, "nngp", **run)

@@ -26,11 +26,11 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
 from threadpoolctl import threadpool_limits
 
-from ._activations import ACTIVATIONS
 from ._array_api import device as _device_of
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._cuda import compute_kernels_cupy
 from ._device import check_device, cupy_or_error, use_gpu
+from ._params import ACTIVATION_NAMES, NETWORK, validated
 from ._progress import progress
 from ._recursion import (
     PARAMETERIZATIONS,  # noqa: F401 (the estimators import it here)
@@ -54,8 +54,6 @@ __all__ = [
     "KernelSpec",
     "ACTIVATION_NAMES",
 ]
-
-ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
 
 # Upper bound on the entries of one tile: 256 x 256 float64 temporaries stay
 # within the L2 cache of a typical core, which keeps the ~15 elementwise passes
@@ -358,105 +356,59 @@ def _n_rows(A):
 # ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
-_PARAM_DOCS = {
-    "depth": """    depth : int, default=3
-        Number of hidden ``Dense -> activation`` blocks; a linear readout
-        follows them.""",
-    "activation": """    activation : str, default="relu"
-        One of ``{activations}``.""".format(activations=", ".join(ACTIVATION_NAMES)),
-    "activation_params": """    activation_params : dict, default=None
-        Parameters of the activation, e.g. ``{"alpha": 0.1}`` for
-        ``leaky_relu``, ``{"a": 1, "b": 1, "c": 0}`` for ``erf``/``sin``/``cos``,
-        ``{"a": 0, "b": 1}`` for ``abrelu``, ``{"gamma": 1}`` for ``rbf``.""",
-    "weight_std": """    weight_std : float, default=1.0
-        Standard deviation of every Dense layer's weights.""",
-    "bias_std": """    bias_std : float or None, default=0.0
-        Standard deviation of the biases; ``None`` means no bias parameter
-        (differs from ``0.0`` in the ``"standard"`` parameterization only).""",
-    "parameterization": """    parameterization : {"ntk", "standard"}, default="ntk"
-        Parameterization of the Dense layers, as in neural-tangents.""",
-    "width": """    width : int, default=None
-        Hidden width. Required for the NTK in ``parameterization="standard"``,
-        which depends on it; ignored otherwise (the NNGP does not depend on
-        it).""",
-    "all_depths": """    all_depths : bool, default=False
-        If True, return the results of the networks with ``1, ..., depth``
-        hidden blocks, stacked along a new first axis (one recursion pass).""",
-    "working_memory": """    working_memory : float, default=None
-        Budget in MiB for the temporaries of the tiled computation; defaults
-        to ``sklearn.get_config()["working_memory"]``. Smaller budgets give
-        more, smaller tiles and the same result.""",
-    "n_jobs": """    n_jobs : int, default=-1
-        Threads over tiles (NumPy inputs). ``-1`` uses every core.""",
-    "dtype": """    dtype : {None, "float64", "float32"}, default=None
-        Compute and output precision. ``None`` means float64, whatever the
-        input dtype (float32 inputs are promoted).""",
-    "device": """    device : {"auto", "cpu", "gpu"}, default="auto"
-        Where to compute. ``"gpu"`` needs CuPy and a CUDA device (it raises
-        :class:`~sknetk.exceptions.GPUUnavailableError` saying which is
-        missing); ``"cpu"`` computes with NumPy; ``"auto"`` computes where a
-        CuPy input lives, and moves NumPy input to the GPU only when one is
-        available and the kernel has at least ``AUTO_GPU_MIN_ENTRIES``
-        (4 million) entries. Outputs mirror inputs: NumPy in, NumPy out;
-        CuPy in, CuPy out.""",
-    "diag_device": """    device : {"auto", "cpu", "gpu"}, default="auto"
-        Where to compute. ``"auto"`` computes where the input lives (the
-        work is O(n_samples)); ``"gpu"`` needs CuPy and a CUDA device (it
-        raises :class:`~sknetk.exceptions.GPUUnavailableError` saying which
-        is missing); ``"cpu"`` computes with NumPy. Outputs mirror inputs.""",
-    "verbose": """    verbose : int, default=0
-        ``0`` is silent; ``>= 1`` shows a progress bar over the tiles (or row
-        blocks) on standard error, with tqdm when it is installed.""",
-    "frozen_layers": """    frozen_layers : int, default=0
-        Number of leading Dense layers kept at initialisation (Arora et al.
-        2020): their parameters add nothing to the NTK; the NNGP is unchanged.
-        ``depth`` trains the readout only (NTK = NNGP in the "ntk"
-        parameterization).""",
-}
-
-_NETWORK = (
-    "depth",
-    "activation",
-    "activation_params",
-    "weight_std",
-    "bias_std",
-    "parameterization",
-    "width",
-)
+#: Where and how the fully connected kernel functions run.
+_RUN = ("all_depths", "working_memory", "n_jobs", "dtype", "device", "verbose")
+_DIAG_RUN = ("all_depths", "dtype", "device")
+_MATVEC_RUN = ("working_memory", "n_jobs", "dtype", "device", "verbose")
 
 
-def _params_doc(*names):
-    return "\n".join(_PARAM_DOCS[name] for name in names)
+def _pick(arguments, names):
+    """``{name: arguments[name]}``: a public function's keywords (``locals()``
+    at its top) for the names of the parameter table."""
+    return {name: arguments[name] for name in names}
 
 
-def _spec_from(
-    depth,
-    activation,
-    activation_params,
-    weight_std,
-    bias_std,
-    parameterization,
-    width,
-    frozen_layers=0,
-    ntk=True,
-):
-    return KernelSpec.from_params(
-        ntk=ntk,
-        depth=depth,
-        activation=activation,
-        activation_params=activation_params,
-        weight_std=weight_std,
-        bias_std=bias_std,
-        parameterization=parameterization,
-        width=width,
-        frozen_layers=frozen_layers,
-    )
+def spec_of(arguments, ntk=True):
+    """The :class:`KernelSpec` of a public function's network keywords.
+
+    ``arguments`` is the function's ``locals()`` at its top (its validated
+    keywords); ``ntk=False`` (NNGP only) does not require ``width`` in the
+    ``"standard"`` parameterization.
+    """
+    return KernelSpec.from_params(ntk=ntk, **_pick(arguments, NETWORK))
 
 
 def _finish(arr, all_depths):
     return arr if all_depths else arr[0, ...]
 
 
+def spec_kernels(
+    X,
+    Y,
+    spec,
+    want,
+    *,
+    all_depths=False,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+    device="auto",
+    verbose=0,
+):
+    """``{name: K_name(X, Y)}`` for ``name`` in ``want`` of the network ``spec``.
+
+    The kernel functions' work behind their validation: the inputs are
+    placed (:func:`_place`), the kernels computed tile by tile in one pass
+    of the recursion, and returned in the input's namespace.
+    """
+    (X, Y), back = _place(device, dtype, X, Y)
+    out = _compute_kernels(
+        X, Y, spec, want, all_depths, working_memory, n_jobs, verbose
+    )
+    return {name: back(_finish(out[name], all_depths)) for name in want}
+
+
+@validated(NETWORK + _RUN)
 def nngp_ntk_kernels(
     X,
     Y=None,
@@ -508,26 +460,12 @@ def nngp_ntk_kernels(
     >>> bool(np.all(ntk >= nngp))
     True
     """
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-    )
-    (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(
-        X, Y, spec, ("nngp", "ntk"), all_depths, working_memory, n_jobs, verbose
-    )
-    return (
-        back(_finish(out["nngp"], all_depths)),
-        back(_finish(out["ntk"], all_depths)),
-    )
+    spec = spec_of(locals())
+    out = spec_kernels(X, Y, spec, ("nngp", "ntk"), **_pick(locals(), _RUN))
+    return out["nngp"], out["ntk"]
 
 
+@validated(NETWORK + _RUN)
 def ntk_kernel(
     X,
     Y=None,
@@ -581,23 +519,11 @@ def ntk_kernel(
     array([[0.5   , 0.0796],
            [0.0796, 0.5   ]])
     """
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-    )
-    (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(
-        X, Y, spec, ("ntk",), all_depths, working_memory, n_jobs, verbose
-    )
-    return back(_finish(out["ntk"], all_depths))
+    spec = spec_of(locals())
+    return spec_kernels(X, Y, spec, ("ntk",), **_pick(locals(), _RUN))["ntk"]
 
 
+@validated(NETWORK + _RUN)
 def nngp_kernel(
     X,
     Y=None,
@@ -648,25 +574,13 @@ def nngp_kernel(
     array([[0.25  , 0.0796],
            [0.0796, 0.25  ]])
     """
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-        ntk=False,
-    )
-    (X, Y), back = _place(device, dtype, X, Y)
-    out = _compute_kernels(
-        X, Y, spec, ("nngp",), all_depths, working_memory, n_jobs, verbose
-    )
-    return back(_finish(out["nngp"], all_depths))
+    spec = spec_of(locals(), ntk=False)
+    return spec_kernels(X, Y, spec, ("nngp",), **_pick(locals(), _RUN))["nngp"]
 
 
-def _diag(X, spec, which, all_depths, dtype, device):
+def spec_diagonal(X, spec, which, *, all_depths=False, dtype=None, device="auto"):
+    """The diagonal ``K_which(x, x)`` of the network ``spec`` (``which``:
+    ``"ntk"`` or ``"nngp"``), the diagonal functions' work."""
     check_device(device)
     if device == "auto":  # O(n) work: where the input lives
         xp = get_namespace(X)
@@ -684,6 +598,7 @@ def _same(a):
     return a
 
 
+@validated(NETWORK + _DIAG_RUN, "diag")
 def ntk_diag(
     X,
     *,
@@ -722,19 +637,11 @@ def ntk_diag(
     >>> ntk_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.5, 2. ])
     """
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-    )
-    return _diag(X, spec, "ntk", all_depths, dtype, device)
+    spec = spec_of(locals())
+    return spec_diagonal(X, spec, "ntk", **_pick(locals(), _DIAG_RUN))
 
 
+@validated(NETWORK + _DIAG_RUN, "diag")
 def nngp_diag(
     X,
     *,
@@ -770,20 +677,11 @@ def nngp_diag(
     >>> nngp_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.25, 1.  ])
     """
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-        ntk=False,
-    )
-    return _diag(X, spec, "nngp", all_depths, dtype, device)
+    spec = spec_of(locals(), ntk=False)
+    return spec_diagonal(X, spec, "nngp", **_pick(locals(), _DIAG_RUN))
 
 
+@validated(("kernel",) + NETWORK + _MATVEC_RUN)
 def kernel_matvec(
     X,
     Y,
@@ -818,8 +716,6 @@ def kernel_matvec(
         Columns of the kernel (e.g. training points).
     V : array-like of shape (n_samples_Y,) or (n_samples_Y, n_targets)
         The vectors to multiply.
-    kernel : {"ntk", "nngp"}, default="ntk"
-        Which kernel.
     {params}
 
     Returns
@@ -837,21 +733,27 @@ def kernel_matvec(
     ...                  ntk_kernel(X, Y) @ v))
     True
     """
-    if kernel not in ("ntk", "nngp"):
-        raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
-    spec = _spec_from(
-        depth,
-        activation,
-        activation_params,
-        weight_std,
-        bias_std,
-        parameterization,
-        width,
-        frozen_layers,
-        ntk=kernel == "ntk",
-    )
+    spec = spec_of(locals(), ntk=kernel == "ntk")
     if Y is None:
         raise ValueError("kernel_matvec needs Y (the kernel's columns).")
+    return spec_matvec(X, Y, V, spec, kernel, **_pick(locals(), _MATVEC_RUN))
+
+
+def spec_matvec(
+    X,
+    Y,
+    V,
+    spec,
+    kernel,
+    *,
+    working_memory=None,
+    n_jobs=-1,
+    dtype=None,
+    device="auto",
+    verbose=0,
+):
+    """``K_kernel(X, Y) @ V`` of the network ``spec``, in row blocks of ``X``
+    (the work of :func:`kernel_matvec` behind its validation)."""
     xp_v = get_namespace(V)
     if is_numpy_namespace(xp_v):
         V = np.asarray(V)
@@ -900,54 +802,3 @@ def _blocked_matvec(X, Y, V, spec, kernel, working_memory, n_jobs, verbose=0):
         shape = (0,) + tuple(V.shape[1:])
         return xp.zeros(shape, dtype=X.dtype, device=_device_of(X))
     return xp.concat(pieces, axis=0)
-
-
-for _f, _names in (
-    (
-        nngp_ntk_kernels,
-        _NETWORK
-        + (
-            "all_depths",
-            "working_memory",
-            "n_jobs",
-            "dtype",
-            "device",
-            "frozen_layers",
-            "verbose",
-        ),
-    ),
-    (
-        ntk_kernel,
-        _NETWORK
-        + (
-            "all_depths",
-            "working_memory",
-            "n_jobs",
-            "dtype",
-            "device",
-            "frozen_layers",
-            "verbose",
-        ),
-    ),
-    (
-        nngp_kernel,
-        _NETWORK
-        + (
-            "all_depths",
-            "working_memory",
-            "n_jobs",
-            "dtype",
-            "device",
-            "frozen_layers",
-            "verbose",
-        ),
-    ),
-    (ntk_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
-    (nngp_diag, _NETWORK + ("all_depths", "dtype", "diag_device", "frozen_layers")),
-    (
-        kernel_matvec,
-        _NETWORK
-        + ("working_memory", "n_jobs", "dtype", "device", "frozen_layers", "verbose"),
-    ),
-):
-    _f.__doc__ = _f.__doc__.replace("    {params}", _params_doc(*_names), 1)

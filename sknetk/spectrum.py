@@ -17,18 +17,28 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import get_namespace, is_numpy_namespace
 from ._base import densify
 from ._linalg import check_count, check_nonnegative, check_positive, symmetric_eigh
-from .kernels import nngp_kernel, nngp_ntk_kernels, ntk_kernel
+from ._params import validated
+from .kernels import nngp_kernel, ntk_kernel
 
 __all__ = ["kernel_spectrum", "falloff_index"]
 
 NORMALIZATIONS = ("top", "trace", "n_samples", None)
 
 
+@validated(
+    ["kernel"],
+    doc=False,
+    extra={
+        "normalize": [StrOptions(set(NORMALIZATIONS) - {None}), None],
+        "return_eigenvectors": ["boolean"],
+    },
+)
 def kernel_spectrum(
     X,
     *,
@@ -111,12 +121,6 @@ def kernel_spectrum(
     >>> bool(np.all(np.diff(raw.convergence_times) >= 0))
     True
     """
-    if kernel not in ("ntk", "nngp"):
-        raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}."
-        )
     learning_rate = check_positive(learning_rate, "learning_rate")
     ridge = check_nonnegative(ridge, "ridge")
     n_targets = check_count(n_targets, "n_targets")
@@ -131,15 +135,9 @@ def kernel_spectrum(
     if sp.issparse(X):  # e.g. a OneHotEncoder: the kernels need dense rows
         X = densify(X)
 
-    frozen = kernel_params.pop("frozen_layers", 0)
-    if kernel == "nngp":
-        if frozen:
-            raise ValueError('frozen_layers applies to kernel="ntk" only.')
-        K = nngp_kernel(X, **kernel_params)
-    elif frozen:
-        K = nngp_ntk_kernels(X, frozen_layers=frozen, **kernel_params)[1]
-    else:
-        K = ntk_kernel(X, **kernel_params)
+    if kernel == "nngp" and kernel_params.get("frozen_layers"):
+        raise ValueError('frozen_layers applies to kernel="ntk" only.')
+    K = (ntk_kernel if kernel == "ntk" else nngp_kernel)(X, **kernel_params)
 
     xp = get_namespace(K)
     n = K.shape[0]

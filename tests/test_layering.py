@@ -48,10 +48,11 @@ LAYERS = (
         {"_array_api", "_activations", "_device", "_progress", "_forward_mode"}
         | {"_params", "exceptions"},
     ),
-    ("numerics", {"_linalg", "_recursion", "_solver", "_conv"}),
+    ("numerics", {"_linalg", "_recursion", "_solver", "_conv", "_conv_compiled"}),
     (
         "kernels and functions of them",
-        {"_cuda", "kernels", "conv", "empirical", "gaussian_process", "fourier"}
+        {"_cuda", "_conv_cuda", "kernels", "conv", "empirical", "gaussian_process"}
+        | {"fourier"}
         | {"dynamics", "_gpu_solve", "_dask", "_cache"},
     ),
     ("solvers", {"_nystrom", "_calibration", "_solvers"}),
