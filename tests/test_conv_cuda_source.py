@@ -436,7 +436,8 @@ def test_cupy_driver_matches_numpy(kw, dtype, rtol):
         for name, R in zip(("nngp", "ntk"), ref):
             got = cupy.asnumpy(out[name])
             assert got.dtype == dtype
-            assert _max_rel(got, R) <= (1e-10 if kw.get("activation") else rtol)
+            smooth = kw.get("activation") and dtype == np.float64
+            assert _max_rel(got, R) <= (1e-10 if smooth else rtol), name
 
 
 @pytest.mark.gpu
