@@ -43,6 +43,7 @@ the option tuples the constraints need (:data:`KERNELS`,
 modules that use them.
 """
 
+import inspect
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -1059,7 +1060,8 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
     Parameters
     ----------
     names : iterable of str
-        The table's parameters of the function, in the docstring's order.
+        The table's parameters of the function (documented in the order of
+        its signature).
     context : str, default="function"
         As in :func:`param_docs`.
     extra : dict, default=None
@@ -1073,7 +1075,9 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
     Returns
     -------
     decorator : callable
-        Returns the validating wrapper (``functools.wraps`` of the function).
+        Returns the validating wrapper (``functools.wraps`` of the function),
+        whose ``parameter_constraints`` attribute is the dict it validates
+        with.
 
     Examples
     --------
@@ -1097,8 +1101,16 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
     table.update(extra or {})
 
     def decorator(function):
+        # documented in the signature's order (numpydoc's PR03)
+        order = list(inspect.signature(function).parameters)
+        missing = [name for name in names if name.split(":")[0] not in order]
+        if missing:
+            raise TypeError(f"{function.__qualname__} has no parameters {missing}.")
+        in_order = sorted(names, key=lambda name: order.index(name.split(":")[0]))
         if doc:
-            _fill_docstring(function, names, context, False, "params", fmt)
-        return validate_params(table, prefer_skip_nested_validation=True)(function)
+            _fill_docstring(function, in_order, context, False, "params", fmt)
+        wrapper = validate_params(table, prefer_skip_nested_validation=True)(function)
+        wrapper.parameter_constraints = table  # what it validates, for tests
+        return wrapper
 
     return decorator
