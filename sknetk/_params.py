@@ -819,6 +819,10 @@ _add(
     when the chosen value is the smallest or the largest of the grid.
     """,
     ["array-like", Interval(Real, 0, None, closed="neither")],
+    conv_estimator=dict(
+        type="array-like of float, default=(1e-4, 1e-3, 1e-2, 1e-1, 1)",
+        doc="Candidate ridges (> 0), read with ``alpha_scale``.",
+    ),
 )
 _add(
     "depths",
@@ -828,6 +832,14 @@ _add(
     kernel recursion up to ``max(depths)``.
     """,
     ["array-like", Interval(Integral, 1, None, closed="left")],
+    conv_estimator=dict(
+        type="array-like of int, default=None",
+        doc="""
+        Candidate depths; ``None``: every depth ``1..depth``. All come from
+        one pass of the recursion (the deepest network's).
+        """,
+        constraints=["array-like", None],
+    ),
 )
 _add(
     "cv",
