@@ -38,9 +38,10 @@ from sklearn.utils.validation import (
 
 from ._cache import cached_conv_kernel
 from ._conv import ConvKernelSpec, check_image_shape
-from ._device import cupy_or_error, predict_device, use_gpu
+from ._device import cupy_or_error
 from ._linalg import inverse_filter
 from ._params import CONV_NETWORK, constraints, fill_doc
+from ._regression import NTKRegressor
 from ._solvers import SOLVERS, ExecutionContext, Kernel, Ridge, flow_time, solver_key
 from .kernels import budget_bytes
 
@@ -135,14 +136,18 @@ class _BaseCNTK(BaseEstimator):
         return X, y
 
     # -- where and how ---------------------------------------------------------
+    # ``device`` is read and resolved as for the dense estimators: the same
+    # methods (the one reader of ``device``, and ``"auto"``'s threshold).
+    _device_setting = NTKRegressor._device_setting
+    _compute_device = NTKRegressor._compute_device
+
     def _context(self, n_entries, predict=False):
         """The execution context of one fit or prediction (``n_entries``
-        kernel entries); see ``_BaseNTK._context`` for the dense estimators."""
-        setting = predict_device(self.device) if predict else self.device
-        gpu = use_gpu(setting, n_entries)
+        kernel entries)."""
+        device = self._compute_device(n_entries, predict=predict)
         return ExecutionContext(
-            device="gpu" if gpu else "cpu",
-            cupy=cupy_or_error() if gpu else None,
+            device=device,
+            cupy=cupy_or_error() if device == "gpu" else None,
             working_memory=self.working_memory,
             n_jobs=self.n_jobs,
         )
