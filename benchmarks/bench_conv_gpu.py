@@ -20,9 +20,10 @@ images (the cost does not depend on the pixel values):
    by default extrapolated from a timed block ``K(X[:m], X)`` of ``m x 5000``
    entries to the ``5000 * 4999 / 2`` image pairs the symmetric Gram computes
    (the output says which). Goal: under 10 minutes.
-4. Optional ``--sweep "THREADS:PAIRS;..."``: case 2 (float32) again once per
-   setting of the developer knobs ``SKNETK_CONV_CUDA_THREADS`` and
-   ``SKNETK_CONV_CUDA_PAIRS`` (0 = the default), to tune them on the device.
+4. Optional ``--sweep "THREADS:PAIRS:MIN_BLOCKS;..."``: case 2 (float32)
+   again once per setting of the developer knobs ``SKNETK_CONV_CUDA_THREADS``,
+   ``SKNETK_CONV_CUDA_PAIRS`` and ``SKNETK_CONV_CUDA_MIN_BLOCKS`` (0 = the
+   default; see sknetk/_conv_cuda.py), to tune them on the device.
 
 Prints a table and one JSON line; with ``--out DIR`` also writes
 ``DIR/bench_conv_gpu.json``. ``--budget-s`` (default 200) skips the cases
@@ -190,9 +191,13 @@ def bench_gram(cupy, rng, n, m, depth, budget, full):
     }
 
 
-def _swept(cupy, rng, args, budget, threads, pairs):
+def _swept(cupy, rng, args, budget, threads, pairs, min_blocks):
     """Case 2 (float32) under one setting of the developer knobs."""
-    env = {"SKNETK_CONV_CUDA_THREADS": threads, "SKNETK_CONV_CUDA_PAIRS": pairs}
+    env = {
+        "SKNETK_CONV_CUDA_THREADS": threads,
+        "SKNETK_CONV_CUDA_PAIRS": pairs,
+        "SKNETK_CONV_CUDA_MIN_BLOCKS": min_blocks,
+    }
     old = {k: os.environ.get(k) for k in env}
     try:
         for k, v in env.items():
@@ -203,7 +208,7 @@ def _swept(cupy, rng, args, budget, threads, pairs):
         r = bench_entries(
             cupy, rng, "sweep", args.mnist_n, (28, 28, 1), 5, np.float32, budget
         )
-        r.update(threads=threads, pairs=pairs)
+        r.update(threads=threads, pairs=pairs, min_blocks=min_blocks)
         return r
     finally:
         for k, v in old.items():
@@ -243,7 +248,9 @@ def main(argv=None):
     parser.add_argument("--full-gram", action="store_true")
     parser.add_argument("--working-memory", type=float, default=4096, help="MiB")
     parser.add_argument("--budget-s", type=float, default=200)
-    parser.add_argument("--sweep", default="", help='"THREADS:PAIRS;..." (0: default)')
+    parser.add_argument(
+        "--sweep", default="", help='"THREADS:PAIRS:MIN_BLOCKS;..." (0: default)'
+    )
     args = parser.parse_args(argv)
 
     cupy, reason = _cupy_or_none()
@@ -291,8 +298,8 @@ def main(argv=None):
         ),
     ]
     for item in filter(None, args.sweep.split(";")):
-        threads, _, pairs = (v.strip() for v in item.partition(":"))
-        cases.append(functools.partial(_swept, cupy, rng, args, budget, threads, pairs))
+        knobs = [v.strip() for v in item.split(":")] + ["0", "0"]
+        cases.append(functools.partial(_swept, cupy, rng, args, budget, *knobs[:3]))
 
     for case in cases:
         if time.perf_counter() - start > args.budget_s:

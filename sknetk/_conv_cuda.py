@@ -50,6 +50,8 @@ __all__ = [
     "conv_kernels",
     "conv_kernels_cupy",
     "kernel_names",
+    "kernel_source",
+    "min_blocks_per_sm",
     "threads_per_launch",
 ]
 
@@ -270,7 +272,7 @@ __device__ __host__ inline void sknetk_conv_layer_body(
 # variance kernel per dtype.
 _KERNEL_TEMPLATE = r"""
 #define SKNETK_CONV_LAYER(T, ACT)                                              \
-  extern "C" __global__ void sknetk_conv_layer_##T##_##ACT(                    \
+  extern "C" __global__ void SKNETK_CONV_BOUNDS sknetk_conv_layer_##T##_##ACT( \
       const long long* geo, const double* cst, const T* ap, const T* sig,      \
       const T* th, const T* A, const T* B, const long long* pair_i,            \
       const long long* pair_j, const T* sa, const T* ia, const T* sb,          \
@@ -298,8 +300,18 @@ SKNETK_CONV_VARIANCE(double)
 SKNETK_CONV_VARIANCE(float)
 """
 
-#: The whole RawModule source (what CuPy compiles and the tests build).
-KERNEL_SOURCE = CONV_SOURCE + _KERNEL_TEMPLATE
+
+def kernel_source(min_blocks=None):
+    """The whole RawModule source: every layer and variance kernel.
+
+    ``min_blocks`` > 0 bounds the layer kernels' registers with
+    ``__launch_bounds__(256, min_blocks)`` (that many blocks of 256 threads
+    resident per multiprocessor); 0: no bound. Default: :func:`min_blocks`.
+    """
+    k = min_blocks_per_sm() if min_blocks is None else int(min_blocks)
+    bounds = f"__launch_bounds__({_BLOCK}, {k})" if k > 0 else ""
+    return f"#define SKNETK_CONV_BOUNDS {bounds}\n" + CONV_SOURCE + _KERNEL_TEMPLATE
+
 
 #: Developer knob: threads per launch (grid-stride lanes are sized to it),
 #: e.g. ``SKNETK_CONV_CUDA_THREADS=524288``; about the resident thread count
@@ -323,6 +335,20 @@ def _env_int(name, default, low, high):
     return int(text)
 
 
+#: Developer knob: ``__launch_bounds__(256, k)`` on the layer kernels (0: none,
+#: the default), e.g. ``SKNETK_CONV_CUDA_MIN_BLOCKS=3``. Without a bound the
+#: ReLU layer kernel takes 96 registers in float32 and 127 in float64 (nvcc 13,
+#: sm_90: 2 resident blocks of 256 threads per SM); a bound trades
+#: occupancy against spills. One compiled module per setting.
+MIN_BLOCKS_ENV = "SKNETK_CONV_CUDA_MIN_BLOCKS"
+
+
+def min_blocks_per_sm():
+    """The ``__launch_bounds__`` blocks per SM of the layer kernels (see
+    :data:`MIN_BLOCKS_ENV`); 0: no bound."""
+    return _env_int(MIN_BLOCKS_ENV, 0, 0, 8)
+
+
 def threads_per_launch():
     """Target number of CUDA threads of one layer launch (see :data:`THREADS_ENV`)."""
     return _env_int(THREADS_ENV, _DEFAULT_THREADS, GROUP, 2**30)
@@ -341,22 +367,24 @@ def kernel_names(dtype):
 class _CupyLauncher:
     """Launches the RawModule kernels on the current CUDA device."""
 
-    _module = None
+    _modules = {}
 
     def __init__(self):
         import cupy
 
         self.xp = cupy
-        if _CupyLauncher._module is None:
-            _CupyLauncher._module = cupy.RawModule(
-                code=KERNEL_SOURCE, options=("-std=c++14",)
-            )
+        k = min_blocks_per_sm()
+        module = _CupyLauncher._modules.get(k)
+        if module is None:
+            module = cupy.RawModule(code=kernel_source(k), options=("-std=c++14",))
+            _CupyLauncher._modules[k] = module
+        self._module = module
         self._functions = {}
 
     def _get(self, name):
         fn = self._functions.get(name)
         if fn is None:
-            fn = self._functions[name] = _CupyLauncher._module.get_function(name)
+            fn = self._functions[name] = self._module.get_function(name)
         return fn
 
     def launch(self, name, n_threads, args):

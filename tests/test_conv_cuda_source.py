@@ -45,6 +45,7 @@ using std::sqrt; using std::atan2; using std::exp;
 #define __device__
 #define __host__
 #define __global__
+#define __launch_bounds__(...)
 struct sknetk_dim3 { unsigned x, y, z; };
 static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
 %(kernel)s
@@ -97,7 +98,7 @@ def host_lib(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conv_cuda_source")
     src, lib = folder / "conv_kernels.cpp", folder / "conv_kernels.so"
     src.write_text(
-        HARNESS % {"kernel": _conv_cuda.KERNEL_SOURCE, "launchers": _launchers()}
+        HARNESS % {"kernel": _conv_cuda.kernel_source(0), "launchers": _launchers()}
     )
     subprocess.run(
         [
@@ -317,6 +318,29 @@ def test_pair_enumeration():
     np.testing.assert_array_equal(i * 4 + j, np.arange(2, 9))
 
 
+def _compile(tmp_path, source, command):
+    src = tmp_path / "source.cu"
+    src.write_text(source)
+    run = subprocess.run(
+        command + [str(src)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_bounded_source_compiles(tmp_path, monkeypatch):
+    """The source with ``__launch_bounds__`` (the MIN_BLOCKS knob) builds for
+    the host, and with nvcc for a GPU where nvcc is installed (not in CI)."""
+    _require_compiler()
+    monkeypatch.setenv(_conv_cuda.MIN_BLOCKS_ENV, "3")
+    source = _conv_cuda.kernel_source()
+    assert "__launch_bounds__(256, 3)" in source
+    harness = HARNESS % {"kernel": source, "launchers": _launchers()}
+    _compile(tmp_path, harness, [CXX, "-x", "c++", "-std=c++14", "-fsyntax-only"])
+    nvcc = shutil.which("nvcc")
+    if nvcc is not None:
+        _compile(tmp_path, source, [nvcc, "-std=c++14", "-ptx", "-o", "out.ptx"])
+
+
 def test_knobs_are_validated(monkeypatch):
     monkeypatch.setenv(_conv_cuda.THREADS_ENV, "12")
     with pytest.raises(ValueError, match=_conv_cuda.THREADS_ENV):
@@ -325,6 +349,19 @@ def test_knobs_are_validated(monkeypatch):
     assert _conv_cuda.threads_per_launch() == 4096
     monkeypatch.delenv(_conv_cuda.THREADS_ENV)
     assert _conv_cuda.threads_per_launch() == _conv_cuda._DEFAULT_THREADS
+    spec = ConvKernelSpec.from_params(depth=2)
+    plans = _conv_cuda._block_plan(spec, 6, 6, 1, np.float64)
+    per_pair = 5 * 8 * 36**2  # five float64 arrays of the full layout
+    assert _conv_cuda._tile_pairs(spec, plans, 6, 6, 8, 100 * per_pair) == 96
+    monkeypatch.setenv(_conv_cuda.PAIRS_ENV, "40")
+    assert _conv_cuda._tile_pairs(spec, plans, 6, 6, 8, 100 * per_pair) == 64
+    for env in (_conv_cuda.PAIRS_ENV, _conv_cuda.MIN_BLOCKS_ENV):
+        monkeypatch.setenv(env, "x")
+        with pytest.raises(ValueError, match=env):
+            _conv_cuda._tile_pairs(spec, plans, 6, 6, 8, 2**20)
+            _conv_cuda.kernel_source()
+        monkeypatch.delenv(env)
+    assert "__launch_bounds__" not in _conv_cuda.kernel_source().splitlines()[0]
 
 
 def test_overflow_raises(host_lib):
