@@ -81,7 +81,9 @@ _ALIASES = {
     "after-kernel": "mlp-after",
     "cntk-gap": "cntk",
 }
-# The convolutional models: their readout, and the ones that cost O(P^2).
+# Width of the model names in --help.
+_NAME_WIDTH = max(len(name) for name in MODELS)
+# The convolutional models and their readouts.
 _CNTK_READOUTS = {"cntk": "gap", "cntk-flatten": "flatten"}
 # mlp-after is left out of the defaults when sknetk.empirical is missing.
 DEFAULT_MODELS = {
@@ -761,7 +763,7 @@ def _help_grids(budget):
             half = (budget, name) in _HALF_FRACTION
             n = _n_candidates(grid, half)
             note = ", a half fraction" if half else ""
-            lines.append(f"  {name:9s} {_grid_text(grid)} ({n}{note})")
+            lines.append(f"  {name:{_NAME_WIDTH}s} {_grid_text(grid)} ({n}{note})")
     return "\n".join(lines)
 
 
@@ -2132,7 +2134,9 @@ def _parser():
     )
     parser.add_argument("--version", action="version", version=f"sknetk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{compare,info}")
-    models = "\n".join(f"  {name:9s} {text}" for name, text in MODELS.items())
+    models = "\n".join(
+        f"  {name:{_NAME_WIDTH}s} {text}" for name, text in MODELS.items()
+    )
     cmp = sub.add_parser(
         "compare",
         help="cross-validate NTK/NNGP models next to tuned scikit-learn baselines",
@@ -2149,9 +2153,10 @@ def _parser():
         epilog=(
             f"models:\n{models}\n\n"
             "grids (--grid small, the default; candidates in parentheses; every\n"
-            "model searched by the same inner K-fold splits and scorer; ntk/nngp\n"
-            "alphas are relative to the kernel's mean diagonal; MLP: Adam, ReLU,\n"
-            f"up to {_MLP_MAX_ITER} epochs):\n"
+            "model searched by the same inner K-fold splits and scorer, the cntk\n"
+            "models by exact leave-one-out; ntk/nngp/cntk alphas are relative to\n"
+            "the kernel's mean diagonal; MLP: Adam, ReLU, up to "
+            f"{_MLP_MAX_ITER} epochs):\n"
             f"{_help_grids('small')}\n\n"
             f"grids (--grid large):\n{_help_grids('large')}\n\n"
             "--no-tune: the former protocol; baselines keep scikit-learn's\n"
