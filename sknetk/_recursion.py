@@ -78,62 +78,48 @@ class KernelSpec:
     frozen_layers: int = 0
 
     @classmethod
-    def from_params(
-        cls,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        ntk=True,
-    ):
+    def from_params(cls, *, ntk=True, **params):
         """Validate user-facing parameters and build a spec.
 
-        The values are checked against the parameter table's constraints
-        (:mod:`sknetk._params`, as the public functions and the estimators
-        check them; ``InvalidParameterError`` names the parameter), then the
-        checks no single constraint can make: the activation's name and
-        parameters, ``width`` for the ``"standard"`` NTK, ``frozen_layers <=
-        depth``. ``ntk=False`` (NNGP only) does not require ``width`` in the
-        ``"standard"`` parameterization, whose NNGP does not depend on it.
+        ``params`` are the fields by name (``sknetk._params.NETWORK``), with
+        their user-facing values (``activation_params`` a dict or None);
+        missing ones take their defaults. The values are checked against the
+        parameter table's constraints (:mod:`sknetk._params`, as the public
+        functions and the estimators check them; ``InvalidParameterError``
+        names the parameter), then what no single constraint sees: the
+        activation's name and parameters, ``width`` for the ``"standard"``
+        NTK, ``frozen_layers <= depth``. ``ntk=False`` (NNGP only) does not
+        require ``width`` in the ``"standard"`` parameterization, whose NNGP
+        does not depend on it.
         """
-        values = dict(
-            depth=depth,
-            activation=activation,
-            activation_params=activation_params,
-            weight_std=weight_std,
-            bias_std=bias_std,
-            parameterization=parameterization,
-            width=width,
-            frozen_layers=frozen_layers,
-        )
+        unknown = sorted(set(params) - set(NETWORK))
+        if unknown:
+            raise TypeError(f"KernelSpec.from_params got unknown parameters {unknown}.")
+        fields = dataclasses.fields(cls)
+        values = {f.name: f.default for f in fields} | {"activation_params": None}
+        values.update(params)
         validate_parameter_constraints(
             constraints(NETWORK, "function"), values, caller_name="KernelSpec"
         )
-        params = get_activation(activation).params(activation_params)
-        if parameterization == "standard" and ntk and width is None:
+        act = get_activation(values["activation"])
+        values["activation_params"] = tuple(
+            sorted(act.params(values["activation_params"]).items())
+        )
+        if values["parameterization"] == "standard" and ntk and values["width"] is None:
             raise ValueError(
                 "The 'standard' parameterization's NTK depends on the hidden "
                 "width: pass width=<int>, e.g. width=512."
             )
-        if frozen_layers > depth:
+        if values["frozen_layers"] > values["depth"]:
             raise ValueError(
-                f"frozen_layers must be an integer in [0, depth={depth}], "
-                f"got {frozen_layers!r}."
+                f"frozen_layers must be an integer in [0, depth={values['depth']}], "
+                f"got {values['frozen_layers']!r}."
             )
-        return cls(
-            depth=int(depth),
-            activation=activation,
-            activation_params=tuple(sorted(params.items())),
-            weight_std=float(weight_std),
-            bias_std=None if bias_std is None else float(bias_std),
-            parameterization=parameterization,
-            width=None if width is None else int(width),
-            frozen_layers=int(frozen_layers),
-        )
+        # plain Python numbers (np.int64(3) and 3 give one spec and cache key)
+        for f in fields:
+            if f.type in (int, float) and values[f.name] is not None:
+                values[f.name] = f.type(values[f.name])
+        return cls(**values)
 
     def params(self):
         """The keywords of :meth:`from_params` (and of the public kernel

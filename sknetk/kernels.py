@@ -420,12 +420,12 @@ def nngp_ntk_kernels(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     all_depths=False,
     working_memory=None,
     n_jobs=-1,
     dtype=None,
     device="auto",
-    frozen_layers=0,
     verbose=0,
 ):
     """NNGP and NTK kernels together, from one pass of the recursion.
@@ -477,12 +477,12 @@ def ntk_kernel(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     all_depths=False,
     working_memory=None,
     n_jobs=-1,
     dtype=None,
     device="auto",
-    frozen_layers=0,
     verbose=0,
 ):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
@@ -535,12 +535,12 @@ def nngp_kernel(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     all_depths=False,
     working_memory=None,
     n_jobs=-1,
     dtype=None,
     device="auto",
-    frozen_layers=0,
     verbose=0,
 ):
     """NNGP kernel: the output covariance of an infinitely wide random network.
@@ -609,10 +609,10 @@ def ntk_diag(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     all_depths=False,
     dtype=None,
     device="auto",
-    frozen_layers=0,
 ):
     """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
 
@@ -652,10 +652,10 @@ def nngp_diag(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     all_depths=False,
     dtype=None,
     device="auto",
-    frozen_layers=0,
 ):
     """Diagonal ``NNGP(x, x)``: the output variance of each row.
 
@@ -695,11 +695,11 @@ def kernel_matvec(
     bias_std=0.0,
     parameterization="ntk",
     width=None,
+    frozen_layers=0,
     working_memory=None,
     n_jobs=-1,
     dtype=None,
     device="auto",
-    frozen_layers=0,
     verbose=0,
 ):
     """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
