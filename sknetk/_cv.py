@@ -684,7 +684,8 @@ class _BaseNTKCV(BaseEstimator):
             self, X, accept_sparse=ACCEPT_SPARSE, dtype=np.float64, reset=False
         )
         best = self.best_estimator_
-        run = {name: self.get_params(deep=False)[name] for name in _RUN_SETTINGS}
+        params = self.get_params(deep=False)
+        run = {name: params[name] for name in _RUN_SETTINGS}
         if any(best.get_params(deep=False)[k] != v for k, v in run.items()):
             best = copy.copy(best)
             best.set_params(**run)
