@@ -79,12 +79,15 @@ _GEO_FIELDS = (
     "readout",  # 15 0 none, 1 every entry, 2 the diagonal pixel pairs
     "lda",  # 16 leading dimension of the rows' pixel maps (their image count)
     "ldb",  # 17 same for the columns
+    "moff_a",  # 18 offset of the block's rows' maps (slice kernel)
+    "moff_b",  # 19 same for the columns
 )
 _GEO = {name: k for k, name in enumerate(_GEO_FIELDS)}
 
 CONV_SOURCE = (
     _cuda.DUAL_SOURCE
     + r"""
+#define SKNETK_CONV_NGEO 20
 // ---------------------------------------------------------------------------
 // Convolutional layer recursion. ``geo``: see _GEO_FIELDS in _conv_cuda.py;
 // ``cst`` (double): w^2 / (fh fw), b^2, c_in (the standard NTK's patch
@@ -264,6 +267,150 @@ __device__ __host__ inline void sknetk_conv_layer_body(
     part_t[k] = acc_t;
   }
 }
+
+// ---------------------------------------------------------------------------
+// All blocks at once on one "offset slice" (GAP readout, no pooling). The
+// Conv shifts both pixels by the same offset, and the activation acts entry
+// by entry, so the entries K(p, p + d) of one offset d = (dh, dw) never mix
+// with another offset's: a CUDA block runs the whole recursion of one image
+// pair on one slice (at most P entries per array) in shared memory, and only
+// the readout sums leave the chip. The per-image variances come from the
+// self path. Threads stride over the map's pixels; __syncthreads() separates
+// the layers (the host tests run one thread per block, where it is a no-op).
+// ---------------------------------------------------------------------------
+#ifdef __CUDACC__
+#define SKNETK_SYNC() __syncthreads()
+#else
+#define SKNETK_SYNC()
+#endif
+
+// index of ``y`` in a map of ``n`` rows under the padding (wrapped when
+// periodic)
+__device__ __host__ inline void sknetk_conv_at(int y, int n, int padding,
+                                               int& out) {
+  sknetk_conv_src(y, n, padding, out);
+}
+
+template <typename T, int ACT>
+__device__ __host__ inline void sknetk_conv_slices_body(
+    long long blk, int tid, int nth, double* red, T* buf,
+    const long long* geo_all, const double* cst_all, const T* ap, const T* A,
+    const T* B, const long long* pair_i, const long long* pair_j,
+    const T* maps_a, const T* maps_b, double* part_s, double* part_t,
+    long long n_slices, long long depth, long long n_col, long long pmax) {
+  const long long t = blk / n_slices, s = blk - t * n_slices;
+  const long long i = pair_i[t], j = pair_j[t];
+  const sknetk_conv_geo G0 = sknetk_conv_load(geo_all);
+  int dh, dw;
+  if (G0.padding == 1) {
+    dh = (int)(s / G0.Wi);
+    dw = (int)(s - (long long)dh * G0.Wi);
+  } else {
+    const int span = 2 * G0.Wi - 1;
+    dh = (int)(s / span) - (G0.Hi - 1);
+    dw = (int)(s % span) - (G0.Wi - 1);
+  }
+  T* cur_s = buf;
+  T* cur_t = buf + pmax;
+  T* nxt_s = buf + 2 * pmax;
+  T* nxt_t = buf + 3 * pmax;
+  const T ap_local[4] = {ap[0], ap[1], ap[2], ap[3]};
+  const T* u0 = A + i * G0.Hi * G0.Wi * G0.C;
+  const T* v0 = B + j * G0.Hi * G0.Wi * G0.C;
+  long long kcol = 0;
+  for (long long l = 0; l < depth; ++l) {
+    const sknetk_conv_geo G = sknetk_conv_load(geo_all + l * SKNETK_CONV_NGEO);
+    const long long moff_a = geo_all[l * SKNETK_CONV_NGEO + 18];
+    const long long moff_b = geo_all[l * SKNETK_CONV_NGEO + 19];
+    const double* cst = cst_all + 5 * l;
+    const double w2f = cst[0], b2 = cst[1], c_in = cst[2], bias_one = cst[3];
+    const T snap = (T)cst[4];
+    const int P = G.Ho * G.Wo;
+    const T* Sa = maps_a + moff_a;
+    const T* Ia = Sa + (long long)P * G.lda;
+    const T* Sb = maps_b + moff_b;
+    const T* Ib = Sb + (long long)P * G.ldb;
+    // the pixels p of the slice: p and p + d both in the map (every pixel
+    // with periodic padding), a rectangle h0 <= h < h0 + nh, w0 <= w < w0 + nw
+    int h0 = 0, w0 = 0, nh = G.Ho, nw = G.Wo;
+    if (G.padding != 1) {
+      h0 = dh < 0 ? -dh : 0;
+      w0 = dw < 0 ? -dw : 0;
+      nh = G.Ho - (dh < 0 ? -dh : dh);
+      nw = G.Wo - (dw < 0 ? -dw : dw);
+    }
+    const int n_here = nh > 0 && nw > 0 ? nh * nw : 0;
+    double acc_s = 0.0, acc_t = 0.0;
+    for (int r = tid; r < n_here; r += nth) {
+      const int h = h0 + r / nw, w = w0 + (r - (r / nw) * nw);
+      const int k = h * G.Wo + w;
+      int h2, w2;
+      sknetk_conv_at(h + dh, G.Ho, G.padding, h2);
+      sknetk_conv_at(w + dw, G.Wo, G.padding, w2);
+      double ps = 0.0, pt = 0.0;
+      for (int a = 0; a < G.fh; ++a) {
+        int y1, y2;
+        if (!sknetk_conv_src(h + a - G.lo_h, G.Hi, G.padding, y1)) continue;
+        if (!sknetk_conv_src(h2 + a - G.lo_h, G.Hi, G.padding, y2)) continue;
+        for (int b = 0; b < G.fw; ++b) {
+          int x1, x2;
+          if (!sknetk_conv_src(w + b - G.lo_w, G.Wi, G.padding, x1)) continue;
+          if (!sknetk_conv_src(w2 + b - G.lo_w, G.Wi, G.padding, x2)) continue;
+          if (G.first) {
+            const T* u = u0 + (long long)(y1 * G.Wi + x1) * G.C;
+            const T* v = v0 + (long long)(y2 * G.Wi + x2) * G.C;
+            double dot = 0.0;
+            for (int c = 0; c < G.C; ++c) dot += (double)u[c] * (double)v[c];
+            ps += dot / (double)G.C;
+          } else {
+            ps += (double)cur_s[y1 * G.Wi + x1];
+            if (G.want_ntk) pt += (double)cur_t[y1 * G.Wi + x1];
+          }
+        }
+      }
+      const double sigma = w2f * ps + b2;
+      double theta = 0.0;
+      if (G.want_ntk) {
+        const double own = G.ntk_par ? sigma : c_in * ps + bias_one;
+        theta = G.has_theta ? w2f * pt + own : own;
+      }
+      const int p2 = h2 * G.Wo + w2;
+      const T av[3] = {T(0), Sa[k * G.lda + i], Ia[k * G.lda + i]};
+      const T bv[3] = {T(0), Sb[p2 * G.ldb + j], Ib[p2 * G.ldb + j]};
+      T sv = (T)sigma, dot;
+      sknetk_dual<T>(ACT, ap_local, sv, av, bv, snap, dot);
+      const T tv = (T)theta * dot;
+      nxt_s[k] = sv;
+      nxt_t[k] = tv;
+      acc_s += (double)sv;
+      acc_t += (double)tv;
+    }
+    if (G.readout) {  // tree sum over the block's threads (nth a power of 2)
+      red[tid] = acc_s;
+      red[nth + tid] = acc_t;
+      SKNETK_SYNC();
+      for (int half = nth / 2; half > 0; half /= 2) {
+        if (tid < half) {
+          red[tid] += red[tid + half];
+          red[nth + tid] += red[nth + tid + half];
+        }
+        SKNETK_SYNC();
+      }
+      if (tid == 0) {
+        part_s[blk * n_col + kcol] = red[0];
+        part_t[blk * n_col + kcol] = red[nth];
+      }
+      ++kcol;
+    }
+    SKNETK_SYNC();
+    T* tmp = cur_s;
+    cur_s = nxt_s;
+    nxt_s = tmp;
+    tmp = cur_t;
+    cur_t = nxt_t;
+    nxt_t = tmp;
+  }
+}
 """
 )
 
@@ -271,6 +418,12 @@ __device__ __host__ inline void sknetk_conv_layer_body(
 # activation a compile-time constant (only its branch is compiled), and one
 # variance kernel per dtype.
 _KERNEL_TEMPLATE = r"""
+#ifdef __CUDACC__
+#define SKNETK_SHARED_DECL extern __shared__ double sknetk_smem[];
+#else  // host emulation: one thread per block, a static buffer
+static double sknetk_smem[1 << 20];
+#define SKNETK_SHARED_DECL
+#endif
 #define SKNETK_CONV_LAYER(T, ACT)                                              \
   extern "C" __global__ void SKNETK_CONV_BOUNDS sknetk_conv_layer_##T##_##ACT( \
       const long long* geo, const double* cst, const T* ap, const T* sig,      \
@@ -290,10 +443,28 @@ _KERNEL_TEMPLATE = r"""
     const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;      \
     sknetk_conv_variance_body<T>(g, geo, cst, sig, A, pair_i, S, INV, groups); \
   }
+#define SKNETK_CONV_SLICES(T, ACT)                                             \
+  extern "C" __global__ void sknetk_conv_slices_##T##_##ACT(                   \
+      const long long* geo_all, const double* cst_all, const T* ap,            \
+      const T* A, const T* B, const long long* pair_i,                         \
+      const long long* pair_j, const T* maps_a, const T* maps_b,               \
+      double* part_s, double* part_t, long long n_slices, long long depth,     \
+      long long n_col, long long pmax) {                                       \
+    SKNETK_SHARED_DECL                                                         \
+    sknetk_conv_slices_body<T, ACT>(                                           \
+        (long long)blockIdx.x + (long long)gridDim.x * blockIdx.y,             \
+        (int)threadIdx.x, (int)blockDim.x, sknetk_smem,                        \
+        (T*)(sknetk_smem + 2 * blockDim.x), geo_all, cst_all, ap, A, B,        \
+        pair_i, pair_j, maps_a, maps_b, part_s, part_t, n_slices, depth,       \
+        n_col, pmax);                                                          \
+  }
 #define SKNETK_CONV_LAYERS(T)                                                  \
   SKNETK_CONV_LAYER(T, 0) SKNETK_CONV_LAYER(T, 1) SKNETK_CONV_LAYER(T, 2)      \
   SKNETK_CONV_LAYER(T, 3) SKNETK_CONV_LAYER(T, 4) SKNETK_CONV_LAYER(T, 5)      \
-  SKNETK_CONV_LAYER(T, 6)
+  SKNETK_CONV_LAYER(T, 6)                                                      \
+  SKNETK_CONV_SLICES(T, 0) SKNETK_CONV_SLICES(T, 1) SKNETK_CONV_SLICES(T, 2)   \
+  SKNETK_CONV_SLICES(T, 3) SKNETK_CONV_SLICES(T, 4) SKNETK_CONV_SLICES(T, 5)   \
+  SKNETK_CONV_SLICES(T, 6)
 SKNETK_CONV_LAYERS(double)
 SKNETK_CONV_LAYERS(float)
 SKNETK_CONV_VARIANCE(double)
@@ -334,6 +505,15 @@ def _env_int(name, default, low, high):
         raise ValueError(f"{name}={text!r}: expected an integer in [{low}, {high}].")
     return int(text)
 
+
+#: Developer knob: ``SKNETK_CONV_CUDA_SLICES=0`` turns the offset-slice kernel
+#: (GAP without pooling: every layer of a pair in shared memory) off, so that
+#: those networks run layer by layer through device memory too.
+SLICES_ENV = "SKNETK_CONV_CUDA_SLICES"
+#: Threads per block of the slice kernel, and the largest dynamic shared
+#: memory it asks for (the default limit of a CUDA block).
+_SLICE_THREADS = 128  # a power of 2 (the block's tree sum)
+_SLICE_SHARED_MAX = 48 * 1024
 
 #: Developer knob: ``__launch_bounds__(256, k)`` on the layer kernels (0: none,
 #: the default), e.g. ``SKNETK_CONV_CUDA_MIN_BLOCKS=3``. Without a bound the
@@ -390,6 +570,11 @@ class _CupyLauncher:
     def launch(self, name, n_threads, args):
         grid = ((n_threads + _BLOCK - 1) // _BLOCK, 1, 1)
         self._get(name)(grid, (_BLOCK, 1, 1), tuple(args))
+
+    def launch_blocks(self, name, n_blocks, threads, shared_bytes, args):
+        self._get(name)(
+            (n_blocks, 1, 1), (threads, 1, 1), tuple(args), shared_mem=shared_bytes
+        )
 
     def check_fits(self, n_bytes, what):
         _cuda.check_fits(n_bytes, what)
@@ -492,7 +677,7 @@ def _readout_sums(xp, K, P, full, gap):
 # The recursion on one tile
 # ---------------------------------------------------------------------------
 def _geo_array(xp, geo, extra):
-    values = dict(geo)
+    values = {"moff_a": 0, "moff_b": 0, **geo}
     values.update(extra)
     return xp.asarray([int(values[name]) for name in _GEO_FIELDS], dtype=np.int64)
 
@@ -609,6 +794,117 @@ def _run_tile(
             sig = _pixel_diagonal(xp, sig, ho * wo)
             if want_ntk:
                 th = _pixel_diagonal(xp, th, ho * wo)
+    return out
+
+
+def _slice_setup(spec, H, W, itemsize):
+    """``(n_slices, pmax, shared_bytes)`` of the offset-slice kernel, or
+    ``None`` where it does not apply (Flatten, pooling, a map too large for
+    the shared memory, or turned off by :data:`SLICES_ENV`)."""
+    if spec.readout != "gap" or spec.pool_after:
+        return None
+    if _env_int(SLICES_ENV, 1, 0, 1) == 0:
+        return None
+    pmax = H * W
+    shared = 2 * _SLICE_THREADS * 8 + 4 * pmax * itemsize
+    if shared > _SLICE_SHARED_MAX:
+        return None
+    n_slices = H * W if spec.padding == "CIRCULAR" else (2 * H - 1) * (2 * W - 1)
+    return n_slices, pmax, shared
+
+
+def _concat_maps(xp, maps):
+    """The per-block ``(S, INV)`` maps in one array, and each block's offset."""
+    parts, offsets, off = [], [], 0
+    for S, INV in maps:
+        offsets.append(off)
+        parts += [S.reshape(-1), INV.reshape(-1)]
+        off += 2 * S.size
+    return xp.ascontiguousarray(xp.concatenate(parts)), offsets
+
+
+def _run_slices(
+    launcher,
+    A,
+    B,
+    pair_i,
+    pair_j,
+    maps_a,
+    maps_b,
+    spec,
+    plans,
+    act,
+    want_ntk,
+    collect,
+    setup,
+):
+    """Every block of the pairs of one tile with the offset-slice kernel.
+
+    Returns per collected block ``(sum_sigma, sum_theta, n_pixels)`` as
+    :func:`_run_tile`.
+    """
+    xp = launcher.xp
+    dtype = A.dtype
+    n_slices, pmax, shared = setup
+    T = pair_i.shape[0]
+    n_col = sum(collect)
+    cat_a, off_a, lda = maps_a
+    cat_b, off_b, ldb = maps_b
+    geo_all = xp.stack(
+        [
+            _geo_array(
+                xp,
+                plan["geo"],
+                {
+                    "want_ntk": int(want_ntk),
+                    "readout": int(collect[block]),
+                    "lda": lda,
+                    "ldb": ldb,
+                    "moff_a": off_a[block],
+                    "moff_b": off_b[block],
+                },
+            )
+            for block, plan in enumerate(plans)
+        ]
+    )
+    cst_all = xp.asarray([plan["cst"] for plan in plans], dtype=np.float64)
+    part_s = xp.empty((T, n_slices, n_col), dtype=np.float64)
+    part_t = xp.empty((T, n_slices, n_col), dtype=np.float64)
+    act_id, act_params = act
+    launcher.launch_blocks(
+        "sknetk_conv_slices_{}_{}".format(
+            "float" if np.dtype(dtype) == np.float32 else "double", act_id
+        ),
+        T * n_slices,
+        _SLICE_THREADS,
+        shared,
+        (
+            xp.ascontiguousarray(geo_all),
+            cst_all,
+            xp.asarray(act_params, dtype=dtype),
+            A,
+            B,
+            pair_i,
+            pair_j,
+            cat_a,
+            cat_b,
+            part_s,
+            part_t,
+            np.int64(n_slices),
+            np.int64(len(plans)),
+            np.int64(n_col),
+            np.int64(pmax),
+        ),
+    )
+    s_sums = part_s.sum(axis=1)
+    t_sums = part_t.sum(axis=1)
+    out = []
+    k = 0
+    for block, plan in enumerate(plans):
+        if collect[block]:
+            ho, wo = plan["out_map"]
+            out.append((s_sums[:, k], t_sums[:, k] if want_ntk else None, ho * wo))
+            k += 1
     return out
 
 
@@ -771,25 +1067,53 @@ def conv_kernels(launcher, X, Y, spec, want, all_depths, budget):
     )
     collect = [all_depths or b == spec.depth - 1 for b in range(spec.depth)]
     total = n1 * (n1 - 1) // 2 if symmetric else n1 * n2
+    setup = _slice_setup(spec, H, W, itemsize)
+    if setup is not None:
+        # no pixel-pair arrays in device memory: only the readout partials
+        n_slices = setup[0]
+        per_pair = n_slices * sum(collect) * 16
+        tile = max(
+            1, min(int(launcher.budget(budget)) // per_pair, (2**31 - 1) // n_slices)
+        )
+        cat_x = _concat_maps(xp, maps_x) + (n1,)
+        cat_y = cat_x if symmetric else _concat_maps(xp, maps_y) + (n2,)
     for t0 in range(0, total, tile):
         t1 = min(total, t0 + tile)
         i, j = _pairs(symmetric, n1, n2, t0, t1)
-        pi, pj = _pad_pairs(xp, i, j)
-        sums = _run_tile(
-            launcher,
-            X,
-            Yv,
-            pi,
-            pj,
-            maps_x,
-            maps_y,
-            spec,
-            plans,
-            fused,
-            want_ntk,
-            collect,
-            False,
-        )
+        if setup is not None:
+            pi, pj = xp.asarray(i, dtype=np.int64), xp.asarray(j, dtype=np.int64)
+            sums = _run_slices(
+                launcher,
+                X,
+                Yv,
+                pi,
+                pj,
+                cat_x,
+                cat_y,
+                spec,
+                plans,
+                fused,
+                want_ntk,
+                collect,
+                setup,
+            )
+        else:
+            pi, pj = _pad_pairs(xp, i, j)
+            sums = _run_tile(
+                launcher,
+                X,
+                Yv,
+                pi,
+                pj,
+                maps_x,
+                maps_y,
+                spec,
+                plans,
+                fused,
+                want_ntk,
+                collect,
+                False,
+            )
         ii, jj = pi[: t1 - t0], pj[: t1 - t0]
         for k, (s_sum, t_sum, n_pix) in enumerate(sums):
             nngp, ntk = _finish(

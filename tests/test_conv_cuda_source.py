@@ -76,6 +76,15 @@ static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
   const long long *geo C_ const double *cst C_ const T *sig C_ const T *A C_   \
   const long long *pair_i C_ T *S C_ T *INV C_ long long groups
 #define VAR_ARGS geo C_ cst C_ sig C_ A C_ pair_i C_ S C_ INV C_ groups
+#define SLICE_PARAMS(T)                                                        \
+  const long long *geo_all C_ const double *cst_all C_ const T *ap C_          \
+  const T *A C_ const T *B C_ const long long *pair_i C_                       \
+  const long long *pair_j C_ const T *maps_a C_ const T *maps_b C_             \
+  double *part_s C_ double *part_t C_ long long n_slices C_ long long depth C_  \
+  long long n_col C_ long long pmax
+#define SLICE_ARGS                                                             \
+  geo_all C_ cst_all C_ ap C_ A C_ B C_ pair_i C_ pair_j C_ maps_a C_ maps_b C_ \
+  part_s C_ part_t C_ n_slices C_ depth C_ n_col C_ pmax
 %(launchers)s
 """
 
@@ -86,6 +95,9 @@ def _launchers():
         for act in range(7):
             lines.append(
                 f"EMULATE(sknetk_conv_layer_{t}_{act}, LAYER_PARAMS({t}), LAYER_ARGS)"
+            )
+            lines.append(
+                f"EMULATE(sknetk_conv_slices_{t}_{act}, SLICE_PARAMS({t}), SLICE_ARGS)"
             )
         lines.append(f"EMULATE(sknetk_conv_variance_{t}, VAR_PARAMS({t}), VAR_ARGS)")
     return "\n".join(lines)
@@ -128,6 +140,17 @@ class HostLauncher:
         self.launches = []
 
     def launch(self, name, n_threads, args):
+        blocks = (n_threads + _conv_cuda._BLOCK - 1) // _conv_cuda._BLOCK
+        self._call(name, blocks, _conv_cuda._BLOCK, args)
+
+    def launch_blocks(self, name, n_blocks, threads, shared_bytes, args):
+        # one thread per block: the kernel's thread loops cover the block's
+        # work and __syncthreads() is a no-op; the static host buffer stands
+        # in for the dynamic shared memory
+        assert shared_bytes <= 8 * 2**20
+        self._call(name, n_blocks, 1, args)
+
+    def _call(self, name, blocks, threads, args):
         converted = []
         for a in args:
             if isinstance(a, np.ndarray):
@@ -137,9 +160,8 @@ class HostLauncher:
                 assert isinstance(a, np.int64), (name, type(a))
                 converted.append(ctypes.c_longlong(int(a)))
         self.launches.append(name)
-        blocks = (n_threads + _conv_cuda._BLOCK - 1) // _conv_cuda._BLOCK
         getattr(self.lib, "launch_" + name)(
-            ctypes.c_uint(blocks), ctypes.c_uint(_conv_cuda._BLOCK), *converted
+            ctypes.c_uint(blocks), ctypes.c_uint(threads), *converted
         )
 
     def check_fits(self, n_bytes, what):
@@ -268,6 +290,34 @@ def test_other_activations_match_numpy(host_lib, act, params):
     )
     slopes = act in ("leaky_relu", "abrelu", "abs")
     _check(host_lib, X, Y, kw, 1e-12 if slopes else 1e-10)
+
+
+@pytest.mark.parametrize("slices", ["1", "0"])
+@pytest.mark.parametrize("padding", ["SAME", "CIRCULAR", "VALID"])
+def test_slice_kernel_and_layer_path(host_lib, monkeypatch, slices, padding):
+    """GAP without pooling runs the offset-slice kernel (all blocks of a pair
+    in shared memory); with SKNETK_CONV_CUDA_SLICES=0 the layer-by-layer
+    kernels. Both equal NumPy."""
+    monkeypatch.setenv(_conv_cuda.SLICES_ENV, slices)
+    X, Y = _images(seed=8, n1=5, n2=3, shape=(7, 6, 2))
+    kw = dict(
+        depth=2,
+        padding=padding,
+        filter_shape=(3, 2),
+        bias_std=0.2,
+        parameterization="standard",
+        width=5,
+    )
+    spec = ConvKernelSpec.from_params(**kw)
+    launcher = HostLauncher(host_lib)
+    out = _conv_cuda.conv_kernels(launcher, X, Y, spec, ("nngp", "ntk"), True, 2**20)
+    used = {name.split("_")[2] for name in launcher.launches}
+    expected = (
+        {"variance", "layer", "slices"} if slices == "1" else {"variance", "layer"}
+    )
+    assert used == expected
+    for name, R in zip(("nngp", "ntk"), nngp_ntk_kernels(X, Y, all_depths=True, **kw)):
+        assert _max_rel(out[name], R) <= 1e-12
 
 
 @pytest.mark.parametrize("threads", ["32", "100000"])
