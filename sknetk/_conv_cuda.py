@@ -280,7 +280,7 @@ __device__ __host__ inline void sknetk_conv_layer_body(
 // ---------------------------------------------------------------------------
 #ifdef __CUDACC__
 #define SKNETK_SYNC() __syncthreads()
-#else
+#elif !defined(SKNETK_SYNC)  // host: one thread per block, or the harness's barrier
 #define SKNETK_SYNC()
 #endif
 

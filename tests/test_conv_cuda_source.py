@@ -47,7 +47,7 @@ using std::sqrt; using std::atan2; using std::exp;
 #define __global__
 #define __launch_bounds__(...)
 struct sknetk_dim3 { unsigned x, y, z; };
-static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
+%(threading)s
 %(kernel)s
 // kernel<<<gx, bx>>>(...) emulated: every block and thread in turn (the
 // kernels use no shared memory and read no output of their own launch)
@@ -88,6 +88,57 @@ static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
 %(launchers)s
 """
 
+SEQUENTIAL = """
+static sknetk_dim3 blockIdx, blockDim, threadIdx, gridDim;
+#define EMULATE_BLOCKS EMULATE
+"""
+
+# Real threads for the blocks of the slice kernel, with a barrier for
+# __syncthreads(): checks the barriers and the block's tree sum with several
+# threads per block (the launcher's ``block_threads``).
+THREADED = r"""
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+struct sknetk_barrier {
+  std::mutex m;
+  std::condition_variable cv;
+  unsigned n = 1, count = 0, gen = 0;
+  void wait() {
+    std::unique_lock<std::mutex> lock(m);
+    const unsigned g = gen;
+    if (++count == n) {
+      count = 0;
+      ++gen;
+      cv.notify_all();
+    } else {
+      cv.wait(lock, [&] { return g != gen; });
+    }
+  }
+};
+static sknetk_barrier sknetk_bar;
+#define SKNETK_SYNC() sknetk_bar.wait()
+static thread_local sknetk_dim3 blockIdx, threadIdx;
+static sknetk_dim3 blockDim, gridDim;
+#define EMULATE_BLOCKS(NAME, PARAMS, ARGS)                                     \
+  extern "C" void launch_##NAME(unsigned gx, unsigned bx, PARAMS) {            \
+    gridDim = {gx, 1, 1};                                                      \
+    blockDim = {bx, 1, 1};                                                     \
+    sknetk_bar.n = bx;                                                         \
+    for (unsigned b = 0; b < gx; ++b) {                                        \
+      std::vector<std::thread> pool;                                           \
+      for (unsigned t = 0; t < bx; ++t)                                        \
+        pool.emplace_back([=] {                                                \
+          blockIdx = {b, 0, 0};                                                \
+          threadIdx = {t, 0, 0};                                               \
+          NAME(ARGS);                                                          \
+        });                                                                    \
+      for (auto& th : pool) th.join();                                         \
+    }                                                                          \
+  }
+"""
+
 
 def _launchers():
     lines = []
@@ -97,20 +148,22 @@ def _launchers():
                 f"EMULATE(sknetk_conv_layer_{t}_{act}, LAYER_PARAMS({t}), LAYER_ARGS)"
             )
             lines.append(
-                f"EMULATE(sknetk_conv_slices_{t}_{act}, SLICE_PARAMS({t}), SLICE_ARGS)"
+                f"EMULATE_BLOCKS(sknetk_conv_slices_{t}_{act}, SLICE_PARAMS({t}), "
+                "SLICE_ARGS)"
             )
         lines.append(f"EMULATE(sknetk_conv_variance_{t}, VAR_PARAMS({t}), VAR_ARGS)")
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def host_lib(tmp_path_factory):
-    """The RawModule source built for the host, with emulated launchers."""
-    _require_compiler()
-    folder = tmp_path_factory.mktemp("conv_cuda_source")
+def _build(folder, threading, extra_flags=()):
     src, lib = folder / "conv_kernels.cpp", folder / "conv_kernels.so"
     src.write_text(
-        HARNESS % {"kernel": _conv_cuda.kernel_source(0), "launchers": _launchers()}
+        HARNESS
+        % {
+            "threading": threading,
+            "kernel": _conv_cuda.kernel_source(0),
+            "launchers": _launchers(),
+        }
     )
     subprocess.run(
         [
@@ -120,6 +173,7 @@ def host_lib(tmp_path_factory):
             "-fPIC",
             "-std=c++14",
             "-Werror=double-promotion",
+            *extra_flags,
             str(src),
             "-o",
             str(lib),
@@ -130,13 +184,28 @@ def host_lib(tmp_path_factory):
     return ctypes.CDLL(str(lib))
 
 
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory):
+    """The RawModule source built for the host, with emulated launchers."""
+    _require_compiler()
+    return _build(tmp_path_factory.mktemp("conv_cuda_source"), SEQUENTIAL)
+
+
+@pytest.fixture(scope="module")
+def threaded_lib(tmp_path_factory):
+    """The same, each block of the slice kernel run by real threads."""
+    _require_compiler()
+    return _build(tmp_path_factory.mktemp("conv_cuda_threads"), THREADED, ["-pthread"])
+
+
 class HostLauncher:
     """Runs the driver's launches on the host-compiled source (NumPy arrays)."""
 
     xp = np
 
-    def __init__(self, lib):
+    def __init__(self, lib, block_threads=1):
         self.lib = lib
+        self.block_threads = block_threads
         self.launches = []
 
     def launch(self, name, n_threads, args):
@@ -144,11 +213,12 @@ class HostLauncher:
         self._call(name, blocks, _conv_cuda._BLOCK, args)
 
     def launch_blocks(self, name, n_blocks, threads, shared_bytes, args):
-        # one thread per block: the kernel's thread loops cover the block's
-        # work and __syncthreads() is a no-op; the static host buffer stands
-        # in for the dynamic shared memory
+        # one thread per block (the kernel's thread loops cover the block's
+        # work, __syncthreads() is a no-op), or ``block_threads`` real threads
+        # with a barrier; the static host buffer stands in for the dynamic
+        # shared memory
         assert shared_bytes <= 8 * 2**20
-        self._call(name, n_blocks, 1, args)
+        self._call(name, n_blocks, self.block_threads, args)
 
     def _call(self, name, blocks, threads, args):
         converted = []
@@ -320,6 +390,20 @@ def test_slice_kernel_and_layer_path(host_lib, monkeypatch, slices, padding):
         assert _max_rel(out[name], R) <= 1e-12
 
 
+@pytest.mark.parametrize("block_threads", [2, 8])
+def test_slice_kernel_with_threads_and_barriers(threaded_lib, block_threads):
+    """Several threads per block: the strided pixel loops, the barriers
+    between layers and the block's tree sum give the NumPy kernels."""
+    X, Y = _images(seed=9, n1=5, n2=3, shape=(5, 6, 2))
+    kw = dict(depth=3, bias_std=0.3, weight_std=1.2, padding="SAME")
+    spec = ConvKernelSpec.from_params(**kw)
+    launcher = HostLauncher(threaded_lib, block_threads)
+    out = _conv_cuda.conv_kernels(launcher, X, Y, spec, ("nngp", "ntk"), True, 2**20)
+    assert any("slices" in name for name in launcher.launches)
+    for name, R in zip(("nngp", "ntk"), nngp_ntk_kernels(X, Y, all_depths=True, **kw)):
+        assert _max_rel(out[name], R) <= 1e-12
+
+
 @pytest.mark.parametrize("threads", ["32", "100000"])
 @pytest.mark.parametrize("pairs", ["32", "64"])
 def test_tiles_lanes_and_subsets(host_lib, monkeypatch, threads, pairs):
@@ -384,7 +468,11 @@ def test_bounded_source_compiles(tmp_path, monkeypatch):
     monkeypatch.setenv(_conv_cuda.MIN_BLOCKS_ENV, "3")
     source = _conv_cuda.kernel_source()
     assert "__launch_bounds__(256, 3)" in source
-    harness = HARNESS % {"kernel": source, "launchers": _launchers()}
+    harness = HARNESS % {
+        "threading": SEQUENTIAL,
+        "kernel": source,
+        "launchers": _launchers(),
+    }
     _compile(tmp_path, harness, [CXX, "-x", "c++", "-std=c++14", "-fsyntax-only"])
     nvcc = shutil.which("nvcc")
     if nvcc is not None:
