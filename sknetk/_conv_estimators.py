@@ -56,6 +56,8 @@ __all__ = [
 #: after ``alpha_scale`` for the plain models).
 _COMMON = ("kernel", "image_shape", *CONV_NETWORK, "alpha_scale")
 _RUN = ("memory", "device", "working_memory", "n_jobs")
+#: The grid of the leave-one-out searches.
+_SEARCH = ("alphas", "depths")
 
 
 def _insert_doc(cls):
@@ -716,8 +718,7 @@ def _loo(evals, V, Y, ridge):
 class _BaseCNTKCV(_BaseCNTK):
     _parameter_constraints: dict = {
         **_BaseCNTK._parameter_constraints,
-        "alphas": ["array-like"],
-        "depths": ["array-like", None],
+        **constraints(_SEARCH, "conv_estimator"),
     }
 
     def _fit_search(self, X, y):
@@ -780,18 +781,12 @@ class _BaseCNTKCV(_BaseCNTK):
         return best
 
 
-_CV_DOC = """
-    alphas : array-like of float, default=(1e-4, 1e-3, 1e-2, 1e-1, 1)
-        Candidate ridges (> 0), read with ``alpha_scale``.
-
-    depths : array-like of int, default=None
-        Candidate depths; ``None``: every depth ``1..depth``. All come from
-        one pass of the recursion (the deepest network's)."""
-
-
 def _insert_cv_doc(cls):
-    cls.__doc__ = cls.__doc__.replace("    {cv_params}", _CV_DOC.strip("\n"), 1)
-    return _insert_doc(cls)
+    """Fill the ``{cv_params}`` and ``{params}`` lines of a search's docstring."""
+    fill = fill_doc(
+        _SEARCH, "conv_estimator", blank_lines=True, placeholder="cv_params"
+    )
+    return _insert_doc(fill(cls))
 
 
 @_insert_cv_doc
