@@ -1,18 +1,33 @@
 """Fused CUDA kernels for the convolutional (CNN-GP / CNTK) layer recursion.
 
-One launch per block of the network computes, for every image pair of a
-tile and every pixel pair of the block's output map, the Conv's patch sums
-of the previous layer's NNGP and NTK pixel-pair values (or, for the first
-Conv, of the input covariance straight from the images), the affine step of
-the parameterization, the activation's dual and derivative dual, and, when
-the block's output is read out, the readout's partial sums in float64: one
-read of the previous layer's values (cached across the filter's offsets) and
-one write of the new ones, instead of one pass over memory per elementwise
-operation of :mod:`sknetk._conv`.
+Two kinds of kernels, both for tiles of image pairs:
 
-Layout. A tile of ``T`` image pairs (``T`` a multiple of 32) is stored as
-``(T / 32, E, 32)``: groups of 32 pairs, pixel-pair entry ``e`` major inside a
-group, the 32 pairs minor. ``E`` is ``(H W)^2`` in the full layout
+* **Offset slices (GAP readout, no pooling).** The Conv shifts both pixels
+  of a pair by the same offset and the activation acts entry by entry, so
+  the entries ``K(p, p + d)`` of one offset ``d`` never mix with another
+  offset's through the whole network. One CUDA block runs *every* layer of
+  one image pair on one offset slice (at most ``H W`` entries per array) in
+  shared memory: the first Conv's input covariances straight from the
+  images, then per layer the patch sums, the affine step of the
+  parameterization, the activation's dual and derivative dual, and the
+  readout's float64 partial sums (a tree sum over the block's threads). Only
+  those sums leave the chip: the O(P^2) work per image pair runs without
+  O(P^2) traffic to device memory. Used while ``4 H W`` values and the
+  block's sums fit 48 KiB of shared memory (float32: up to about 54x54
+  images, float64: 38x38).
+* **Layer by layer** (Flatten, pooling, larger maps, and every per-image
+  recursion): one launch per block of the network computes, for every image
+  pair of the tile and every pixel pair of the block's output map, the same
+  fused step from the previous layer's values in device memory, and the
+  readout's partial sums when the block is read out.
+
+The per-image recursions (the pixel variances ``q(x, p)`` every pair needs,
+and the exact diagonals ``K(x, x)``) run layer by layer on self tiles, with a
+small variance kernel before each layer.
+
+Layout (layer by layer). A tile of ``T`` image pairs (``T`` a multiple of
+32) is stored as ``(T / 32, E, 32)``: groups of 32 pairs, pixel-pair entry
+``e`` major inside a group, the 32 pairs minor. ``E`` is ``(H W)^2`` in the full layout
 (``e = ((h W + w) H + h') W + w'``) or ``H W`` in the diagonal one (Flatten
 readout, no pooling left: only the pairs ``(p, p)``). A warp handles one
 entry of 32 pairs (coalesced), a thread keeps its pair and walks the entries
@@ -31,9 +46,17 @@ AvgPool between blocks, the switch from the full to the diagonal layout and
 the readout of a pooled block run as array operations on the device (CuPy),
 with float64 sums.
 
+Developer knobs (environment variables, read at each call, for tuning on a
+new device with ``benchmarks/bench_conv_gpu.py --sweep``):
+:data:`THREADS_ENV` (threads per layer launch), :data:`PAIRS_ENV` (image pairs
+per layer-by-layer tile), :data:`MIN_BLOCKS_ENV` (``__launch_bounds__`` of
+the layer kernels) and :data:`SLICES_ENV` (``0``: no slice kernel).
+
 The device code is plain C++ templates, so tests/test_conv_cuda_source.py
 compiles it for the host with g++ and runs the driver below on NumPy arrays
-through ctypes (an emulated launch): the GPU is not needed to check it.
+through ctypes (emulated launches; the slice kernel's blocks also with real
+threads and a barrier): the GPU is not needed to check the arithmetic. It
+has not been timed on a GPU in this file's first version.
 CuPy is imported inside the functions only.
 """
 
