@@ -11,19 +11,25 @@ images (the cost does not depend on the pixel values):
    entries). Baseline: neural-tangents' 2.7 ms per entry on a V100 (its
    README's figure, quoted, not measured here); goal <= 0.1 ms on one H200.
 2. **28x28x1, depth 5, GAP**, float32 and float64: ms per entry (goal <= 0.01
-   ms), and the same kernel through sknetk.conv's array path on the GPU (the
-   NumPy-style recursion on CuPy arrays, ``sknetk._conv.compute_kernels``) on
-   a smaller set, in the same run: the measured ratio, and the largest
-   relative difference of the two (float64).
+   ms). GAP without pooling runs the offset-slice kernel; the same network
+   with it turned off (``SKNETK_CONV_CUDA_SLICES=0``: the layer-by-layer
+   kernels through device memory) on ``--layer-n`` images (row
+   ``layer_path``); and sknetk.conv's array path on the GPU (the NumPy-style
+   recursion on CuPy arrays, ``sknetk._conv.compute_kernels``) on
+   ``--compare-n`` images, float64, in the same run: the measured ratio and
+   the largest relative difference of the two.
 3. **The 5,000-image Gram matrix of MNIST-size images** (28x28x1, depth 5,
    GAP, float32, symmetric ``K(X, X)``): timed in full with ``--full-gram``;
    by default extrapolated from a timed block ``K(X[:m], X)`` of ``m x 5000``
-   entries to the ``5000 * 4999 / 2`` image pairs the symmetric Gram computes
-   (the output says which). Goal: under 10 minutes.
-4. Optional ``--sweep "THREADS:PAIRS:MIN_BLOCKS;..."``: case 2 (float32)
-   again once per setting of the developer knobs ``SKNETK_CONV_CUDA_THREADS``,
-   ``SKNETK_CONV_CUDA_PAIRS`` and ``SKNETK_CONV_CUDA_MIN_BLOCKS`` (0 = the
-   default; see sknetk/_conv_cuda.py), to tune them on the device.
+   entries (``m = --gram-block``, fewer when case 2 predicts that the block
+   would take more than half of the time left) to the ``5000 * 4999 / 2``
+   image pairs the symmetric Gram computes (the output says which). Goal:
+   under 10 minutes.
+4. Optional ``--sweep "THREADS:PAIRS:MIN_BLOCKS:SLICES;..."``: case 2
+   (float32) again once per setting of the developer knobs
+   ``SKNETK_CONV_CUDA_THREADS``, ``SKNETK_CONV_CUDA_PAIRS``,
+   ``SKNETK_CONV_CUDA_MIN_BLOCKS`` (0 = the default) and
+   ``SKNETK_CONV_CUDA_SLICES`` (0 = off; see sknetk/_conv_cuda.py).
 
 Prints a table and one JSON line; with ``--out DIR`` also writes
 ``DIR/bench_conv_gpu.json``. ``--budget-s`` (default 200) skips the cases
@@ -191,24 +197,38 @@ def bench_gram(cupy, rng, n, m, depth, budget, full):
     }
 
 
-def _swept(cupy, rng, args, budget, threads, pairs, min_blocks):
+def _swept(
+    cupy, rng, args, budget, threads, pairs, min_blocks, slices="1", n=None, name=None
+):
     """Case 2 (float32) under one setting of the developer knobs."""
+
+    def knob(v):
+        return None if v in ("", "0") else v
+
     env = {
-        "SKNETK_CONV_CUDA_THREADS": threads,
-        "SKNETK_CONV_CUDA_PAIRS": pairs,
-        "SKNETK_CONV_CUDA_MIN_BLOCKS": min_blocks,
+        "SKNETK_CONV_CUDA_THREADS": knob(threads),
+        "SKNETK_CONV_CUDA_PAIRS": knob(pairs),
+        "SKNETK_CONV_CUDA_MIN_BLOCKS": knob(min_blocks),
+        "SKNETK_CONV_CUDA_SLICES": "0" if slices == "0" else None,
     }
     old = {k: os.environ.get(k) for k in env}
     try:
         for k, v in env.items():
-            if v and v != "0":
-                os.environ[k] = v
-            else:
+            if v is None:
                 os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         r = bench_entries(
-            cupy, rng, "sweep", args.mnist_n, (28, 28, 1), 5, np.float32, budget
+            cupy,
+            rng,
+            name or "sweep",
+            n or args.mnist_n,
+            (28, 28, 1),
+            5,
+            np.float32,
+            budget,
         )
-        r.update(threads=threads, pairs=pairs, min_blocks=min_blocks)
+        r.update(threads=threads, pairs=pairs, min_blocks=min_blocks, slices=slices)
         return r
     finally:
         for k, v in old.items():
@@ -244,12 +264,13 @@ def main(argv=None):
     parser.add_argument("--mnist-n", type=int, default=192)
     parser.add_argument("--compare-n", type=int, default=16)
     parser.add_argument("--gram-n", type=int, default=5000)
-    parser.add_argument("--gram-block", type=int, default=100)
+    parser.add_argument("--layer-n", type=int, default=48)
+    parser.add_argument("--gram-block", type=int, default=500)
     parser.add_argument("--full-gram", action="store_true")
     parser.add_argument("--working-memory", type=float, default=4096, help="MiB")
     parser.add_argument("--budget-s", type=float, default=200)
     parser.add_argument(
-        "--sweep", default="", help='"THREADS:PAIRS:MIN_BLOCKS;..." (0: default)'
+        "--sweep", default="", help='"THREADS:PAIRS:MIN_BLOCKS:SLICES;..." (0: default)'
     )
     args = parser.parse_args(argv)
 
@@ -298,8 +319,26 @@ def main(argv=None):
         ),
     ]
     for item in filter(None, args.sweep.split(";")):
-        knobs = [v.strip() for v in item.split(":")] + ["0", "0"]
-        cases.append(functools.partial(_swept, cupy, rng, args, budget, *knobs[:3]))
+        given = [v.strip() for v in item.split(":")][:4]
+        knobs = given + ["0", "0", "0", "1"][len(given) :]
+        cases.append(functools.partial(_swept, cupy, rng, args, budget, *knobs))
+    # the layer-by-layer kernels on the same network (the slice kernel off)
+    cases.insert(
+        3,
+        functools.partial(
+            _swept,
+            cupy,
+            rng,
+            args,
+            budget,
+            "0",
+            "0",
+            "0",
+            "0",
+            args.layer_n,
+            "layer_path",
+        ),
+    )
 
     for case in cases:
         if time.perf_counter() - start > args.budget_s:

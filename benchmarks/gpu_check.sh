@@ -56,7 +56,7 @@ if [ -z "${SKIP_CONV:-}" ]; then
   echo "== bench_conv_gpu =="
   # Fused CNTK kernels: ms per entry (32x32x3 depth 21, 28x28x1 depth 5, GAP),
   # the 5,000-image Gram (extrapolated from a block sized to the time left).
-  # CONV_SWEEP="THREADS:PAIRS:MIN_BLOCKS;..." (e.g. "0:0:3;0:64:0") adds tuning runs.
+  # CONV_SWEEP="THREADS:PAIRS:MIN_BLOCKS:SLICES;..." (e.g. "0:0:3;0:64") adds tuning runs.
   timeout 200 "$PY" benchmarks/bench_conv_gpu.py --out "$OUT" --budget-s 140 \
     --sweep "${CONV_SWEEP-}" 2>&1 | tee "$OUT/bench_conv_gpu.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
