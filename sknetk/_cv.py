@@ -36,7 +36,10 @@ from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import ParameterGrid, check_cv, train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import (
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -54,7 +57,7 @@ from ._base import (
 from ._calibration import fit_temperature, loo_predictions
 from ._classification import NTKClassifier, labels_on_host
 from ._linalg import inverse_filter, spectral_cutoff
-from ._params import ACTIVATION_NAMES, NETWORK, constraints, fill_doc
+from ._params import NETWORK, constraints, fill_doc
 from ._progress import progress
 from ._regression import NTKRegressor
 from ._solvers import Ridge
@@ -90,6 +93,10 @@ DEFAULT_MAX_SEARCH_SAMPLES = 1000
 #: Settings of the search that ``best_estimator_`` predicts with as they are
 #: at prediction time (``set_params`` after the fit takes effect).
 _RUN_SETTINGS = ("device", "working_memory", "n_jobs")
+
+#: The network parameters a search takes a list of (searched: one kernel pass
+#: per value) or a single value (fixed), with the type of a single value.
+_SEARCHABLE = {"activation": str, "frozen_layers": Integral}
 
 
 # ---------------------------------------------------------------------------
@@ -304,7 +311,7 @@ def _target_moments(Y, sample_weight):
 
 
 class _BaseNTKCV(BaseEstimator):
-    """Shared search over (activation, frozen_layers, depth, alpha)."""
+    """Shared search over the network's parameters, its depth and alpha."""
 
     _parameter_constraints: dict = constraints(_SHARED, "cv")
 
@@ -356,18 +363,13 @@ class _BaseNTKCV(BaseEstimator):
             )
         if not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"alphas must be finite and > 0, got {self.alphas!r}.")
-        depths, _ = _as_list(self.depths, Integral)
-        if not depths or any(
-            isinstance(d, bool) or not isinstance(d, Integral) or d < 1 for d in depths
-        ):
-            raise ValueError(
-                "depths must be a non-empty list of integers >= 1, got "
-                f"{self.depths!r}."
-            )
-        grid = {"alpha": [float(a) for a in alphas], "depth": [int(d) for d in depths]}
+        grid = {"alpha": [float(a) for a in alphas]}
+        grid["depth"], _ = self._values("depths", "depth", Integral)
         fixed = {}
-        for name, values, searched in self._network_values():
+        for name, scalar in _SEARCHABLE.items():
+            values, searched = self._values(name, name, scalar)
             (grid if searched else fixed)[name] = values if searched else values[0]
+        # a network of depth d has at most d layers to freeze
         candidates = [
             p
             for p in ParameterGrid(grid)
@@ -378,60 +380,50 @@ class _BaseNTKCV(BaseEstimator):
                 f"Every frozen_layers value ({self.frozen_layers!r}) exceeds every "
                 f"depth ({self.depths!r}); nothing would be trained."
             )
-        for activation in grid.get("activation", [fixed.get("activation")]):
-            # fail early on bad kernel parameters
-            top = max(grid["depth"])
-            model = self._model(activation=activation, depth=top, frozen_layers=0)
+        for network, by_depth in _networks(candidates).items():
+            # fail early on bad kernel parameters, before any kernel
+            model = self._model(**fixed, **dict(network), depth=max(by_depth))
             model._check_kernel_params()
         return candidates, fixed
 
-    def _network_values(self):
-        """``(name, values, searched)`` of the searchable network parameters.
+    def _values(self, name, param, scalar):
+        """``(values, searched)`` of the search's parameter ``name``.
 
-        A scalar is fixed, a list is searched (one kernel pass per value).
+        A ``scalar`` is fixed, a list is searched; each value must be one that
+        the plain model takes for its parameter ``param`` (its constraints,
+        from :mod:`sknetk._params`).
         """
-        activations, search_activation = _as_list(self.activation, str)
-        if not activations or any(a not in ACTIVATION_NAMES for a in activations):
+        value = getattr(self, name)
+        values, searched = _as_list(value, scalar)
+        try:
+            if not values:
+                raise ValueError("The list is empty.")
+            for v in values:
+                if isinstance(v, bool):
+                    raise ValueError(f"{v!r} is a bool.")
+                validate_parameter_constraints(
+                    constraints([param], "estimator"),
+                    {param: v},
+                    caller_name=self._model_class.__name__,
+                )
+        except ValueError as exc:  # InvalidParameterError included
             raise ValueError(
-                f"activation must be one of {ACTIVATION_NAMES} or a non-empty list "
-                f"of them, got {self.activation!r}."
-            )
-        frozen, search_frozen = _as_list(self.frozen_layers, Integral)
-        if not frozen or any(
-            isinstance(f, bool) or not isinstance(f, Integral) or f < 0 for f in frozen
-        ):
-            raise ValueError(
-                "frozen_layers must be an integer >= 0 or a non-empty list of "
-                f"them, got {self.frozen_layers!r}."
-            )
-        if self.kernel == "nngp" and any(f != 0 for f in frozen):
-            raise ValueError(
-                'frozen_layers applies to kernel="ntk" only (the NNGP trains the '
-                f"readout alone); got frozen_layers={self.frozen_layers!r}."
-            )
-        return [
-            ("activation", activations, search_activation),
-            ("frozen_layers", [int(f) for f in frozen], search_frozen),
-        ]
+                f"{name} must be one of the values {self._model_class.__name__} "
+                f"takes for {param}, or a non-empty list of them; got {value!r}. "
+                f"{exc}"
+            ) from None
+        return values, searched
 
     def _depth_kernels(self, X, candidates, fixed, context, desc=None):
         """Yield ``(depth, indices, K)``: each candidate depth's training kernel.
 
-        The candidates are grouped by their network (what they set besides
-        ``alpha`` and ``depth``); each network's kernels of every depth come
-        from one pass of the recursion, up to its largest depth, computed
-        where ``context`` says (``X`` is already there). ``indices`` are the
+        Each network's kernels of every depth (:func:`_networks`) come from
+        one pass of the recursion, up to its largest depth, computed where
+        ``context`` says (``X`` is already there). ``indices`` are the
         candidates with that network and depth. ``desc``: a progress bar over
         the depths.
         """
-        networks = {}
-        for i, params in enumerate(candidates):
-            network = tuple(
-                (k, v) for k, v in params.items() if k not in ("alpha", "depth")
-            )
-            by_depth = networks.setdefault(network, {})
-            by_depth.setdefault(params["depth"], []).append(i)
-        for network, by_depth in networks.items():
+        for network, by_depth in _networks(candidates).items():
             model = self._model(**fixed, **dict(network), depth=max(by_depth))
             stack = model._kernel().matrix(X, context, all_depths=True)
             verbose = self.verbose if desc else 0
@@ -519,8 +511,8 @@ class _BaseNTKCV(BaseEstimator):
         self.alpha_relative_ = params["alpha"]
         self.depth_ = params["depth"]
         chosen = {**fixed, **params}
-        self.activation_ = chosen["activation"]
-        self.frozen_layers_ = chosen["frozen_layers"]
+        for name in _SEARCHABLE:  # activation_, frozen_layers_
+            setattr(self, f"{name}_", chosen[name])
         if evidence:
             self.output_scale_ = scales[best]
         elif hasattr(self, "output_scale_"):
@@ -695,6 +687,22 @@ class _BaseNTKCV(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _networks(candidates):
+    """``{network: {depth: [indices]}}``: the candidates grouped by network.
+
+    A candidate's network is what it sets besides ``alpha`` and ``depth``
+    (as a tuple of items); one kernel pass computes every depth of it.
+    """
+    networks = {}
+    for i, params in enumerate(candidates):
+        network = tuple(
+            (k, v) for k, v in params.items() if k not in ("alpha", "depth")
+        )
+        by_depth = networks.setdefault(network, {})
+        by_depth.setdefault(params["depth"], []).append(i)
+    return networks
 
 
 def _check_split_weights(splits, sample_weight):
