@@ -70,6 +70,8 @@ from ._activations import snap_tolerance
 
 __all__ = [
     "CONV_SOURCE",
+    "conv_diagonals",
+    "conv_diagonals_cupy",
     "conv_kernels",
     "conv_kernels_cupy",
     "kernel_names",
@@ -1160,6 +1162,31 @@ def conv_kernels(launcher, X, Y, spec, want, all_depths, budget):
         for name in out:
             out[name][:, idx, idx] = d_x[name].astype(dtype)
     return out
+
+
+def conv_diagonals(launcher, X, spec, want, all_depths, budget):
+    """The exact diagonals ``K(x, x)`` alone: ``{name: (n_depths, n)}``.
+
+    The per-image recursion of :func:`conv_kernels` (every pixel pair of
+    each image with itself), in the dtype of ``X``.
+    """
+    xp = launcher.xp
+    X = xp.ascontiguousarray(X)
+    _, H, W, C = X.shape
+    dtype = X.dtype
+    plans = _block_plan(spec, H, W, C, dtype)
+    fused = _cuda.fused_activation(spec.dense_spec())
+    itemsize = np.dtype(dtype).itemsize
+    tile = _tile_pairs(spec, plans, H, W, itemsize, launcher.budget(budget))
+    _, diag = _self_path(
+        launcher, X, spec, plans, fused, "ntk" in want, all_depths, tile
+    )
+    return {name: diag[name].astype(dtype) for name in want}
+
+
+def conv_diagonals_cupy(X, spec, want, all_depths, budget):
+    """:func:`conv_diagonals` on the current CUDA device (CuPy arrays)."""
+    return conv_diagonals(_CupyLauncher(), X, spec, want, all_depths, budget)
 
 
 def conv_kernels_cupy(X, Y, spec, want, all_depths, budget, n_jobs=None):

@@ -439,6 +439,28 @@ def test_symmetric_output_is_exact(host_lib):
     )
 
 
+@pytest.mark.parametrize("readout", ["gap", "flatten"])
+def test_diagonals_alone(host_lib, readout):
+    """conv_diagonals equals sknetk.conv's nngp_diag and ntk_diag."""
+    from sknetk.conv import nngp_diag, ntk_diag
+
+    X, _ = _images(seed=10, shape=(6, 5, 2))
+    kw = dict(depth=3, bias_std=0.2, readout=readout, pool_after=[1])
+    spec = ConvKernelSpec.from_params(**kw)
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, RTOL_FLOAT32)):
+        out = _conv_cuda.conv_diagonals(
+            HostLauncher(host_lib),
+            X.astype(dtype),
+            spec,
+            ("nngp", "ntk"),
+            True,
+            2**20,
+        )
+        assert out["ntk"].dtype == dtype and out["ntk"].shape == (3, len(X))
+        assert _max_rel(out["nngp"], nngp_diag(X, all_depths=True, **kw)) <= rtol
+        assert _max_rel(out["ntk"], ntk_diag(X, all_depths=True, **kw)) <= rtol
+
+
 def test_pair_enumeration():
     """The linear pair index covers the strict upper triangle (or all pairs)."""
     i, j = _conv_cuda._pairs(True, 7, 7, 0, 21)
@@ -631,3 +653,22 @@ def test_cupy_driver_fixture_cases():
             R = REF[f"kernel/{case['id']}/{name}12"]
             err = np.abs(cupy.asnumpy(out[name][0]) - R).max() / np.abs(R).max()
             assert err <= 1e-6, (case["id"], name)
+
+
+@pytest.mark.gpu
+def test_cupy_diagonals_match_numpy():
+    cupy = pytest.importorskip("cupy")
+    from sknetk.conv import nngp_diag, ntk_diag
+
+    X, _ = _images(seed=11, shape=(8, 7, 3))
+    kw = dict(depth=3, bias_std=0.2, readout="gap")
+    out = _conv_cuda.conv_diagonals_cupy(
+        cupy.asarray(X), ConvKernelSpec.from_params(**kw), ("nngp", "ntk"), True, 2**28
+    )
+    assert (
+        _max_rel(cupy.asnumpy(out["nngp"]), nngp_diag(X, all_depths=True, **kw))
+        <= 1e-12
+    )
+    assert (
+        _max_rel(cupy.asnumpy(out["ntk"]), ntk_diag(X, all_depths=True, **kw)) <= 1e-12
+    )
