@@ -17,7 +17,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils._param_validation import validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    make_constraint,
+    validate_parameter_constraints,
+)
 
 from ._activations import ACTIVATIONS, correlation, get_activation, snap_tolerance
 from ._array_api import to_numpy
@@ -32,6 +35,11 @@ __all__ = [
     "tile_recursion",
     "variance_path",
 ]
+
+# The table's constraints of the network's parameters, as the functions check
+# them (resolved once: from_params runs on every kernel call).
+_CONSTRAINTS = constraints(NETWORK, "function")
+_MADE = {name: [make_constraint(c) for c in cs] for name, cs in _CONSTRAINTS.items()}
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,13 @@ class KernelSpec:
         fields = dataclasses.fields(cls)
         values = {f.name: f.default for f in fields} | {"activation_params": None}
         values.update(params)
-        validate_parameter_constraints(
-            constraints(NETWORK, "function"), values, caller_name="KernelSpec"
-        )
+        if not all(
+            any(c.is_satisfied_by(values[name]) for c in made)
+            for name, made in _MADE.items()
+        ):  # scikit-learn's message, naming the parameter
+            validate_parameter_constraints(
+                _CONSTRAINTS, values, caller_name="KernelSpec"
+            )
         act = get_activation(values["activation"])
         values["activation_params"] = tuple(
             sorted(act.params(values["activation_params"]).items())
