@@ -1933,8 +1933,9 @@ def _compare(args, out):
         )
     else:
         print(
-            "--no-tune: baselines keep scikit-learn's defaults; ntk/nngp tune "
-            "ridge and depth by leave-one-out",
+            "--no-tune: baselines keep scikit-learn's defaults; ntk/nngp"
+            + ("/cntk" if any(n in _CNTK_READOUTS for n in names) else "")
+            + " tune ridge and depth by leave-one-out",
             file=out,
         )
     from threadpoolctl import threadpool_limits

@@ -292,6 +292,7 @@ def test_csv_with_image_shape_regression(capsys, tmp_path):
     )
     np.testing.assert_allclose(result["results"][0]["scores"], ref, rtol=1e-10)
     assert "target standardized" in out
+    assert "ntk/nngp/cntk tune ridge and depth by leave-one-out" in out
 
 
 # ---------------------------------------------------------------------------
