@@ -194,17 +194,6 @@ def test_functions_and_estimators_share_the_table():
         ), name
 
 
-# (estimator, parameter) whose constraints are still written out in the
-# estimator's module; the table has their entry ("conv_estimator" variants).
-# Remove a pair when its module takes it from sknetk._params.
-NOT_YET_FROM_THE_TABLE = {
-    ("CNTKRegressorCV", "alphas"),
-    ("CNTKRegressorCV", "depths"),
-    ("CNTKClassifierCV", "alphas"),
-    ("CNTKClassifierCV", "depths"),
-}
-
-
 def _from_the_table(name, table):
     variants = [PARAMS[name].constraints] + [
         v["constraints"] for v in PARAMS[name].variants.values() if "constraints" in v
@@ -220,9 +209,7 @@ def test_estimator_constraints_come_from_the_table():
         for name, table in Estimator._parameter_constraints.items()
         if name in PARAMS and not _from_the_table(name, table)
     }
-    assert copies <= NOT_YET_FROM_THE_TABLE, sorted(copies - NOT_YET_FROM_THE_TABLE)
-    stale = NOT_YET_FROM_THE_TABLE - copies
-    assert not stale, f"from the table now, remove from the list: {sorted(stale)}"
+    assert not copies, f"constraints written out instead of taken: {sorted(copies)}"
 
 
 def test_option_tuples_agree_with_their_users():
