@@ -303,7 +303,7 @@ __device__ __host__ inline void sknetk_conv_layer_body(
 // self path. Threads stride over the map's pixels; __syncthreads() separates
 // the layers (the host tests run one thread per block, where it is a no-op).
 // ---------------------------------------------------------------------------
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define SKNETK_SYNC() __syncthreads()
 #elif !defined(SKNETK_SYNC)  // host: one thread per block, or the harness's barrier
 #define SKNETK_SYNC()
@@ -443,7 +443,7 @@ __device__ __host__ inline void sknetk_conv_slices_body(
 # activation a compile-time constant (only its branch is compiled), and one
 # variance kernel per dtype.
 _KERNEL_TEMPLATE = r"""
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define SKNETK_SHARED_DECL extern __shared__ double sknetk_smem[];
 #else  // host emulation: one thread per block, a static buffer
 static double sknetk_smem[1 << 20];
@@ -469,7 +469,8 @@ static double sknetk_smem[1 << 20];
     sknetk_conv_variance_body<T>(g, geo, cst, sig, A, pair_i, S, INV, groups); \
   }
 #define SKNETK_CONV_SLICES(T, ACT)                                             \
-  extern "C" __global__ void sknetk_conv_slices_##T##_##ACT(                   \
+  extern "C" __global__ void SKNETK_CONV_SLICE_BOUNDS                         \
+      sknetk_conv_slices_##T##_##ACT(                   \
       const long long* geo_all, const double* cst_all, const T* ap,            \
       const T* A, const T* B, const long long* pair_i,                         \
       const long long* pair_j, const T* maps_a, const T* maps_b,               \
@@ -498,15 +499,25 @@ SKNETK_CONV_VARIANCE(float)
 
 
 def kernel_source(min_blocks=None):
-    """The whole RawModule source: every layer and variance kernel.
+    """The whole RawModule source: every slice, layer and variance kernel.
 
-    ``min_blocks`` > 0 bounds the layer kernels' registers with
+    ``min_blocks`` > 0 bounds the registers of the layer kernels with
     ``__launch_bounds__(256, min_blocks)`` (that many blocks of 256 threads
-    resident per multiprocessor); 0: no bound. Default: :func:`min_blocks`.
+    resident per multiprocessor) and of the slice kernels with the same
+    threads per multiprocessor; 0: no bound. Default:
+    :func:`min_blocks_per_sm`.
     """
     k = min_blocks_per_sm() if min_blocks is None else int(min_blocks)
     bounds = f"__launch_bounds__({_BLOCK}, {k})" if k > 0 else ""
-    return f"#define SKNETK_CONV_BOUNDS {bounds}\n" + CONV_SOURCE + _KERNEL_TEMPLATE
+    # the slice kernel: the same threads per SM in blocks of _SLICE_THREADS
+    per_sm = k * _BLOCK // _SLICE_THREADS
+    slice_bounds = f"__launch_bounds__({_SLICE_THREADS}, {per_sm})" if k > 0 else ""
+    return (
+        f"#define SKNETK_CONV_BOUNDS {bounds}\n"
+        f"#define SKNETK_CONV_SLICE_BOUNDS {slice_bounds}\n"
+        + CONV_SOURCE
+        + _KERNEL_TEMPLATE
+    )
 
 
 #: Developer knob: threads per launch (grid-stride lanes are sized to it),

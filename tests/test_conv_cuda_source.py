@@ -490,6 +490,7 @@ def test_bounded_source_compiles(tmp_path, monkeypatch):
     monkeypatch.setenv(_conv_cuda.MIN_BLOCKS_ENV, "3")
     source = _conv_cuda.kernel_source()
     assert "__launch_bounds__(256, 3)" in source
+    assert "__launch_bounds__(128, 6)" in source
     harness = HARNESS % {
         "threading": SEQUENTIAL,
         "kernel": source,
