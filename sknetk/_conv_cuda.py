@@ -400,8 +400,9 @@ __device__ __host__ inline void sknetk_conv_slices_body(
         theta = G.has_theta ? w2f * pt + own : own;
       }
       const int p2 = h2 * G.Wo + w2;
-      const T av[3] = {T(0), Sa[k * G.lda + i], Ia[k * G.lda + i]};
-      const T bv[3] = {T(0), Sb[p2 * G.ldb + j], Ib[p2 * G.ldb + j]};
+      // maps image-major here: neighbouring threads read neighbouring pixels
+      const T av[3] = {T(0), Sa[i * P + k], Ia[i * P + k]};
+      const T bv[3] = {T(0), Sb[j * P + p2], Ib[j * P + p2]};
       T sv = (T)sigma, dot;
       sknetk_dual<T>(ACT, ap_local, sv, av, bv, snap, dot);
       const T tv = (T)theta * dot;
@@ -850,11 +851,14 @@ def _slice_setup(spec, H, W, itemsize):
 
 
 def _concat_maps(xp, maps):
-    """The per-block ``(S, INV)`` maps in one array, and each block's offset."""
+    """The per-block ``(S, INV)`` maps in one array, image-major (``(n, P)``
+    each, so that a block's threads read neighbouring pixels of one image),
+    and each block's offset."""
     parts, offsets, off = [], [], 0
     for S, INV in maps:
         offsets.append(off)
-        parts += [S.reshape(-1), INV.reshape(-1)]
+        parts += [xp.ascontiguousarray(S.T).reshape(-1)]
+        parts += [xp.ascontiguousarray(INV.T).reshape(-1)]
         off += 2 * S.size
     return xp.ascontiguousarray(xp.concatenate(parts)), offsets
 
