@@ -890,8 +890,16 @@ NETWORK = (
     "width",
     "frozen_layers",
 )
-#: The convolutional network's parameters (``ConvKernelSpec``).
-CONV_NETWORK = NETWORK[:-1] + (
+#: The convolutional network's parameters (``ConvKernelSpec``; no frozen
+#: layers there).
+CONV_NETWORK = (
+    "depth",
+    "activation",
+    "activation_params",
+    "weight_std",
+    "bias_std",
+    "parameterization",
+    "width",
     "filter_shape",
     "padding",
     "pool_after",
