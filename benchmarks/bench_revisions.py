@@ -455,7 +455,9 @@ def main(argv=None):
         f"  ({old_tree if args.old_tree else 'git archive'})",
         f"new: {new_commit}{' + uncommitted sknetk/ changes' if new_dirty else ''}"
         f"  ({'git archive of ' + args.new if args.new else new_tree})",
-        f"configs: {args.configs}; load average start "
+        f"configs: {args.configs}; OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS')}, OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS')}; load average start "
         f"{[round(v, 2) for v in load_start]}, end "
         f"{[round(v, 2) for v in load_end]}; {os.cpu_count()} CPUs; "
         f"{elapsed / 60:.1f} min in all",
@@ -495,6 +497,10 @@ def main(argv=None):
             "fit_predict": "regressor 500, classifier 500, d=20"
             if args.quick
             else "regressor 2000 and 10000, classifier 2000, d=20, n_test=n_train",
+        },
+        "thread_env": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
         },
         "load_average_start": [round(v, 2) for v in load_start],
         "load_average_end": [round(v, 2) for v in load_end],
