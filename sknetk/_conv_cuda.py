@@ -2,7 +2,7 @@
 
 Two kinds of kernels, both for tiles of image pairs:
 
-* **Offset slices (GAP readout, no pooling).** The Conv shifts both pixels
+* **Offset slices (no pooling).** The Conv shifts both pixels
   of a pair by the same offset and the activation acts entry by entry, so
   the entries ``K(p, p + d)`` of one offset ``d`` never mix with another
   offset's through the whole network. One CUDA block runs *every* layer of
@@ -10,12 +10,14 @@ Two kinds of kernels, both for tiles of image pairs:
   shared memory: the first Conv's input covariances straight from the
   images, then per layer the patch sums, the affine step of the
   parameterization, the activation's dual and derivative dual, and the
-  readout's float64 partial sums (a tree sum over the block's threads). Only
-  those sums leave the chip: the O(P^2) work per image pair runs without
+  readout's float64 partial sums (a tree sum over the block's threads): over
+  every offset slice for GAP, over the zero offset alone (the diagonal pixel
+  pairs, one slice per image pair) for Flatten. Only those sums leave the
+  chip: the O(P^2) work per image pair runs without
   O(P^2) traffic to device memory. Used while ``4 H W`` values and the
   block's sums fit 48 KiB of shared memory (float32: up to about 54x54
   images, float64: 38x38).
-* **Layer by layer** (Flatten, pooling, larger maps, and every per-image
+* **Layer by layer** (pooling, larger maps, and every per-image
   recursion): one launch per block of the network computes, for every image
   pair of the tile and every pixel pair of the block's output map, the same
   fused step from the previous layer's values in device memory, and the
@@ -106,13 +108,14 @@ _GEO_FIELDS = (
     "ldb",  # 17 same for the columns
     "moff_a",  # 18 offset of the block's rows' maps (slice kernel)
     "moff_b",  # 19 same for the columns
+    "slice0",  # 20 index of the first offset slice (Flatten: the zero offset)
 )
 _GEO = {name: k for k, name in enumerate(_GEO_FIELDS)}
 
 CONV_SOURCE = (
     _cuda.DUAL_SOURCE
     + r"""
-#define SKNETK_CONV_NGEO 20
+#define SKNETK_CONV_NGEO 21
 // ---------------------------------------------------------------------------
 // Convolutional layer recursion. ``geo``: see _GEO_FIELDS in _conv_cuda.py;
 // ``cst`` (double): w^2 / (fh fw), b^2, c_in (the standard NTK's patch
@@ -323,7 +326,8 @@ __device__ __host__ inline void sknetk_conv_slices_body(
     const T* B, const long long* pair_i, const long long* pair_j,
     const T* maps_a, const T* maps_b, double* part_s, double* part_t,
     long long n_slices, long long depth, long long n_col, long long pmax) {
-  const long long t = blk / n_slices, s = blk - t * n_slices;
+  const long long t = blk / n_slices;
+  const long long s = blk - t * n_slices + geo_all[20];
   const long long i = pair_i[t], j = pair_j[t];
   const sknetk_conv_geo G0 = sknetk_conv_load(geo_all);
   int dh, dw;
@@ -544,7 +548,7 @@ def _env_int(name, default, low, high):
 
 
 #: Developer knob: ``SKNETK_CONV_CUDA_SLICES=0`` turns the offset-slice kernel
-#: (GAP without pooling: every layer of a pair in shared memory) off, so that
+#: (no pooling: every layer of a pair in shared memory) off, so that
 #: those networks run layer by layer through device memory too.
 SLICES_ENV = "SKNETK_CONV_CUDA_SLICES"
 #: Threads per block of the slice kernel, and the largest dynamic shared
@@ -714,7 +718,7 @@ def _readout_sums(xp, K, P, full, gap):
 # The recursion on one tile
 # ---------------------------------------------------------------------------
 def _geo_array(xp, geo, extra):
-    values = {"moff_a": 0, "moff_b": 0, **geo}
+    values = {"moff_a": 0, "moff_b": 0, "slice0": 0, **geo}
     values.update(extra)
     return xp.asarray([int(values[name]) for name in _GEO_FIELDS], dtype=np.int64)
 
@@ -835,10 +839,14 @@ def _run_tile(
 
 
 def _slice_setup(spec, H, W, itemsize):
-    """``(n_slices, pmax, shared_bytes)`` of the offset-slice kernel, or
-    ``None`` where it does not apply (Flatten, pooling, a map too large for
-    the shared memory, or turned off by :data:`SLICES_ENV`)."""
-    if spec.readout != "gap" or spec.pool_after:
+    """``(n_slices, slice0, pmax, shared_bytes)`` of the offset-slice kernel,
+    or ``None`` where it does not apply (pooling, a map too large for the
+    shared memory, or turned off by :data:`SLICES_ENV`).
+
+    GAP reads every offset slice out; Flatten only the zero offset (the
+    diagonal pixel pairs), a single slice per image pair.
+    """
+    if spec.pool_after:
         return None
     if _env_int(SLICES_ENV, 1, 0, 1) == 0:
         return None
@@ -846,8 +854,11 @@ def _slice_setup(spec, H, W, itemsize):
     shared = 2 * _SLICE_THREADS * 8 + 4 * pmax * itemsize
     if shared > _SLICE_SHARED_MAX:
         return None
-    n_slices = H * W if spec.padding == "CIRCULAR" else (2 * H - 1) * (2 * W - 1)
-    return n_slices, pmax, shared
+    circular = spec.padding == "CIRCULAR"
+    if spec.readout == "flatten":
+        return 1, 0 if circular else (H - 1) * (2 * W - 1) + (W - 1), pmax, shared
+    n_slices = H * W if circular else (2 * H - 1) * (2 * W - 1)
+    return n_slices, 0, pmax, shared
 
 
 def _concat_maps(xp, maps):
@@ -885,7 +896,7 @@ def _run_slices(
     """
     xp = launcher.xp
     dtype = A.dtype
-    n_slices, pmax, shared = setup
+    n_slices, slice0, pmax, shared = setup
     T = pair_i.shape[0]
     n_col = sum(collect)
     cat_a, off_a, lda = maps_a
@@ -902,6 +913,7 @@ def _run_slices(
                     "ldb": ldb,
                     "moff_a": off_a[block],
                     "moff_b": off_b[block],
+                    "slice0": slice0,
                 },
             )
             for block, plan in enumerate(plans)

@@ -362,12 +362,13 @@ def test_other_activations_match_numpy(host_lib, act, params):
     _check(host_lib, X, Y, kw, 1e-12 if slopes else 1e-10)
 
 
+@pytest.mark.parametrize("readout", ["gap", "flatten"])
 @pytest.mark.parametrize("slices", ["1", "0"])
 @pytest.mark.parametrize("padding", ["SAME", "CIRCULAR", "VALID"])
-def test_slice_kernel_and_layer_path(host_lib, monkeypatch, slices, padding):
-    """GAP without pooling runs the offset-slice kernel (all blocks of a pair
-    in shared memory); with SKNETK_CONV_CUDA_SLICES=0 the layer-by-layer
-    kernels. Both equal NumPy."""
+def test_slice_kernel_and_layer_path(host_lib, monkeypatch, slices, padding, readout):
+    """Without pooling the offset-slice kernel runs (all blocks of a pair in
+    shared memory; Flatten: the zero offset only); with
+    SKNETK_CONV_CUDA_SLICES=0 the layer-by-layer kernels. Both equal NumPy."""
     monkeypatch.setenv(_conv_cuda.SLICES_ENV, slices)
     X, Y = _images(seed=8, n1=5, n2=3, shape=(7, 6, 2))
     kw = dict(
@@ -377,6 +378,7 @@ def test_slice_kernel_and_layer_path(host_lib, monkeypatch, slices, padding):
         bias_std=0.2,
         parameterization="standard",
         width=5,
+        readout=readout,
     )
     spec = ConvKernelSpec.from_params(**kw)
     launcher = HostLauncher(host_lib)
