@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._activations import get_activation
 from ._array_api import device as _device_of
 from ._array_api import get_namespace, is_numpy_namespace
+from ._params import param_docs
 from .kernels import budget_bytes
 
 __all__ = [
@@ -808,24 +809,24 @@ class _BaseAfterKernel(BaseEstimator):
         return K @ self.dual_coef_
 
 
-_PARAMS_DOC = """
-    Parameters
-    ----------
-    estimator : {cls}, default=None
-        The network to train (cloned; ``None`` uses ``{default}``).
-    alpha : float, default=1e-3
-        Ridge added to the after-kernel's diagonal (>= 0); see ``alpha_scale``.
-    alpha_scale : {{"absolute", "mean_diag"}}, default="mean_diag"
-        ``"mean_diag"`` multiplies ``alpha`` by the mean diagonal of the
-        training kernel, which makes it independent of the kernel's scale
-        (the empirical NTK grows with the width); ``"absolute"`` adds
-        ``alpha`` as it is.
-    working_memory : float, default=None
-        Memory budget in MiB of :func:`empirical_ntk`.
-    random_state : int, RandomState instance or None, default=None
-        When not None, sets the network's ``random_state`` (its
-        initialisation and batch order).
-"""
+_ESTIMATOR_DOC = """    estimator : {cls}, default=None
+        The network to train (cloned; ``None`` uses ``{default}``)."""
+
+
+def _params_doc(cls, default):
+    """The after-kernel estimators' parameter section (shared parameters
+    from :mod:`sknetk._params`)."""
+    shared = ("alpha", "alpha_scale", "working_memory", "random_state")
+    return "\n".join(
+        [
+            "",
+            "    Parameters",
+            "    ----------",
+            _ESTIMATOR_DOC.format(cls=cls, default=default),
+            param_docs(shared, context="empirical"),
+            "",
+        ]
+    )
 
 
 class AfterKernelRegressor(MultiOutputMixin, RegressorMixin, _BaseAfterKernel):
@@ -1028,6 +1029,6 @@ for _cls, _default in (
     (AfterKernelClassifier, "MLPClassifier((32,), solver='lbfgs', max_iter=200)"),
 ):
     _cls.__doc__ = _cls.__doc__.format(
-        params=_PARAMS_DOC.format(cls=_cls._mlp_class.__name__, default=_default)
+        params=_params_doc(_cls._mlp_class.__name__, _default)
     )
 del _cls, _default
