@@ -334,7 +334,7 @@ class _BaseNTKCV(BaseEstimator):
         }
         return self._model_class(**{**shared, "solver": "cholesky", **params})
 
-    def _context(self, n_rows):
+    def _search_context(self, n_rows):
         """The execution context of a search on ``n_rows`` rows.
 
         Resolved by the plain model (the one reader of ``device``), as for
@@ -344,7 +344,7 @@ class _BaseNTKCV(BaseEstimator):
 
     def _to_device(self, X):
         """``X`` where the search computes: a CuPy array on the GPU."""
-        cupy = self._context(X.shape[0]).cupy
+        cupy = self._search_context(X.shape[0]).cupy
         return X if cupy is None else cupy.asarray(X)
 
     # -- the grid -------------------------------------------------------------
@@ -474,7 +474,7 @@ class _BaseNTKCV(BaseEstimator):
             Xs, Ys, ys_true = X[rows], Y[rows], y_true[rows]
             sws = None if sample_weight is None else sample_weight[rows]
             groups = None if groups is None else np.asarray(groups)[rows]
-        context = self._context(Xs.shape[0])
+        context = self._search_context(Xs.shape[0])
         Xd = self._to_device(Xs)
         xp = get_namespace(Xd)
         Yd, sw = Ys, sws
