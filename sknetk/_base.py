@@ -77,12 +77,15 @@ ESTIMATOR_PARAMS = (
 )
 
 
-def _insert_params_doc(cls):
+def insert_params_doc(cls):
     """Put the shared parameters' documentation in place of the line
     ``{kernel_params}`` of ``cls.__doc__``."""
     return fill_doc(
         ESTIMATOR_PARAMS, "estimator", blank_lines=True, placeholder="kernel_params"
     )(cls)
+
+
+_insert_params_doc = insert_params_doc  # former name, still imported by the estimators
 
 
 def to_host(X):

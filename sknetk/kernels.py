@@ -172,9 +172,6 @@ def budget_bytes(working_memory):
     return float(working_memory) * 2**20
 
 
-_budget_bytes = budget_bytes  # former name, still imported by the estimators
-
-
 def _tile_side(budget, n_threads, itemsize, n_outputs):
     """Side of a square tile whose temporaries fit ``budget`` over all threads."""
     per_entry = (_TEMPORARIES_PER_ENTRY + n_outputs) * itemsize * n_threads
