@@ -245,19 +245,9 @@ def tile_recursion(xp, sigma, qa, qb, spec, want_ntk, all_depths, n_features, ou
         if theta is not None:
             theta = xp.zeros_like(sigma) if act.kills_ntk else theta * dot
         _collect(
-            xp,
-            spec,
-            layer,
-            sigma,
-            theta,
-            n_features,
-            want_ntk,
-            all_depths,
-            nngps,
-            ntks,
-            qa,
-            qb,
-        )
+            xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
+            nngps, ntks, qa, qb,
+        )  # fmt: skip
     return nngps, ntks
 
 
@@ -286,21 +276,9 @@ def _dense_ntk(spec, layer, sigma, theta, n_features):
 
 
 def _collect(
-    xp,
-    spec,
-    layer,
-    sigma,
-    theta,
-    n_features,
-    want_ntk,
-    all_depths,
-    nngps,
-    ntks,
-    qa,
-    qb,
-    scratch=None,
-    clip=True,
-):
+    xp, spec, layer, sigma, theta, n_features, want_ntk, all_depths, nngps, ntks,
+    qa, qb, scratch=None, clip=True,
+):  # fmt: skip
     """Append the readout kernels after hidden block ``layer`` when wanted.
 
     ``qa[1]``/``qb[1]`` (when present) map ``"nngp"``/``"ntk"`` to the square
@@ -468,21 +446,9 @@ def _abrelu_tile_numpy(
             )  # fmt: skip
             continue
         _collect(
-            np,
-            spec,
-            layer,
-            sigma,
-            theta,
-            n_features,
-            want_ntk,
-            all_depths,
-            nngps,
-            ntks,
-            qa,
-            qb,
-            scratch=tmp,
-            clip=any_near,
-        )
+            np, spec, layer, sigma, theta, n_features, want_ntk, all_depths,
+            nngps, ntks, qa, qb, scratch=tmp, clip=any_near,
+        )  # fmt: skip
     return nngps, ntks
 
 
