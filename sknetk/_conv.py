@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from ._activations import ACTIVATIONS, correlation, snap_tolerance
 from ._array_api import device as array_device
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
+from ._conv_compiled import CIRCULAR, SAME, VALID, compiled_conv, run_pairs
 from ._device import check_device, cupy_or_error
 from ._recursion import KernelSpec
 
@@ -755,6 +756,9 @@ def _n_threads(xp, n_jobs, n_tiles):
 
 def self_path(xp, X, spec, want_ntk, all_depths, pairs):
     """:func:`self_recursion` over chunks of ``pairs`` images; overflow checked."""
+    kernel = _compiled_kernel(xp, spec, X.dtype)
+    if kernel is not None:
+        return _self_path_compiled(kernel, X, spec, want_ntk, all_depths, 1)
     n = X.shape[0]
     q_parts, d_parts = [], []
     for i0 in range(0, n, pairs):
@@ -777,6 +781,12 @@ def self_path(xp, X, spec, want_ntk, all_depths, pairs):
         ]
         for name in d_parts[0]
     }
+    _check_finite(xp, X, spec, q_maps, diag)
+    return q_maps, diag
+
+
+def _check_finite(xp, X, spec, q_maps, diag):
+    """A ``ValueError`` where the per-image recursion overflowed."""
     arrays = q_maps + [v for vs in diag.values() for v in vs]
     if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
         raise ValueError(
@@ -786,12 +796,14 @@ def self_path(xp, X, spec, want_ntk, all_depths, pairs):
             "activation's parameters. Scale the pixels (e.g. to [0, 1] or unit "
             "variance)."
         )
-    return q_maps, diag
 
 
 def compute_kernels(X, Y, spec, want, all_depths, budget, n_jobs):
     """The requested kernels of ``X`` and ``Y``: ``{name: (n_depths, n1, n2)}``."""
     xp = get_namespace(X)
+    kernel = _compiled_kernel(xp, spec, X.dtype)
+    if kernel is not None:
+        return _compute_compiled(kernel, X, Y, spec, want, all_depths, budget, n_jobs)
     symmetric = Y is None
     Yv = X if symmetric else Y
     n1, H, W, _ = X.shape
@@ -868,6 +880,199 @@ def compute_kernels(X, Y, spec, want, all_depths, budget, n_jobs):
             Parallel(n_jobs=threads, backend="threading")(
                 delayed(work)(*tile) for tile in tiles
             )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The compiled path (numba; the ReLU family in float64 on NumPy)
+# ---------------------------------------------------------------------------
+#: Scratch arrays of the largest pixel-pair matrix per thread of the
+#: compiled kernel.
+_COMPILED_SCRATCH = 4
+#: Largest number of image pairs per call of the compiled kernel (a few
+#: calls per thread balance the threads; the pair lists stay small).
+_COMPILED_MAX_PAIRS = 2**14
+
+
+def _compiled_kernel(xp, spec, dtype):
+    """The compiled kernel where it applies, else ``None``.
+
+    NumPy arrays in float64 and an activation of the ReLU family (an arccos
+    dual); everything else (and an installation without numba) runs the
+    NumPy path.
+    """
+    if not is_numpy_namespace(xp) or dtype != np.float64:
+        return None
+    if ACTIVATIONS[spec.activation].slopes is None:
+        return None
+    return compiled_conv()
+
+
+def _compiled_setup(spec, H, W, channels, all_depths):
+    """The compiled kernel's geometry and parameters for ``H x W`` images."""
+    shapes = spec.map_shapes(H, W)
+    full_at = spec.full_layout()
+    depth = spec.depth
+    geo = np.zeros((depth, 10), dtype=np.int64)
+    hi, wi = H, W
+    for block, (hc, wc, ho, wo) in enumerate(shapes):
+        if all_depths:
+            collect = block
+        else:
+            collect = 0 if block == depth - 1 else -1
+        full_next = full_at[block + 1] if block + 1 < depth else False
+        geo[block] = (
+            hi, wi, hc, wc, ho, wo, block in spec.pool_after, full_at[block],
+            collect, full_next,
+        )  # fmt: skip
+        hi, wi = ho, wo
+    fh, fw = spec.filter_shape
+    ph, pw = spec.pool_window
+    pad = {"SAME": SAME, "CIRCULAR": CIRCULAR, "VALID": VALID}[spec.padding]
+    lo_h, lo_w = (0, 0) if spec.padding == "VALID" else ((fh - 1) // 2, (fw - 1) // 2)
+    ints = np.array([fh, fw, lo_h, lo_w, pad, ph, pw], dtype=np.int64)
+    a, b = ACTIVATIONS[spec.activation].slopes(**dict(spec.activation_params))
+    factor = (a - b) * (a - b) / (2 * math.pi)
+    c1 = (a * a + b * b) / 2
+    w2 = spec.weight_std * spec.weight_std
+    b2 = 0.0 if spec.bias_std is None else spec.bias_std * spec.bias_std
+    bias_one = 0.0 if spec.bias_std is None else 1.0
+    gap = spec.readout == "gap"
+    par = np.array(
+        [w2, b2, w2 / (fh * fw), bias_one, factor, c1,
+         float(spec.parameterization == "ntk"), float(gap)],
+        dtype=np.float64,
+    )  # fmt: skip
+    tols = np.array(_snap_tolerances(np, spec, np.float64, channels), dtype=np.float64)
+    width = math.nan if spec.width is None else float(spec.width)
+    cin = np.array(
+        [float(channels) if block == 0 else width for block in range(depth)],
+        dtype=np.float64,
+    )
+    nin = np.array(
+        [width * (1 if gap else ho * wo) for (_, _, ho, wo) in shapes],
+        dtype=np.float64,
+    )
+    return geo, ints, par, tols, cin, nin
+
+
+def _self_path_compiled(kernel, X, spec, want_ntk, all_depths, threads):
+    """:func:`self_path` through the compiled kernel."""
+    n, H, W, C = X.shape
+    setup = _compiled_setup(spec, H, W, C, all_depths)
+    n_out = spec.depth if all_depths else 1
+    A = np.ascontiguousarray(np.reshape(X, (n, H * W, C)))
+    index = np.arange(n, dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        nngp, ntk, q = run_pairs(
+            kernel, A, A, index, index, True, want_ntk, setup, None, n_out, threads
+        )
+    q_maps = [
+        np.ascontiguousarray(q[:, block, : hc * wc].T).reshape(hc, wc, n)
+        for block, (hc, wc, _, _) in enumerate(spec.map_shapes(H, W))
+    ]
+    diag = {"nngp": [np.ascontiguousarray(nngp[:, k]) for k in range(n_out)]}
+    if want_ntk:
+        diag["ntk"] = [np.ascontiguousarray(ntk[:, k]) for k in range(n_out)]
+    _check_finite(np, X, spec, q_maps, diag)
+    return q_maps, diag
+
+
+def _stds(q_maps, p_max):
+    """``(sqrt(q), 1 / sqrt(q) or 0)`` of each image, ``(n, depth, p_max)``."""
+    n = q_maps[0].shape[2]
+    s = np.zeros((n, len(q_maps), p_max))
+    for block, q in enumerate(q_maps):
+        hc, wc = q.shape[0], q.shape[1]
+        s[:, block, : hc * wc] = np.sqrt(np.reshape(q, (hc * wc, n)).T)
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    return s, inv
+
+
+def _compute_compiled(kernel, X, Y, spec, want, all_depths, budget, n_jobs):
+    """:func:`compute_kernels` through the compiled kernel.
+
+    Threads (``n_jobs``, fewer where their scratch arrays would not fit
+    ``budget``) take row blocks of image pairs; K(X, X) computes each pair
+    ``i < j`` once and takes its diagonal from the per-image recursion.
+    """
+    symmetric = Y is None
+    Yv = X if symmetric else Y
+    n1, H, W, C = X.shape
+    n2 = Yv.shape[0]
+    setup = _compiled_setup(spec, H, W, C, all_depths)
+    want_ntk = "ntk" in want
+    n_out = spec.depth if all_depths else 1
+    full0 = spec.full_layout()[0]
+    per_thread = _COMPILED_SCRATCH * 8 * (H * W) ** (2 if full0 else 1)
+    threads = max(1, min(effective_n_jobs(n_jobs), max(n1, n2, 1)))
+    threads = max(1, min(threads, int(budget // max(per_thread, 1))))
+    q_x, d_x = _self_path_compiled(kernel, X, spec, want_ntk, all_depths, threads)
+    q_y, d_y = (
+        (q_x, d_x)
+        if symmetric
+        else _self_path_compiled(kernel, Yv, spec, want_ntk, all_depths, threads)
+    )
+    p_max = q_x[0].shape[0] * q_x[0].shape[1]
+    sa, ia = _stds(q_x, p_max)
+    sb, ib = (sa, ia) if symmetric else _stds(q_y, p_max)
+    A = np.ascontiguousarray(np.reshape(X, (n1, H * W, C)))
+    B = A if symmetric else np.ascontiguousarray(np.reshape(Yv, (n2, H * W, C)))
+    roots_x = {k: [np.sqrt(np.maximum(v, 0.0)) for v in vs] for k, vs in d_x.items()}
+    roots_y = (
+        roots_x
+        if symmetric
+        else {k: [np.sqrt(np.maximum(v, 0.0)) for v in vs] for k, vs in d_y.items()}
+    )
+    out = {name: np.empty((n_out, n1, n2)) for name in want}
+    n_pairs = n1 * (n1 - 1) // 2 if symmetric else n1 * n2
+    target = max(1, min(_COMPILED_MAX_PAIRS, -(-n_pairs // (4 * threads))))
+    per_tile = max(1, target // max(n2, 1))
+    tiles = [(i0, min(i0 + per_tile, n1)) for i0 in range(0, n1, per_tile)]
+
+    def work(i0, i1):
+        if symmetric:
+            rows = np.concatenate(
+                [np.full(n1 - i - 1, i, dtype=np.int64) for i in range(i0, i1)]
+                + [np.zeros(0, dtype=np.int64)]
+            )
+            cols = np.concatenate(
+                [np.arange(i + 1, n1, dtype=np.int64) for i in range(i0, i1)]
+                + [np.zeros(0, dtype=np.int64)]
+            )
+        else:
+            rows = np.repeat(np.arange(i0, i1, dtype=np.int64), n2)
+            cols = np.tile(np.arange(n2, dtype=np.int64), i1 - i0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            nngp, ntk, _ = run_pairs(
+                kernel, A, B, rows, cols, False, want_ntk, setup, (sa, ia, sb, ib),
+                n_out, 1,
+            )  # fmt: skip
+        for name, values in (("nngp", nngp), ("ntk", ntk)):
+            if name not in out:
+                continue
+            for k in range(n_out):
+                v = values[:, k]
+                # Cauchy-Schwarz: |K(x, y)| <= sqrt(K(x, x) K(y, y)), which
+                # rounding could exceed by a few ulps
+                bound = roots_x[name][k][rows] * roots_y[name][k][cols]
+                v = np.minimum(np.maximum(v, -bound), bound)
+                out[name][k, rows, cols] = v
+                if symmetric:
+                    out[name][k, cols, rows] = v
+
+    if threads == 1 or len(tiles) == 1:
+        for tile in tiles:
+            work(*tile)
+    else:
+        Parallel(n_jobs=threads, backend="threading")(
+            delayed(work)(*tile) for tile in tiles
+        )
+    if symmetric:
+        idx = np.arange(n1)
+        for name in want:
+            for k in range(n_out):
+                out[name][k, idx, idx] = d_x[name][k]
     return out
 
 

@@ -1,0 +1,589 @@
+"""The compiled pixel-pair recursion of convolutional kernels (ReLU family).
+
+An optional fast path of :mod:`sknetk._conv` for the activations whose duals
+are arccos forms (``relu``, ``abs``, ``leaky_relu``, ``abrelu``), in float64
+on NumPy: with numba installed (the ``fast`` extra), :func:`compiled_conv`
+compiles :func:`conv_pairs` on first use (cached on disk where numba can
+write), and :func:`run_pairs` runs it over lists of image pairs in threads
+(the kernel releases the GIL). Without numba, or where numba fails to compile
+it (a ``RuntimeWarning``), :mod:`sknetk._conv` keeps its NumPy path.
+
+One image pair at a time, through all blocks, in four scratch arrays of the
+largest pixel-pair matrix (``P^2`` entries, or ``P`` in the diagonal layout):
+
+* the Conv's patch sum is separable (one offset shared by the two pixel
+  indices, per axis), so it runs as two passes: the ``fw`` offsets inside
+  each ``(h, h')`` plane of the ``(h, h', w, w')`` layout, then the ``fh``
+  offsets across planes (whole contiguous planes), fused with the
+  activation's dual (NNGP and NTK) on each finished plane and with the sum
+  of the GAP readout;
+* SAME (zeros), CIRCULAR (periodic) and VALID (no extension) padding, any
+  filter shape, both parameterizations, biases, AvgPool after chosen blocks
+  and both readouts (Flatten: the diagonal pixel pairs) are compiled, as is
+  the switch to the diagonal layout once only diagonal pairs matter;
+* the per-image pass (``self_mode``) computes each block's pixel variances
+  ``q(x, p)`` (the conv output's diagonal, before the activation needs them)
+  and the exact diagonals ``K(x, x)``.
+
+The arithmetic is that of the NumPy path (``sknetk._conv._abrelu_numpy``:
+clipping, snapping to +-1 within the block's tolerance, ``rho = 0`` for a
+zero variance), except the order of the patch sums and readout sums and
+:func:`sknetk._recursion.acos_rational` for ``arccos``: the kernels agree to
+rounding (``tests/test_conv_compiled.py``).
+"""
+
+import math
+import threading
+import warnings
+
+import numpy as np
+
+from ._recursion import acos_rational
+
+__all__ = [
+    "CIRCULAR",
+    "SAME",
+    "VALID",
+    "compiled_conv",
+    "conv_pairs",
+    "run_pairs",
+]
+
+SAME, CIRCULAR, VALID = 0, 1, 2
+
+# Columns of ``geo`` (one row per block)
+_HI, _WI, _HC, _WC, _HO, _WO, _POOL, _FULL, _COLLECT, _FULL_NEXT = range(10)
+
+
+def _src(o, a, lo, n_in, pad):
+    """Source index of output ``o`` at filter tap ``a``; -1: zero padding."""
+    s = o + a - lo
+    if pad == CIRCULAR:
+        return s % n_in
+    if s < 0 or s >= n_in:
+        return -1
+    return s
+
+
+def conv_pairs(
+    A, B, rows, cols, self_mode, want_ntk, geo, ints, par, tols, cin, nin,
+    sa, ia, sb, ib, q_out, nngp_out, ntk_out,
+):  # fmt: skip
+    """Kernels of the image pairs ``(A[rows[t]], B[cols[t]])`` (numba compiles it).
+
+    Parameters
+    ----------
+    A, B : float64 arrays of shape (na, P0, C), (nb, P0, C)
+        Images, pixels row-major.
+    rows, cols : int64 arrays of shape (m,)
+        The pairs. In ``self_mode`` the pairs are ``(A[rows[t]], A[rows[t]])``.
+    geo : int64 array of shape (depth, 10)
+        Per block: input map ``Hi, Wi``, conv map ``Hc, Wc``, output map
+        ``Ho, Wo`` (after pooling), pooled, full layout, output index
+        (-1: not collected), full layout of the next block.
+    ints : int64 array
+        ``fh, fw, lo_h, lo_w, padding, ph, pw``.
+    par : float64 array
+        ``w2, b2, w2 / (fh fw), bias_one, factor, c1, ntk_par, gap``.
+    tols, cin, nin : float64 arrays of shape (depth,)
+        Snapping tolerances, fan-in channels of each Conv (``"standard"``)
+        and the readout fan-in ``N_in`` at each block (``"standard"``).
+    sa, ia, sb, ib : float64 arrays of shape (n, depth, Pmax)
+        Standard deviations ``sqrt(q)`` of the pixels and their inverses (0
+        where ``q = 0``); unused in ``self_mode``.
+    q_out : float64 array of shape (m, depth, Pmax)
+        ``self_mode``: the variances ``q`` of each block.
+    nngp_out, ntk_out : float64 arrays of shape (m, n_out)
+        The kernels of each pair at each collected block.
+    """
+    m = rows.shape[0]
+    P0 = A.shape[1]
+    C = A.shape[2]
+    depth = geo.shape[0]
+    fh, fw, lo_h, lo_w, pad, ph, pw = (
+        ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6],
+    )  # fmt: skip
+    wvar, b2, scale, bias_one, factor, c1 = (
+        par[0],
+        par[1],
+        par[2],
+        par[3],
+        par[4],
+        par[5],
+    )
+    ntk_par = par[6] != 0.0
+    gap = par[7] != 0.0
+    size = P0 * P0 if geo[0, _FULL] != 0 else P0
+    S = np.empty(size)
+    T = np.empty(size)
+    S2 = np.empty(size)
+    T2 = np.empty(size)
+    W0 = geo[0, _WI]
+    Wm = W0 + fw - 1
+    Z = np.empty(Wm * Wm + fw)  # an input plane with its margins
+    ZT = np.empty(Wm * Wm + fw)
+    RS = np.empty(fh * Wm * Wm)  # ring of fh planes after the fw offsets
+    RT = np.empty(fh * Wm * Wm)
+    PS = np.empty(Wm * Wm)  # one output plane before the activation
+    PT = np.empty(Wm * Wm)
+    CS = np.empty(W0)  # column sums of the GAP readout
+    CT = np.empty(W0)
+    s_own = np.empty(P0)
+    i_own = np.empty(P0)
+    fC = float(C)
+    for t in range(m):
+        i = rows[t]
+        j = rows[t] if self_mode else cols[t]
+        Bx = A if self_mode else B
+        H0 = geo[0, _HI]
+        W0 = geo[0, _WI]
+        full = geo[0, _FULL] != 0
+        # -- Sigma^0 = <x_p, y_p'> / C, layout (h, h', w, w') or (h, w) --
+        if full:
+            for h in range(H0):
+                for h2 in range(H0):
+                    base = (h * H0 + h2) * W0 * W0
+                    for w in range(W0):
+                        p = h * W0 + w
+                        for w2 in range(W0):
+                            p2 = h2 * W0 + w2
+                            acc = 0.0
+                            for c in range(C):
+                                acc += A[i, p, c] * Bx[j, p2, c]
+                            S[base + w * W0 + w2] = acc / fC
+        else:
+            for p in range(H0 * W0):
+                acc = 0.0
+                for c in range(C):
+                    acc += A[i, p, c] * Bx[j, p, c]
+                S[p] = acc / fC
+        has_theta = False
+        for blk in range(depth):
+            Hi = geo[blk, _HI]
+            Wi = geo[blk, _WI]
+            Hc = geo[blk, _HC]
+            Wc = geo[blk, _WC]
+            tol = tols[blk]
+            snap = 1.0 - tol
+            c_in = cin[blk]
+            sum_s = 0.0
+            sum_t = 0.0
+            fuse_sum = gap and geo[blk, _POOL] == 0 and geo[blk, _COLLECT] >= 0
+            # the NTK of the Conv: t_scale Theta-patch + own, own = sig
+            # ("ntk") or c_in patch + bias_one ("standard")
+            t_scale = scale if has_theta else 0.0
+            o_sig = 1.0 if ntk_par else 0.0
+            o_patch = 0.0 if ntk_par else c_in
+            o_one = 0.0 if ntk_par else bias_one
+            if full:
+                WWi = Wi * Wi
+                WW = Wc * Wc
+                Wz = Wi + fw - 1 if pad != VALID else Wi  # padded width
+                RW = Wc * Wz  # a ring plane: Wc rows of Wz (Wz - Wc unused)
+                for k in range(Z.shape[0]):
+                    Z[k] = 0.0
+                    ZT[k] = 0.0
+                for v2 in range(Wc):
+                    CS[v2] = 0.0
+                    CT[v2] = 0.0
+                # Output plane (h, h2) of the (h, h', w, w') layout sums the
+                # fh input planes (h + a - lo_h, h2 + a - lo_h), each after the
+                # fw offsets inside the plane. Walking each diagonal
+                # h2 - h = delta, one new input plane per output plane goes
+                # through the fw offsets into a ring of fh planes (in cache);
+                # the main diagonal first: in self_mode it gives the
+                # variances q of every pixel before the other planes need them.
+                for di in range(2 * Hc - 1):
+                    delta = (di + 1) // 2
+                    if di % 2 == 0:
+                        delta = -delta
+                    if self_mode and delta < 0:
+                        continue  # symmetric: mirrored below
+                    # in self_mode a plane above the diagonal counts twice
+                    wsum = 2.0 if self_mode and delta > 0 else 1.0
+                    h_first = max(0, -delta)
+                    h_last = min(Hc, Hc - delta)
+                    for u in range(h_first - lo_h, h_last - lo_h + fh - 1):
+                        if u >= h_first - lo_h + fh - 1:
+                            # the ring holds the planes of this output's taps
+                            h = u - fh + 1 + lo_h
+                        else:
+                            h = -1
+                        # -- input plane (u, u + delta) through the fw offsets:
+                        # copied into the padded plane Z (zero or periodic
+                        # margins), each offset is one flat shift of Z --
+                        slot = (u % fh) * RW
+                        us = u
+                        us2 = u + delta
+                        valid = True
+                        if pad == CIRCULAR:
+                            us = us % Hi
+                            us2 = us2 % Hi
+                        elif us < 0 or us >= Hi or us2 < 0 or us2 >= Hi:
+                            valid = False
+                        if not valid:
+                            for k in range(RW):
+                                RS[slot + k] = 0.0
+                                RT[slot + k] = 0.0
+                            continue_plane = True
+                        else:
+                            continue_plane = False
+                        if not continue_plane:
+                            src0 = (us * Hi + us2) * WWi
+                            if pad == CIRCULAR:
+                                for r in range(Wz):
+                                    rs = src0 + ((r - lo_w) % Wi) * Wi
+                                    for c in range(Wz):
+                                        Z[r * Wz + c] = S[rs + (c - lo_w) % Wi]
+                                if has_theta:
+                                    for r in range(Wz):
+                                        rs = src0 + ((r - lo_w) % Wi) * Wi
+                                        for c in range(Wz):
+                                            ZT[r * Wz + c] = T[rs + (c - lo_w) % Wi]
+                            else:
+                                for w in range(Wi):
+                                    zr = (w + lo_w) * Wz + lo_w
+                                    sr = src0 + w * Wi
+                                    for c in range(Wi):
+                                        Z[zr + c] = S[sr + c]
+                                if has_theta:
+                                    for w in range(Wi):
+                                        zr = (w + lo_w) * Wz + lo_w
+                                        sr = src0 + w * Wi
+                                        for c in range(Wi):
+                                            ZT[zr + c] = T[sr + c]
+                            for k in range(RW):
+                                RS[slot + k] = Z[k]
+                            for b in range(1, fw):
+                                off = b * (Wz + 1)
+                                for k in range(RW):
+                                    RS[slot + k] += Z[k + off]
+                            if has_theta:
+                                for k in range(RW):
+                                    RT[slot + k] = ZT[k]
+                                for b in range(1, fw):
+                                    off = b * (Wz + 1)
+                                    for k in range(RW):
+                                        RT[slot + k] += ZT[k + off]
+                            else:
+                                for k in range(RW):
+                                    RT[slot + k] = 0.0
+                        if h < 0:
+                            continue
+                        # -- output plane (h, h2): the fh taps, in order --
+                        h2 = h + delta
+                        # PS, PT: the taps but the last, which the
+                        # activation's loop adds (same order: ((R0 + R1) + R2))
+                        s_last = ((h - lo_h + fh - 1) % fh) * RW
+                        if fh == 1:
+                            for k in range(RW):
+                                PS[k] = 0.0
+                                PT[k] = 0.0
+                        else:
+                            s0 = ((h - lo_h) % fh) * RW
+                            for k in range(RW):
+                                PS[k] = RS[s0 + k]
+                            for k in range(RW):
+                                PT[k] = RT[s0 + k]
+                            for a in range(1, fh - 1):
+                                sl = ((h - lo_h + a) % fh) * RW
+                                for k in range(RW):
+                                    PS[k] += RS[sl + k]
+                                if has_theta:
+                                    for k in range(RW):
+                                        PT[k] += RT[sl + k]
+                        if self_mode and delta == 0:
+                            for w in range(Wc):
+                                q = (
+                                    scale * (PS[w * Wz + w] + RS[s_last + w * Wz + w])
+                                    + b2
+                                )
+                                q_out[t, blk, h * Wc + w] = q
+                                s = math.sqrt(q)
+                                s_own[h * Wc + w] = s
+                                i_own[h * Wc + w] = 1.0 / s if s > 0.0 else 0.0
+                        if self_mode:
+                            sva = s_own
+                            iva = i_own
+                            svb = s_own
+                            ivb = i_own
+                        else:
+                            sva = sa[i, blk]
+                            iva = ia[i, blk]
+                            svb = sb[j, blk]
+                            ivb = ib[j, blk]
+                        dst0 = (h * Hc + h2) * WW
+                        for w in range(Wc):
+                            r1 = sva[h * Wc + w]
+                            a1 = iva[h * Wc + w]
+                            row = w * Wz
+                            out = dst0 + w * Wc
+                            for v2 in range(Wc):
+                                r2 = svb[h2 * Wc + v2]
+                                a2 = ivb[h2 * Wc + v2]
+                                patch = PS[row + v2] + RS[s_last + row + v2]
+                                sig = scale * patch + b2
+                                own = o_sig * sig + (o_patch * patch + o_one)
+                                th_in = PT[row + v2] + RT[s_last + row + v2]
+                                th = t_scale * th_in + own
+                                rho = (a1 * a2) * sig
+                                rho = min(max(rho, -1.0), 1.0)
+                                if abs(rho) > snap:
+                                    rho = math.copysign(1.0, rho)
+                                sin = math.sqrt((1.0 - rho) * (1.0 + rho))
+                                dot = acos_rational(rho) * (-factor) + c1
+                                new = (r1 * r2) * (sin * factor + rho * dot)
+                                th = th * dot
+                                S2[out + v2] = new
+                                T2[out + v2] = th
+                                # column sums: no serial dependency in this loop
+                                CS[v2] += wsum * new
+                                CT[v2] += wsum * th
+                for v2 in range(Wc):
+                    sum_s += CS[v2]
+                    sum_t += CT[v2]
+                if self_mode:
+                    # the planes below the diagonal: (h, h2)[w, v2] =
+                    # (h2, h)[v2, w]
+                    for h in range(Hc):
+                        for h2 in range(h):
+                            dst0 = (h * Hc + h2) * WW
+                            src0 = (h2 * Hc + h) * WW
+                            for w in range(Wc):
+                                for v2 in range(Wc):
+                                    S2[dst0 + w * Wc + v2] = S2[src0 + v2 * Wc + w]
+                                    T2[dst0 + w * Wc + v2] = T2[src0 + v2 * Wc + w]
+                S, S2 = S2, S
+                T, T2 = T2, T
+            else:
+                # diagonal layout: the fh fw offsets of each pixel -> S2, T2
+                for h in range(Hc):
+                    for w in range(Wc):
+                        acc_s = 0.0
+                        acc_t = 0.0
+                        for a in range(fh):
+                            hs = _src(h, a, lo_h, Hi, pad)
+                            if hs < 0:
+                                continue
+                            for b in range(fw):
+                                ws = _src(w, b, lo_w, Wi, pad)
+                                if ws < 0:
+                                    continue
+                                acc_s += S[hs * Wi + ws]
+                                if has_theta:
+                                    acc_t += T[hs * Wi + ws]
+                        S2[h * Wc + w] = acc_s
+                        T2[h * Wc + w] = acc_t
+                for p in range(Hc * Wc):
+                    patch = S2[p]
+                    sig = scale * patch + b2
+                    th = 0.0
+                    if want_ntk:
+                        own = sig if ntk_par else c_in * patch + bias_one
+                        th = scale * T2[p] + own if has_theta else own
+                    if self_mode:
+                        q_out[t, blk, p] = sig
+                        r1 = math.sqrt(sig)
+                        r2 = r1
+                        a1 = 1.0 / r1 if r1 > 0.0 else 0.0
+                        a2 = a1
+                    else:
+                        r1 = sa[i, blk, p]
+                        a1 = ia[i, blk, p]
+                        r2 = sb[j, blk, p]
+                        a2 = ib[j, blk, p]
+                    rho = (a1 * a2) * sig
+                    rho = min(max(rho, -1.0), 1.0)
+                    if abs(rho) > snap:
+                        rho = math.copysign(1.0, rho)
+                    sin = math.sqrt((1.0 - rho) * (1.0 + rho))
+                    dot = acos_rational(rho) * (-factor) + c1
+                    new = (r1 * r2) * (sin * factor + rho * dot)
+                    S[p] = new
+                    sum_s += new
+                    if want_ntk:
+                        th = th * dot
+                        T[p] = th
+                        sum_t += th
+            if want_ntk:
+                has_theta = True
+            Ho = geo[blk, _HO]
+            Wo = geo[blk, _WO]
+            if geo[blk, _POOL] != 0:
+                # AvgPool of both pixel indices over independent windows
+                inv = 1.0 / float((ph * pw) * (ph * pw))
+                WWo = Wo * Wo
+                WW = Wc * Wc
+                for H in range(Ho):
+                    for H2 in range(Ho):
+                        for Wd in range(Wo):
+                            for Wd2 in range(Wo):
+                                acc_s = 0.0
+                                acc_t = 0.0
+                                for u in range(ph):
+                                    for u2 in range(ph):
+                                        plane = ((H * ph + u) * Hc + H2 * ph + u2) * WW
+                                        for v in range(pw):
+                                            row = plane + (Wd * pw + v) * Wc + Wd2 * pw
+                                            for v2 in range(pw):
+                                                acc_s += S[row + v2]
+                                                if want_ntk:
+                                                    acc_t += T[row + v2]
+                                k = (H * Ho + H2) * WWo + Wd * Wo + Wd2
+                                S2[k] = acc_s * inv
+                                T2[k] = acc_t * inv
+                S, S2 = S2, S
+                T, T2 = T2, T
+            k_out = geo[blk, _COLLECT]
+            if k_out >= 0:
+                n_pix = Ho * Wo
+                if not fuse_sum:
+                    sum_s = 0.0
+                    sum_t = 0.0
+                    if not full:
+                        for p in range(n_pix):
+                            sum_s += S[p]
+                            if want_ntk:
+                                sum_t += T[p]
+                    elif gap:
+                        for k in range(n_pix * n_pix):
+                            sum_s += S[k]
+                            if want_ntk:
+                                sum_t += T[k]
+                    else:
+                        for h in range(Ho):
+                            for w in range(Wo):
+                                k = (h * Ho + h) * Wo * Wo + w * Wo + w
+                                sum_s += S[k]
+                                if want_ntk:
+                                    sum_t += T[k]
+                count = float(n_pix * n_pix) if gap else float(n_pix)
+                s_r = sum_s / count
+                nngp = wvar * s_r + b2
+                nngp_out[t, k_out] = nngp
+                if want_ntk:
+                    t_r = sum_t / count
+                    if ntk_par:
+                        ntk_out[t, k_out] = nngp + wvar * t_r
+                    else:
+                        ntk_out[t, k_out] = nin[blk] * s_r + wvar * t_r + bias_one
+            if full and geo[blk, _FULL_NEXT] == 0 and blk + 1 < depth:
+                # only the diagonal pixel pairs matter from here on
+                for h in range(Ho):
+                    for w in range(Wo):
+                        k = (h * Ho + h) * Wo * Wo + w * Wo + w
+                        S2[h * Wo + w] = S[k]
+                        T2[h * Wo + w] = T[k]
+                S, S2 = S2, S
+                T, T2 = T2, T
+                full = False
+
+
+_COMPILED = None  # None: not tried yet; False: numba is not available
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_conv():
+    """The compiled :func:`conv_pairs`, or ``None`` without numba.
+
+    Compiled on first use (and cached on disk by numba where it can write),
+    under a lock so that concurrent threads compile it once.
+    """
+    global _COMPILED
+    if _COMPILED is None:
+        with _COMPILE_LOCK:
+            if _COMPILED is None:
+                _COMPILED = _compile() or False
+    return _COMPILED or None
+
+
+def _compile():
+    """The compiled kernel, or ``None`` (with a warning if numba fails)."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    try:
+        return _jit(numba)
+    except Exception as exc:  # a numba release this code does not suit
+        warnings.warn(
+            f"numba {getattr(numba, '__version__', '?')} could not compile the "
+            f"convolutional ReLU-family kernel ({type(exc).__name__}: {exc}); "
+            "the NumPy path computes the same kernels, more slowly.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _jit(numba):
+    numba.extending.register_jitable(inline="always")(acos_rational)
+    numba.extending.register_jitable(inline="always")(_src)
+    a3c, a1c, a1i = "float64[:, :, ::1]", "float64[::1]", "int64[::1]"
+    signature = (
+        f"void({a3c}, {a3c}, {a1i}, {a1i}, boolean, boolean, int64[:, ::1], "
+        f"{a1i}, {a1c}, {a1c}, {a1c}, {a1c}, {a3c}, {a3c}, {a3c}, {a3c}, {a3c}, "
+        "float64[:, ::1], float64[:, ::1])"
+    )
+    options = dict(nogil=True, error_model="numpy")
+    with warnings.catch_warnings():
+        # numba's internal "pedantic" IR check on the inlined arccos: not a
+        # problem of the compiled code, and nothing a user can act on
+        warning = getattr(numba.errors, "NumbaIRAssumptionWarning", None)
+        if warning is not None:
+            warnings.simplefilter("ignore", warning)
+        try:
+            return numba.njit(signature, cache=True, **options)(conv_pairs)
+        except RuntimeError:  # nowhere to write numba's cache: compile here
+            return numba.njit(signature, **options)(conv_pairs)
+
+
+def run_pairs(
+    kernel, A, B, rows, cols, self_mode, want_ntk, setup, stds, n_out, threads
+):
+    """Run ``kernel`` on the pairs ``(rows, cols)`` in ``threads`` threads.
+
+    ``setup`` is ``(geo, ints, par, tols, cin, nin)``; ``stds`` is
+    ``(sa, ia, sb, ib)`` (ignored in ``self_mode``). Returns ``(nngp, ntk,
+    q)``: arrays ``(m, n_out)`` and, in ``self_mode``, ``(m, depth, Pmax)``.
+    """
+    geo = setup[0]
+    m = rows.shape[0]
+    depth = geo.shape[0]
+    p_max = int(max(geo[0, _HC] * geo[0, _WC], 1))
+    nngp = np.zeros((m, n_out))
+    ntk = np.zeros((m, n_out)) if want_ntk else np.zeros((0, n_out))
+    q = np.zeros((m, depth, p_max)) if self_mode else np.zeros((0, depth, p_max))
+    if m == 0:
+        return nngp, ntk, q
+    empty = np.zeros((1, 1, 1))
+    # the kernel's signature wants writeable C arrays (read-only memmaps)
+    A = np.require(A, np.float64, ["C", "W"])
+    B = np.require(B, np.float64, ["C", "W"])
+    sa, ia, sb, ib = (empty,) * 4 if self_mode else stds
+    B = A if self_mode else B
+
+    def chunk(t0, t1):
+        kernel(
+            A, B, rows[t0:t1], cols[t0:t1], self_mode, want_ntk, *setup, sa, ia, sb, ib,
+            q[t0:t1] if self_mode else q, nngp[t0:t1], ntk[t0:t1] if want_ntk else ntk,
+        )  # fmt: skip
+
+    threads = max(1, min(threads, m))
+    if threads == 1:
+        chunk(0, m)
+        return nngp, ntk, q
+    # a few chunks per thread: even when the pairs' costs differ
+    n_chunks = min(m, 4 * threads)
+    bounds = np.linspace(0, m, n_chunks + 1).astype(np.int64)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [
+            pool.submit(chunk, int(bounds[c]), int(bounds[c + 1]))
+            for c in range(n_chunks)
+            if bounds[c + 1] > bounds[c]
+        ]
+        for f in futures:
+            f.result()
+    return nngp, ntk, q
