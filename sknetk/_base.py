@@ -13,7 +13,6 @@ centres), so prediction is the same for all of them.
 """
 
 import contextlib
-import dataclasses
 import functools
 import math
 import warnings
@@ -411,20 +410,17 @@ class _BaseNTK(BaseEstimator):
         return {name: getattr(self, name) for name in NETWORK}
 
     def _params_for(self, kernel):
-        """:meth:`_kernel_params` for ``kernel`` ("ntk" or "nngp").
-
-        The NNGP does not depend on ``frozen_layers`` (it is the covariance
-        of the untrained network), so the NNGP blocks an NTK model needs for
-        its uncertainty are computed (and cached) without it.
-        """
+        """:meth:`_kernel_params` for ``kernel`` ("ntk" or "nngp"): those of
+        :meth:`_spec` (the NNGP blocks an NTK model needs for its uncertainty
+        are computed, and cached, as the NNGP's)."""
         return self._spec(kernel).params()
 
     def _spec(self, kernel=None):
         """The :class:`~sknetk.kernels.KernelSpec` of ``kernel`` (default:
-        the model's): the network, validated; no frozen layers for the NNGP."""
+        the model's), validated (:meth:`KernelSpec.for_kernel`)."""
         kernel = self.kernel if kernel is None else kernel
         spec = KernelSpec.from_params(**self._kernel_params(), ntk=kernel == "ntk")
-        return spec if kernel == "ntk" else dataclasses.replace(spec, frozen_layers=0)
+        return spec.for_kernel(kernel)
 
     def _kernel(self):
         """The :class:`~sknetk._solvers.Kernel` of this model."""
@@ -437,19 +433,11 @@ class _BaseNTK(BaseEstimator):
         )
 
     def _check_kernel_params(self):
-        """Checks beyond the declarative constraints (raise ``ValueError``).
-
-        Unknown activation parameters, non-finite values,
-        ``parameterization="standard"`` without ``width``, ``frozen_layers``
-        above ``depth``, and ``frozen_layers`` with ``kernel="nngp"``.
-        """
-        KernelSpec.from_params(**self._kernel_params(), ntk=self.kernel == "ntk")
-        if self.kernel == "nngp" and self.frozen_layers:
-            raise ValueError(
-                'frozen_layers applies to kernel="ntk" only (the NNGP already '
-                f"trains the readout alone); got frozen_layers={self.frozen_layers!r}. "
-                'Use kernel="ntk" with frozen_layers=depth for the readout-only NTK.'
-            )
+        """Checks beyond the declarative constraints (raise ``ValueError``):
+        those of :meth:`KernelSpec.from_params` and, strictly,
+        :meth:`KernelSpec.for_kernel`."""
+        spec = KernelSpec.from_params(**self._kernel_params(), ntk=self.kernel == "ntk")
+        spec.for_kernel(self.kernel, strict=True)
 
     def _flow_time(self):
         """The finite training time ``t`` as a float, or None when converged."""

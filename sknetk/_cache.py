@@ -21,7 +21,6 @@ fold's kernel is computed once and loaded from disk afterwards.
   is computed (and the broken entry rewritten).
 """
 
-import dataclasses
 import os
 import stat
 import warnings
@@ -444,8 +443,7 @@ def cached_kernel(
         value, so they are not part of the cache key.
     spec : KernelSpec, default=None
         The network, for callers that have built it (then no
-        ``kernel_params``); with ``kernel="nngp"`` its ``frozen_layers`` is
-        ignored (the NNGP does not depend on it).
+        ``kernel_params``); taken as ``spec.for_kernel(kernel)``.
     **kernel_params
         ``depth``, ``activation``, ``activation_params``, ``weight_std``,
         ``bias_std``, ``parameterization``, ``width`` and ``frozen_layers``
@@ -489,12 +487,10 @@ def cached_kernel(
         raise ValueError(f"kernel must be 'ntk' or 'nngp', got {kernel!r}.")
     if spec is None:
         spec = KernelSpec.from_params(**kernel_params, ntk=kernel == "ntk")
-        if kernel == "nngp" and spec.frozen_layers:
-            raise ValueError('frozen_layers applies to kernel="ntk" only.')
+        spec = spec.for_kernel(kernel, strict=True)
     elif kernel_params:
         raise TypeError(f"cached_kernel takes spec or {sorted(kernel_params)}.")
-    elif kernel == "nngp":
-        spec = dataclasses.replace(spec, frozen_layers=0)  # one NNGP entry
+    spec = spec.for_kernel(kernel)  # one entry per NNGP
     cache = _check_cache(memory)
     args = (X, Y, kernel, spec, bool(all_depths), working_memory, n_jobs, device)
     if cache is None or not is_numpy_namespace(get_namespace(X, Y)):

@@ -133,6 +133,25 @@ class KernelSpec:
                 values[f.name] = f.type(values[f.name])
         return cls(**values)
 
+    def for_kernel(self, kernel, strict=False):
+        """This network's spec for ``kernel`` (``"ntk"`` or ``"nngp"``).
+
+        The NNGP is the covariance of the untrained network: it does not
+        depend on which layers training would freeze, so its spec has none
+        (one spec and one cache entry per NNGP). ``strict=True`` raises a
+        ``ValueError`` instead when frozen layers were asked for with the
+        NNGP, which trains the readout alone already.
+        """
+        if kernel == "ntk" or not self.frozen_layers:
+            return self
+        if strict:
+            raise ValueError(
+                'frozen_layers applies to kernel="ntk" only (the NNGP already '
+                f"trains the readout alone); got frozen_layers={self.frozen_layers}."
+                ' Use kernel="ntk" with frozen_layers=depth for the readout-only NTK.'
+            )
+        return dataclasses.replace(self, frozen_layers=0)
+
     def params(self):
         """The keywords of :meth:`from_params` (and of the public kernel
         functions) that give this spec back."""
