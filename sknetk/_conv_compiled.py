@@ -65,6 +65,28 @@ def _src(o, a, lo, n_in, pad):
     return s
 
 
+def _tile_stds(s, inv, h, Wc, Wz, R, A, column):
+    """The stds ``s`` (inverses ``inv``) of row ``h`` tiled over a plane.
+
+    ``R[h RW + w Wz + v] = s[h Wc + w]`` (the row pixel, constant along a
+    row) or, with ``column``, ``s[h Wc + v]`` (the column pixel); zero in the
+    columns ``v >= Wc``. The same for ``inv`` in ``A``.
+    """
+    base = h * Wc * Wz
+    for w in range(Wc):
+        row = base + w * Wz
+        for v in range(Wz):
+            if v >= Wc:
+                R[row + v] = 0.0
+                A[row + v] = 0.0
+            elif column:
+                R[row + v] = s[h * Wc + v]
+                A[row + v] = inv[h * Wc + v]
+            else:
+                R[row + v] = s[h * Wc + w]
+                A[row + v] = inv[h * Wc + w]
+
+
 def conv_pairs(
     A, B, rows, cols, self_mode, want_ntk, geo, ints, par, tols, cin, nin,
     sa, ia, sb, ib, q_out, nngp_out, ntk_out,
@@ -126,8 +148,16 @@ def conv_pairs(
     RT = np.empty(fh * Wm * Wm)
     PS = np.empty(Wm * Wm)  # one output plane before the activation
     PT = np.empty(Wm * Wm)
-    CS = np.empty(W0)  # column sums of the GAP readout
-    CT = np.empty(W0)
+    CS = np.empty(Wm * Wm)  # sums of the GAP readout, per plane entry
+    CT = np.empty(Wm * Wm)
+    ON = np.empty(Wm * Wm)  # one output plane after the activation
+    OT = np.empty(Wm * Wm)
+    # the stds of the pixels of each row h (rows: R1T, A1T, columns: R2T,
+    # A2T) tiled over a ring plane (Wc rows of Wz)
+    R1T = np.zeros(P0 * Wm + Wm)
+    A1T = np.zeros(P0 * Wm + Wm)
+    R2T = np.zeros(P0 * Wm + Wm)
+    A2T = np.zeros(P0 * Wm + Wm)
     s_own = np.empty(P0)
     i_own = np.empty(P0)
     fC = float(C)
@@ -183,9 +213,13 @@ def conv_pairs(
                 for k in range(Z.shape[0]):
                     Z[k] = 0.0
                     ZT[k] = 0.0
-                for v2 in range(Wc):
-                    CS[v2] = 0.0
-                    CT[v2] = 0.0
+                for k in range(RW):
+                    CS[k] = 0.0
+                    CT[k] = 0.0
+                if not self_mode:
+                    for h in range(Hc):
+                        _tile_stds(sa[i, blk], ia[i, blk], h, Wc, Wz, R1T, A1T, False)
+                        _tile_stds(sb[j, blk], ib[j, blk], h, Wc, Wz, R2T, A2T, True)
                 # Output plane (h, h2) of the (h, h', w, w') layout sums the
                 # fh input planes (h + a - lo_h, h2 + a - lo_h), each after the
                 # fw offsets inside the plane. Walking each diagonal
@@ -294,54 +328,48 @@ def conv_pairs(
                                         PT[k] += RT[sl + k]
                         if self_mode and delta == 0:
                             for w in range(Wc):
-                                q = (
-                                    scale * (PS[w * Wz + w] + RS[s_last + w * Wz + w])
-                                    + b2
-                                )
+                                d_in = PS[w * Wz + w] + RS[s_last + w * Wz + w]
+                                q = scale * d_in + b2
                                 q_out[t, blk, h * Wc + w] = q
                                 s = math.sqrt(q)
                                 s_own[h * Wc + w] = s
                                 i_own[h * Wc + w] = 1.0 / s if s > 0.0 else 0.0
-                        if self_mode:
-                            sva = s_own
-                            iva = i_own
-                            svb = s_own
-                            ivb = i_own
-                        else:
-                            sva = sa[i, blk]
-                            iva = ia[i, blk]
-                            svb = sb[j, blk]
-                            ivb = ib[j, blk]
+                            _tile_stds(s_own, i_own, h, Wc, Wz, R1T, A1T, False)
+                            _tile_stds(s_own, i_own, h, Wc, Wz, R2T, A2T, True)
+                        # the activation on the plane, one flat loop over its
+                        # Wc rows of Wz (vectorised whatever Wc; the Wz - Wc
+                        # columns past the map have zero stds and are dropped)
+                        o1 = h * RW
+                        o2 = h2 * RW
+                        for k in range(RW):
+                            patch = PS[k] + RS[s_last + k]
+                            sig = scale * patch + b2
+                            own = o_sig * sig + (o_patch * patch + o_one)
+                            th = t_scale * (PT[k] + RT[s_last + k]) + own
+                            rho = (A1T[o1 + k] * A2T[o2 + k]) * sig
+                            rho = min(max(rho, -1.0), 1.0)
+                            if abs(rho) > snap:
+                                rho = math.copysign(1.0, rho)
+                            sin = math.sqrt((1.0 - rho) * (1.0 + rho))
+                            dot = acos_rational(rho) * (-factor) + c1
+                            new = (R1T[o1 + k] * R2T[o2 + k]) * (
+                                sin * factor + rho * dot
+                            )
+                            th = th * dot
+                            ON[k] = new
+                            OT[k] = th
+                            # sums of the GAP readout: no serial dependency
+                            CS[k] += wsum * new
+                            CT[k] += wsum * th
                         dst0 = (h * Hc + h2) * WW
                         for w in range(Wc):
-                            r1 = sva[h * Wc + w]
-                            a1 = iva[h * Wc + w]
-                            row = w * Wz
-                            out = dst0 + w * Wc
                             for v2 in range(Wc):
-                                r2 = svb[h2 * Wc + v2]
-                                a2 = ivb[h2 * Wc + v2]
-                                patch = PS[row + v2] + RS[s_last + row + v2]
-                                sig = scale * patch + b2
-                                own = o_sig * sig + (o_patch * patch + o_one)
-                                th_in = PT[row + v2] + RT[s_last + row + v2]
-                                th = t_scale * th_in + own
-                                rho = (a1 * a2) * sig
-                                rho = min(max(rho, -1.0), 1.0)
-                                if abs(rho) > snap:
-                                    rho = math.copysign(1.0, rho)
-                                sin = math.sqrt((1.0 - rho) * (1.0 + rho))
-                                dot = acos_rational(rho) * (-factor) + c1
-                                new = (r1 * r2) * (sin * factor + rho * dot)
-                                th = th * dot
-                                S2[out + v2] = new
-                                T2[out + v2] = th
-                                # column sums: no serial dependency in this loop
-                                CS[v2] += wsum * new
-                                CT[v2] += wsum * th
-                for v2 in range(Wc):
-                    sum_s += CS[v2]
-                    sum_t += CT[v2]
+                                S2[dst0 + w * Wc + v2] = ON[w * Wz + v2]
+                                T2[dst0 + w * Wc + v2] = OT[w * Wz + v2]
+                for w in range(Wc):
+                    for v2 in range(Wc):
+                        sum_s += CS[w * Wz + v2]
+                        sum_t += CT[w * Wz + v2]
                 if self_mode:
                     # the planes below the diagonal: (h, h2)[w, v2] =
                     # (h2, h)[v2, w]
@@ -519,6 +547,7 @@ def _compile():
 def _jit(numba):
     numba.extending.register_jitable(inline="always")(acos_rational)
     numba.extending.register_jitable(inline="always")(_src)
+    numba.extending.register_jitable(_tile_stds)
     a3c, a1c, a1i = "float64[:, :, ::1]", "float64[::1]", "int64[::1]"
     signature = (
         f"void({a3c}, {a3c}, {a1i}, {a1i}, boolean, boolean, int64[:, ::1], "
