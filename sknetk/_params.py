@@ -1114,8 +1114,8 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
     >>> f(depth=0)
     Traceback (most recent call last):
     ...
-    sklearn.utils._param_validation.InvalidParameterError: The 'depth' parameter of f must be an int in the range [1, inf). Got 0 instead.
-    """  # noqa: E501
+    sklearn.utils._param_validation.InvalidParameterError: The 'depth' parameter ...
+    """
     names = tuple(names)
     table = constraints(names, context)
     table.update(extra or {})
