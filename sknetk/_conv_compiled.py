@@ -286,20 +286,29 @@ def conv_pairs(
                                         sr = src0 + w * Wi
                                         for c in range(Wi):
                                             ZT[zr + c] = T[sr + c]
-                            for k in range(RW):
-                                RS[slot + k] = Z[k]
-                            for b in range(1, fw):
-                                off = b * (Wz + 1)
+                            d1 = Wz + 1
+                            if fw == 3:  # the common filter: one pass
+                                d2 = 2 * d1
                                 for k in range(RW):
-                                    RS[slot + k] += Z[k + off]
-                            if has_theta:
-                                for k in range(RW):
-                                    RT[slot + k] = ZT[k]
-                                for b in range(1, fw):
-                                    off = b * (Wz + 1)
+                                    RS[slot + k] = (Z[k] + Z[k + d1]) + Z[k + d2]
+                                if has_theta:
                                     for k in range(RW):
-                                        RT[slot + k] += ZT[k + off]
+                                        RT[slot + k] = (ZT[k] + ZT[k + d1]) + ZT[k + d2]
                             else:
+                                for k in range(RW):
+                                    RS[slot + k] = Z[k]
+                                for b in range(1, fw):
+                                    off = b * d1
+                                    for k in range(RW):
+                                        RS[slot + k] += Z[k + off]
+                                if has_theta:
+                                    for k in range(RW):
+                                        RT[slot + k] = ZT[k]
+                                    for b in range(1, fw):
+                                        off = b * d1
+                                        for k in range(RW):
+                                            RT[slot + k] += ZT[k + off]
+                            if not has_theta:
                                 for k in range(RW):
                                     RT[slot + k] = 0.0
                         if h < 0:
@@ -313,13 +322,19 @@ def conv_pairs(
                             for k in range(RW):
                                 PS[k] = 0.0
                                 PT[k] = 0.0
-                        else:
+                        elif fh == 2:
                             s0 = ((h - lo_h) % fh) * RW
                             for k in range(RW):
                                 PS[k] = RS[s0 + k]
-                            for k in range(RW):
                                 PT[k] = RT[s0 + k]
-                            for a in range(1, fh - 1):
+                        else:
+                            s0 = ((h - lo_h) % fh) * RW
+                            s1 = ((h - lo_h + 1) % fh) * RW
+                            for k in range(RW):
+                                PS[k] = RS[s0 + k] + RS[s1 + k]
+                            for k in range(RW):
+                                PT[k] = RT[s0 + k] + RT[s1 + k]
+                            for a in range(2, fh - 1):
                                 sl = ((h - lo_h + a) % fh) * RW
                                 for k in range(RW):
                                     PS[k] += RS[sl + k]
@@ -554,7 +569,7 @@ def _jit(numba):
         f"{a1i}, {a1c}, {a1c}, {a1c}, {a1c}, {a3c}, {a3c}, {a3c}, {a3c}, {a3c}, "
         "float64[:, ::1], float64[:, ::1])"
     )
-    options = dict(nogil=True, error_model="numpy")
+    options = dict(nogil=True, error_model="numpy", fastmath={"contract"})
     with warnings.catch_warnings():
         # numba's internal "pedantic" IR check on the inlined arccos: not a
         # problem of the compiled code, and nothing a user can act on
