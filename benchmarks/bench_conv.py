@@ -17,7 +17,11 @@ Two tables, one run:
    sknetk), the ratio of the CPU times (``time.process_time``, all threads:
    less sensitive to other jobs on a shared machine) and the largest
    relative difference of the two kernels. Where neural-tangents cannot run, the ratio
-   is reported as not measured.
+   is reported as not measured. sknetk runs with its defaults (``n_jobs=-1``;
+   the compiled recursion where numba is installed, which the table says), and
+   the JSON line records the load average before and after the table
+   (``os.getloadavg()``: on a shared machine the CPU-time ratio is the fairer
+   one).
 2. **Accuracy on load_digits** (8x8 images, pixels / 16), a fixed stratified
    split (``train_test_split(..., train_size=--n-train, test_size=--n-test,
    stratify=y, random_state=0)``), all models on the same split: CNTK with GAP
@@ -109,6 +113,21 @@ def _nt_python(arg):
         if probe.returncode == 0:
             return python
     return None
+
+
+def _sknetk_path():
+    """Which recursion ``ntk_kernel`` runs for these ReLU networks."""
+    from sknetk._conv_compiled import compiled_conv
+
+    if compiled_conv() is None:
+        return "NumPy (numba not installed)"
+    import numba
+
+    return f"compiled (numba {numba.__version__})"
+
+
+def _fmt_load(load):
+    return "/".join(f"{v:.1f}" for v in load)
 
 
 def _time_nt(python, X, Y, readout, depth):
@@ -228,7 +247,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     nt_python = _nt_python(args.nt_python)
+    load_before = os.getloadavg()
     timings = timing_table(nt_python, args.depth, args.repeat)
+    load_after = os.getloadavg()
     print(f"\nConvolutional NTK, ReLU, 3x3 SAME, depth {args.depth}, float64, CPU")
     print(
         f"{'readout':8} {'image':8} {'n1 x n2':>9} {'sknetk ms/entry':>16} "
@@ -247,6 +268,11 @@ def main(argv=None):
         )
     if nt_python is None:
         print("neural-tangents not importable: the ratio could not be measured.")
+    print(
+        f"sknetk path: {_sknetk_path()}; load average (1, 5, 15 min) before "
+        f"{_fmt_load(load_before)}, after {_fmt_load(load_after)} on "
+        f"{os.cpu_count()} CPUs"
+    )
 
     accuracies = []
     if not args.skip_accuracy:
@@ -271,6 +297,10 @@ def main(argv=None):
             python=platform.python_version(),
             numpy=np.__version__,
         ),
+        load_average_before=list(load_before),
+        load_average_after=list(load_after),
+        sknetk_path=_sknetk_path(),
+        n_jobs=-1,
         network="[Conv(3x3, SAME, W_std=1, b_std=0), ReLU] x depth, readout, Dense",
         depth=args.depth,
         baseline="neural_tangents.stax kernel_fn (second call, x64, CPU)",

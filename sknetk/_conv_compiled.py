@@ -199,6 +199,9 @@ def conv_pairs(
             sum_s = 0.0
             sum_t = 0.0
             fuse_sum = gap and geo[blk, _POOL] == 0 and geo[blk, _COLLECT] >= 0
+            # the block's pixel-pair matrices are needed after it (not: the
+            # last block with the GAP sums taken in its pass)
+            keep = blk + 1 < depth or not fuse_sum
             # the NTK of the Conv: t_scale Theta-patch + own, own = sig
             # ("ntk") or c_in patch + bias_one ("standard")
             t_scale = scale if has_theta else 0.0
@@ -376,6 +379,8 @@ def conv_pairs(
                             # sums of the GAP readout: no serial dependency
                             CS[k] += wsum * new
                             CT[k] += wsum * th
+                        if not keep:
+                            continue
                         dst0 = (h * Hc + h2) * WW
                         for w in range(Wc):
                             for v2 in range(Wc):
@@ -385,7 +390,7 @@ def conv_pairs(
                     for v2 in range(Wc):
                         sum_s += CS[w * Wz + v2]
                         sum_t += CT[w * Wz + v2]
-                if self_mode:
+                if self_mode and keep:
                     # the planes below the diagonal: (h, h2)[w, v2] =
                     # (h2, h)[v2, w]
                     for h in range(Hc):
