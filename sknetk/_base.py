@@ -28,7 +28,6 @@ from ._cache import cached_kernel
 from ._device import cupy_or_error, predict_device, use_gpu
 from ._nystrom import nystrom_predict
 from ._params import (
-    KERNELS,  # noqa: F401 (imported here by _cv)
     NETWORK,
     constraints,
     fill_doc,
@@ -84,9 +83,6 @@ def insert_params_doc(cls):
     )(cls)
 
 
-_insert_params_doc = insert_params_doc  # former name, still imported by the estimators
-
-
 def to_host(X):
     """Copy a CuPy array to the host; return ``(X, was_cupy)``.
 
@@ -115,17 +111,21 @@ def blas_threads(n_jobs):
     return threadpool_limits(limits=max(int(n_jobs), 1), user_api="blas")
 
 
-def mirrors_input(method):
+def mirrors_input(method=None, *, output=True):
     """Decorator of ``method(self, X, *args, **kwargs)``: input and output mirroring.
 
     The one place where estimator methods meet CuPy input: every CuPy argument
     is copied to the host (scikit-learn's validation is NumPy based) and, when
-    ``X`` was a CuPy array, the array results (one array or a tuple of them)
-    are returned as CuPy arrays. ``self`` is returned as it is (``fit``).
+    ``X`` was a CuPy array and ``output`` is true, the array results (one
+    array or a tuple of them) are returned as CuPy arrays. ``self`` is
+    returned as it is (``fit``). ``@mirrors_input(output=False)`` leaves the
+    results on the host (class labels: CuPy holds no strings).
     The method runs with the BLAS threads bounded by a positive ``n_jobs`` of
     the estimator (:func:`blas_threads`), so that ``n_jobs=1`` means one
     thread for the kernel tiles and for the linear algebra alike.
     """
+    if method is None:
+        return functools.partial(mirrors_input, output=output)
 
     @functools.wraps(method)
     def wrapper(self, X, *args, **kwargs):
@@ -134,13 +134,37 @@ def mirrors_input(method):
         kwargs = {key: to_host(value)[0] for key, value in kwargs.items()}
         with blas_threads(getattr(self, "n_jobs", None)):
             out = method(self, X, *args, **kwargs)
-        if not was_cupy or out is self:
+        if not (was_cupy and output) or out is self:
             return out
         if isinstance(out, tuple):
             return tuple(to_input_namespace(part, True) for part in out)
         return to_input_namespace(out, True)
 
     return wrapper
+
+
+def device_setting(estimator, predict=False):
+    """The estimator's ``device`` parameter, as a fitted model uses it.
+
+    The one reader of ``device`` in the package (the dense, the image and the
+    search estimators all resolve it here). With ``predict=True``
+    (prediction, uncertainty, trajectories), ``device="gpu"`` becomes the
+    CPU, with a warning, where no GPU is usable
+    (:func:`sknetk._device.predict_device`), so that a model fitted on a GPU
+    predicts anywhere.
+    """
+    return predict_device(estimator.device) if predict else estimator.device
+
+
+def compute_device(estimator, n_entries, *, predict=False):
+    """``"cpu"`` or ``"gpu"`` for a call computing ``n_entries`` kernel entries.
+
+    ``device="auto"`` uses the GPU when CuPy and a device are present and
+    ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``; ``device="gpu"``
+    raises :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
+    missing (at fit time; see :func:`device_setting` for prediction).
+    """
+    return "gpu" if use_gpu(device_setting(estimator, predict), n_entries) else "cpu"
 
 
 def densify(X, *, max_entries=None):
@@ -445,24 +469,12 @@ class _BaseNTK(BaseEstimator):
 
     # -- where the work runs -------------------------------------------------
     def _device_setting(self, predict=False):
-        """The ``device`` parameter, as a fitted model uses it: the one reader.
-
-        With ``predict=True`` (prediction, uncertainty, trajectories),
-        ``device="gpu"`` becomes the CPU, with a warning, where no GPU is
-        usable (:func:`sknetk._device.predict_device`), so that a model fitted
-        on a GPU predicts anywhere.
-        """
-        return predict_device(self.device) if predict else self.device
+        """``device`` as a fitted model uses it (:func:`device_setting`)."""
+        return device_setting(self, predict)
 
     def _compute_device(self, n_entries, *, predict=False):
-        """``"cpu"`` or ``"gpu"`` for a call computing ``n_entries`` kernel entries.
-
-        ``device="auto"`` uses the GPU when CuPy and a device are present and
-        ``n_entries >= sknetk._device.AUTO_GPU_MIN_ENTRIES``; ``device="gpu"``
-        raises :class:`~sknetk.exceptions.GPUUnavailableError` saying what is
-        missing (at fit time; see :meth:`_device_setting` for prediction).
-        """
-        return "gpu" if use_gpu(self._device_setting(predict), n_entries) else "cpu"
+        """``"cpu"`` or ``"gpu"`` for ``n_entries`` entries (:func:`compute_device`)."""
+        return compute_device(self, n_entries, predict=predict)
 
     def _context(self, n_entries, *, predict=False, dask_input=False):
         """The :class:`~sknetk._solvers.ExecutionContext` of one fit or prediction.

@@ -1,7 +1,5 @@
 """NTK classification: one-vs-all regression on +-1 targets, calibrated by LOO."""
 
-import functools
-
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelBinarizer
@@ -13,10 +11,10 @@ from ._array_api import is_dask, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
-    _insert_params_doc,
     check_fit_sample_weight,
     check_weighted_classes,
     densify,
+    insert_params_doc,
     mirrors_input,
     n_rows,
     validate_dask_fit,
@@ -25,31 +23,7 @@ from ._calibration import TemperatureCalibration, fit_temperature, loo_decision_
 from ._solvers import train_kernel
 
 
-def labels_on_host(predict):
-    """Decorator of ``predict(self, X)`` of the classifiers: labels stay NumPy.
-
-    CuPy input is taken as every estimator method takes it, by
-    :func:`~sknetk._base.mirrors_input` (copied to the host, BLAS threads
-    bounded by ``n_jobs``), but the labels are not mirrored back: CuPy holds
-    no strings, so they are NumPy whatever the input. (The wrapped call hands
-    ``self`` back to ``mirrors_input``, which returns ``self`` unconverted.)
-    """
-
-    @mirrors_input
-    def run(self, X, out):
-        out.append(predict(self, X))
-        return self
-
-    @functools.wraps(predict)
-    def wrapper(self, X):
-        out = []
-        run(self, X, out)
-        return out[0]
-
-    return wrapper
-
-
-@_insert_params_doc
+@insert_params_doc
 class NTKClassifier(ClassifierMixin, _BaseNTK):
     """Classifier using the Neural Tangent Kernel of an infinitely wide network.
 
@@ -404,7 +378,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
             )
         return _proba_of(self.decision_function(X), self.calibration_slope_, log)
 
-    @labels_on_host
+    @mirrors_input(output=False)
     def predict(self, X):
         """Predict the class with the largest decision value.
 

@@ -36,12 +36,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._base import compute_device
 from ._cache import cached_conv_kernel
 from ._conv import ConvKernelSpec, check_image_shape
 from ._device import cupy_or_error
 from ._linalg import inverse_filter
 from ._params import CONV_NETWORK, constraints, fill_doc
-from ._regression import NTKRegressor
 from ._solvers import SOLVERS, ExecutionContext, Kernel, Ridge, flow_time, solver_key
 from .kernels import budget_bytes
 
@@ -138,15 +138,11 @@ class _BaseCNTK(BaseEstimator):
         return X, y
 
     # -- where and how ---------------------------------------------------------
-    # ``device`` is read and resolved as for the dense estimators: the same
-    # methods (the one reader of ``device``, and ``"auto"``'s threshold).
-    _device_setting = NTKRegressor._device_setting
-    _compute_device = NTKRegressor._compute_device
-
     def _context(self, n_entries, predict=False):
         """The execution context of one fit or prediction (``n_entries``
         kernel entries)."""
-        device = self._compute_device(n_entries, predict=predict)
+        # ``device`` resolved as for the dense estimators (the one reader).
+        device = compute_device(self, n_entries, predict=predict)
         return ExecutionContext(
             device=device,
             cupy=cupy_or_error() if device == "gpu" else None,

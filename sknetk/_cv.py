@@ -55,7 +55,7 @@ from ._base import (
     mirrors_input,
 )
 from ._calibration import fit_temperature, loo_predictions
-from ._classification import NTKClassifier, labels_on_host
+from ._classification import NTKClassifier
 from ._linalg import inverse_filter, spectral_cutoff
 from ._params import NETWORK, constraints, fill_doc
 from ._progress import progress
@@ -1180,7 +1180,7 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
         """
         return self._delegate("predict_log_proba", X)
 
-    @labels_on_host
+    @mirrors_input(output=False)
     def predict(self, X):
         """Predict the class with the largest decision value.
 

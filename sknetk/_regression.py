@@ -17,11 +17,11 @@ from ._array_api import get_namespace, is_dask, is_numpy_namespace, to_numpy
 from ._base import (
     ACCEPT_SPARSE,
     _BaseNTK,
-    _insert_params_doc,
     check_finite_prediction,
     check_fit_sample_weight,
     check_regression_targets,
     densify,
+    insert_params_doc,
     mirrors_input,
     n_rows,
     validate_dask_fit,
@@ -38,7 +38,7 @@ from .exceptions import IllConditionedKernelWarning
 from .kernels import budget_bytes, nngp_diag, ntk_diag
 
 
-@_insert_params_doc
+@insert_params_doc
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     """Kernel ridge regression with the Neural Tangent Kernel of a wide network.
 

@@ -33,8 +33,6 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 PRIVATE_IMPORTS_ALLOWED = {
     ("_regression", "_base", "_BaseNTK"): "the estimators' base class",
     ("_classification", "_base", "_BaseNTK"): "the estimators' base class",
-    ("_regression", "_base", "_insert_params_doc"): "docstring assembly",
-    ("_classification", "_base", "_insert_params_doc"): "docstring assembly",
 }
 
 
