@@ -25,7 +25,7 @@ matter (O(P) work per kernel entry); GAP and pooling need all ``P^2`` of them
 ``working_memory``. See ``docs/conv.rst``.
 """
 
-from ._array_api import get_namespace
+from ._array_api import get_namespace, is_cupy_namespace
 from ._conv import (
     PADDINGS,
     READOUTS,
@@ -90,7 +90,12 @@ def conv_spec_kernels(
     ``spec``: the kernel functions' work behind their validation."""
     X, Y, back = place_images(device, dtype, image_shape, X, Y)
     budget = budget_bytes(working_memory)
-    out = compute_kernels(X, Y, spec, want, all_depths, budget, n_jobs)
+    if is_cupy_namespace(get_namespace(X)):  # the fused CUDA kernels
+        from ._conv_cuda import conv_kernels_cupy
+
+        out = conv_kernels_cupy(X, Y, spec, want, all_depths, budget, n_jobs)
+    else:
+        out = compute_kernels(X, Y, spec, want, all_depths, budget, n_jobs)
     return {name: back(finish(out[name], all_depths)) for name in want}
 
 
@@ -109,6 +114,12 @@ def conv_spec_diagonal(
     time: the diagonal functions' work behind their validation."""
     X, _, back = place_images(device, dtype, image_shape, X, None)
     xp = get_namespace(X)
+    if is_cupy_namespace(xp):  # the fused CUDA kernels
+        from ._conv_cuda import conv_diagonals_cupy
+
+        budget = budget_bytes(working_memory)
+        d = conv_diagonals_cupy(X, spec, (which,), all_depths, budget)[which]
+        return back(d if all_depths else d[0])
     H, W = X.shape[1], X.shape[2]
     spec.map_shapes(H, W)
     itemsize = 4 if X.dtype == xp.float32 else 8
