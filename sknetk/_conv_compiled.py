@@ -55,16 +55,6 @@ SAME, CIRCULAR, VALID = 0, 1, 2
 _HI, _WI, _HC, _WC, _HO, _WO, _POOL, _FULL, _COLLECT, _FULL_NEXT = range(10)
 
 
-def _src(o, a, lo, n_in, pad):
-    """Source index of output ``o`` at filter tap ``a``; -1: zero padding."""
-    s = o + a - lo
-    if pad == CIRCULAR:
-        return s % n_in
-    if s < 0 or s >= n_in:
-        return -1
-    return s
-
-
 def _tile_stds(s, inv, h, Wc, Wz, R, A, column):
     """The stds ``s`` (inverses ``inv``) of row ``h`` tiled over a plane.
 
@@ -135,7 +125,10 @@ def conv_pairs(
     )
     ntk_par = par[6] != 0.0
     gap = par[7] != 0.0
+    # the pixel-pair matrices; in the diagonal layout also a map's rows of
+    # Wz = W + fw - 1 before they are compacted
     size = P0 * P0 if geo[0, _FULL] != 0 else P0
+    size = max(size, geo[0, _HI] * (geo[0, _WI] + fw))
     S = np.empty(size)
     T = np.empty(size)
     S2 = np.empty(size)
@@ -158,6 +151,9 @@ def conv_pairs(
     A1T = np.zeros(P0 * Wm + Wm)
     R2T = np.zeros(P0 * Wm + Wm)
     A2T = np.zeros(P0 * Wm + Wm)
+    # the diagonal layout's padded map
+    ZD = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
+    ZDT = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
     s_own = np.empty(P0)
     i_own = np.empty(P0)
     fC = float(C)
@@ -404,55 +400,81 @@ def conv_pairs(
                 S, S2 = S2, S
                 T, T2 = T2, T
             else:
-                # diagonal layout: the fh fw offsets of each pixel -> S2, T2
+                # diagonal layout: the map copied into the padded map ZD
+                # (zero or periodic margins), each of the fh fw offsets is one
+                # flat shift of it; the sums land in S2, T2 (rows of Wz)
+                Hz = Hi + fh - 1 if pad != VALID else Hi
+                Wz = Wi + fw - 1 if pad != VALID else Wi
+                nz = Hc * Wz
+                if pad == CIRCULAR:
+                    for r in range(Hz):
+                        rs = ((r - lo_h) % Hi) * Wi
+                        for c in range(Wz):
+                            ZD[r * Wz + c] = S[rs + (c - lo_w) % Wi]
+                            ZDT[r * Wz + c] = T[rs + (c - lo_w) % Wi]
+                else:
+                    for k in range(Hz * Wz + fw):
+                        ZD[k] = 0.0
+                        ZDT[k] = 0.0
+                    for h in range(Hi):
+                        zr = (h + lo_h) * Wz + lo_w
+                        for w in range(Wi):
+                            ZD[zr + w] = S[h * Wi + w]
+                            ZDT[zr + w] = T[h * Wi + w]
+                for k in range(nz):
+                    S2[k] = ZD[k]
+                    T2[k] = ZDT[k]
+                for a in range(fh):
+                    for b in range(fw):
+                        if a == 0 and b == 0:
+                            continue
+                        off = a * Wz + b
+                        for k in range(nz):
+                            S2[k] += ZD[k + off]
+                        if has_theta:
+                            for k in range(nz):
+                                T2[k] += ZDT[k + off]
+                # compact rows of Wc, in place (row h moves left)
                 for h in range(Hc):
                     for w in range(Wc):
-                        acc_s = 0.0
-                        acc_t = 0.0
-                        for a in range(fh):
-                            hs = _src(h, a, lo_h, Hi, pad)
-                            if hs < 0:
-                                continue
-                            for b in range(fw):
-                                ws = _src(w, b, lo_w, Wi, pad)
-                                if ws < 0:
-                                    continue
-                                acc_s += S[hs * Wi + ws]
-                                if has_theta:
-                                    acc_t += T[hs * Wi + ws]
-                        S2[h * Wc + w] = acc_s
-                        T2[h * Wc + w] = acc_t
-                for p in range(Hc * Wc):
+                        S2[h * Wc + w] = S2[h * Wz + w]
+                        T2[h * Wc + w] = T2[h * Wz + w]
+                n_p = Hc * Wc
+                if not has_theta:
+                    for p in range(n_p):
+                        T2[p] = 0.0
+                if self_mode:
+                    for p in range(n_p):
+                        q = scale * S2[p] + b2
+                        q_out[t, blk, p] = q
+                        sq = math.sqrt(q)
+                        s_own[p] = sq
+                        i_own[p] = 1.0 / sq if sq > 0.0 else 0.0
+                    sva = s_own
+                    iva = i_own
+                    svb = s_own
+                    ivb = i_own
+                else:
+                    sva = sa[i, blk]
+                    iva = ia[i, blk]
+                    svb = sb[j, blk]
+                    ivb = ib[j, blk]
+                for p in range(n_p):
                     patch = S2[p]
                     sig = scale * patch + b2
-                    th = 0.0
-                    if want_ntk:
-                        own = sig if ntk_par else c_in * patch + bias_one
-                        th = scale * T2[p] + own if has_theta else own
-                    if self_mode:
-                        q_out[t, blk, p] = sig
-                        r1 = math.sqrt(sig)
-                        r2 = r1
-                        a1 = 1.0 / r1 if r1 > 0.0 else 0.0
-                        a2 = a1
-                    else:
-                        r1 = sa[i, blk, p]
-                        a1 = ia[i, blk, p]
-                        r2 = sb[j, blk, p]
-                        a2 = ib[j, blk, p]
-                    rho = (a1 * a2) * sig
+                    own = o_sig * sig + (o_patch * patch + o_one)
+                    th = t_scale * T2[p] + own
+                    rho = (iva[p] * ivb[p]) * sig
                     rho = min(max(rho, -1.0), 1.0)
                     if abs(rho) > snap:
                         rho = math.copysign(1.0, rho)
                     sin = math.sqrt((1.0 - rho) * (1.0 + rho))
                     dot = acos_rational(rho) * (-factor) + c1
-                    new = (r1 * r2) * (sin * factor + rho * dot)
-                    S[p] = new
-                    sum_s += new
-                    if want_ntk:
-                        th = th * dot
-                        T[p] = th
-                        sum_t += th
+                    S[p] = (sva[p] * svb[p]) * (sin * factor + rho * dot)
+                    T[p] = th * dot
+                for p in range(n_p):
+                    sum_s += S[p]
+                    sum_t += T[p]
             if want_ntk:
                 has_theta = True
             Ho = geo[blk, _HO]
@@ -566,7 +588,6 @@ def _compile():
 
 def _jit(numba):
     numba.extending.register_jitable(inline="always")(acos_rational)
-    numba.extending.register_jitable(inline="always")(_src)
     numba.extending.register_jitable(_tile_stds)
     a3c, a1c, a1i = "float64[:, :, ::1]", "float64[::1]", "int64[::1]"
     signature = (
