@@ -26,16 +26,18 @@ to that tree (the child checks that ``sknetk`` is imported from it):
 The scripts are those of the new tree for both revisions. Where the two
 revisions differ in API or in defaults, the child process adjusts:
 
-* ``--configs like`` (the default, the headline): the estimators' defaults
+* ``--configs like`` (the default, the headline), for ``model_selection``
+  only: the estimators' defaults
   that changed behaviour after ``e304cea`` are set back in the new tree,
   in the child process only, by editing ``__init__.__kwdefaults__``:
   ``normalize_y=False`` and ``output_scale=1.0`` (``NTKRegressor``,
   ``NTKRegressorCV``), ``max_search_samples=None`` (the CV estimators: the
   search on every row). ``bench_model_selection.py`` builds its estimators
   with only ``alpha_scale``, ``device`` and ``n_jobs``, so this is the one
-  way to make both revisions do the same work there; ``bench_fit_predict.py``
+  way to make both revisions do the same work there. ``bench_fit_predict.py``
   passes its own explicit parameters and reports both configurations
-  itself. ``--configs defaults`` runs ``model_selection`` as written.
+  itself, so it (and ``bench_kernels.py``) always runs unpatched.
+  ``--configs defaults`` runs ``model_selection`` as written.
 * ``e304cea``'s CV estimators name the chosen relative ridge ``alpha_``
   where the new ones say ``alpha_relative_``; ``bench_model_selection.py``
   reads the latter for its table only, so the child gives the old class a
@@ -419,8 +421,11 @@ def main(argv=None):
             for bench, (script, script_args) in commands.items():
                 for which in order:
                     load_before = load1()
+                    # only model_selection needs the defaults set back:
+                    # bench_fit_predict passes its own parameters per row
+                    config = args.configs if bench == "model_selection" else "defaults"
                     record, wall = run_one(
-                        trees[which], args.configs, script, script_args, numba_cache
+                        trees[which], config, script, script_args, numba_cache
                     )
                     if which == "new" and machine is None:
                         machine = record.get("machine")
@@ -483,6 +488,7 @@ def main(argv=None):
         },
         "configs": args.configs,
         "like_defaults": LIKE_DEFAULTS if args.configs == "like" else None,
+        "like_defaults_applied_to": ["model_selection"],
         "quick": args.quick,
         "rounds": args.repeat,
         "order": "interleaved: old,new in even rounds, new,old in odd rounds",
