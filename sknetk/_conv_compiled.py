@@ -167,16 +167,19 @@ def conv_pairs(
         # -- Sigma^0 = <x_p, y_p'> / C, layout (h, h', w, w') or (h, w) --
         if full:
             for h in range(H0):
-                for h2 in range(H0):
-                    base = (h * H0 + h2) * W0 * W0
-                    for w in range(W0):
-                        p = h * W0 + w
+                for w in range(W0):
+                    p = h * W0 + w
+                    for h2 in range(H0):
+                        base = ((h * H0 + h2) * W0 + w) * W0
+                        p2 = h2 * W0
                         for w2 in range(W0):
-                            p2 = h2 * W0 + w2
-                            acc = 0.0
-                            for c in range(C):
-                                acc += A[i, p, c] * Bx[j, p2, c]
-                            S[base + w * W0 + w2] = acc / fC
+                            S[base + w2] = 0.0
+                        for c in range(C):
+                            x = A[i, p, c]
+                            for w2 in range(W0):
+                                S[base + w2] += x * Bx[j, p2 + w2, c]
+                        for w2 in range(W0):
+                            S[base + w2] = S[base + w2] / fC
         else:
             for p in range(H0 * W0):
                 acc = 0.0
