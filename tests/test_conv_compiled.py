@@ -318,3 +318,13 @@ def test_a_numba_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="could not compile"):
         K = ntk_kernel(X, depth=2)
     np.testing.assert_array_equal(K, expected)
+
+
+def test_overflow_is_reported_as_on_the_numpy_path(compiled):
+    """Images too large for float64 raise the NumPy path's ValueError, not
+    infinite kernels (the per-image pass checks its outputs)."""
+    X = np.random.default_rng(16).random((3, 4, 4, 1)) * 1e200
+    with pytest.raises(ValueError, match="overflows"):
+        ntk_kernel(X, depth=2)
+    with pytest.raises(ValueError, match="overflows"):
+        ntk_kernel(np.ones((2, 4, 4, 1)), X, depth=2)
