@@ -328,3 +328,27 @@ def test_overflow_is_reported_as_on_the_numpy_path(compiled):
         ntk_kernel(X, depth=2)
     with pytest.raises(ValueError, match="overflows"):
         ntk_kernel(np.ones((2, 4, 4, 1)), X, depth=2)
+
+
+@pytest.mark.parametrize(
+    "shape, kw",
+    [
+        ((1, 1, 3), dict(depth=2)),
+        ((1, 1, 1), dict(depth=1, readout="flatten", filter_shape=(5, 2))),
+        ((2, 7, 1), dict(depth=3, bias_std=0.4)),
+        ((7, 2, 2), dict(depth=2, padding="CIRCULAR", filter_shape=(4, 3))),
+        ((3, 8, 1), dict(depth=2, padding="VALID", filter_shape=(2, 3))),
+        ((8, 3, 1), dict(depth=2, readout="flatten", pool_after=[0], bias_std=0.1)),
+    ],
+)
+def test_thin_and_tiny_maps(monkeypatch, compiled, shape, kw):
+    """Maps narrower than the filter, single pixels, H != W either way."""
+    rng = np.random.default_rng(sum(shape))
+    X = rng.normal(size=(5,) + shape)
+    Y = rng.normal(size=(3,) + shape)
+    for Y_ in (None, Y):
+        got = nngp_ntk_kernels(X, Y_, all_depths=True, **kw)
+        expected = _numpy_path(
+            monkeypatch, nngp_ntk_kernels, X, Y_, all_depths=True, **kw
+        )
+        _close(got, expected, (shape, kw))
