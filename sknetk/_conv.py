@@ -19,6 +19,11 @@ arrays of any array-API namespace (NumPy, CuPy, ``array_api_strict``):
 * AvgPool averages the two pixel indices over independent windows; the
   readout averages the diagonal pixel pairs (Flatten) or all of them (GAP).
 
+For the ReLU family in float64 on NumPy, with numba installed,
+:func:`compute_kernels` and :func:`self_path` run the compiled recursion of
+:mod:`sknetk._conv_compiled` instead (same kernels to rounding; threads take
+row blocks of image pairs, each with its own scratch arrays).
+
 :mod:`sknetk.conv` (validation, tiling, threads, public functions) builds on
 this module. Conventions are those of neural-tangents' ``stax`` (see
 ``docs/conv.rst`` and ``tests/data/CNTK_README.md``).

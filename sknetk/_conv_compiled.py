@@ -9,27 +9,36 @@ write), and :func:`run_pairs` runs it over lists of image pairs in threads
 it (a ``RuntimeWarning``), :mod:`sknetk._conv` keeps its NumPy path.
 
 One image pair at a time, through all blocks, in four scratch arrays of the
-largest pixel-pair matrix (``P^2`` entries, or ``P`` in the diagonal layout):
+largest pixel-pair matrix (``P^2`` entries, or ``P`` in the diagonal layout)
+and a few plane-sized ones that stay in cache:
 
-* the Conv's patch sum is separable (one offset shared by the two pixel
-  indices, per axis), so it runs as two passes: the ``fw`` offsets inside
-  each ``(h, h')`` plane of the ``(h, h', w, w')`` layout, then the ``fh``
-  offsets across planes (whole contiguous planes), fused with the
-  activation's dual (NNGP and NTK) on each finished plane and with the sum
-  of the GAP readout;
-* SAME (zeros), CIRCULAR (periodic) and VALID (no extension) padding, any
-  filter shape, both parameterizations, biases, AvgPool after chosen blocks
-  and both readouts (Flatten: the diagonal pixel pairs) are compiled, as is
-  the switch to the diagonal layout once only diagonal pairs matter;
+* the pixel-pair matrices are stored ``(h, h', w, w')``: one ``(h, h')``
+  plane holds all ``(w, w')`` pairs. The Conv's patch operator shifts both
+  pixel indices by the same offset, so it is separable: the ``fw`` offsets
+  act inside each plane and the ``fh`` offsets across planes along their
+  diagonal ``h' - h``. Each input plane is copied once into a plane with
+  margins (zeros for SAME, periodic for CIRCULAR, none for VALID), where
+  each in-plane offset is one flat shift; walking each diagonal of planes,
+  a ring of ``fh`` such planes gives each output plane, and the activation's
+  dual (NNGP and NTK) runs on it in one flat, vectorised loop, which also
+  accumulates the GAP readout;
+* SAME, CIRCULAR and VALID padding, any filter shape, both
+  parameterizations, biases, AvgPool after chosen blocks and both readouts
+  (Flatten: the diagonal pixel pairs) are compiled, as is the diagonal
+  layout (only the ``P`` pairs ``(p, p)``, once no pooling lies ahead of a
+  Flatten readout);
 * the per-image pass (``self_mode``) computes each block's pixel variances
-  ``q(x, p)`` (the conv output's diagonal, before the activation needs them)
-  and the exact diagonals ``K(x, x)``.
+  ``q(x, p)`` (the conv output's diagonal, from the main diagonal of planes
+  before the other planes need them) and the exact diagonals ``K(x, x)``;
+  its matrices are symmetric, so it computes the planes with ``h' >= h`` and
+  mirrors the others.
 
 The arithmetic is that of the NumPy path (``sknetk._conv._abrelu_numpy``:
 clipping, snapping to +-1 within the block's tolerance, ``rho = 0`` for a
-zero variance), except the order of the patch sums and readout sums and
+zero variance), except the order of the patch sums and readout sums, fused
+multiply-adds (``fastmath={"contract"}`` only) and
 :func:`sknetk._recursion.acos_rational` for ``arccos``: the kernels agree to
-rounding (``tests/test_conv_compiled.py``).
+rounding, within 1e-12 of ``max |K|`` (``tests/test_conv_compiled.py``).
 """
 
 import math
