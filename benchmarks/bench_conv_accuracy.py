@@ -143,7 +143,7 @@ def _models(image_shape, n_jobs, names, X_train):
 def _chosen(name, model):
     """The hyper-parameters a fitted model chose, as plain JSON values."""
     if name.startswith("CNTK"):
-        return {"depth": int(model.depth_), "alpha": float(model.best_alpha_)}
+        return {"depth": int(model.depth_), "alpha": float(model.alpha_relative_)}
     if name.startswith("NTK"):
         p = model.best_params_
         return {"depth": int(p["depth"]), "alpha": float(p["alpha"])}

@@ -721,7 +721,7 @@ class _BaseCNTKCV(_BaseCNTK):
         """Choose depth and ridge by exact leave-one-out, then fit (``fit``)."""
         X, Y, y = self._targets(X, y)
         best = self._search(X, Y, self._loo_score(Y, y))
-        (self.best_score_, *_), self.depth_, self.best_alpha_, self.alpha_, c = best
+        (self.best_score_, *_), self.depth_, self.alpha_relative_, self.alpha_, c = best
         self.dual_coef_ = c
         self.X_fit_ = X
         return self
@@ -812,8 +812,9 @@ class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
     alpha_ : float
         The chosen ridge, as added to the diagonal.
 
-    best_alpha_ : float
-        The chosen value of ``alphas``.
+    alpha_relative_ : float
+        The chosen value of ``alphas`` (as the dense searches'
+        ``alpha_relative_``).
 
     best_score_ : float
         Its leave-one-out score (minus the mean squared error).
@@ -946,8 +947,9 @@ class CNTKClassifierCV(_ImageClassifier, _BaseCNTKCV):
     alpha_ : float
         The chosen ridge, as added to the diagonal.
 
-    best_alpha_ : float
-        The chosen value of ``alphas``.
+    alpha_relative_ : float
+        The chosen value of ``alphas`` (as the dense searches'
+        ``alpha_relative_``).
 
     best_score_ : float
         Its leave-one-out accuracy.

@@ -1046,7 +1046,7 @@ def _describe(step):
 def _chosen(name, step):
     """The hyper-parameters a fitted ``step`` chose, or None if it chose none."""
     if name in _CNTK_READOUTS and hasattr(step, "depth_"):
-        return {"alpha": step.best_alpha_, "depth": int(step.depth_)}
+        return {"alpha": step.alpha_relative_, "depth": int(step.depth_)}
     best = getattr(step, "best_params_", None)
     if best is None:
         return None

@@ -141,7 +141,8 @@ def test_cntk_rows_equal_cross_val_score_on_digits(capsys, tmp_path):
         row = by_name[name]
         np.testing.assert_allclose(row["scores"], ref["test_score"], rtol=1e-12)
         assert row["chosen"] == [
-            {"alpha": est.best_alpha_, "depth": est.depth_} for est in ref["estimator"]
+            {"alpha": est.alpha_relative_, "depth": est.depth_}
+            for est in ref["estimator"]
         ]
         assert row["grid"] == {k: list(v) for k, v in grid.items()}
         assert row["n_candidates"] == len(grid["alpha"]) * len(grid["depth"])

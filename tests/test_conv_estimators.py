@@ -173,7 +173,7 @@ def test_regressor_cv_is_brute_force_loo():
         np.testing.assert_allclose(
             -score, _brute_loo_mse(X, y, depth, alpha, kw), rtol=1e-8
         )
-    best = CNTKRegressor(alpha=cv.best_alpha_, depth=cv.depth_, **kw).fit(X, y)
+    best = CNTKRegressor(alpha=cv.alpha_relative_, depth=cv.depth_, **kw).fit(X, y)
     np.testing.assert_allclose(
         cv.predict(IMAGES[20:, :4, :4]), best.predict(IMAGES[20:, :4, :4])
     )
@@ -186,7 +186,7 @@ def test_classifier_cv_picks_best_loo_accuracy():
     cv = CNTKClassifierCV(alphas=(1e-3, 1e-1, 10.0), depth=2, readout="flatten")
     cv.fit(X, labels)
     assert cv.best_score_ == cv.cv_results_["score"].max()
-    best = CNTKClassifier(alpha=cv.best_alpha_, depth=cv.depth_, readout="flatten")
+    best = CNTKClassifier(alpha=cv.alpha_relative_, depth=cv.depth_, readout="flatten")
     np.testing.assert_allclose(
         cv.decision_function(X), best.fit(X, labels).decision_function(X), rtol=1e-8
     )
