@@ -42,12 +42,11 @@ rounding, within 1e-12 of ``max |K|`` (``tests/test_conv_compiled.py``).
 """
 
 import math
-import threading
 import warnings
 
 import numpy as np
 
-from ._recursion import acos_rational
+from ._recursion import LazyJit, acos_rational
 
 __all__ = [
     "CIRCULAR",
@@ -561,43 +560,6 @@ def conv_pairs(
                 full = False
 
 
-_COMPILED = None  # None: not tried yet; False: numba is not available
-_COMPILE_LOCK = threading.Lock()
-
-
-def compiled_conv():
-    """The compiled :func:`conv_pairs`, or ``None`` without numba.
-
-    Compiled on first use (and cached on disk by numba where it can write),
-    under a lock so that concurrent threads compile it once.
-    """
-    global _COMPILED
-    if _COMPILED is None:
-        with _COMPILE_LOCK:
-            if _COMPILED is None:
-                _COMPILED = _compile() or False
-    return _COMPILED or None
-
-
-def _compile():
-    """The compiled kernel, or ``None`` (with a warning if numba fails)."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    try:
-        return _jit(numba)
-    except Exception as exc:  # a numba release this code does not suit
-        warnings.warn(
-            f"numba {getattr(numba, '__version__', '?')} could not compile the "
-            f"convolutional ReLU-family kernel ({type(exc).__name__}: {exc}); "
-            "the NumPy path computes the same kernels, more slowly.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-
-
 def _jit(numba):
     numba.extending.register_jitable(inline="always")(acos_rational)
     numba.extending.register_jitable(_tile_stds)
@@ -618,6 +580,11 @@ def _jit(numba):
             return numba.njit(signature, cache=True, **options)(conv_pairs)
         except RuntimeError:  # nowhere to write numba's cache: compile here
             return numba.njit(signature, **options)(conv_pairs)
+
+
+#: The compiled :func:`conv_pairs`: ``compiled_conv()`` is the kernel, or
+#: ``None`` without numba.
+compiled_conv = LazyJit(_jit, "convolutional ReLU-family kernel")
 
 
 def run_pairs(

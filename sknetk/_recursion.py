@@ -607,41 +607,46 @@ def _abrelu_rows(
                         ntk_out[k, i, j] = v
 
 
-_COMPILED = None  # None: not tried yet; False: numba is not available
-_COMPILE_LOCK = threading.Lock()
+class LazyJit:
+    """A numba kernel compiled on first use: ``kernel = LazyJit(jit, what)()``.
 
-
-def compiled_abrelu():
-    """The compiled :func:`_abrelu_rows`, or ``None`` without numba.
-
-    Compiled on first use (and cached on disk by numba where it can write),
-    under a lock so that concurrent tile threads compile it once.
+    Calling it returns ``jit(numba)``, compiled once (under a lock, so that
+    concurrent tile threads compile it once; cached on disk by numba where
+    it can write), or ``None`` without numba, or, with a ``RuntimeWarning``,
+    when this numba release cannot compile it: the NumPy path then computes
+    the same kernels. ``kernel`` holds the state (``None``: not tried yet,
+    ``False``: not available).
     """
-    global _COMPILED
-    if _COMPILED is None:
-        with _COMPILE_LOCK:
-            if _COMPILED is None:
-                _COMPILED = _compile() or False
-    return _COMPILED or None
 
+    def __init__(self, jit, what):
+        self.jit = jit
+        self.what = what
+        self.kernel = None
+        self._lock = threading.Lock()
 
-def _compile():
-    """The compiled kernel, or ``None`` (with a warning if numba fails)."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    try:
-        return _jit(numba)
-    except Exception as exc:  # a numba release this code does not suit
-        warnings.warn(
-            f"numba {getattr(numba, '__version__', '?')} could not compile the "
-            f"ReLU-family tile kernel ({type(exc).__name__}: {exc}); the NumPy "
-            "tile computes the same kernels, more slowly.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
+    def __call__(self):
+        if self.kernel is None:
+            with self._lock:
+                if self.kernel is None:
+                    self.kernel = self._compile() or False
+        return self.kernel or None
+
+    def _compile(self):
+        try:
+            import numba
+        except ImportError:
+            return None
+        try:
+            return self.jit(numba)
+        except Exception as exc:  # a numba release this code does not suit
+            warnings.warn(
+                f"numba {getattr(numba, '__version__', '?')} could not compile the "
+                f"{self.what} ({type(exc).__name__}: {exc}); the NumPy path "
+                "computes the same kernels, more slowly.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
 
 
 def _jit(numba):
@@ -657,6 +662,11 @@ def _jit(numba):
         return numba.njit(signature, cache=True, **options)(_abrelu_rows)
     except RuntimeError:  # nowhere to write numba's cache: compile per process
         return numba.njit(signature, **options)(_abrelu_rows)
+
+
+#: The compiled :func:`_abrelu_rows`: ``compiled_abrelu()`` is the kernel, or
+#: ``None`` without numba.
+compiled_abrelu = LazyJit(_jit, "ReLU-family tile kernel")
 
 
 def _abrelu_tile_compiled(

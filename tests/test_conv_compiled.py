@@ -35,7 +35,7 @@ RTOL_NUMPY = 1e-12
 def _numpy_path(monkeypatch, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` with the compiled kernel switched off."""
     with monkeypatch.context() as m:
-        m.setattr(_conv_compiled, "_COMPILED", False)
+        m.setattr(_conv_compiled.compiled_conv, "kernel", False)
         return fn(*args, **kwargs)
 
 
@@ -297,7 +297,7 @@ def test_without_numba_the_numpy_path_runs(monkeypatch):
     expected = _numpy_path(monkeypatch, nngp_ntk_kernels, X, Y, **kw)
     expected_diag = _numpy_path(monkeypatch, ntk_diag, X, **kw)
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba fails
-    monkeypatch.setattr(_conv_compiled, "_COMPILED", None)
+    monkeypatch.setattr(_conv_compiled.compiled_conv, "kernel", None)
     assert _conv_compiled.compiled_conv() is None
     spy = _Spy(monkeypatch)
     got = nngp_ntk_kernels(X, Y, **kw)
@@ -314,7 +314,7 @@ def test_a_numba_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
     X = rng.normal(size=(4, 4, 4, 1))
     expected = _numpy_path(monkeypatch, ntk_kernel, X, depth=2)
     monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))
-    monkeypatch.setattr(_conv_compiled, "_COMPILED", None)
+    monkeypatch.setattr(_conv_compiled.compiled_conv, "kernel", None)
     with pytest.warns(RuntimeWarning, match="could not compile"):
         K = ntk_kernel(X, depth=2)
     np.testing.assert_array_equal(K, expected)

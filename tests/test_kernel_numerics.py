@@ -390,7 +390,7 @@ def _numpy_tiles(monkeypatch, fn, *args, **kwargs):
     from sknetk import _recursion
 
     with monkeypatch.context() as m:
-        m.setattr(_recursion, "_COMPILED", False)
+        m.setattr(_recursion.compiled_abrelu, "kernel", False)
         return fn(*args, **kwargs)
 
 
@@ -437,7 +437,7 @@ def test_without_numba_the_numpy_tile_runs(monkeypatch):
     kw = dict(depth=3, weight_std=1.3, bias_std=0.2, all_depths=True)
     expected = _numpy_tiles(monkeypatch, nngp_ntk_kernels, X, Y, **kw)
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba fails
-    monkeypatch.setattr(_recursion, "_COMPILED", None)
+    monkeypatch.setattr(_recursion.compiled_abrelu, "kernel", None)
     assert _recursion.compiled_abrelu() is None
     got = nngp_ntk_kernels(X, Y, **kw)
     for a, b in zip(got, expected):
@@ -456,7 +456,7 @@ def test_a_numba_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
     X = rng.normal(size=(30, 4))
     expected = _numpy_tiles(monkeypatch, ntk_kernel, X, bias_std=0.1)
     monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))
-    monkeypatch.setattr(_recursion, "_COMPILED", None)
+    monkeypatch.setattr(_recursion.compiled_abrelu, "kernel", None)
     with pytest.warns(RuntimeWarning, match="could not compile"):
         K = ntk_kernel(X, bias_std=0.1)
     np.testing.assert_array_equal(K, expected)
