@@ -42,6 +42,7 @@ from ._array_api import device as array_device
 from ._array_api import get_namespace, is_cupy_namespace, is_numpy_namespace, to_numpy
 from ._conv_compiled import CIRCULAR, SAME, VALID, compiled_conv, run_pairs
 from ._device import check_device, cupy_or_error
+from ._params import PADDINGS, READOUTS
 from ._recursion import KernelSpec
 
 __all__ = [
@@ -58,9 +59,6 @@ __all__ = [
     "pair_tile",
     "self_recursion",
 ]
-
-PADDINGS = ("SAME", "CIRCULAR", "VALID")
-READOUTS = ("flatten", "gap")
 
 
 def _pair(value, name):

@@ -42,6 +42,7 @@ from ._linalg import (
     reciprocal_condition,
     scale_rows_and_columns,
 )
+from ._params import ALPHA_SCALES
 from .exceptions import IllConditionedKernelWarning
 
 __all__ = [
@@ -53,9 +54,6 @@ __all__ = [
     "singular_reason",
     "warn_fallback",
 ]
-
-#: Allowed values of the estimators' ``alpha_scale`` parameter.
-ALPHA_SCALES = ("absolute", "mean_diag")
 
 
 def blas_matmul(A, B):

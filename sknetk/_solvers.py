@@ -44,9 +44,6 @@ from ._solver import effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
 from .kernels import budget_bytes
 
-#: Values of the estimators' ``solver`` parameter.
-SOLVER_OPTIONS = ("auto", "cholesky", "nystrom")
-
 
 @dataclass(frozen=True)
 class Kernel:

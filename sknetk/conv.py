@@ -27,8 +27,6 @@ matter (O(P) work per kernel entry); GAP and pooling need all ``P^2`` of them
 
 from ._array_api import get_namespace, is_cupy_namespace
 from ._conv import (
-    PADDINGS,
-    READOUTS,
     ConvKernelSpec,
     compute_kernels,
     finish,
@@ -36,7 +34,7 @@ from ._conv import (
     place_images,
     self_path,
 )
-from ._params import CONV_NETWORK, validated
+from ._params import CONV_NETWORK, PADDINGS, READOUTS, validated
 from .kernels import budget_bytes
 
 __all__ = [

@@ -27,7 +27,6 @@ from sknetk._params import (
     PADDINGS,
     PARAMS,
     READOUTS,
-    SOLVER_OPTIONS,
     constraints,
     param_docs,
 )
@@ -212,14 +211,13 @@ def test_estimator_constraints_come_from_the_table():
     assert not copies, f"constraints written out instead of taken: {sorted(copies)}"
 
 
-def test_option_tuples_agree_with_their_users():
-    """The option tuples defined in _params are those the code acts on."""
-    from sknetk import _conv, _solver, _solvers
+def test_option_tuples_have_one_home():
+    """The option tuples the code acts on are _params' own objects."""
+    from sknetk import _conv, _solver, conv
 
-    assert set(PADDINGS) == set(_conv.PADDINGS)
-    assert set(READOUTS) == set(_conv.READOUTS)
-    assert set(ALPHA_SCALES) == set(_solver.ALPHA_SCALES)
-    assert set(SOLVER_OPTIONS) == set(_solvers.SOLVER_OPTIONS)
+    assert _conv.PADDINGS is PADDINGS and _conv.READOUTS is READOUTS
+    assert conv.PADDINGS is PADDINGS and conv.READOUTS is READOUTS
+    assert _solver.ALPHA_SCALES is ALPHA_SCALES
     assert kernels.ACTIVATION_NAMES == tuple(sorted(sknetk._activations.ACTIVATIONS))
 
 
