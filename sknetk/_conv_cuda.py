@@ -168,13 +168,14 @@ __device__ __host__ inline bool sknetk_conv_src(int y, int n, int padding,
 
 // Unnormalised patch sums of Sigma (ps) and Theta (pt) at the output pixel
 // pair (h, w; h2, w2) of the pair whose values start at ``sg``/``tg`` (entry
-// e at sg[32 e]), or of images ``u0``/``v0`` (first Conv): one shared offset
-// for both pixels, fh fw offsets, float64 sums.
-template <typename T>
+// e at sg[STRIDE e]: 32 in a tile, 1 in an offset slice; ``full``: the full
+// or the diagonal pixel-pair index), or of images ``u0``/``v0`` (first Conv):
+// one shared offset for both pixels, fh fw offsets, float64 sums.
+template <typename T, int STRIDE>
 __device__ __host__ inline void sknetk_conv_patch(
-    const sknetk_conv_geo& G, const T* sg, const T* tg, const T* u0,
-    const T* v0, int h, int w, int h2, int w2, int want_theta, double& ps,
-    double& pt) {
+    const sknetk_conv_geo& G, int full, const T* sg, const T* tg,
+    const T* u0, const T* v0, int h, int w, int h2, int w2, int want_theta,
+    double& ps, double& pt) {
   ps = 0.0;
   pt = 0.0;
   for (int a = 0; a < G.fh; ++a) {
@@ -193,10 +194,10 @@ __device__ __host__ inline void sknetk_conv_patch(
         ps += dot / (double)G.C;
       } else {
         const long long e =
-            G.full ? (long long)(y1 * G.Wi + x1) * (G.Hi * G.Wi) + y2 * G.Wi + x2
-                   : (long long)(y1 * G.Wi + x1);
-        ps += (double)sg[e * 32];
-        if (want_theta) pt += (double)tg[e * 32];
+            full ? (long long)(y1 * G.Wi + x1) * (G.Hi * G.Wi) + y2 * G.Wi + x2
+                 : (long long)(y1 * G.Wi + x1);
+        ps += (double)sg[e * STRIDE];
+        if (want_theta) pt += (double)tg[e * STRIDE];
       }
     }
   }
@@ -221,7 +222,8 @@ __device__ __host__ inline void sknetk_conv_variance_body(
   const T* sg = sig + grp * Ein * 32 + tt;
   const T* img = A + i * G.Hi * G.Wi * G.C;
   double ps, pt;
-  sknetk_conv_patch<T>(G, sg, sg, img, img, h, w, h, w, 0, ps, pt);
+  sknetk_conv_patch<T, 32>(G, G.full, sg, sg, img, img, h, w, h, w, 0, ps,
+                            pt);
   const T q = (T)(cst[0] * ps + cst[1]);
   const T s = sknetk_sqrt(q);
   S[p * G.lda + i] = s;
@@ -270,7 +272,8 @@ __device__ __host__ inline void sknetk_conv_layer_body(
     const int h = p1 / G.Wo, w = p1 - h * G.Wo;
     const int h2 = p2 / G.Wo, w2 = p2 - h2 * G.Wo;
     double ps, pt;
-    sknetk_conv_patch<T>(G, sg, tg, u0, v0, h, w, h2, w2, want_theta, ps, pt);
+    sknetk_conv_patch<T, 32>(G, G.full, sg, tg, u0, v0, h, w, h2, w2,
+                             want_theta, ps, pt);
     const double sigma = w2f * ps + b2;
     double theta = 0.0;
     if (G.want_ntk) {
@@ -376,27 +379,10 @@ __device__ __host__ inline void sknetk_conv_slices_body(
       int h2, w2;
       sknetk_conv_at(h + dh, G.Ho, G.padding, h2);
       sknetk_conv_at(w + dw, G.Wo, G.padding, w2);
-      double ps = 0.0, pt = 0.0;
-      for (int a = 0; a < G.fh; ++a) {
-        int y1, y2;
-        if (!sknetk_conv_src(h + a - G.lo_h, G.Hi, G.padding, y1)) continue;
-        if (!sknetk_conv_src(h2 + a - G.lo_h, G.Hi, G.padding, y2)) continue;
-        for (int b = 0; b < G.fw; ++b) {
-          int x1, x2;
-          if (!sknetk_conv_src(w + b - G.lo_w, G.Wi, G.padding, x1)) continue;
-          if (!sknetk_conv_src(w2 + b - G.lo_w, G.Wi, G.padding, x2)) continue;
-          if (G.first) {
-            const T* u = u0 + (long long)(y1 * G.Wi + x1) * G.C;
-            const T* v = v0 + (long long)(y2 * G.Wi + x2) * G.C;
-            double dot = 0.0;
-            for (int c = 0; c < G.C; ++c) dot += (double)u[c] * (double)v[c];
-            ps += dot / (double)G.C;
-          } else {
-            ps += (double)cur_s[y1 * G.Wi + x1];
-            if (G.want_ntk) pt += (double)cur_t[y1 * G.Wi + x1];
-          }
-        }
-      }
+      // the slice's previous layer: entry K(q, q + d) at cur_s[q]
+      double ps, pt;
+      sknetk_conv_patch<T, 1>(G, 0, cur_s, cur_t, u0, v0, h, w, h2, w2,
+                              G.want_ntk, ps, pt);
       const double sigma = w2f * ps + b2;
       double theta = 0.0;
       if (G.want_ntk) {
