@@ -27,11 +27,7 @@ from ._array_api import get_namespace, is_numpy_namespace
 from ._cache import cached_kernel
 from ._device import cupy_or_error, predict_device, use_gpu
 from ._nystrom import nystrom_predict
-from ._params import (
-    NETWORK,
-    constraints,
-    fill_doc,
-)
+from ._params import NETWORK, constraints, fill_doc, param_fields
 from ._solver import blas_matmul
 from ._solvers import (
     SOLVERS,
@@ -414,11 +410,15 @@ def check_finite_prediction(out):
     return out
 
 
-class _BaseNTK(BaseEstimator):
+class _BaseNTK(
+    BaseEstimator, param_fields("EstimatorParams", ESTIMATOR_PARAMS, "estimator")
+):
     """Kernel ridge regression with an infinite-width network kernel (base).
 
-    Subclasses define ``__init__`` with the parameters of
-    ``_parameter_constraints`` (plus their own), choose the solver with
+    The parameters of :data:`ESTIMATOR_PARAMS` are dataclass fields of this
+    base (:func:`~sknetk._params.param_fields`); subclasses are
+    :func:`~sknetk._params.estimator_dataclass` es that declare their own
+    parameters (``alpha`` first, the others keyword-only), choose the solver with
     :meth:`_choose_solver` before validating the input, then call
     :meth:`_fit_kernel_ridge` and :meth:`_kernel_dot`. The solvers themselves
     live in :mod:`sknetk._solvers`.

@@ -20,10 +20,12 @@ from ._base import (
     validate_dask_fit,
 )
 from ._calibration import TemperatureCalibration, fit_temperature, loo_decision_values
+from ._params import estimator_dataclass
 from ._solvers import train_kernel
 
 
 @insert_params_doc
+@estimator_dataclass
 class NTKClassifier(ClassifierMixin, _BaseNTK):
     """Classifier using the Neural Tangent Kernel of an infinitely wide network.
 
@@ -172,56 +174,7 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
     True
     """
 
-    _parameter_constraints: dict = {**_BaseNTK._parameter_constraints}
-
-    def __init__(
-        self,
-        alpha=1.0,
-        *,
-        kernel="ntk",
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        alpha_scale="absolute",
-        t=None,
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-        solver="auto",
-        n_centers=5000,
-        max_iter=100,
-        tol=1e-6,
-        random_state=None,
-        verbose=0,
-    ):
-        self.alpha = alpha
-        self.kernel = kernel
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.frozen_layers = frozen_layers
-        self.alpha_scale = alpha_scale
-        self.t = t
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
-        self.solver = solver
-        self.n_centers = n_centers
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
+    alpha: float = 1.0
 
     @_fit_context(prefer_skip_nested_validation=True)
     @mirrors_input

@@ -15,6 +15,7 @@ work unchanged; NHWC arrays ``(n, H, W, C)`` are accepted too.
 """
 
 import math
+from dataclasses import KW_ONLY
 from numbers import Integral
 
 import numpy as np
@@ -41,7 +42,13 @@ from ._cache import cached_conv_kernel
 from ._conv import ConvKernelSpec, check_image_shape
 from ._device import cupy_or_error
 from ._linalg import inverse_filter
-from ._params import CONV_NETWORK, constraints, fill_doc
+from ._params import (
+    CONV_NETWORK,
+    constraints,
+    estimator_dataclass,
+    fill_doc,
+    param_fields,
+)
 from ._solvers import SOLVERS, ExecutionContext, Kernel, Ridge, flow_time, solver_key
 from .kernels import budget_bytes
 
@@ -60,10 +67,10 @@ _RUN = ("memory", "device", "working_memory", "n_jobs")
 _SEARCH = ("alphas", "depths")
 
 
-def _insert_doc(cls):
-    """Fill the ``{params}`` line of ``cls``'s docstring from :mod:`sknetk._params`."""
-    names = _COMMON + (("t",) if "t" in cls._parameter_constraints else ()) + _RUN
-    return fill_doc(names, "conv_estimator", blank_lines=True)(cls)
+def _insert_doc(cls, own=("t",)):
+    """Fill the ``{params}`` line of ``cls``'s docstring from :mod:`sknetk._params`:
+    the shared parameters, then the model's own keyword-only ones."""
+    return fill_doc(_COMMON + _RUN + own, "conv_estimator", blank_lines=True)(cls)
 
 
 def _as_rows(X):
@@ -97,10 +104,16 @@ def _image_shape(param, from_array, n_features):
     return (1, n_features, 1)
 
 
-class _BaseCNTK(BaseEstimator):
-    """Shared parameters, validation, kernels and prediction of the CNTK models."""
+class _BaseCNTK(
+    BaseEstimator, param_fields("ImageParams", _COMMON + _RUN, "conv_estimator")
+):
+    """Shared parameters, validation, kernels and prediction of the CNTK models.
 
-    _parameter_constraints: dict = constraints(_COMMON + _RUN, "conv_estimator")
+    The parameters of ``_COMMON + _RUN`` are dataclass fields
+    (:func:`~sknetk._params.param_fields`); the models add theirs.
+    """
+
+    _parameter_constraints = constraints(_COMMON + _RUN, "conv_estimator")
 
     # -- parameters ------------------------------------------------------------
     def _network(self, depth=None):
@@ -371,6 +384,7 @@ def _fit_weights(sample_weight, X):
 # Regression and classification
 # ---------------------------------------------------------------------------
 @_insert_doc
+@estimator_dataclass
 class CNTKRegressor(_ImageRegressor, _BaseCNTK):
     """Kernel ridge regression on images with a convolutional NTK (CNTK).
 
@@ -453,57 +467,14 @@ class CNTKRegressor(_ImageRegressor, _BaseCNTK):
     (6, 6, 1)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints = {
         **_BaseCNTK._parameter_constraints,
         **constraints(["alpha", "t"]),
     }
 
-    def __init__(
-        self,
-        alpha=1.0,
-        *,
-        kernel="ntk",
-        image_shape=None,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        filter_shape=(3, 3),
-        padding="SAME",
-        pool_after=(),
-        pool_window=(2, 2),
-        readout="gap",
-        alpha_scale="absolute",
-        t=None,
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-    ):
-        self.alpha = alpha
-        self.kernel = kernel
-        self.image_shape = image_shape
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.filter_shape = filter_shape
-        self.padding = padding
-        self.pool_after = pool_after
-        self.pool_window = pool_window
-        self.readout = readout
-        self.alpha_scale = alpha_scale
-        self.t = t
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
+    alpha: float = 1.0
+    _: KW_ONLY
+    t: object = None
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -539,6 +510,7 @@ def _binarize(y, classes=None):
 
 
 @_insert_doc
+@estimator_dataclass
 class CNTKClassifier(_ImageClassifier, _BaseCNTK):
     """Image classifier with the convolutional NTK (CNTK) of a wide CNN.
 
@@ -616,60 +588,16 @@ class CNTKClassifier(_ImageClassifier, _BaseCNTK):
     0.975
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints = {
         **_BaseCNTK._parameter_constraints,
         **constraints(["alpha", "t"]),
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(
-        self,
-        alpha=1.0,
-        *,
-        kernel="ntk",
-        image_shape=None,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        filter_shape=(3, 3),
-        padding="SAME",
-        pool_after=(),
-        pool_window=(2, 2),
-        readout="gap",
-        alpha_scale="absolute",
-        t=None,
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-        class_weight=None,
-    ):
-        self.alpha = alpha
-        self.kernel = kernel
-        self.image_shape = image_shape
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.filter_shape = filter_shape
-        self.padding = padding
-        self.pool_after = pool_after
-        self.pool_window = pool_window
-        self.readout = readout
-        self.alpha_scale = alpha_scale
-        self.t = t
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
-        self.class_weight = class_weight
+    alpha: float = 1.0
+    _: KW_ONLY
+    t: object = None
+    class_weight: object = None
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -711,11 +639,18 @@ def _loo(evals, V, Y, ridge):
     return c, Y - residual
 
 
+@estimator_dataclass
 class _BaseCNTKCV(_BaseCNTK):
-    _parameter_constraints: dict = {
+    """The leave-one-out search over depths and alphas of the CNTK models."""
+
+    _parameter_constraints = {
         **_BaseCNTK._parameter_constraints,
         **constraints(_SEARCH, "conv_estimator"),
     }
+
+    alphas: tuple = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    _: KW_ONLY
+    depths: object = None
 
     def _fit_search(self, X, y):
         """Choose depth and ridge by exact leave-one-out, then fit (``fit``)."""
@@ -780,9 +715,9 @@ class _BaseCNTKCV(_BaseCNTK):
 def _insert_cv_doc(cls):
     """Fill the ``{cv_params}`` and ``{params}`` lines of a search's docstring."""
     fill = fill_doc(
-        _SEARCH, "conv_estimator", blank_lines=True, placeholder="cv_params"
+        _SEARCH[:1], "conv_estimator", blank_lines=True, placeholder="cv_params"
     )
-    return _insert_doc(fill(cls))
+    return _insert_doc(fill(cls), own=_SEARCH[1:])
 
 
 @_insert_cv_doc
@@ -853,53 +788,6 @@ class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
     >>> model.depth_ in (1, 2, 3), model.predict(X[:2]).shape
     (True, (2,))
     """
-
-    def __init__(
-        self,
-        alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-        *,
-        depths=None,
-        kernel="ntk",
-        image_shape=None,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        filter_shape=(3, 3),
-        padding="SAME",
-        pool_after=(),
-        pool_window=(2, 2),
-        readout="gap",
-        alpha_scale="absolute",
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-    ):
-        self.alphas = alphas
-        self.depths = depths
-        self.kernel = kernel
-        self.image_shape = image_shape
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.filter_shape = filter_shape
-        self.padding = padding
-        self.pool_after = pool_after
-        self.pool_window = pool_window
-        self.readout = readout
-        self.alpha_scale = alpha_scale
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -986,53 +874,6 @@ class CNTKClassifierCV(_ImageClassifier, _BaseCNTKCV):
     >>> clf.fit(X[:100] / 16, y[:100]).depth_ in (1, 2)
     True
     """
-
-    def __init__(
-        self,
-        alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-        *,
-        depths=None,
-        kernel="ntk",
-        image_shape=None,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        filter_shape=(3, 3),
-        padding="SAME",
-        pool_after=(),
-        pool_window=(2, 2),
-        readout="gap",
-        alpha_scale="absolute",
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-    ):
-        self.alphas = alphas
-        self.depths = depths
-        self.kernel = kernel
-        self.image_shape = image_shape
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.filter_shape = filter_shape
-        self.padding = padding
-        self.pool_after = pool_after
-        self.pool_window = pool_window
-        self.readout = readout
-        self.alpha_scale = alpha_scale
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -21,6 +21,7 @@ predicts.
 
 import copy
 import warnings
+from dataclasses import KW_ONLY
 from numbers import Integral
 
 import numpy as np
@@ -57,7 +58,13 @@ from ._base import (
 from ._calibration import fit_temperature, loo_predictions
 from ._classification import NTKClassifier
 from ._linalg import inverse_filter, spectral_cutoff
-from ._params import NETWORK, constraints, fill_doc
+from ._params import (
+    NETWORK,
+    constraints,
+    estimator_dataclass,
+    fill_doc,
+    param_fields,
+)
 from ._progress import progress
 from ._regression import NTKRegressor
 from ._solvers import Ridge
@@ -87,8 +94,6 @@ DEFAULT_ALPHAS = (
     10.0,
 )
 
-#: Default ``max_search_samples``: the search runs on at most this many rows.
-DEFAULT_MAX_SEARCH_SAMPLES = 1000
 
 #: Settings of the search that ``best_estimator_`` predicts with as they are
 #: at prediction time (``set_params`` after the fit takes effect).
@@ -310,10 +315,20 @@ def _target_moments(Y, sample_weight):
     return mean, np.where(std > tiny, std, 1.0)
 
 
-class _BaseNTKCV(BaseEstimator):
-    """Shared search over the network's parameters, its depth and alpha."""
+@estimator_dataclass
+class _BaseNTKCV(BaseEstimator, param_fields("SearchParams", _SHARED[2:], "cv")):
+    """Shared search over the network's parameters, its depth and alpha.
 
-    _parameter_constraints: dict = constraints(_SHARED, "cv")
+    The parameters of ``_SHARED`` are dataclass fields: ``alphas`` and
+    ``depths`` here (positional), the others from the table
+    (:func:`~sknetk._params.param_fields`); the subclasses add their own
+    keyword-only ones.
+    """
+
+    _parameter_constraints = constraints(_SHARED, "cv")
+
+    alphas: tuple = DEFAULT_ALPHAS
+    depths: tuple = (1, 2, 3, 4, 5)
 
     # -- the model the search stands for ---------------------------------------
     def _model(self, **params):
@@ -753,6 +768,7 @@ def _check_fit_input(estimator, X, y, sample_weight, **kwargs):
 # ---------------------------------------------------------------------------
 # Public estimators
 # ---------------------------------------------------------------------------
+@estimator_dataclass
 class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
     """NTK regression with its ridge, depth (and more) chosen by cross-validation.
 
@@ -834,57 +850,15 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints = {
         **_BaseNTKCV._parameter_constraints,
         "normalize_y": ["boolean"],
     }
     _is_classifier = False
     _model_class = NTKRegressor
 
-    def __init__(
-        self,
-        alphas=DEFAULT_ALPHAS,
-        depths=(1, 2, 3, 4, 5),
-        *,
-        kernel="ntk",
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        alpha_scale="mean_diag",
-        cv=None,
-        scoring=None,
-        max_search_samples=DEFAULT_MAX_SEARCH_SAMPLES,
-        random_state=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-        verbose=0,
-        normalize_y=True,
-    ):
-        self.alphas = alphas
-        self.depths = depths
-        self.kernel = kernel
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.frozen_layers = frozen_layers
-        self.alpha_scale = alpha_scale
-        self.cv = cv
-        self.scoring = scoring
-        self.max_search_samples = max_search_samples
-        self.random_state = random_state
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.normalize_y = normalize_y
+    _: KW_ONLY
+    normalize_y: bool = True
 
     def _score(self, y_true, pred, sample_weight, loo):
         pred = pred.reshape(y_true.shape) * self._y_scale + self._y_mean
@@ -962,6 +936,7 @@ class NTKRegressorCV(MultiOutputMixin, RegressorMixin, _BaseNTKCV):
         return self._delegate("predict", X, **kwargs)
 
 
+@estimator_dataclass
 class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
     """NTK classification with its ridge, depth (and more) chosen by CV.
 
@@ -1016,57 +991,15 @@ class NTKClassifierCV(ClassifierMixin, _BaseNTKCV):
     ((1, 3), True)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints = {
         **_BaseNTKCV._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
     _is_classifier = True
     _model_class = NTKClassifier
 
-    def __init__(
-        self,
-        alphas=DEFAULT_ALPHAS,
-        depths=(1, 2, 3, 4, 5),
-        *,
-        kernel="ntk",
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        alpha_scale="mean_diag",
-        cv=None,
-        scoring=None,
-        max_search_samples=DEFAULT_MAX_SEARCH_SAMPLES,
-        random_state=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-        verbose=0,
-        class_weight=None,
-    ):
-        self.alphas = alphas
-        self.depths = depths
-        self.kernel = kernel
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.frozen_layers = frozen_layers
-        self.alpha_scale = alpha_scale
-        self.cv = cv
-        self.scoring = scoring
-        self.max_search_samples = max_search_samples
-        self.random_state = random_state
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.class_weight = class_weight
+    _: KW_ONLY
+    class_weight: object = None
 
     def _score(self, y_true, pred, sample_weight, loo):
         decision = pred[:, 0] if pred.shape[1] == 1 else pred

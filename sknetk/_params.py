@@ -34,7 +34,7 @@ copy. The contexts are
     the after-kernel estimators of :mod:`sknetk.empirical` (fall back to
     ``"estimator"``).
 
-A variant may be asked for by name as well: ``"frozen_layers:cv"``.
+A variant may be asked for by name as well: ``"activation:cv"``.
 
 This module sits in the foundations layer (see ``docs/contributing.rst``):
 the option tuples the constraints need (:data:`KERNELS`,
@@ -43,6 +43,8 @@ the option tuples the constraints need (:data:`KERNELS`,
 modules that use them.
 """
 
+import ast
+import dataclasses
 import inspect
 import re
 import textwrap
@@ -74,8 +76,11 @@ __all__ = [
     "READOUTS",
     "SOLVER_OPTIONS",
     "constraints",
+    "default",
+    "estimator_dataclass",
     "fill_doc",
     "param_docs",
+    "param_fields",
     "validated",
 ]
 
@@ -137,7 +142,9 @@ class Param:
     name : str
         The parameter's name.
     type : str
-        The numpydoc type line after ``name :`` (with its default).
+        The numpydoc type line after ``name :``, ending with its default
+        (``", default=<Python literal>"``): the default is read from there
+        (:func:`default`), so the documented value is the one used.
     doc : str
         The description (unindented; wrapped for an indent of 8).
     constraints : list or str
@@ -1005,6 +1012,140 @@ def constraints(names, context=None):
         param, ctx = _split(name, context)
         out[param.name] = param.resolve(ctx)["constraints"]
     return out
+
+
+def default(name, context=None):
+    """The default value of ``name`` in ``context``, read from its type line.
+
+    The type line of every entry ends with ``", default=<value>"``; the value
+    is a Python literal (evaluated with :func:`ast.literal_eval`), so the
+    signatures built from the table (:func:`param_fields`) take exactly the
+    default that the docstrings state.
+
+    Parameters
+    ----------
+    name : str
+        A parameter of :data:`PARAMS` (``"name:variant"`` as in
+        :func:`param_docs`).
+    context : str, default=None
+        The context whose variants are used.
+
+    Returns
+    -------
+    value : object
+        The default (``None``, a number, a string or a tuple).
+
+    Raises
+    ------
+    ValueError
+        If the entry's default is not a literal (such as ``DEFAULT_ALPHAS``):
+        its users then declare it themselves.
+
+    Examples
+    --------
+    >>> from sknetk._params import default
+    >>> default("depth"), default("alpha_scale", "cv")
+    (3, 'mean_diag')
+    """
+    param, ctx = _split(name, context)
+    type_line = param.resolve(ctx)["type"]
+    _, found, value = type_line.rpartition(", default=")
+    try:
+        if not found:
+            raise ValueError
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise ValueError(
+            f"{param.name!r} has no literal default in context {ctx!r}: {type_line!r}."
+        ) from None
+
+
+def param_fields(class_name, names, context):
+    """A dataclass of keyword-only fields ``names``, defaults from the table.
+
+    The estimators are dataclasses (``eq=False, repr=False``: scikit-learn's
+    ``BaseEstimator`` gives the representation, and estimators compare by
+    identity). Their shared parameters come from a base made here, so a
+    parameter added to the table and to a names tuple such as
+    :data:`NETWORK` reaches every estimator's signature, ``get_params``,
+    docstring and validation without editing the estimator modules; an
+    estimator declares only its own parameters as fields. The generated
+    ``__init__`` only stores the arguments (scikit-learn's contract).
+
+    Parameters
+    ----------
+    class_name : str
+        Name of the generated class.
+    names : iterable of str
+        Parameters of :data:`PARAMS`, in the signature's order.
+    context : str
+        The context whose variants give the defaults (:func:`default`).
+
+    Returns
+    -------
+    cls : type
+        A dataclass with one keyword-only field per name.
+
+    Examples
+    --------
+    >>> import inspect
+    >>> from sknetk._params import param_fields
+    >>> Network = param_fields("Network", ["depth", "activation"], "estimator")
+    >>> str(inspect.signature(Network))
+    "(*, depth=3, activation='relu')"
+    >>> vars(Network(depth=2))
+    {'depth': 2, 'activation': 'relu'}
+    """
+    fields = [
+        (name, object, field(default=default(name, context), kw_only=True))
+        for name in names
+    ]
+    return _plain_init(
+        dataclasses.make_dataclass(class_name, fields, eq=False, repr=False)
+    )
+
+
+def _plain_init(cls):
+    # The fields' annotations are not types users should read (``object``):
+    # the signature shows names and defaults, as a hand-written one would.
+    cls.__init__.__annotations__ = {}
+    return cls
+
+
+def estimator_dataclass(cls):
+    """Class decorator of the estimators: a dataclass with a plain signature.
+
+    ``dataclass(eq=False, repr=False)``: the generated ``__init__`` stores
+    the fields (the class's own and those of the :func:`param_fields` bases)
+    and nothing else; comparison stays by identity and the representation
+    is scikit-learn's. Own fields are declared with their defaults; those
+    after the ``dataclasses.KW_ONLY`` marker are keyword-only and come after
+    the bases' fields in the signature.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class.
+
+    Returns
+    -------
+    cls : type
+        The same class, with its ``__init__``.
+
+    Examples
+    --------
+    >>> import inspect
+    >>> from sklearn.base import BaseEstimator
+    >>> from sknetk._params import estimator_dataclass, param_fields
+    >>> @estimator_dataclass
+    ... class Model(BaseEstimator, param_fields("Net", ["depth"], "estimator")):
+    ...     alpha: float = 1.0
+    >>> str(inspect.signature(Model))
+    '(alpha=1.0, *, depth=3)'
+    >>> Model(0.5, depth=2)
+    Model(alpha=0.5, depth=2)
+    """
+    return _plain_init(dataclass(eq=False, repr=False)(cls))
 
 
 def _fill_docstring(obj, names, context, blank_lines, placeholder, fmt):

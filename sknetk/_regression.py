@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from dataclasses import KW_ONLY
 from numbers import Real
 
 import numpy as np
@@ -27,6 +28,7 @@ from ._base import (
     validate_dask_fit,
 )
 from ._linalg import eigen_basis, flow_filters
+from ._params import estimator_dataclass
 from ._solvers import time_scale
 from .dynamics import (
     ensemble_covariance,
@@ -39,6 +41,7 @@ from .kernels import budget_bytes, nngp_diag, ntk_diag
 
 
 @insert_params_doc
+@estimator_dataclass
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     """Kernel ridge regression with the Neural Tangent Kernel of a wide network.
 
@@ -83,6 +86,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         trained to zero training loss (interpolation); a singular kernel is
         then solved in the least-squares sense with a warning.
 
+    {kernel_params}
+
     normalize_y : bool, default=True
         Standardize the targets before the solve, as
         ``GaussianProcessRegressor(normalize_y=True)``: subtract their mean
@@ -123,8 +128,6 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
         calibrated intervals also with a ridge chosen by the evidence; the
         ensemble's are calibrated only near the default ridge (see
         :ref:`calibrated uncertainty <estimators_uncertainty>`).
-
-    {kernel_params}
 
     Attributes
     ----------
@@ -288,67 +291,18 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _BaseNTK):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints = {
         **_BaseNTK._parameter_constraints,
         "normalize_y": ["boolean"],
         "output_scale": [StrOptions({"fit"}), Interval(Real, 0, None, closed="left")],
         "uncertainty": [StrOptions({"gp", "ensemble"})],
     }
 
-    def __init__(
-        self,
-        alpha=1.0,
-        *,
-        normalize_y=True,
-        output_scale="fit",
-        uncertainty="gp",
-        kernel="ntk",
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        weight_std=1.0,
-        bias_std=0.0,
-        parameterization="ntk",
-        width=None,
-        frozen_layers=0,
-        alpha_scale="absolute",
-        t=None,
-        memory=None,
-        device="auto",
-        working_memory=None,
-        n_jobs=-1,
-        solver="auto",
-        n_centers=5000,
-        max_iter=100,
-        tol=1e-6,
-        random_state=None,
-        verbose=0,
-    ):
-        self.alpha = alpha
-        self.normalize_y = normalize_y
-        self.output_scale = output_scale
-        self.uncertainty = uncertainty
-        self.kernel = kernel
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.parameterization = parameterization
-        self.width = width
-        self.frozen_layers = frozen_layers
-        self.alpha_scale = alpha_scale
-        self.t = t
-        self.memory = memory
-        self.device = device
-        self.working_memory = working_memory
-        self.n_jobs = n_jobs
-        self.solver = solver
-        self.n_centers = n_centers
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.verbose = verbose
+    alpha: float = 1.0
+    _: KW_ONLY
+    normalize_y: bool = True
+    output_scale: object = "fit"
+    uncertainty: str = "gp"
 
     @_fit_context(prefer_skip_nested_validation=True)
     @mirrors_input
