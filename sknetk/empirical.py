@@ -813,6 +813,24 @@ _ESTIMATOR_DOC = """    estimator : {cls}, default=None
         The network to train (cloned; ``None`` uses ``{default}``)."""
 
 
+# The after-kernel estimators' attributes, but for the classifier's classes_
+# (inserted at the line {attributes} of their docstrings).
+_ATTRIBUTES_DOC = """\
+    mlp_ : {cls}
+        The trained network.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training rows (needed for prediction).
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, {outputs})
+        {dual_coef}
+    alpha_ : float
+        The ridge actually added to the diagonal.
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings."""
+
+
 def _params_doc(cls, default):
     """The after-kernel estimators' parameter section (shared parameters
     from :mod:`sknetk._params`)."""
@@ -841,19 +859,7 @@ class AfterKernelRegressor(MultiOutputMixin, RegressorMixin, _BaseAfterKernel):
     {params}
     Attributes
     ----------
-    mlp_ : MLPRegressor
-        The trained network.
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training rows (needed for prediction).
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Dual coefficients of the kernel ridge regression.
-    alpha_ : float
-        The ridge actually added to the diagonal.
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    {attributes}
 
     See Also
     --------
@@ -925,20 +931,7 @@ class AfterKernelClassifier(ClassifierMixin, _BaseAfterKernel):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels.
-    mlp_ : MLPClassifier
-        The trained network.
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training rows (needed for prediction).
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        Dual coefficients (one column per class; a single one with two
-        classes).
-    alpha_ : float
-        The ridge actually added to the diagonal.
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    {attributes}
 
     See Also
     --------
@@ -1024,11 +1017,26 @@ class AfterKernelClassifier(ClassifierMixin, _BaseAfterKernel):
         return self.classes_[np.argmax(scores, axis=1)]
 
 
-for _cls, _default in (
-    (AfterKernelRegressor, "MLPRegressor((32,), solver='lbfgs', max_iter=200)"),
-    (AfterKernelClassifier, "MLPClassifier((32,), solver='lbfgs', max_iter=200)"),
+for _cls, _default, _outputs, _dual_coef in (
+    (
+        AfterKernelRegressor,
+        "MLPRegressor((32,), solver='lbfgs', max_iter=200)",
+        "n_targets",
+        "Dual coefficients of the kernel ridge regression.",
+    ),
+    (
+        AfterKernelClassifier,
+        "MLPClassifier((32,), solver='lbfgs', max_iter=200)",
+        "n_classes",
+        "Dual coefficients (one column per class; a single one with two\n"
+        "        classes).",
+    ),
 ):
+    _name = _cls._mlp_class.__name__
     _cls.__doc__ = _cls.__doc__.format(
-        params=_params_doc(_cls._mlp_class.__name__, _default)
+        params=_params_doc(_name, _default),
+        attributes=_ATTRIBUTES_DOC.format(
+            cls=_name, outputs=_outputs, dual_coef=_dual_coef
+        ).lstrip(),
     )
-del _cls, _default
+del _cls, _default, _outputs, _dual_coef, _name

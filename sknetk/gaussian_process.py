@@ -495,6 +495,8 @@ _BOUNDS_PARAMETERS = """\
         given."""
 
 _NOTES = """\
+    Notes
+    -----
     Every hyperparameter ``p`` enters ``theta`` as ``log(|p|)``, as in
     scikit-learn's kernels. ``K_gradient`` is the exact derivative of the
     computed kernel: the layer recursion of :mod:`sknetk.kernels` runs on
@@ -511,6 +513,12 @@ _NOTES = """\
 
     Computing the gradient costs about ``(P + 1)`` kernel evaluations by the
     generic (not the fused) recursion for ``P`` free hyperparameters."""
+
+# The examples' data (after their imports).
+_EXAMPLE_DATA = """\
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 3))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)"""
 
 
 class NTK(_NetworkKernel):
@@ -546,8 +554,6 @@ class NTK(_NetworkKernel):
     sknetk.kernels.ntk_kernel : The same values as a function.
     sknetk.NTKRegressor : Kernel ridge regression with the NTK.
 
-    Notes
-    -----
     {notes}
 
     Examples
@@ -556,9 +562,7 @@ class NTK(_NetworkKernel):
     >>> from sklearn.gaussian_process import GaussianProcessRegressor
     >>> from sklearn.gaussian_process.kernels import ConstantKernel
     >>> from sknetk.gaussian_process import NTK
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(40, 3))
-    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    {example_data}
     >>> kernel = ConstantKernel() * NTK(depth=2, weight_std_bounds="fixed")
     >>> gpr = GaussianProcessRegressor(kernel, alpha=1e-2, random_state=0).fit(X, y)
     >>> mean, std = gpr.predict(X[:2], return_std=True)
@@ -622,8 +626,6 @@ class NNGP(_NetworkKernel):
     NTK : The Neural Tangent Kernel.
     sknetk.kernels.nngp_kernel : The same values as a function.
 
-    Notes
-    -----
     {notes}
 
     Examples
@@ -632,9 +634,7 @@ class NNGP(_NetworkKernel):
     >>> from sklearn.gaussian_process import GaussianProcessRegressor
     >>> from sklearn.gaussian_process.kernels import WhiteKernel
     >>> from sknetk.gaussian_process import NNGP
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(40, 3))
-    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    {example_data}
     >>> gpr = GaussianProcessRegressor(NNGP(depth=2) + WhiteKernel(0.1)).fit(X, y)
     >>> gpr.kernel_.k1.hyperparameter_weight_std.name
     'weight_std'
@@ -673,5 +673,6 @@ for _cls in (NTK, NNGP):
         common=_COMMON_PARAMETERS.lstrip(),
         bounds=_BOUNDS_PARAMETERS.lstrip(),
         notes=_NOTES.lstrip(),
+        example_data=_EXAMPLE_DATA.lstrip(),
     )
 del _cls
