@@ -45,6 +45,7 @@ modules that use them.
 
 import ast
 import dataclasses
+import functools
 import inspect
 import re
 import textwrap
@@ -1209,7 +1210,9 @@ def fill_doc(names, context=None, *, blank_lines=False, placeholder="params", **
     return decorator
 
 
-def validated(names, context="function", *, extra=None, doc=True, **fmt):
+def validated(
+    names, context="function", *, extra=None, doc=True, signature=False, **fmt
+):
     """Decorator of a public function: ``validate_params`` and its docstring.
 
     The function's parameters ``names`` are validated by scikit-learn's
@@ -1230,6 +1233,15 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
         validated with the table's.
     doc : bool, default=True
         Fill the ``{params}`` line of the docstring.
+    signature : bool, default=False
+        Give the function the keyword-only parameters ``names`` with the
+        table's defaults (:func:`default`) after its own: the function is
+        written ``f(X, Y=None, **params)`` and called with every keyword
+        bound (``params`` holds all of ``names``), while its public
+        signature (``help``, ``inspect.signature``, the documentation) lists
+        them one by one, as a hand-written one would. The kernel functions'
+        long signatures are written once, here, instead of once per
+        function.
     **fmt : str
         Placeholder values, as in :func:`param_docs`.
 
@@ -1262,6 +1274,8 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
     table.update(extra or {})
 
     def decorator(function):
+        if signature:
+            function = _with_table_signature(function, names, context)
         # documented in the signature's order (numpydoc's PR03)
         order = list(inspect.signature(function).parameters)
         missing = [name for name in names if name.split(":")[0] not in order]
@@ -1275,3 +1289,31 @@ def validated(names, context="function", *, extra=None, doc=True, **fmt):
         return wrapper
 
     return decorator
+
+
+def _with_table_signature(function, names, context):
+    """``function(own..., **params)`` with the public signature ``own...,
+    *, name=default, ...`` for ``names`` (see :func:`validated`)."""
+    own = [
+        p
+        for p in inspect.signature(function).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    table = [
+        inspect.Parameter(
+            name.split(":")[0],
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default(name, context),
+        )
+        for name in names
+    ]
+    public_signature = inspect.Signature(own + table)
+
+    @functools.wraps(function)
+    def public(*args, **kwargs):
+        bound = public_signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return function(**bound.arguments)
+
+    public.__signature__ = public_signature
+    return public

@@ -61,13 +61,13 @@ _DIAG_NAMES = ("image_shape",) + CONV_NETWORK + _DIAG_RUN
 
 
 def _pick(arguments, names):
-    """``{name: arguments[name]}`` of a public function's ``locals()``."""
+    """``{name: arguments[name]}`` of a public function's ``**params``."""
     return {name: arguments[name] for name in names}
 
 
 def conv_spec_of(arguments, ntk=True):
     """The :class:`ConvKernelSpec` of a public function's network keywords
-    (its ``locals()`` at its top)."""
+    (its ``**params``)."""
     return ConvKernelSpec.from_params(ntk=ntk, **_pick(arguments, CONV_NETWORK))
 
 
@@ -127,30 +127,8 @@ def conv_spec_diagonal(
     return back(xp.stack(blocks) if all_depths else blocks[0])
 
 
-@validated(_KERNEL_NAMES, "conv")
-def nngp_ntk_kernels(
-    X,
-    Y=None,
-    *,
-    image_shape=None,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    filter_shape=(3, 3),
-    padding="SAME",
-    pool_after=(),
-    pool_window=(2, 2),
-    readout="gap",
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-):
+@validated(_KERNEL_NAMES, "conv", signature=True)
+def nngp_ntk_kernels(X, Y=None, **params):
     """Convolutional NNGP and NTK together, from one pass of the recursion.
 
     Parameters
@@ -181,37 +159,15 @@ def nngp_ntk_kernels(
     >>> nngp.shape, bool(np.all(ntk >= nngp))
     ((4, 4), True)
     """
-    spec = conv_spec_of(locals())
+    spec = conv_spec_of(params)
     out = conv_spec_kernels(
-        X, Y, spec, ("nngp", "ntk"), **_pick(locals(), ("image_shape",) + _RUN)
+        X, Y, spec, ("nngp", "ntk"), **_pick(params, ("image_shape",) + _RUN)
     )
     return out["nngp"], out["ntk"]
 
 
-@validated(_KERNEL_NAMES, "conv")
-def ntk_kernel(
-    X,
-    Y=None,
-    *,
-    image_shape=None,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    filter_shape=(3, 3),
-    padding="SAME",
-    pool_after=(),
-    pool_window=(2, 2),
-    readout="gap",
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-):
+@validated(_KERNEL_NAMES, "conv", signature=True)
+def ntk_kernel(X, Y=None, **params):
     """Neural Tangent Kernel of an infinitely wide convolutional network (CNTK).
 
     An infinitely wide CNN trained by gradient descent on squared loss
@@ -245,35 +201,13 @@ def ntk_kernel(
     >>> K.shape, bool(np.allclose(K, K.T))
     ((5, 5), True)
     """
-    spec = conv_spec_of(locals())
-    run = _pick(locals(), ("image_shape",) + _RUN)
+    spec = conv_spec_of(params)
+    run = _pick(params, ("image_shape",) + _RUN)
     return conv_spec_kernels(X, Y, spec, ("ntk",), **run)["ntk"]
 
 
-@validated(_KERNEL_NAMES, "conv")
-def nngp_kernel(
-    X,
-    Y=None,
-    *,
-    image_shape=None,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    filter_shape=(3, 3),
-    padding="SAME",
-    pool_after=(),
-    pool_window=(2, 2),
-    readout="gap",
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-):
+@validated(_KERNEL_NAMES, "conv", signature=True)
+def nngp_kernel(X, Y=None, **params):
     """NNGP kernel (CNN-GP) of an infinitely wide convolutional network.
 
     The output covariance of the random network: the NTK of the same network
@@ -307,33 +241,13 @@ def nngp_kernel(
     >>> float(np.round(K[0, 0], 4)), round((9 + 12 * 6 / 9 + 4 * 4 / 9) / 25, 4)
     (0.7511, 0.7511)
     """
-    spec = conv_spec_of(locals(), ntk=False)
-    run = _pick(locals(), ("image_shape",) + _RUN)
+    spec = conv_spec_of(params, ntk=False)
+    run = _pick(params, ("image_shape",) + _RUN)
     return conv_spec_kernels(X, Y, spec, ("nngp",), **run)["nngp"]
 
 
-@validated(_DIAG_NAMES, "conv_diag")
-def ntk_diag(
-    X,
-    *,
-    image_shape=None,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    filter_shape=(3, 3),
-    padding="SAME",
-    pool_after=(),
-    pool_window=(2, 2),
-    readout="gap",
-    all_depths=False,
-    dtype=None,
-    working_memory=None,
-    device="auto",
-):
+@validated(_DIAG_NAMES, "conv_diag", signature=True)
+def ntk_diag(X, **params):
     """Diagonal ``NTK(x, x)`` of each image, without the kernel matrix.
 
     One image at a time: O(P) work per image with Flatten and no pooling,
@@ -358,33 +272,13 @@ def ntk_diag(
     >>> bool(np.allclose(ntk_diag(X, depth=2), np.diag(ntk_kernel(X, depth=2))))
     True
     """
-    spec = conv_spec_of(locals())
-    run = _pick(locals(), ("image_shape",) + _DIAG_RUN)
+    spec = conv_spec_of(params)
+    run = _pick(params, ("image_shape",) + _DIAG_RUN)
     return conv_spec_diagonal(X, spec, "ntk", **run)
 
 
-@validated(_DIAG_NAMES, "conv_diag")
-def nngp_diag(
-    X,
-    *,
-    image_shape=None,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    filter_shape=(3, 3),
-    padding="SAME",
-    pool_after=(),
-    pool_window=(2, 2),
-    readout="gap",
-    all_depths=False,
-    dtype=None,
-    working_memory=None,
-    device="auto",
-):
+@validated(_DIAG_NAMES, "conv_diag", signature=True)
+def nngp_diag(X, **params):
     """Diagonal ``NNGP(x, x)``: the output variance of each image.
 
     Parameters
@@ -407,6 +301,6 @@ def nngp_diag(
     >>> nngp_diag(np.zeros((2, 4, 4, 1)), depth=1, bias_std=0.5)
     array([0.375, 0.375])
     """
-    spec = conv_spec_of(locals(), ntk=False)
-    run = _pick(locals(), ("image_shape",) + _DIAG_RUN)
+    spec = conv_spec_of(params, ntk=False)
+    run = _pick(params, ("image_shape",) + _DIAG_RUN)
     return conv_spec_diagonal(X, spec, "nngp", **run)

@@ -360,15 +360,15 @@ _MATVEC_RUN = ("working_memory", "n_jobs", "dtype", "device", "verbose")
 
 
 def _pick(arguments, names):
-    """``{name: arguments[name]}``: a public function's keywords (``locals()``
-    at its top) for the names of the parameter table."""
+    """``{name: arguments[name]}``: a public function's keywords (its
+    ``**params``, see :func:`sknetk._params.validated`) for ``names``."""
     return {name: arguments[name] for name in names}
 
 
 def spec_of(arguments, ntk=True):
     """The :class:`KernelSpec` of a public function's network keywords.
 
-    ``arguments`` is the function's ``locals()`` at its top (its validated
+    ``arguments`` are the function's ``**params`` (its validated
     keywords); ``ntk=False`` (NNGP only) does not require ``width`` in the
     ``"standard"`` parameterization.
     """
@@ -405,26 +405,8 @@ def spec_kernels(
     return {name: back(_finish(out[name], all_depths)) for name in want}
 
 
-@validated(NETWORK + _RUN)
-def nngp_ntk_kernels(
-    X,
-    Y=None,
-    *,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-    verbose=0,
-):
+@validated(NETWORK + _RUN, signature=True)
+def nngp_ntk_kernels(X, Y=None, **params):
     """NNGP and NTK kernels together, from one pass of the recursion.
 
     Parameters
@@ -457,31 +439,13 @@ def nngp_ntk_kernels(
     >>> bool(np.all(ntk >= nngp))
     True
     """
-    spec = spec_of(locals())
-    out = spec_kernels(X, Y, spec, ("nngp", "ntk"), **_pick(locals(), _RUN))
+    spec = spec_of(params)
+    out = spec_kernels(X, Y, spec, ("nngp", "ntk"), **_pick(params, _RUN))
     return out["nngp"], out["ntk"]
 
 
-@validated(NETWORK + _RUN)
-def ntk_kernel(
-    X,
-    Y=None,
-    *,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-    verbose=0,
-):
+@validated(NETWORK + _RUN, signature=True)
+def ntk_kernel(X, Y=None, **params):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
 
     The NTK governs gradient-descent training of the network's parameters:
@@ -516,30 +480,12 @@ def ntk_kernel(
     array([[0.5   , 0.0796],
            [0.0796, 0.5   ]])
     """
-    spec = spec_of(locals())
-    return spec_kernels(X, Y, spec, ("ntk",), **_pick(locals(), _RUN))["ntk"]
+    spec = spec_of(params)
+    return spec_kernels(X, Y, spec, ("ntk",), **_pick(params, _RUN))["ntk"]
 
 
-@validated(NETWORK + _RUN)
-def nngp_kernel(
-    X,
-    Y=None,
-    *,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    all_depths=False,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-    verbose=0,
-):
+@validated(NETWORK + _RUN, signature=True)
+def nngp_kernel(X, Y=None, **params):
     """NNGP kernel: the output covariance of an infinitely wide random network.
 
     It is also the NTK of the same network when only the readout layer is
@@ -571,8 +517,8 @@ def nngp_kernel(
     array([[0.25  , 0.0796],
            [0.0796, 0.25  ]])
     """
-    spec = spec_of(locals(), ntk=False)
-    return spec_kernels(X, Y, spec, ("nngp",), **_pick(locals(), _RUN))["nngp"]
+    spec = spec_of(params, ntk=False)
+    return spec_kernels(X, Y, spec, ("nngp",), **_pick(params, _RUN))["nngp"]
 
 
 def spec_diagonal(X, spec, which, *, all_depths=False, dtype=None, device="auto"):
@@ -595,22 +541,8 @@ def _same(a):
     return a
 
 
-@validated(NETWORK + _DIAG_RUN, "diag")
-def ntk_diag(
-    X,
-    *,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    all_depths=False,
-    dtype=None,
-    device="auto",
-):
+@validated(NETWORK + _DIAG_RUN, "diag", signature=True)
+def ntk_diag(X, **params):
     """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
 
     Computed from the exact correlation-one recursion, without forming the
@@ -634,26 +566,12 @@ def ntk_diag(
     >>> ntk_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.5, 2. ])
     """
-    spec = spec_of(locals())
-    return spec_diagonal(X, spec, "ntk", **_pick(locals(), _DIAG_RUN))
+    spec = spec_of(params)
+    return spec_diagonal(X, spec, "ntk", **_pick(params, _DIAG_RUN))
 
 
-@validated(NETWORK + _DIAG_RUN, "diag")
-def nngp_diag(
-    X,
-    *,
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    all_depths=False,
-    dtype=None,
-    device="auto",
-):
+@validated(NETWORK + _DIAG_RUN, "diag", signature=True)
+def nngp_diag(X, **params):
     """Diagonal ``NNGP(x, x)``: the output variance of each row.
 
     Parameters
@@ -674,31 +592,12 @@ def nngp_diag(
     >>> nngp_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
     array([0.25, 1.  ])
     """
-    spec = spec_of(locals(), ntk=False)
-    return spec_diagonal(X, spec, "nngp", **_pick(locals(), _DIAG_RUN))
+    spec = spec_of(params, ntk=False)
+    return spec_diagonal(X, spec, "nngp", **_pick(params, _DIAG_RUN))
 
 
-@validated(("kernel",) + NETWORK + _MATVEC_RUN)
-def kernel_matvec(
-    X,
-    Y,
-    V,
-    *,
-    kernel="ntk",
-    depth=3,
-    activation="relu",
-    activation_params=None,
-    weight_std=1.0,
-    bias_std=0.0,
-    parameterization="ntk",
-    width=None,
-    frozen_layers=0,
-    working_memory=None,
-    n_jobs=-1,
-    dtype=None,
-    device="auto",
-    verbose=0,
-):
+@validated(("kernel",) + NETWORK + _MATVEC_RUN, signature=True)
+def kernel_matvec(X, Y, V, **params):
     """Product ``K(X, Y) @ V`` without forming ``K(X, Y)`` at once.
 
     Rows of ``X`` are processed in blocks whose kernel rows fit within
@@ -730,10 +629,11 @@ def kernel_matvec(
     ...                  ntk_kernel(X, Y) @ v))
     True
     """
-    spec = spec_of(locals(), ntk=kernel == "ntk")
+    kernel = params["kernel"]
+    spec = spec_of(params, ntk=kernel == "ntk")
     if Y is None:
         raise ValueError("kernel_matvec needs Y (the kernel's columns).")
-    return spec_matvec(X, Y, V, spec, kernel, **_pick(locals(), _MATVEC_RUN))
+    return spec_matvec(X, Y, V, spec, kernel, **_pick(params, _MATVEC_RUN))
 
 
 def spec_matvec(
