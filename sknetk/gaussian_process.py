@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _forward_mode as fm
 from ._activations import cos2, get_activation, sin_dual
+from ._params import estimator_dataclass
 from ._recursion import KernelSpec, diag_recursion, tile_recursion, variance_path
 from .kernels import nngp_diag, nngp_kernel, ntk_diag, ntk_kernel
 
@@ -521,6 +522,7 @@ _EXAMPLE_DATA = """\
     >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)"""
 
 
+@estimator_dataclass
 class NTK(_NetworkKernel):
     """The Neural Tangent Kernel of an infinitely wide network, as a GP kernel.
 
@@ -575,32 +577,20 @@ class NTK(_NetworkKernel):
 
     _which = "ntk"
 
-    def __init__(
-        self,
-        weight_std=1.0,
-        bias_std=0.1,
-        *,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        parameterization="ntk",
-        width=None,
-        weight_std_bounds=(1e-2, 1e2),
-        bias_std_bounds=(1e-2, 1e2),
-        activation_params_bounds="fixed",
-    ):
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.parameterization = parameterization
-        self.width = width
-        self.weight_std_bounds = weight_std_bounds
-        self.bias_std_bounds = bias_std_bounds
-        self.activation_params_bounds = activation_params_bounds
+    weight_std: float = 1.0
+    bias_std: object = 0.1
+    _: dataclasses.KW_ONLY
+    depth: int = 3
+    activation: str = "relu"
+    activation_params: object = None
+    parameterization: str = "ntk"
+    width: object = None
+    weight_std_bounds: object = (1e-2, 1e2)
+    bias_std_bounds: object = (1e-2, 1e2)
+    activation_params_bounds: object = "fixed"
 
 
+@estimator_dataclass
 class NNGP(_NetworkKernel):
     """The NNGP kernel of an infinitely wide network, as a GP kernel.
 
@@ -644,28 +634,16 @@ class NNGP(_NetworkKernel):
 
     _which = "nngp"
 
-    def __init__(
-        self,
-        weight_std=1.0,
-        bias_std=0.1,
-        *,
-        depth=3,
-        activation="relu",
-        activation_params=None,
-        parameterization="ntk",
-        weight_std_bounds=(1e-2, 1e2),
-        bias_std_bounds=(1e-2, 1e2),
-        activation_params_bounds="fixed",
-    ):
-        self.weight_std = weight_std
-        self.bias_std = bias_std
-        self.depth = depth
-        self.activation = activation
-        self.activation_params = activation_params
-        self.parameterization = parameterization
-        self.weight_std_bounds = weight_std_bounds
-        self.bias_std_bounds = bias_std_bounds
-        self.activation_params_bounds = activation_params_bounds
+    weight_std: float = 1.0
+    bias_std: object = 0.1
+    _: dataclasses.KW_ONLY
+    depth: int = 3
+    activation: str = "relu"
+    activation_params: object = None
+    parameterization: str = "ntk"
+    weight_std_bounds: object = (1e-2, 1e2)
+    bias_std_bounds: object = (1e-2, 1e2)
+    activation_params_bounds: object = "fixed"
 
 
 for _cls in (NTK, NNGP):
