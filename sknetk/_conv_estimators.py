@@ -14,6 +14,7 @@ The images are rows of ``X`` (flattened, NHWC order) with
 work unchanged; NHWC arrays ``(n, H, W, C)`` are accepted too.
 """
 
+import functools
 import math
 from dataclasses import KW_ONLY
 from numbers import Integral
@@ -712,15 +713,56 @@ class _BaseCNTKCV(_BaseCNTK):
         return best
 
 
-def _insert_cv_doc(cls):
+#: The fitted attributes of both searches (``{score}``: what ``best_score_``
+#: is; ``{outputs}``: the second dimension of ``dual_coef_``).
+_SEARCH_ATTRIBUTES = """\
+depth_ : int
+        The chosen depth.
+
+    alpha_ : float
+        The chosen ridge, as added to the diagonal.
+
+    alpha_relative_ : float
+        The chosen value of ``alphas`` (as the dense searches'
+        ``alpha_relative_``).
+
+    best_score_ : float
+        {score}
+
+    cv_results_ : dict of ndarray
+        ``depth``, ``alpha`` and ``score`` of every candidate.
+
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training images as float64 rows.
+
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, {outputs})
+        Dual coefficients of the chosen model.
+
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the images.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when all strings."""
+
+
+def _insert_cv_doc(cls, score, outputs):
     """Fill the ``{cv_params}`` and ``{params}`` lines of a search's docstring."""
     fill = fill_doc(
         _SEARCH[:1], "conv_estimator", blank_lines=True, placeholder="cv_params"
     )
+    attributes = _SEARCH_ATTRIBUTES.format(score=score, outputs=outputs)
+    cls.__doc__ = cls.__doc__.replace("{search_attributes}", attributes)
     return _insert_doc(fill(cls), own=_SEARCH[1:])
 
 
-@_insert_cv_doc
+@functools.partial(
+    _insert_cv_doc,
+    score="Its leave-one-out score (minus the mean squared error).",
+    outputs="n_targets",
+)
 class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
     """:class:`CNTKRegressor` with depth and ridge chosen by exact leave-one-out.
 
@@ -741,36 +783,7 @@ class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
 
     Attributes
     ----------
-    depth_ : int
-        The chosen depth.
-
-    alpha_ : float
-        The chosen ridge, as added to the diagonal.
-
-    alpha_relative_ : float
-        The chosen value of ``alphas`` (as the dense searches'
-        ``alpha_relative_``).
-
-    best_score_ : float
-        Its leave-one-out score (minus the mean squared error).
-
-    cv_results_ : dict of ndarray
-        ``depth``, ``alpha`` and ``score`` of every candidate.
-
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training images as float64 rows.
-
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Dual coefficients of the chosen model.
-
-    image_shape_ : tuple of int
-        ``(H, W, C)`` of the images.
-
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when all strings.
+    {search_attributes}
 
     See Also
     --------
@@ -808,7 +821,9 @@ class CNTKRegressorCV(_ImageRegressor, _BaseCNTKCV):
         return self._fit_search(X, y)
 
 
-@_insert_cv_doc
+@functools.partial(
+    _insert_cv_doc, score="Its leave-one-out accuracy.", outputs="n_classes"
+)
 class CNTKClassifierCV(_ImageClassifier, _BaseCNTKCV):
     """:class:`CNTKClassifier` with depth and ridge chosen by exact leave-one-out.
 
@@ -829,36 +844,7 @@ class CNTKClassifierCV(_ImageClassifier, _BaseCNTKCV):
     classes_ : ndarray of shape (n_classes,)
         The class labels.
 
-    depth_ : int
-        The chosen depth.
-
-    alpha_ : float
-        The chosen ridge, as added to the diagonal.
-
-    alpha_relative_ : float
-        The chosen value of ``alphas`` (as the dense searches'
-        ``alpha_relative_``).
-
-    best_score_ : float
-        Its leave-one-out accuracy.
-
-    cv_results_ : dict of ndarray
-        ``depth``, ``alpha`` and ``score`` of every candidate.
-
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        Training images as float64 rows.
-
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        Dual coefficients of the chosen model.
-
-    image_shape_ : tuple of int
-        ``(H, W, C)`` of the images.
-
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, when all strings.
+    {search_attributes}
 
     See Also
     --------
