@@ -1101,9 +1101,9 @@ def param_fields(class_name, names, context):
         (name, object, field(default=default(name, context), kw_only=True))
         for name in names
     ]
-    return _plain_init(
-        dataclasses.make_dataclass(class_name, fields, eq=False, repr=False)
-    )
+    cls = dataclasses.make_dataclass(class_name, fields, eq=False, repr=False)
+    cls.__module__ = __name__  # not "types" (make_dataclass on Python < 3.12)
+    return _plain_init(cls)
 
 
 def _plain_init(cls):
