@@ -25,8 +25,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
-from scipy.linalg.lapack import dtrtri
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
@@ -35,8 +33,13 @@ from ._array_api import get_namespace, is_numpy_namespace, to_numpy
 from ._linalg import (
     EPS,
     add_to_diagonal,
+    cho_solve_inplace,
     cho_solve_xp,
+    cholesky_inplace,
+    fortran_working_copy,
+    inverse_diagonal_inplace,
     inverse_filter,
+    scale_rows_and_columns,
     solve_triangular,
     spectral_cutoff,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "TemperatureCalibration",
     "fit_temperature",
     "loo_decision_values",
+    "loo_from_factor",
     "loo_predictions",
 ]
 
@@ -147,36 +151,92 @@ def _removed_share(sample_weight, n):
 def _loo_cholesky(K, Y, ridge, sample_weight):
     """Ridge LOO from ``chol(W^1/2 K W^1/2 + ridge I)``, or None if it fails.
 
-    On NumPy through LAPACK (``potrf``, ``trtri``); on other namespaces (CuPy
-    on a GPU) through their Cholesky and triangular solves, so a kernel on
-    the device is factorised there. The result is NumPy.
+    On NumPy through LAPACK on one Fortran-ordered working copy of ``K``
+    (blocked ``potrf``, ``potrs``, ``trtri``, all in place; ``K`` itself is
+    not modified); on other namespaces (CuPy on a GPU) through their Cholesky
+    and triangular solves, so a kernel on the device is factorised there.
+    The result is NumPy.
     """
     if not ridge > 0:
         return None
     xp = get_namespace(K)
     if not is_numpy_namespace(xp):
         return _loo_cholesky_xp(xp, K, Y, ridge, sample_weight)
-    n = K.shape[0]
-    root = np.ones(n) if sample_weight is None else np.sqrt(sample_weight)
-    A = root[:, None] * K * root[None, :]
-    A[np.diag_indices(n)] += ridge
-    try:
-        factor = cho_factor(A, lower=True, overwrite_a=True, check_finite=False)
-    except LinAlgError:
+    F = fortran_working_copy(K)
+    if sample_weight is not None:
+        scale_rows_and_columns(F, np.sqrt(np.asarray(sample_weight, dtype=np.float64)))
+    add_to_diagonal(F, ridge)
+    if cholesky_inplace(F) != 0:
         return None
-    L = np.tril(factor[0])
-    if np.min(np.abs(np.diagonal(L))) <= math.sqrt(EPS) * np.max(np.diagonal(L)):
+    return loo_from_factor(F, Y, ridge, sample_weight, kernel_rows=K)
+
+
+def loo_from_factor(factor, Y, ridge, sample_weight=None, scaled=None, *, kernel_rows):
+    """Exact ridge LOO predictions from a Cholesky factor, or None.
+
+    The factor is consumed: its lower triangle is inverted in place
+    (:func:`~sknetk._linalg.inverse_diagonal_inplace`), so no other
+    ``n x n`` array is made.
+
+    Parameters
+    ----------
+    factor : ndarray of shape (n, n), float64, Fortran-ordered, writeable
+        Lower triangle: the Cholesky factor ``L`` of
+        ``A = W^1/2 K W^1/2 + ridge I`` (``W = diag(sample_weight)``); the
+        strict upper triangle is never read.
+    Y : ndarray of shape (n, n_targets)
+        Targets.
+    ridge : float
+        The ridge (None is returned unless it is > 0: the identity behind
+        these values divides by it).
+    sample_weight : ndarray of shape (n,), default=None
+        Non-negative weights.
+    scaled : ndarray of shape (n, n_targets), default=None
+        ``A^-1 W^1/2 Y`` when already solved (the exact solver's
+        :attr:`~sknetk._solver.CholeskySolve.scaled`); computed when None.
+    kernel_rows : array of shape (n, n) or callable
+        The unweighted kernel ``K`` (its rows of zero weight are read), or
+        ``kernel_rows(mask) -> K[mask]``; used only when some weight is 0.
+
+    Returns
+    -------
+    loo : ndarray of shape (n, n_targets) or None
+        As :func:`loo_decision_values`; None when the factor is numerically
+        singular (a pivot below ``sqrt(eps)`` times the largest) or its
+        inverse is not finite: the eigendecomposition path handles those.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.linalg import cholesky
+    >>> from sknetk._calibration import loo_from_factor
+    >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> L = np.asfortranarray(cholesky(K + np.eye(2), lower=True))
+    >>> loo = loo_from_factor(L, np.array([[1.0], [3.0]]), 1.0, kernel_rows=K)
+    >>> np.round(loo.ravel(), 12).tolist()
+    [1.0, 0.333333333333]
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    n = factor.shape[0]
+    root = None if sample_weight is None else np.sqrt(sample_weight)
+    pivots = np.abs(np.diagonal(factor))
+    if not ridge > 0 or n == 0 or not np.isfinite(pivots).all():
+        return None
+    if pivots.min() <= math.sqrt(EPS) * pivots.max():
         return None  # numerically singular: the eigen path handles it
-    Linv, info = dtrtri(L, lower=1, overwrite_c=1)
-    if info != 0:
+    if scaled is None:
+        rhs = Y if root is None else root[:, None] * Y
+        scaled = cho_solve_inplace(factor, np.array(rhs, dtype=np.float64, order="F"))
+    g_diag = inverse_diagonal_inplace(factor)  # diag(A^-1); L is gone after it
+    if g_diag is None or not np.isfinite(g_diag).all():
         return None
-    g_diag = np.einsum("ij,ij->j", Linv, Linv)  # diag((L L^T)^-1)
-    del Linv
-    c_tilde = cho_solve(factor, root[:, None] * Y, check_finite=False)
+    root = np.ones(n) if root is None else root
     fitted_zero_rows = None
-    if not (root > 0).all():
-        fitted_zero_rows = K[root == 0] @ (root[:, None] * c_tilde)
-    return _loo_from(Y, c_tilde, g_diag, root, ridge, sample_weight, fitted_zero_rows)
+    zero = root == 0
+    if zero.any():
+        rows = kernel_rows(zero) if callable(kernel_rows) else kernel_rows[zero]
+        fitted_zero_rows = np.asarray(rows) @ (root[:, None] * scaled)
+    return _loo_from(Y, scaled, g_diag, root, ridge, sample_weight, fitted_zero_rows)
 
 
 def _loo_cholesky_xp(xp, K, Y, ridge, sample_weight):

@@ -18,7 +18,9 @@ namespace: NumPy goes through LAPACK (SciPy) with a single ``n x n`` working
 copy; other namespaces (CuPy, ``array_api_strict``) use ``xp.linalg``.
 """
 
+import math
 import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import linalg
@@ -35,6 +37,7 @@ from ._linalg import (
     cho_solve_inplace,
     cho_solve_xp,
     cholesky_inplace,
+    fortran_working_copy,
     norm1_symmetric,
     norm1_xp,
     pinv_solve,
@@ -47,6 +50,8 @@ from .exceptions import IllConditionedKernelWarning
 
 __all__ = [
     "solve_kernel_ridge",
+    "cholesky_solve",
+    "CholeskySolve",
     "effective_alpha",
     "ALPHA_SCALES",
     "blas_matmul",
@@ -223,6 +228,14 @@ def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
     (array([0.5, 0.5]), 'IllConditionedKernelWarning')
     """
     xp = get_namespace(K, y, sample_weight)
+    if is_numpy_namespace(xp):
+        return cholesky_solve(K, y, alpha, sample_weight, overwrite_K=overwrite_K).dual
+    alpha = _check_problem(K, y, alpha)
+    return _solve_xp(xp, K, y, alpha, sample_weight)
+
+
+def _check_problem(K, y, alpha):
+    """``alpha`` as a float, after the checks of ``alpha`` and the shapes."""
     alpha = check_nonnegative(alpha, "alpha")
     n = K.shape[0]
     if K.ndim != 2 or K.shape[1] != n:
@@ -231,9 +244,7 @@ def solve_kernel_ridge(K, y, alpha, sample_weight=None, *, overwrite_K=False):
         raise ValueError(f"y has {y.shape[0]} rows but K has {n}; they must match.")
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
-    if is_numpy_namespace(xp):
-        return _solve_numpy(K, y, alpha, sample_weight, overwrite_K)
-    return _solve_xp(xp, K, y, alpha, sample_weight)
+    return alpha
 
 
 def _checked(xp, K, y, sample_weight):
@@ -292,33 +303,88 @@ def singular_reason(rcond, n):
 # ---------------------------------------------------------------------------
 # NumPy: LAPACK on one working copy
 # ---------------------------------------------------------------------------
-def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
+class CholeskySolve(NamedTuple):
+    """What :func:`cholesky_solve` returns.
+
+    Attributes
+    ----------
+    dual : ndarray
+        The dual coefficients (same shape as ``y``), as
+        :func:`solve_kernel_ridge` returns them.
+    factor : ndarray of shape (n, n) or None
+        Fortran-ordered; its lower triangle holds the Cholesky factor ``L`` of
+        ``A = W^1/2 K W^1/2 + alpha I`` and its strict upper triangle ``A``.
+        None when the solve fell back to the eigendecomposition.
+    scaled : ndarray of shape (n, n_targets) or None
+        ``A^-1 W^1/2 y``, so that ``dual = W^1/2 scaled`` (None with
+        ``factor``).
+    """
+
+    dual: Any
+    factor: Any
+    scaled: Any
+
+
+def cholesky_solve(K, y, alpha, sample_weight=None, *, overwrite_K=False):
+    """:func:`solve_kernel_ridge` on NumPy, also returning the factor it used.
+
+    The same checks, warnings and results as :func:`solve_kernel_ridge`
+    (which calls it), for callers that reuse the Cholesky factor after the
+    solve (the leave-one-out values of :mod:`sknetk._calibration`).
+
+    Returns
+    -------
+    result : CholeskySolve
+        ``dual``, and the ``factor`` with ``scaled`` (None after the
+        eigendecomposition fallback).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._solver import cholesky_solve
+    >>> out = cholesky_solve(np.array([[2.0, 1.0], [1.0, 2.0]]), np.ones(2), 1.0)
+    >>> out.dual, np.tril(out.factor) @ np.tril(out.factor).T
+    (array([0.25, 0.25]), array([[3., 1.],
+           [1., 3.]]))
+    """
     K = np.asarray(K)
+    y = np.asarray(y)
+    alpha = _check_problem(K, y, alpha)
     n = K.shape[0]
-    sw, y = _checked(np, K, y, sample_weight)
+    sw = check_sample_weight(np, sample_weight, n)
+    y = as_float64(np, y)
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity.")
     if n == 0:
-        return np.zeros_like(y)
+        check_finite_kernel(np, K)
+        return CholeskySolve(np.zeros_like(y), None, None)
     ravel = y.ndim == 1
     b = y.reshape(n, -1)
 
-    # Work on a Fortran-ordered symmetric matrix F (a view of K when allowed).
-    # The factorisation writes only the lower triangle of F; the strict upper
-    # triangle keeps the matrix, so the fallback needs no second n x n copy.
-    in_place = overwrite_K and K.dtype == np.float64 and K.flags.writeable
-    if in_place and K.flags.f_contiguous:
-        F = K
-    elif in_place and K.flags.c_contiguous:
-        F = K.T
-    else:
-        F = np.array(K, dtype=np.float64, order="F", copy=True)
+    # Work on a Fortran-ordered symmetric matrix F (K, or K's transpose, when
+    # allowed; else a copy, by memcpy for a C-ordered K). The factorisation
+    # writes only the lower triangle of F; the strict upper triangle keeps
+    # the matrix, so the fallback needs no second n x n copy.
+    F = fortran_working_copy(K, overwrite=overwrite_K)
     idx = np.arange(n)
     if sw is not None:
+        # Before the weights scale it (a finite entry times a large weight
+        # may overflow): the finiteness check of K itself.
+        check_finite_kernel(np, F.T)
         root = np.sqrt(sw)
         F = scale_rows_and_columns(F, root)
         b = b * root[:, None]
+    kernel_diag = None if sw is not None or not alpha else F[idx, idx].copy()
     F = add_to_diagonal(F, alpha)
     diag = F[idx, idx].copy()
+    # One pass over F: its 1-norm (for pocon), NaN or infinity when any
+    # entry is (dlange propagates NaN), so it is also the finiteness check.
     anorm = norm1_symmetric(F)
+    if sw is None and not math.isfinite(anorm):
+        if kernel_diag is not None:
+            F[idx, idx] = kernel_diag
+        check_finite_kernel(np, F.T)  # raises, unless only the sum overflowed
+        F[idx, idx] = diag
 
     # Blocked in-place Cholesky (never one LAPACK potrf on more than 4096
     # rows: OpenBLAS's multithreaded potrf crashes at n = 16,000), then
@@ -336,6 +402,7 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
             if not np.isfinite(x).all():
                 x = None
                 reason = "numerically singular (the Cholesky solve is not finite)"
+    factor = scaled = None
     if x is None:
         _warn_fallback(reason)
         # The strict upper triangle still holds the matrix; restore its
@@ -343,10 +410,13 @@ def _solve_numpy(K, y, alpha, sample_weight, overwrite_K):
         F[idx, idx] = diag
         w, Q = linalg.eigh(F, lower=False, overwrite_a=True, check_finite=False)
         x = pinv_solve(np, w, Q, b)
-    x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(x)
+    else:
+        factor, scaled = F, x
+        x = np.array(x, order="C")
     if sw is not None:
         x *= np.sqrt(sw)[:, None]
-    return x.ravel() if ravel else x
+    return CholeskySolve(x.ravel() if ravel else x, factor, scaled)
 
 
 # ---------------------------------------------------------------------------

@@ -37,10 +37,11 @@ import numpy as np
 
 from ._array_api import get_namespace, is_dask, to_numpy
 from ._cache import cached_kernel
+from ._calibration import loo_from_factor
 from ._gpu_solve import solve_ridge_gpu
 from ._linalg import check_finite_kernel
 from ._nystrom import kernel_block_function, nystrom_fit
-from ._solver import effective_alpha, solve_kernel_ridge
+from ._solver import cholesky_solve, effective_alpha, solve_kernel_ridge
 from .dynamics import gradient_flow_dual_coef
 from .kernels import budget_bytes
 
@@ -115,7 +116,9 @@ class ExecutionContext:
 
     ``device`` is ``"cpu"`` or ``"gpu"`` (for dask input: the value the
     workers choose their device from); ``cupy`` is the CuPy module when
-    ``device == "gpu"`` and the work runs in this process.
+    ``device == "gpu"`` and the work runs in this process. ``loo=True``
+    asks the exact CPU solver for the leave-one-out predictions of its fit
+    as well (:attr:`FitResult.loo`), from the factor it has just made.
     """
 
     device: str = "cpu"
@@ -128,17 +131,26 @@ class ExecutionContext:
     n_centers: int = 5000
     max_iter: int = 100
     tol: float = 1e-6
+    loo: bool = False
 
 
 @dataclass
 class FitResult:
-    """What every solver returns (the estimators' fitted attributes)."""
+    """What every solver returns (the estimators' fitted attributes).
+
+    ``loo``: the exact leave-one-out predictions of the training rows, shape
+    ``(n, n_targets)`` (:func:`~sknetk._calibration.loo_decision_values`),
+    when the context asked for them (``ExecutionContext.loo``) and the solver
+    could get them from its own factorisation; None otherwise (the caller then
+    computes them itself).
+    """
 
     X_fit: Any
     dual_coef: Any
     alpha: float
     solver: str
     n_iter: int = 1
+    loo: Any = None
 
 
 def time_scale(sample_weight):
@@ -184,11 +196,34 @@ def _diag(K, ridge):
 
 
 def solve_cholesky(kernel, X, y, sample_weight, ridge, t, context):
-    """Exact kernel ridge on the CPU: the Cholesky solve of ``K + alpha_ I``."""
+    """Exact kernel ridge on the CPU: the Cholesky solve of ``K + alpha_ I``.
+
+    With ``context.loo``, the leave-one-out predictions come from the same
+    factor (:func:`~sknetk._calibration.loo_from_factor`: one triangular
+    inverse in place), so the training kernel is computed and factorised
+    once for both.
+    """
     K = train_kernel(kernel, X, context)
     alpha = ridge.value(_diag(K, ridge))
-    dual = solve_kernel_ridge(K, y, alpha, sample_weight, overwrite_K=True)
-    return FitResult(X, dual, alpha, "cholesky")
+    if not context.loo:
+        dual = solve_kernel_ridge(K, y, alpha, sample_weight, overwrite_K=True)
+        return FitResult(X, dual, alpha, "cholesky")
+    # The rows of zero weight, whose LOO value is the full model's
+    # prediction, before K is overwritten by the factor.
+    zero_rows = None if sample_weight is None else K[sample_weight == 0]
+    out = cholesky_solve(K, y, alpha, sample_weight, overwrite_K=True)
+    del K
+    loo = None
+    if out.factor is not None:
+        loo = loo_from_factor(
+            out.factor,
+            y.reshape(y.shape[0], -1),
+            alpha,
+            sample_weight,
+            out.scaled,
+            kernel_rows=lambda zero: zero_rows,
+        )
+    return FitResult(X, out.dual, alpha, "cholesky", loo=loo)
 
 
 def _flow_fit(K, X, y, sample_weight, ridge, t, asarray=np.asarray):

@@ -1,0 +1,271 @@
+"""The exact solve's and the classifier's overheads against an older revision.
+
+Two rows of the "no speed regression vs e304cea" comparison of issue 12
+(``bench_revisions.py``), timed on their own, old and new tree in the same
+run:
+
+``solve``
+    ``solve_kernel_ridge(K, y, alpha)`` at ``n = 1600``: ``K`` is
+    ``ntk_kernel(X, depth=3)`` of ``1600 x 20`` standard normal rows,
+    ``y = X[:, 0]``, ``alpha = effective_alpha(1e-2, "mean_diag", diag(K))``
+    (the "one pass over the folds: 50 solves" row of
+    ``bench_model_selection.py``). ``K`` is C-ordered and not overwritten.
+``classifier``
+    ``NTKClassifier().fit(X, y).predict(X)`` at ``n = 2000`` (``X``:
+    ``2000 x 20`` standard normal, ``y = X[:, 0] + 0.5 noise > 0``),
+    default parameters: in the new tree ``fit`` also calibrates the
+    probabilities (leave-one-out temperature scaling), which ``e304cea`` did
+    not do.
+
+Each measurement is one subprocess with ``PYTHONPATH`` set to the tree (the
+scripts are this file, which uses only API both trees have) and
+``OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = --threads`` (2). A subprocess
+builds its data, runs the timed call once untimed (numba compiles or loads its
+cache, BLAS threads start), then times it ``--inner`` times and reports the
+median. The trees alternate (old, new, new, old, ...) for ``--repeat``
+rounds; the table gives the median over rounds per tree and its ratio to
+``old`` (``ratios_over_old`` in the JSON: ``<row>_new``, ``<row>_candidate``).
+``--candidate`` adds a third tree to the same rounds.
+The machine may be shared: its load average at the start and the end is in
+the JSON line.
+
+Usage::
+
+    python benchmarks/bench_solve_overheads.py --old /work/wt/e304cea
+    python benchmarks/bench_solve_overheads.py --old /work/wt/e304cea --save
+    python benchmarks/bench_solve_overheads.py --candidate /tmp/patched  # 3 trees
+
+Prints a table and one JSON line (machine, sizes, dtype, device, times,
+ratios new/old); ``--save`` appends the JSON line to
+``benchmarks/results/solve_overheads_<date>_cpu.jsonl``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+RESULTS_DIR = HERE.parent / "results"
+NEW_TREE = HERE.parent.parent
+N_FEATURES = 20
+ROWS = ("solve", "classifier")
+
+
+# -- the timed work (runs in a subprocess with PYTHONPATH = a tree) ----------
+def _solve_case(n):
+    from sknetk._solver import effective_alpha, solve_kernel_ridge
+    from sknetk.kernels import ntk_kernel
+
+    X = np.random.default_rng(0).standard_normal((n, N_FEATURES))
+    K = ntk_kernel(X, depth=3)
+    alpha = effective_alpha(1e-2, "mean_diag", np.diagonal(K).copy())
+    y = X[:, 0].copy()
+    return lambda: solve_kernel_ridge(K, y, alpha)
+
+
+def _classifier_case(n):
+    from sknetk import NTKClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, N_FEATURES))
+    y = (X[:, 0] + 0.5 * rng.standard_normal(n) > 0).astype(int)
+    NTKClassifier().fit(X[:200], y[:200]).predict(X[:200])  # numba, threads
+    return lambda: NTKClassifier().fit(X, y).predict(X)
+
+
+def worker(row, n, inner):
+    """Median seconds of ``inner`` timed calls of ``row`` (after one untimed)."""
+    import sknetk
+
+    run = _solve_case(n) if row == "solve" else _classifier_case(n)
+    run()
+    times = []
+    for _ in range(inner):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "sknetk": str(Path(sknetk.__file__).resolve().parent),
+    }
+
+
+# -- the driver ---------------------------------------------------------------
+def git_commit(tree):
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(tree), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "sknetk"))
+    return commit + ("+dirty" if dirty else "")
+
+
+def machine_info(threads):
+    import scipy
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "blas_threads": threads,
+    }
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def measure(tree, row, n, inner, threads):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tree) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    out = subprocess.run(
+        [sys.executable, str(HERE), "--worker", row, "--n", str(n)]
+        + ["--inner", str(inner)],
+        env=env,
+        cwd=str(tree),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if Path(result["sknetk"]) != (Path(tree) / "sknetk").resolve():
+        raise RuntimeError(f"imported {result['sknetk']}, not the tree {tree}")
+    return result["median_s"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old", default="/work/wt/e304cea", help="old tree")
+    parser.add_argument("--new", default=str(NEW_TREE), help="new tree")
+    parser.add_argument(
+        "--candidate",
+        help="a third tree timed in the same rounds (e.g. new plus a proposed edit)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per tree")
+    parser.add_argument("--solve-n", type=int, default=1600)
+    parser.add_argument("--clf-n", type=int, default=2000)
+    parser.add_argument("--solve-inner", type=int, default=15)
+    parser.add_argument("--clf-inner", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument("--save", action="store_true")
+    parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--inner", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.n, args.inner)))
+        return
+
+    trees = {"old": Path(args.old).resolve(), "new": Path(args.new).resolve()}
+    if args.candidate:
+        trees["candidate"] = Path(args.candidate).resolve()
+    sizes = {"solve": args.solve_n, "classifier": args.clf_n}
+    inner = {"solve": args.solve_inner, "classifier": args.clf_inner}
+    load_start, uptime_start = load_average(), _uptime()
+    rounds = {row: {name: [] for name in trees} for row in args.rows}
+    for r in range(args.repeat):
+        order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+        for row in args.rows:
+            for name in order:
+                rounds[row][name].append(
+                    measure(trees[name], row, sizes[row], inner[row], args.threads)
+                )
+    load_end = load_average()
+
+    times = {
+        row: {name: statistics.median(v) for name, v in per.items()}
+        for row, per in rounds.items()
+    }
+    ratios = {
+        f"{row}_{name}": t[name] / t["old"]
+        for row, t in times.items()
+        for name in trees
+        if name != "old"
+    }
+    labels = {
+        "solve": f"solve_kernel_ridge n={args.solve_n}",
+        "classifier": f"NTKClassifier fit+predict n={args.clf_n}",
+    }
+    print(f"{'row':<36} {'tree':<10} {'median (ms)':>12} {'/ old':>8}")
+    for row, t in times.items():
+        for name in trees:
+            print(
+                f"{labels[row]:<36} {name:<10} {1e3 * t[name]:>12.1f} "
+                f"{t[name] / t['old']:>8.3f}"
+            )
+    print(f"load average start {load_start}, end {load_end}")
+    record = {
+        "benchmark": "solve_overheads",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "machine": machine_info(args.threads),
+        "device": "cpu",
+        "dtype": "float64",
+        "sizes": {
+            "solve_n": args.solve_n,
+            "classifier_n": args.clf_n,
+            "n_features": N_FEATURES,
+        },
+        "repeat": args.repeat,
+        "inner": inner,
+        "trees": {
+            name: {"path": str(tree), "commit": git_commit(tree)}
+            for name, tree in trees.items()
+        },
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "uptime_start": uptime_start,
+        "times_s": times,
+        "rounds_s": rounds,
+        "ratios_over_old": ratios,
+    }
+    line = json.dumps(record)
+    print(line)
+    if args.save:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        day = datetime.date.today().isoformat()
+        with open(RESULTS_DIR / f"solve_overheads_{day}_cpu.jsonl", "a") as f:
+            f.write(line + "\n")
+
+
+def _uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
