@@ -72,6 +72,7 @@ __all__ = [
     "inverse_diagonal_inplace",
     "inverse_filter",
     "norm1_symmetric",
+    "norm1_upper",
     "norm1_xp",
     "pinv_solve",
     "pocon",
@@ -342,6 +343,35 @@ def norm1_symmetric(A):
     return float(
         np.max(
             [np.abs(A[:, j : j + cols]).sum(axis=0).max() for j in range(0, n, cols)]
+        )
+    )
+
+
+def norm1_upper(F):
+    """1-norm of the symmetric matrix held in the upper triangle of ``F``.
+
+    LAPACK ``dlansy('1', 'U')``: only the diagonal and the strict upper
+    triangle of the Fortran-ordered float64 ``F`` are read (half the entries
+    of :func:`norm1_symmetric`), so the strict lower triangle may hold
+    anything. A NaN or infinity among the entries read gives NaN or infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknetk._linalg import norm1_upper
+    >>> F = np.asfortranarray([[2.0, -1.0], [np.nan, 2.0]])
+    >>> norm1_upper(F)
+    3.0
+    """
+    _check_fortran(F)
+    n = F.shape[0]
+    if n == 0:
+        return 0.0
+    lansy = _function(cython_lapack, "dlansy", 6, ctypes.c_double)
+    work = np.empty(n)
+    return float(
+        lansy(
+            _char("1"), _char("U"), _int(n), _at(F, 0, 0), _int(n), _P(work.ctypes.data)
         )
     )
 

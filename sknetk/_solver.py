@@ -39,6 +39,7 @@ from ._linalg import (
     cholesky_inplace,
     fortran_working_copy,
     norm1_symmetric,
+    norm1_upper,
     norm1_xp,
     pinv_solve,
     pocon,
@@ -366,6 +367,7 @@ def cholesky_solve(K, y, alpha, sample_weight=None, *, overwrite_K=False):
     # writes only the lower triangle of F; the strict upper triangle keeps
     # the matrix, so the fallback needs no second n x n copy.
     F = fortran_working_copy(K, overwrite=overwrite_K)
+    intact = not np.may_share_memory(F, K)  # K itself can still be checked
     idx = np.arange(n)
     if sw is not None:
         # Before the weights scale it (a finite entry times a large weight
@@ -374,24 +376,38 @@ def cholesky_solve(K, y, alpha, sample_weight=None, *, overwrite_K=False):
         root = np.sqrt(sw)
         F = scale_rows_and_columns(F, root)
         b = b * root[:, None]
-    kernel_diag = None if sw is not None or not alpha else F[idx, idx].copy()
+    kernel_diag = None if intact or sw is not None or not alpha else F[idx, idx].copy()
     F = add_to_diagonal(F, alpha)
     diag = F[idx, idx].copy()
-    # One pass over F: its 1-norm (for pocon), NaN or infinity when any
-    # entry is (dlange propagates NaN), so it is also the finiteness check.
-    anorm = norm1_symmetric(F)
-    if sw is None and not math.isfinite(anorm):
-        if kernel_diag is not None:
-            F[idx, idx] = kernel_diag
-        check_finite_kernel(np, F.T)  # raises, unless only the sum overflowed
-        F[idx, idx] = diag
+    # The 1-norm for pocon, in a pass that is also the finiteness check
+    # (dlange/dlansy propagate NaN and infinity). When K is still intact or
+    # was checked already, only the upper triangle and diagonal of F are read
+    # (half a pass): a non-finite entry below the diagonal cannot give a
+    # finite factor (it reaches the pivot of its row, L_ii^2 = A_ii - sum of
+    # L_ik^2), so it ends on the failure path below, which checks K itself
+    # before any fallback.
+    checked_below = sw is not None
+    if intact or checked_below:
+        anorm = norm1_upper(F)
+    else:
+        anorm = norm1_symmetric(F)
+        checked_below = True
+    if not math.isfinite(anorm) and sw is None:
+        if intact:
+            check_finite_kernel(np, K)
+        else:
+            if kernel_diag is not None:
+                F[idx, idx] = kernel_diag
+            check_finite_kernel(np, F.T)
+            F[idx, idx] = diag
+        # (only the sum overflowed: pocon then finds the matrix singular)
 
     # Blocked in-place Cholesky (never one LAPACK potrf on more than 4096
     # rows: OpenBLAS's multithreaded potrf crashes at n = 16,000), then
     # LAPACK pocon's condition estimate on the factor.
     info = cholesky_inplace(F)
     x = None
-    if info != 0:
+    if info != 0 or not np.isfinite(F[idx, idx]).all():
         reason = "not positive definite"
     else:
         rcond = pocon(F, anorm)
@@ -402,6 +418,8 @@ def cholesky_solve(K, y, alpha, sample_weight=None, *, overwrite_K=False):
             if not np.isfinite(x).all():
                 x = None
                 reason = "numerically singular (the Cholesky solve is not finite)"
+    if x is None and not checked_below:
+        check_finite_kernel(np, K)  # a NaN or infinity below the diagonal
     factor = scaled = None
     if x is None:
         _warn_fallback(reason)
