@@ -133,22 +133,35 @@ def conv_pairs(
     )
     ntk_par = par[6] != 0.0
     gap = par[7] != 0.0
+    W0 = geo[0, _WI]
+    Wm = W0 + fw - 1
+    # the padded layout: SAME, GAP and no pooling (every map H0 x W0): each
+    # plane of the pixel-pair matrices is stored with its zero margins (Wm
+    # rows of Wm, plus fw - 1), so that the fw offsets read it in place and
+    # the activation writes its output plane there with one flat shift
+    padded = pad == SAME and gap and geo[0, _FULL] != 0
+    for blk in range(depth):
+        if geo[blk, _POOL] != 0:
+            padded = False
+    zs = Wm * Wm + fw - 1  # a plane's stride in the padded layout
+    z_off = lo_w * Wm + lo_w  # where its map starts
     # the pixel-pair matrices; in the diagonal layout also a map's rows of
     # Wz = W + fw - 1 before they are compacted
     size = P0 * P0 if geo[0, _FULL] != 0 else P0
     size = max(size, geo[0, _HI] * (geo[0, _WI] + fw))
-    S = np.empty(size)
-    T = np.empty(size)
-    S2 = np.empty(size)
-    T2 = np.empty(size)
-    W0 = geo[0, _WI]
-    Wm = W0 + fw - 1
+    if padded:
+        size = geo[0, _HI] * geo[0, _HI] * zs
+    # zeros: the margins of the padded layout stay zero
+    S = np.zeros(size)
+    T = np.zeros(size)
+    S2 = np.zeros(size)
+    T2 = np.zeros(size)
     Z = np.empty(Wm * Wm + fw)  # an input plane with its margins
     ZT = np.empty(Wm * Wm + fw)
-    RS = np.empty(fh * Wm * Wm)  # ring of fh planes after the fw offsets
-    RT = np.empty(fh * Wm * Wm)
-    PS = np.empty(Wm * Wm)  # one output plane before the activation
-    PT = np.empty(Wm * Wm)
+    # ring of fh planes after the fw offsets, then a zero plane and the sum
+    # of the taps but the last two (filters of more than 3 rows)
+    RS = np.zeros((fh + 2) * Wm * Wm)
+    RT = np.zeros((fh + 2) * Wm * Wm)
     CS = np.empty(Wm * Wm)  # sums of the GAP readout, per plane entry
     CT = np.empty(Wm * Wm)
     ON = np.empty(Wm * Wm)  # one output plane after the activation
@@ -178,7 +191,10 @@ def conv_pairs(
                 for w in range(W0):
                     p = h * W0 + w
                     for h2 in range(H0):
-                        base = ((h * H0 + h2) * W0 + w) * W0
+                        if padded:
+                            base = (h * H0 + h2) * zs + z_off + w * Wm
+                        else:
+                            base = ((h * H0 + h2) * W0 + w) * W0
                         p2 = h2 * W0
                         for w2 in range(W0):
                             S[base + w2] = 0.0
@@ -220,9 +236,13 @@ def conv_pairs(
                 WW = Wc * Wc
                 Wz = Wi + fw - 1 if pad != VALID else Wi  # padded width
                 RW = Wc * Wz  # a ring plane: Wc rows of Wz (Wz - Wc unused)
-                for k in range(Z.shape[0]):
-                    Z[k] = 0.0
-                    ZT[k] = 0.0
+                for k in range(fh * RW, (fh + 1) * RW):
+                    RS[k] = 0.0  # the zero plane (RW changes with VALID)
+                    RT[k] = 0.0
+                if not padded:
+                    for k in range(Z.shape[0]):
+                        Z[k] = 0.0
+                        ZT[k] = 0.0
                 for k in range(RW):
                     CS[k] = 0.0
                     CT[k] = 0.0
@@ -274,7 +294,18 @@ def conv_pairs(
                             continue_plane = False
                         if not continue_plane:
                             src0 = (us * Hi + us2) * WWi
-                            if pad == CIRCULAR:
+                            if padded:
+                                # the plane with its margins, in place
+                                ZP = S
+                                ZPT = T
+                                zb = (us * Hi + us2) * zs
+                            else:
+                                ZP = Z
+                                ZPT = ZT
+                                zb = 0
+                            if padded:
+                                pass
+                            elif pad == CIRCULAR:
                                 for r in range(Wz):
                                     rs = src0 + ((r - lo_w) % Wi) * Wi
                                     for c in range(Wz):
@@ -298,26 +329,37 @@ def conv_pairs(
                                             ZT[zr + c] = T[sr + c]
                             d1 = Wz + 1
                             if fw == 3:  # the common filter: one pass
-                                d2 = 2 * d1
+                                # (views: indices that cannot be negative
+                                # vectorise without wraparound checks)
+                                d2 = zb + 2 * d1
+                                d1 = zb + d1
+                                z0 = ZP[zb : zb + RW]
+                                z1 = ZP[d1 : d1 + RW]
+                                z2 = ZP[d2 : d2 + RW]
+                                rs = RS[slot : slot + RW]
                                 for k in range(RW):
-                                    RS[slot + k] = (Z[k] + Z[k + d1]) + Z[k + d2]
+                                    rs[k] = (z0[k] + z1[k]) + z2[k]
                                 if has_theta:
+                                    z0 = ZPT[zb : zb + RW]
+                                    z1 = ZPT[d1 : d1 + RW]
+                                    z2 = ZPT[d2 : d2 + RW]
+                                    rs = RT[slot : slot + RW]
                                     for k in range(RW):
-                                        RT[slot + k] = (ZT[k] + ZT[k + d1]) + ZT[k + d2]
+                                        rs[k] = (z0[k] + z1[k]) + z2[k]
                             else:
                                 for k in range(RW):
-                                    RS[slot + k] = Z[k]
+                                    RS[slot + k] = ZP[zb + k]
                                 for b in range(1, fw):
-                                    off = b * d1
+                                    off = zb + b * d1
                                     for k in range(RW):
-                                        RS[slot + k] += Z[k + off]
+                                        RS[slot + k] += ZP[k + off]
                                 if has_theta:
                                     for k in range(RW):
-                                        RT[slot + k] = ZT[k]
+                                        RT[slot + k] = ZPT[zb + k]
                                     for b in range(1, fw):
-                                        off = b * d1
+                                        off = zb + b * d1
                                         for k in range(RW):
-                                            RT[slot + k] += ZT[k + off]
+                                            RT[slot + k] += ZPT[k + off]
                             if not has_theta:
                                 for k in range(RW):
                                     RT[slot + k] = 0.0
@@ -325,35 +367,38 @@ def conv_pairs(
                             continue
                         # -- output plane (h, h2): the fh taps, in order --
                         h2 = h + delta
-                        # PS, PT: the taps but the last, which the
-                        # activation's loop adds (same order: ((R0 + R1) + R2))
+                        # the activation's loop adds the taps in their order,
+                        # (R0 + R1) + R2, from the slots s0, s1 and s_last:
+                        # with fewer taps, the zero plane (0 + x = x); with
+                        # more, the sum PS of the first fh - 1 taps (PS + 0)
                         s_last = ((h - lo_h + fh - 1) % fh) * RW
-                        if fh == 1:
-                            for k in range(RW):
-                                PS[k] = 0.0
-                                PT[k] = 0.0
-                        elif fh == 2:
-                            s0 = ((h - lo_h) % fh) * RW
-                            for k in range(RW):
-                                PS[k] = RS[s0 + k]
-                                PT[k] = RT[s0 + k]
-                        else:
+                        s_zero = fh * RW
+                        s0 = s_zero
+                        s1 = s_zero
+                        if fh == 2:
+                            s1 = ((h - lo_h) % fh) * RW
+                        elif fh == 3:
                             s0 = ((h - lo_h) % fh) * RW
                             s1 = ((h - lo_h + 1) % fh) * RW
+                        elif fh > 3:
+                            s0 = (fh + 1) * RW
+                            a0 = ((h - lo_h) % fh) * RW
+                            a1 = ((h - lo_h + 1) % fh) * RW
                             for k in range(RW):
-                                PS[k] = RS[s0 + k] + RS[s1 + k]
+                                RS[s0 + k] = RS[a0 + k] + RS[a1 + k]
                             for k in range(RW):
-                                PT[k] = RT[s0 + k] + RT[s1 + k]
+                                RT[s0 + k] = RT[a0 + k] + RT[a1 + k]
                             for a in range(2, fh - 1):
                                 sl = ((h - lo_h + a) % fh) * RW
                                 for k in range(RW):
-                                    PS[k] += RS[sl + k]
+                                    RS[s0 + k] += RS[sl + k]
                                 if has_theta:
                                     for k in range(RW):
-                                        PT[k] += RT[sl + k]
+                                        RT[s0 + k] += RT[sl + k]
                         if self_mode and delta == 0:
                             for w in range(Wc):
-                                d_in = PS[w * Wz + w] + RS[s_last + w * Wz + w]
+                                kd = w * Wz + w
+                                d_in = (RS[s0 + kd] + RS[s1 + kd]) + RS[s_last + kd]
                                 q = scale * d_in + b2
                                 q_out[t, blk, h * Wc + w] = q
                                 s = math.sqrt(q)
@@ -366,27 +411,54 @@ def conv_pairs(
                         # columns past the map have zero stds and are dropped)
                         o1 = h * RW
                         o2 = h2 * RW
+                        # padded: straight into the output plane (the Wz - Wc
+                        # columns land in its margins, zeroed below)
+                        direct = padded and keep
+                        if direct:
+                            OS = S2
+                            OST = T2
+                            ob = (h * Hc + h2) * zs + z_off
+                        else:
+                            OS = ON
+                            OST = OT
+                            ob = 0
+                        x0 = RS[s0 : s0 + RW]
+                        x1 = RS[s1 : s1 + RW]
+                        x2 = RS[s_last : s_last + RW]
+                        y0 = RT[s0 : s0 + RW]
+                        y1 = RT[s1 : s1 + RW]
+                        y2 = RT[s_last : s_last + RW]
+                        a1 = A1T[o1 : o1 + RW]
+                        a2 = A2T[o2 : o2 + RW]
+                        r1 = R1T[o1 : o1 + RW]
+                        r2 = R2T[o2 : o2 + RW]
+                        out_s = OS[ob : ob + RW]
+                        out_t = OST[ob : ob + RW]
                         for k in range(RW):
-                            patch = PS[k] + RS[s_last + k]
+                            patch = (x0[k] + x1[k]) + x2[k]
                             sig = scale * patch + b2
                             own = o_sig * sig + (o_patch * patch + o_one)
-                            th = t_scale * (PT[k] + RT[s_last + k]) + own
-                            rho = (A1T[o1 + k] * A2T[o2 + k]) * sig
+                            th = t_scale * ((y0[k] + y1[k]) + y2[k]) + own
+                            rho = (a1[k] * a2[k]) * sig
                             rho = min(max(rho, -1.0), 1.0)
                             if abs(rho) > snap:
                                 rho = math.copysign(1.0, rho)
                             sin = math.sqrt((1.0 - rho) * (1.0 + rho))
                             dot = acos_rational(rho) * (-factor) + c1
-                            new = (R1T[o1 + k] * R2T[o2 + k]) * (
-                                sin * factor + rho * dot
-                            )
+                            new = (r1[k] * r2[k]) * (sin * factor + rho * dot)
                             th = th * dot
-                            ON[k] = new
-                            OT[k] = th
+                            out_s[k] = new
+                            out_t[k] = th
                             # sums of the GAP readout: no serial dependency
                             CS[k] += wsum * new
                             CT[k] += wsum * th
                         if not keep:
+                            continue
+                        if direct:
+                            for w in range(Wc):
+                                for v2 in range(Wc, Wz):
+                                    S2[ob + w * Wz + v2] = 0.0
+                                    T2[ob + w * Wz + v2] = 0.0
                             continue
                         dst0 = (h * Hc + h2) * WW
                         for w in range(Wc):
@@ -400,14 +472,18 @@ def conv_pairs(
                 if self_mode and keep:
                     # the planes below the diagonal: (h, h2)[w, v2] =
                     # (h2, h)[v2, w]
+                    # (row stride Wz, plane stride zs in the padded layout)
+                    ps = zs if padded else WW
+                    rs = Wz if padded else Wc
+                    p0 = z_off if padded else 0
                     for h in range(Hc):
                         for h2 in range(h):
-                            dst0 = (h * Hc + h2) * WW
-                            src0 = (h2 * Hc + h) * WW
+                            dst0 = (h * Hc + h2) * ps + p0
+                            src0 = (h2 * Hc + h) * ps + p0
                             for w in range(Wc):
                                 for v2 in range(Wc):
-                                    S2[dst0 + w * Wc + v2] = S2[src0 + v2 * Wc + w]
-                                    T2[dst0 + w * Wc + v2] = T2[src0 + v2 * Wc + w]
+                                    S2[dst0 + w * rs + v2] = S2[src0 + v2 * rs + w]
+                                    T2[dst0 + w * rs + v2] = T2[src0 + v2 * rs + w]
                 S, S2 = S2, S
                 T, T2 = T2, T
             else:
