@@ -24,7 +24,10 @@ builds its data, runs the timed call once untimed (numba compiles or loads its
 cache, BLAS threads start), then times it ``--inner`` times and reports the
 median. The trees alternate (old, new, new, old, ...) for ``--repeat``
 rounds; the table gives the median over rounds per tree and its ratio to
-``old`` (``ratios_over_old`` in the JSON: ``<row>_new``, ``<row>_candidate``).
+``old`` (``ratios_over_old`` in the JSON: ``<row>_new``, ``<row>_candidate``),
+the median of the per-round ratios (``paired``: the trees of one round run
+back to back, so a load change between rounds cancels) and the fastest round
+per tree with its ratio.
 ``--candidate`` adds a third tree to the same rounds.
 The machine may be shared: its load average at the start and the end is in
 the JSON line.
@@ -213,16 +216,33 @@ def main():
         for name in trees
         if name != "old"
     }
+    # Each round's own ratio (the trees run back to back within a round, so
+    # a load change between rounds cancels), and the fastest round per tree.
+    paired = {
+        f"{row}_{name}": statistics.median(
+            a / b for a, b in zip(per[name], per["old"], strict=True)
+        )
+        for row, per in rounds.items()
+        for name in trees
+        if name != "old"
+    }
+    fastest = {
+        row: {name: min(v) for name, v in per.items()} for row, per in rounds.items()
+    }
     labels = {
         "solve": f"solve_kernel_ridge n={args.solve_n}",
         "classifier": f"NTKClassifier fit+predict n={args.clf_n}",
     }
-    print(f"{'row':<36} {'tree':<10} {'median (ms)':>12} {'/ old':>8}")
+    header = f"{'row':<36} {'tree':<10} {'median (ms)':>12} {'/ old':>7}"
+    print(f"{header} {'paired':>7} {'min (ms)':>9} {'/ old':>7}")
     for row, t in times.items():
         for name in trees:
+            pair = paired.get(f"{row}_{name}", 1.0)
+            low = fastest[row]
             print(
                 f"{labels[row]:<36} {name:<10} {1e3 * t[name]:>12.1f} "
-                f"{t[name] / t['old']:>8.3f}"
+                f"{t[name] / t['old']:>7.3f} {pair:>7.3f} {1e3 * low[name]:>9.1f} "
+                f"{low[name] / low['old']:>7.3f}"
             )
     print(f"load average start {load_start}, end {load_end}")
     record = {
@@ -250,6 +270,8 @@ def main():
         "times_s": times,
         "rounds_s": rounds,
         "ratios_over_old": ratios,
+        "paired_ratios_over_old": paired,
+        "fastest_round_s": fastest,
     }
     line = json.dumps(record)
     print(line)

@@ -293,3 +293,28 @@ def test_exact_solver_gives_no_loo_values_after_the_fallback():
         )
     assert fit.loo is None
     assert np.isfinite(fit.dual_coef).all()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classifier_calibrates_on_the_loo_values_of_its_own_fit(n_classes):
+    """Weighted (with zero weights) classifier: its slope is the one fitted on
+    the LOO values of a kernel computed afresh, however the fit obtained them
+    (from the solver's factor, or by factorising again)."""
+    from sklearn.datasets import make_classification
+    from sklearn.preprocessing import LabelBinarizer
+
+    from sknetk import NTKClassifier
+    from sknetk._calibration import fit_temperature
+
+    X, y = make_classification(
+        n_samples=40, n_features=5, n_informative=3, n_redundant=0,
+        n_classes=n_classes, random_state=1,
+    )  # fmt: skip
+    w = np.where(np.arange(40) % 9 == 0, 0.0, np.linspace(0.5, 2.0, 40))
+    model = NTKClassifier(alpha=0.2, depth=2).fit(X, y, sample_weight=w)
+    Y = LabelBinarizer(pos_label=1, neg_label=-1).fit_transform(y).astype(float)
+    K = ntk_kernel(X, depth=2)
+    loo = loo_decision_values(K, Y, model.alpha_, w)
+    assert_allclose(loo, _refit_loo(K, Y, model.alpha_, w), rtol=1e-7, atol=1e-9)
+    expected = fit_temperature(loo, Y, w).slope
+    assert model.calibration_slope_ == pytest.approx(expected, rel=1e-9)
