@@ -196,14 +196,16 @@ def conv_pairs(
                         else:
                             base = ((h * H0 + h2) * W0 + w) * W0
                         p2 = h2 * W0
+                        srow = S[base : base + W0]
+                        brow = Bx[j, p2 : p2 + W0]
                         for w2 in range(W0):
-                            S[base + w2] = 0.0
+                            srow[w2] = 0.0
                         for c in range(C):
                             x = A[i, p, c]
                             for w2 in range(W0):
-                                S[base + w2] += x * Bx[j, p2 + w2, c]
+                                srow[w2] += x * brow[w2, c]
                         for w2 in range(W0):
-                            S[base + w2] = S[base + w2] / fC
+                            srow[w2] = srow[w2] / fC
         else:
             for p in range(H0 * W0):
                 acc = 0.0
@@ -347,19 +349,25 @@ def conv_pairs(
                                     for k in range(RW):
                                         rs[k] = (z0[k] + z1[k]) + z2[k]
                             else:
+                                rs = RS[slot : slot + RW]
+                                z0 = ZP[zb : zb + RW]
                                 for k in range(RW):
-                                    RS[slot + k] = ZP[zb + k]
+                                    rs[k] = z0[k]
                                 for b in range(1, fw):
                                     off = zb + b * d1
+                                    z0 = ZP[off : off + RW]
                                     for k in range(RW):
-                                        RS[slot + k] += ZP[k + off]
+                                        rs[k] += z0[k]
                                 if has_theta:
+                                    rs = RT[slot : slot + RW]
+                                    z0 = ZPT[zb : zb + RW]
                                     for k in range(RW):
-                                        RT[slot + k] = ZPT[zb + k]
+                                        rs[k] = z0[k]
                                     for b in range(1, fw):
                                         off = zb + b * d1
+                                        z0 = ZPT[off : off + RW]
                                         for k in range(RW):
-                                            RT[slot + k] += ZPT[k + off]
+                                            rs[k] += z0[k]
                             if not has_theta:
                                 for k in range(RW):
                                     RT[slot + k] = 0.0
@@ -516,11 +524,13 @@ def conv_pairs(
                         if a == 0 and b == 0:
                             continue
                         off = a * Wz + b
+                        zd = ZD[off : off + nz]
                         for k in range(nz):
-                            S2[k] += ZD[k + off]
+                            S2[k] += zd[k]
                         if has_theta:
+                            zd = ZDT[off : off + nz]
                             for k in range(nz):
-                                T2[k] += ZDT[k + off]
+                                T2[k] += zd[k]
                 # compact rows of Wc, in place (row h moves left)
                 for h in range(Hc):
                     for w in range(Wc):
