@@ -85,6 +85,25 @@ def _tile_stds(s, inv, h, Wc, Wz, R, A, column):
                 A[row + v] = inv[h * Wc + w]
 
 
+def _shift_sum(src, dst, n, taps, step):
+    """``dst[k] = sum_b src[k + b step]`` over ``b < taps``, for ``k < n``."""
+    out = dst[:n]
+    if taps == 3:
+        z0 = src[:n]
+        z1 = src[step : step + n]
+        z2 = src[2 * step : 2 * step + n]
+        for k in range(n):
+            out[k] = (z0[k] + z1[k]) + z2[k]
+        return
+    z0 = src[:n]
+    for k in range(n):
+        out[k] = z0[k]
+    for b in range(1, taps):
+        z0 = src[b * step : b * step + n]
+        for k in range(n):
+            out[k] += z0[k]
+
+
 def conv_pairs(
     A, B, rows, cols, self_mode, want_ntk, geo, ints, par, tols, cin, nin,
     sa, ia, sb, ib, q_out, nngp_out, ntk_out,
@@ -175,6 +194,8 @@ def conv_pairs(
     # the diagonal layout's padded map
     ZD = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
     ZDT = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
+    RH = np.empty(ZD.shape[0])  # its rows after the fw offsets
+    RHT = np.empty(ZD.shape[0])
     s_own = np.empty(P0)
     i_own = np.empty(P0)
     fC = float(C)
@@ -496,8 +517,8 @@ def conv_pairs(
                 T, T2 = T2, T
             else:
                 # diagonal layout: the map copied into the padded map ZD
-                # (zero or periodic margins), each of the fh fw offsets is one
-                # flat shift of it; the sums land in S2, T2 (rows of Wz)
+                # (zero or periodic margins), each offset is one flat shift
+                # of it; the sums land in S2, T2 (rows of Wz)
                 Hz = Hi + fh - 1 if pad != VALID else Hi
                 Wz = Wi + fw - 1 if pad != VALID else Wi
                 nz = Hc * Wz
@@ -516,21 +537,17 @@ def conv_pairs(
                         for w in range(Wi):
                             ZD[zr + w] = S[h * Wi + w]
                             ZDT[zr + w] = T[h * Wi + w]
-                for k in range(nz):
-                    S2[k] = ZD[k]
-                    T2[k] = ZDT[k]
-                for a in range(fh):
-                    for b in range(fw):
-                        if a == 0 and b == 0:
-                            continue
-                        off = a * Wz + b
-                        zd = ZD[off : off + nz]
-                        for k in range(nz):
-                            S2[k] += zd[k]
-                        if has_theta:
-                            zd = ZDT[off : off + nz]
-                            for k in range(nz):
-                                T2[k] += zd[k]
+                for k in range(Hz * Wz, Hz * Wz + fw):
+                    ZD[k] = 0.0  # read by the dropped columns only
+                    ZDT[k] = 0.0
+                # separable: the fw offsets along each row (RH), then the fh
+                # offsets across rows (S2)
+                nh = Hz * Wz
+                _shift_sum(ZD, RH, nh, fw, 1)
+                _shift_sum(RH, S2, nz, fh, Wz)
+                if has_theta:
+                    _shift_sum(ZDT, RHT, nh, fw, 1)
+                    _shift_sum(RHT, T2, nz, fh, Wz)
                 # compact rows of Wc, in place (row h moves left)
                 for h in range(Hc):
                     for w in range(Wc):
@@ -649,6 +666,7 @@ def conv_pairs(
 def _jit(numba):
     numba.extending.register_jitable(inline="always")(acos_rational)
     numba.extending.register_jitable(_tile_stds)
+    numba.extending.register_jitable(_shift_sum)
     a3c, a1c, a1i = "float64[:, :, ::1]", "float64[::1]", "int64[::1]"
     signature = (
         f"void({a3c}, {a3c}, {a1i}, {a1i}, boolean, boolean, int64[:, ::1], "
