@@ -16,17 +16,27 @@ and a few plane-sized ones that stay in cache:
   plane holds all ``(w, w')`` pairs. The Conv's patch operator shifts both
   pixel indices by the same offset, so it is separable: the ``fw`` offsets
   act inside each plane and the ``fh`` offsets across planes along their
-  diagonal ``h' - h``. Each input plane is copied once into a plane with
-  margins (zeros for SAME, periodic for CIRCULAR, none for VALID), where
-  each in-plane offset is one flat shift; walking each diagonal of planes,
-  a ring of ``fh`` such planes gives each output plane, and the activation's
-  dual (NNGP and NTK) runs on it in one flat, vectorised loop, which also
-  accumulates the GAP readout;
+  diagonal ``h' - h``. Each input plane is read with margins (zeros for
+  SAME, periodic for CIRCULAR, none for VALID), where each in-plane offset
+  is one flat shift; walking each diagonal of planes, a ring of ``fh`` such
+  planes gives each output plane, and the activation's dual (NNGP and NTK)
+  runs on it in one flat, vectorised loop that adds the ``fh`` taps,
+  accumulates the GAP readout and writes the output plane;
+* the padded layout (SAME padding, GAP readout, no pooling: the benchmarked
+  networks): every plane is stored with its zero margins (``Wz = W + fw - 1``
+  rows of ``Wz``), so that the in-plane offsets read it in place and the
+  activation's loop writes its output plane straight into the next block's
+  input (the ``Wz - W`` columns past the map land in the margins and are
+  zeroed again). Otherwise each input plane is copied into a padded plane
+  and each output plane compacted;
+* the hot loops index slices (views) with their loop counter: numba then
+  knows the indices are not negative and LLVM vectorises them without
+  wraparound selects (twice as fast as offsets added inside the index);
 * SAME, CIRCULAR and VALID padding, any filter shape, both
   parameterizations, biases, AvgPool after chosen blocks and both readouts
   (Flatten: the diagonal pixel pairs) are compiled, as is the diagonal
   layout (only the ``P`` pairs ``(p, p)``, once no pooling lies ahead of a
-  Flatten readout);
+  Flatten readout; its patch sums are separable too: rows, then columns);
 * the per-image pass (``self_mode``) computes each block's pixel variances
   ``q(x, p)`` (the conv output's diagonal, from the main diagonal of planes
   before the other planes need them) and the exact diagonals ``K(x, x)``;

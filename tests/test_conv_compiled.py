@@ -122,6 +122,19 @@ CASES = {
         bias_std=0.5,
     ),
     "same-5x5-filter-L1": dict(depth=1, filter_shape=5, weight_std=0.7),
+    # the padded layout (SAME, GAP, no pooling) with each tap count of the
+    # activation's loop: fh = 1, 2 (the zero plane), 3, > 3 (the partial sum)
+    # and even, wider-than-the-map in-plane filters
+    "same-gap-1x2-filter-L3": dict(depth=3, filter_shape=(1, 2), bias_std=0.3),
+    "same-gap-2x4-filter-L2": dict(depth=2, filter_shape=(2, 4), weight_std=1.3),
+    "same-gap-6x7-filter-L2": dict(depth=2, filter_shape=(6, 7), bias_std=0.1),
+    "same-gap-3x3-standard-leaky": dict(
+        depth=3,
+        parameterization="standard",
+        width=4,
+        activation="leaky_relu",
+        activation_params={"alpha": -0.5},
+    ),
 }
 
 
@@ -328,6 +341,26 @@ def test_overflow_is_reported_as_on_the_numpy_path(compiled):
         ntk_kernel(X, depth=2)
     with pytest.raises(ValueError, match="overflows"):
         ntk_kernel(np.ones((2, 4, 4, 1)), X, depth=2)
+
+
+def test_padded_layout_last_block_only(monkeypatch, compiled):
+    """SAME and GAP at the benchmarked shape (8 x 8, depth 3), the last
+    block alone (its output planes are not stored): K(X, X) symmetric with
+    the exact diagonal, K(X, Y) and K(Y, X) transposes, all as NumPy."""
+    rng = np.random.default_rng(21)
+    X = _images(rng, 6, 8, 8, 1)
+    Y = rng.normal(size=(4, 8, 8, 1))
+    kw = dict(depth=3, bias_std=0.2)
+    for Y_ in (None, Y):
+        got = nngp_ntk_kernels(X, Y_, **kw)
+        expected = _numpy_path(monkeypatch, nngp_ntk_kernels, X, Y_, **kw)
+        _close(got, expected, "padded layout")
+    K = ntk_kernel(X, **kw)
+    np.testing.assert_array_equal(K, K.T)
+    np.testing.assert_array_equal(np.diag(K), ntk_diag(X, **kw))
+    np.testing.assert_allclose(
+        ntk_kernel(X, Y, **kw), ntk_kernel(Y, X, **kw).T, rtol=1e-13, atol=0
+    )
 
 
 @pytest.mark.parametrize(
