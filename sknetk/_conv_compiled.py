@@ -544,9 +544,13 @@ def conv_pairs(
                         ZDT[k] = 0.0
                     for h in range(Hi):
                         zr = (h + lo_h) * Wz + lo_w
+                        zd = ZD[zr : zr + Wi]
+                        zt = ZDT[zr : zr + Wi]
+                        sr = S[h * Wi : (h + 1) * Wi]
+                        tr = T[h * Wi : (h + 1) * Wi]
                         for w in range(Wi):
-                            ZD[zr + w] = S[h * Wi + w]
-                            ZDT[zr + w] = T[h * Wi + w]
+                            zd[w] = sr[w]
+                            zt[w] = tr[w]
                 for k in range(Hz * Wz, Hz * Wz + fw):
                     ZD[k] = 0.0  # read by the dropped columns only
                     ZDT[k] = 0.0
@@ -559,10 +563,14 @@ def conv_pairs(
                     _shift_sum(ZDT, RHT, nh, fw, 1)
                     _shift_sum(RHT, T2, nz, fh, Wz)
                 # compact rows of Wc, in place (row h moves left)
-                for h in range(Hc):
+                for h in range(1, Hc):
+                    sd = S2[h * Wc : (h + 1) * Wc]
+                    ss = S2[h * Wz : h * Wz + Wc]
+                    td = T2[h * Wc : (h + 1) * Wc]
+                    ts = T2[h * Wz : h * Wz + Wc]
                     for w in range(Wc):
-                        S2[h * Wc + w] = S2[h * Wz + w]
-                        T2[h * Wc + w] = T2[h * Wz + w]
+                        sd[w] = ss[w]
+                        td[w] = ts[w]
                 n_p = Hc * Wc
                 if not has_theta:
                     for p in range(n_p):
