@@ -41,7 +41,8 @@ and a few plane-sized ones that stay in cache:
   ``q(x, p)`` (the conv output's diagonal, from the main diagonal of planes
   before the other planes need them) and the exact diagonals ``K(x, x)``;
   its matrices are symmetric, so it computes the planes with ``h' >= h`` and
-  mirrors the others.
+  mirrors the others (not in the padded layout, whose next block reads only
+  those).
 
 The arithmetic is that of the NumPy path (``sknetk._conv._abrelu_numpy``:
 clipping, snapping to +-1 within the block's tolerance, ``rho = 0`` for a
@@ -508,21 +509,19 @@ def conv_pairs(
                     for v2 in range(Wc):
                         sum_s += CS[w * Wz + v2]
                         sum_t += CT[w * Wz + v2]
-                if self_mode and keep:
+                if self_mode and keep and not padded:
                     # the planes below the diagonal: (h, h2)[w, v2] =
-                    # (h2, h)[v2, w]
-                    # (row stride Wz, plane stride zs in the padded layout)
-                    ps = zs if padded else WW
-                    rs = Wz if padded else Wc
-                    p0 = z_off if padded else 0
+                    # (h2, h)[v2, w] (the padded layout's next block reads
+                    # only the planes h2 >= h: no padding wraps rows around
+                    # and no pooling or unfused readout reads them all)
                     for h in range(Hc):
                         for h2 in range(h):
-                            dst0 = (h * Hc + h2) * ps + p0
-                            src0 = (h2 * Hc + h) * ps + p0
+                            dst0 = (h * Hc + h2) * WW
+                            src0 = (h2 * Hc + h) * WW
                             for w in range(Wc):
                                 for v2 in range(Wc):
-                                    S2[dst0 + w * rs + v2] = S2[src0 + v2 * rs + w]
-                                    T2[dst0 + w * rs + v2] = T2[src0 + v2 * rs + w]
+                                    S2[dst0 + w * Wc + v2] = S2[src0 + v2 * Wc + w]
+                                    T2[dst0 + w * Wc + v2] = T2[src0 + v2 * Wc + w]
                 S, S2 = S2, S
                 T, T2 = T2, T
             else:
