@@ -27,7 +27,9 @@ rounds; the table gives the median over rounds per tree and its ratio to
 ``old`` (``ratios_over_old`` in the JSON: ``<row>_new``, ``<row>_candidate``),
 the median of the per-round ratios (``paired``: the trees of one round run
 back to back, so a load change between rounds cancels) and the fastest round
-per tree with its ratio.
+per tree with its ratio, and the ratio of the median CPU times of the
+processes (``cpu/old``: all threads; less sensitive to other processes taking
+the cores than the wall clock, more to spinning BLAS threads).
 ``--candidate`` adds a third tree to the same rounds.
 The machine may be shared: its load average at the start and the end is in
 the JSON line.
@@ -91,13 +93,15 @@ def worker(row, n, inner):
 
     run = _solve_case(n) if row == "solve" else _classifier_case(n)
     run()
-    times = []
+    times, cpu = [], []
     for _ in range(inner):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     return {
         "median_s": statistics.median(times),
+        "cpu_median_s": statistics.median(cpu),
         "times_s": times,
         "sknetk": str(Path(sknetk.__file__).resolve().parent),
     }
@@ -163,7 +167,7 @@ def measure(tree, row, n, inner, threads):
     result = json.loads(out.strip().splitlines()[-1])
     if Path(result["sknetk"]) != (Path(tree) / "sknetk").resolve():
         raise RuntimeError(f"imported {result['sknetk']}, not the tree {tree}")
-    return result["median_s"]
+    return result["median_s"], result["cpu_median_s"]
 
 
 def main():
@@ -197,13 +201,16 @@ def main():
     inner = {"solve": args.solve_inner, "classifier": args.clf_inner}
     load_start, uptime_start = load_average(), _uptime()
     rounds = {row: {name: [] for name in trees} for row in args.rows}
+    cpu_rounds = {row: {name: [] for name in trees} for row in args.rows}
     for r in range(args.repeat):
         order = list(trees) if r % 2 == 0 else list(trees)[::-1]
         for row in args.rows:
             for name in order:
-                rounds[row][name].append(
-                    measure(trees[name], row, sizes[row], inner[row], args.threads)
+                wall, cpu = measure(
+                    trees[name], row, sizes[row], inner[row], args.threads
                 )
+                rounds[row][name].append(wall)
+                cpu_rounds[row][name].append(cpu)
     load_end = load_average()
 
     times = {
@@ -229,12 +236,18 @@ def main():
     fastest = {
         row: {name: min(v) for name, v in per.items()} for row, per in rounds.items()
     }
+    # CPU time of the process (all its threads): less sensitive than the wall
+    # clock to other processes taking the cores, more to spinning BLAS threads.
+    cpu_times = {
+        row: {name: statistics.median(v) for name, v in per.items()}
+        for row, per in cpu_rounds.items()
+    }
     labels = {
         "solve": f"solve_kernel_ridge n={args.solve_n}",
         "classifier": f"NTKClassifier fit+predict n={args.clf_n}",
     }
     header = f"{'row':<36} {'tree':<10} {'median (ms)':>12} {'/ old':>7}"
-    print(f"{header} {'paired':>7} {'min (ms)':>9} {'/ old':>7}")
+    print(f"{header} {'paired':>7} {'min (ms)':>9} {'/ old':>7} {'cpu/old':>8}")
     for row, t in times.items():
         for name in trees:
             pair = paired.get(f"{row}_{name}", 1.0)
@@ -242,7 +255,8 @@ def main():
             print(
                 f"{labels[row]:<36} {name:<10} {1e3 * t[name]:>12.1f} "
                 f"{t[name] / t['old']:>7.3f} {pair:>7.3f} {1e3 * low[name]:>9.1f} "
-                f"{low[name] / low['old']:>7.3f}"
+                f"{low[name] / low['old']:>7.3f} "
+                f"{cpu_times[row][name] / cpu_times[row]['old']:>8.3f}"
             )
     print(f"load average start {load_start}, end {load_end}")
     record = {
@@ -272,14 +286,21 @@ def main():
         "ratios_over_old": ratios,
         "paired_ratios_over_old": paired,
         "fastest_round_s": fastest,
+        "cpu_times_s": cpu_times,
+        "cpu_ratios_over_old": {
+            f"{row}_{name}": t[name] / t["old"]
+            for row, t in cpu_times.items()
+            for name in trees
+            if name != "old"
+        },
     }
     line = json.dumps(record)
-    print(line)
-    if args.save:
+    if args.save:  # before printing, so that a closed stdout loses nothing
         RESULTS_DIR.mkdir(exist_ok=True)
         day = datetime.date.today().isoformat()
         with open(RESULTS_DIR / f"solve_overheads_{day}_cpu.jsonl", "a") as f:
             f.write(line + "\n")
+    print(line)
 
 
 def _uptime():
