@@ -82,18 +82,25 @@ def _tile_stds(s, inv, h, Wc, Wz, R, A, column):
     columns ``v >= Wc``. The same for ``inv`` in ``A``.
     """
     base = h * Wc * Wz
+    s_h = s[h * Wc : (h + 1) * Wc]
+    i_h = inv[h * Wc : (h + 1) * Wc]
     for w in range(Wc):
         row = base + w * Wz
-        for v in range(Wz):
-            if v >= Wc:
-                R[row + v] = 0.0
-                A[row + v] = 0.0
-            elif column:
-                R[row + v] = s[h * Wc + v]
-                A[row + v] = inv[h * Wc + v]
-            else:
-                R[row + v] = s[h * Wc + w]
-                A[row + v] = inv[h * Wc + w]
+        r_row = R[row : row + Wz]
+        a_row = A[row : row + Wz]
+        if column:
+            for v in range(Wc):
+                r_row[v] = s_h[v]
+                a_row[v] = i_h[v]
+        else:
+            sw = s_h[w]
+            iw = i_h[w]
+            for v in range(Wc):
+                r_row[v] = sw
+                a_row[v] = iw
+        for v in range(Wc, Wz):
+            r_row[v] = 0.0
+            a_row[v] = 0.0
 
 
 def _shift_sum(src, dst, n, taps, step):
