@@ -30,7 +30,11 @@ back to back, so a load change between rounds cancels) and the fastest round
 per tree with its ratio, and the ratio of the median CPU times of the
 processes (``cpu/old``: all threads; less sensitive to other processes taking
 the cores than the wall clock, more to spinning BLAS threads).
-``--candidate`` adds a third tree to the same rounds.
+``--candidate`` adds a third tree to the same rounds. ``--calls S C`` also
+keeps one process per tree alive and alternates ``S`` single solves (``C``
+classifier fits) between them, ``--pause`` seconds apart: each call's ratio
+to the neighbouring old call (``paired``) is then taken within a second or
+two, which a shared machine's changing load disturbs least.
 The machine may be shared: its load average at the start and the end is in
 the JSON line.
 
@@ -107,7 +111,69 @@ def worker(row, n, inner):
     }
 
 
+def worker_loop(row, n):
+    """Serve timed calls: one line per ``go`` on stdin (``wall cpu`` seconds)."""
+    import sknetk
+
+    run = _solve_case(n) if row == "solve" else _classifier_case(n)
+    run()
+    print(str(Path(sknetk.__file__).resolve().parent), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        start, start_cpu = time.perf_counter(), time.process_time()
+        run()
+        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        print(f"{wall!r} {cpu!r}", flush=True)
+
+
 # -- the driver ---------------------------------------------------------------
+def _env(tree, threads):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tree) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def interleaved(trees, row, n, calls, threads, pause):
+    """``{tree: [(wall, cpu), ...]}``: one live process per tree, single calls
+    alternating between them (the order reversed every round), ``pause``
+    seconds between calls so that idle BLAS threads stop spinning."""
+    procs = {}
+    try:
+        for name, tree in trees.items():
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE), "--worker-loop", row, "--n", str(n)],
+                env=_env(tree, threads),
+                cwd=str(tree),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs[name] = proc
+            imported = proc.stdout.readline().strip()
+            if Path(imported) != (Path(tree) / "sknetk").resolve():
+                raise RuntimeError(f"imported {imported}, not the tree {tree}")
+        out = {name: [] for name in trees}
+        for r in range(calls):
+            order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                time.sleep(pause)
+                procs[name].stdin.write("go\n")
+                procs[name].stdin.flush()
+                wall, cpu = map(float, procs[name].stdout.readline().split())
+                out[name].append((wall, cpu))
+        return out
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.stdin.close()
+                proc.wait(timeout=60)
+
+
 def git_commit(tree):
     def git(*args):
         return subprocess.run(
@@ -186,12 +252,25 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--save", action="store_true")
+    parser.add_argument(
+        "--calls",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("SOLVE", "CLASSIFIER"),
+        help="also time single calls alternating between live processes",
+    )
+    parser.add_argument("--pause", type=float, default=0.3)
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-loop", choices=ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--inner", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.n, args.inner)))
+        return
+    if args.worker_loop:
+        worker_loop(args.worker_loop, args.n)
         return
 
     trees = {"old": Path(args.old).resolve(), "new": Path(args.new).resolve()}
@@ -211,6 +290,29 @@ def main():
                 )
                 rounds[row][name].append(wall)
                 cpu_rounds[row][name].append(cpu)
+    alternating = {}
+    if args.calls:
+        calls = dict(zip(ROWS, args.calls, strict=True))
+        for row in args.rows:
+            got = interleaved(
+                trees, row, sizes[row], calls[row], args.threads, args.pause
+            )
+            walls = {name: [w for w, _ in v] for name, v in got.items()}
+            alternating[row] = {
+                "calls": calls[row],
+                "median_s": {k: statistics.median(v) for k, v in walls.items()},
+                "cpu_median_s": {
+                    k: statistics.median(c for _, c in v) for k, v in got.items()
+                },
+                "paired_ratio_over_old": {
+                    k: statistics.median(
+                        a / b for a, b in zip(v, walls["old"], strict=True)
+                    )
+                    for k, v in walls.items()
+                    if k != "old"
+                },
+                "wall_s": walls,
+            }
     load_end = load_average()
 
     times = {
@@ -258,6 +360,17 @@ def main():
                 f"{low[name] / low['old']:>7.3f} "
                 f"{cpu_times[row][name] / cpu_times[row]['old']:>8.3f}"
             )
+    for row, alt in alternating.items():
+        print(f"alternating single calls ({alt['calls']} each), {labels[row]}:")
+        for name in trees:
+            med = alt["median_s"][name]
+            pair = alt["paired_ratio_over_old"].get(name, 1.0)
+            cpu = alt["cpu_median_s"][name] / alt["cpu_median_s"]["old"]
+            print(
+                f"    {name:<10} median {1e3 * med:9.1f} ms   "
+                f"/ old {med / alt['median_s']['old']:6.3f}   paired {pair:6.3f}   "
+                f"cpu/old {cpu:6.3f}"
+            )
     print(f"load average start {load_start}, end {load_end}")
     record = {
         "benchmark": "solve_overheads",
@@ -287,6 +400,7 @@ def main():
         "paired_ratios_over_old": paired,
         "fastest_round_s": fastest,
         "cpu_times_s": cpu_times,
+        "alternating_calls": alternating,
         "cpu_ratios_over_old": {
             f"{row}_{name}": t[name] / t["old"]
             for row, t in cpu_times.items()
