@@ -77,15 +77,14 @@ _HI, _WI, _HC, _WC, _HO, _WO, _POOL, _FULL, _COLLECT, _FULL_NEXT = range(10)
 def _tile_stds(s, inv, h, Wc, Wz, R, A, column):
     """The stds ``s`` (inverses ``inv``) of row ``h`` tiled over a plane.
 
-    ``R[h RW + w Wz + v] = s[h Wc + w]`` (the row pixel, constant along a
-    row) or, with ``column``, ``s[h Wc + v]`` (the column pixel); zero in the
-    columns ``v >= Wc``. The same for ``inv`` in ``A``.
+    ``R[w Wz + v] = s[h Wc + w]`` (the row pixel, constant along a row) or,
+    with ``column``, ``s[h Wc + v]`` (the column pixel); zero in the columns
+    ``v >= Wc``. The same for ``inv`` in ``A``.
     """
-    base = h * Wc * Wz
     s_h = s[h * Wc : (h + 1) * Wc]
     i_h = inv[h * Wc : (h + 1) * Wc]
     for w in range(Wc):
-        row = base + w * Wz
+        row = w * Wz
         r_row = R[row : row + Wz]
         a_row = A[row : row + Wz]
         if column:
@@ -197,18 +196,21 @@ def conv_pairs(
     ZT = np.empty(Wm * Wm + fw)
     # ring of fh planes after the fw offsets, then a zero plane and the sum
     # of the taps but the last two (filters of more than 3 rows)
-    RS = np.zeros((fh + 2) * Wm * Wm)
-    RT = np.zeros((fh + 2) * Wm * Wm)
+    # (2-D: a row index is loop-invariant, and the loop counter indexes the
+    # plane without wraparound selects or views)
+    RS = np.zeros((fh + 2, Wm * Wm))
+    RT = np.zeros((fh + 2, Wm * Wm))
     CS = np.empty(Wm * Wm)  # sums of the GAP readout, per plane entry
     CT = np.empty(Wm * Wm)
     ON = np.empty(Wm * Wm)  # one output plane after the activation
     OT = np.empty(Wm * Wm)
     # the stds of the pixels of each row h (rows: R1T, A1T, columns: R2T,
     # A2T) tiled over a ring plane (Wc rows of Wz)
-    R1T = np.zeros(P0 * Wm + Wm)
-    A1T = np.zeros(P0 * Wm + Wm)
-    R2T = np.zeros(P0 * Wm + Wm)
-    A2T = np.zeros(P0 * Wm + Wm)
+    # (row h: its ring plane)
+    R1T = np.zeros((geo[0, _HI], Wm * Wm))
+    A1T = np.zeros((geo[0, _HI], Wm * Wm))
+    R2T = np.zeros((geo[0, _HI], Wm * Wm))
+    A2T = np.zeros((geo[0, _HI], Wm * Wm))
     # the diagonal layout's padded map
     ZD = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
     ZDT = np.empty((geo[0, _HI] + fh) * (W0 + fw) + fw)
@@ -277,9 +279,9 @@ def conv_pairs(
                 WW = Wc * Wc
                 Wz = Wi + fw - 1 if pad != VALID else Wi  # padded width
                 RW = Wc * Wz  # a ring plane: Wc rows of Wz (Wz - Wc unused)
-                for k in range(fh * RW, (fh + 1) * RW):
-                    RS[k] = 0.0  # the zero plane (RW changes with VALID)
-                    RT[k] = 0.0
+                for k in range(RW):
+                    RS[fh, k] = 0.0  # the zero plane (RW changes with VALID)
+                    RT[fh, k] = 0.0
                 if not padded:
                     for k in range(Z.shape[0]):
                         Z[k] = 0.0
@@ -289,8 +291,12 @@ def conv_pairs(
                     CT[k] = 0.0
                 if not self_mode:
                     for h in range(Hc):
-                        _tile_stds(sa[i, blk], ia[i, blk], h, Wc, Wz, R1T, A1T, False)
-                        _tile_stds(sb[j, blk], ib[j, blk], h, Wc, Wz, R2T, A2T, True)
+                        _tile_stds(
+                            sa[i, blk], ia[i, blk], h, Wc, Wz, R1T[h], A1T[h], False
+                        )
+                        _tile_stds(
+                            sb[j, blk], ib[j, blk], h, Wc, Wz, R2T[h], A2T[h], True
+                        )
                 # Output plane (h, h2) of the (h, h', w, w') layout sums the
                 # fh input planes (h + a - lo_h, h2 + a - lo_h), each after the
                 # fw offsets inside the plane. Walking each diagonal
@@ -317,7 +323,7 @@ def conv_pairs(
                         # -- input plane (u, u + delta) through the fw offsets:
                         # copied into the padded plane Z (zero or periodic
                         # margins), each offset is one flat shift of Z --
-                        slot = (u % fh) * RW
+                        slot = u % fh
                         us = u
                         us2 = u + delta
                         valid = True
@@ -328,8 +334,8 @@ def conv_pairs(
                             valid = False
                         if not valid:
                             for k in range(RW):
-                                RS[slot + k] = 0.0
-                                RT[slot + k] = 0.0
+                                RS[slot, k] = 0.0
+                                RT[slot, k] = 0.0
                             continue_plane = True
                         else:
                             continue_plane = False
@@ -377,18 +383,18 @@ def conv_pairs(
                                 z0 = ZP[zb : zb + RW]
                                 z1 = ZP[d1 : d1 + RW]
                                 z2 = ZP[d2 : d2 + RW]
-                                rs = RS[slot : slot + RW]
+                                rs = RS[slot]
                                 for k in range(RW):
                                     rs[k] = (z0[k] + z1[k]) + z2[k]
                                 if has_theta:
                                     z0 = ZPT[zb : zb + RW]
                                     z1 = ZPT[d1 : d1 + RW]
                                     z2 = ZPT[d2 : d2 + RW]
-                                    rs = RT[slot : slot + RW]
+                                    rs = RT[slot]
                                     for k in range(RW):
                                         rs[k] = (z0[k] + z1[k]) + z2[k]
                             else:
-                                rs = RS[slot : slot + RW]
+                                rs = RS[slot]
                                 z0 = ZP[zb : zb + RW]
                                 for k in range(RW):
                                     rs[k] = z0[k]
@@ -398,7 +404,7 @@ def conv_pairs(
                                     for k in range(RW):
                                         rs[k] += z0[k]
                                 if has_theta:
-                                    rs = RT[slot : slot + RW]
+                                    rs = RT[slot]
                                     z0 = ZPT[zb : zb + RW]
                                     for k in range(RW):
                                         rs[k] = z0[k]
@@ -409,7 +415,7 @@ def conv_pairs(
                                             rs[k] += z0[k]
                             if not has_theta:
                                 for k in range(RW):
-                                    RT[slot + k] = 0.0
+                                    RT[slot, k] = 0.0
                         if h < 0:
                             continue
                         # -- output plane (h, h2): the fh taps, in order --
@@ -418,46 +424,43 @@ def conv_pairs(
                         # (R0 + R1) + R2, from the slots s0, s1 and s_last:
                         # with fewer taps, the zero plane (0 + x = x); with
                         # more, the sum PS of the first fh - 1 taps (PS + 0)
-                        s_last = ((h - lo_h + fh - 1) % fh) * RW
-                        s_zero = fh * RW
-                        s0 = s_zero
-                        s1 = s_zero
+                        s_last = (h - lo_h + fh - 1) % fh
+                        s0 = fh  # the zero plane
+                        s1 = fh
                         if fh == 2:
-                            s1 = ((h - lo_h) % fh) * RW
+                            s1 = (h - lo_h) % fh
                         elif fh == 3:
-                            s0 = ((h - lo_h) % fh) * RW
-                            s1 = ((h - lo_h + 1) % fh) * RW
+                            s0 = (h - lo_h) % fh
+                            s1 = (h - lo_h + 1) % fh
                         elif fh > 3:
-                            s0 = (fh + 1) * RW
-                            a0 = ((h - lo_h) % fh) * RW
-                            a1 = ((h - lo_h + 1) % fh) * RW
+                            s0 = fh + 1
+                            a0 = (h - lo_h) % fh
+                            a1 = (h - lo_h + 1) % fh
                             for k in range(RW):
-                                RS[s0 + k] = RS[a0 + k] + RS[a1 + k]
+                                RS[s0, k] = RS[a0, k] + RS[a1, k]
                             for k in range(RW):
-                                RT[s0 + k] = RT[a0 + k] + RT[a1 + k]
+                                RT[s0, k] = RT[a0, k] + RT[a1, k]
                             for a in range(2, fh - 1):
-                                sl = ((h - lo_h + a) % fh) * RW
+                                sl = (h - lo_h + a) % fh
                                 for k in range(RW):
-                                    RS[s0 + k] += RS[sl + k]
+                                    RS[s0, k] += RS[sl, k]
                                 if has_theta:
                                     for k in range(RW):
-                                        RT[s0 + k] += RT[sl + k]
+                                        RT[s0, k] += RT[sl, k]
                         if self_mode and delta == 0:
                             for w in range(Wc):
                                 kd = w * Wz + w
-                                d_in = (RS[s0 + kd] + RS[s1 + kd]) + RS[s_last + kd]
+                                d_in = (RS[s0, kd] + RS[s1, kd]) + RS[s_last, kd]
                                 q = scale * d_in + b2
                                 q_out[t, blk, h * Wc + w] = q
                                 s = math.sqrt(q)
                                 s_own[h * Wc + w] = s
                                 i_own[h * Wc + w] = 1.0 / s if s > 0.0 else 0.0
-                            _tile_stds(s_own, i_own, h, Wc, Wz, R1T, A1T, False)
-                            _tile_stds(s_own, i_own, h, Wc, Wz, R2T, A2T, True)
+                            _tile_stds(s_own, i_own, h, Wc, Wz, R1T[h], A1T[h], False)
+                            _tile_stds(s_own, i_own, h, Wc, Wz, R2T[h], A2T[h], True)
                         # the activation on the plane, one flat loop over its
                         # Wc rows of Wz (vectorised whatever Wc; the Wz - Wc
                         # columns past the map have zero stds and are dropped)
-                        o1 = h * RW
-                        o2 = h2 * RW
                         # padded: straight into the output plane (the Wz - Wc
                         # columns land in its margins, zeroed below)
                         direct = padded and keep
@@ -469,30 +472,21 @@ def conv_pairs(
                             OS = ON
                             OST = OT
                             ob = 0
-                        x0 = RS[s0 : s0 + RW]
-                        x1 = RS[s1 : s1 + RW]
-                        x2 = RS[s_last : s_last + RW]
-                        y0 = RT[s0 : s0 + RW]
-                        y1 = RT[s1 : s1 + RW]
-                        y2 = RT[s_last : s_last + RW]
-                        a1 = A1T[o1 : o1 + RW]
-                        a2 = A2T[o2 : o2 + RW]
-                        r1 = R1T[o1 : o1 + RW]
-                        r2 = R2T[o2 : o2 + RW]
                         out_s = OS[ob : ob + RW]
                         out_t = OST[ob : ob + RW]
                         for k in range(RW):
-                            patch = (x0[k] + x1[k]) + x2[k]
+                            patch = (RS[s0, k] + RS[s1, k]) + RS[s_last, k]
                             sig = scale * patch + b2
                             own = o_sig * sig + (o_patch * patch + o_one)
-                            th = t_scale * ((y0[k] + y1[k]) + y2[k]) + own
-                            rho = (a1[k] * a2[k]) * sig
+                            th = (RT[s0, k] + RT[s1, k]) + RT[s_last, k]
+                            th = t_scale * th + own
+                            rho = (A1T[h, k] * A2T[h2, k]) * sig
                             rho = min(max(rho, -1.0), 1.0)
                             if abs(rho) > snap:
                                 rho = math.copysign(1.0, rho)
                             sin = math.sqrt((1.0 - rho) * (1.0 + rho))
                             dot = acos_rational(rho) * (-factor) + c1
-                            new = (r1[k] * r2[k]) * (sin * factor + rho * dot)
+                            new = (R1T[h, k] * R2T[h2, k]) * (sin * factor + rho * dot)
                             th = th * dot
                             out_s[k] = new
                             out_t[k] = th
