@@ -1006,8 +1006,12 @@ def _compute_compiled(kernel, X, Y, spec, want, all_depths, budget, n_jobs):
     setup = _compiled_setup(spec, H, W, C, all_depths)
     want_ntk = "ntk" in want
     n_out = spec.depth if all_depths else 1
-    full0 = spec.full_layout()[0]
-    per_thread = _COMPILED_SCRATCH * 8 * (H * W) ** (2 if full0 else 1)
+    entries = (H * W) ** (2 if spec.full_layout()[0] else 1)
+    if spec.padding == "SAME" and spec.readout == "gap" and not spec.pool_after:
+        # the compiled kernel's padded layout: every plane with its margins
+        fw = spec.filter_shape[1]
+        entries = H * H * ((W + fw - 1) ** 2 + fw - 1)
+    per_thread = _COMPILED_SCRATCH * 8 * entries
     threads = max(1, min(effective_n_jobs(n_jobs), max(n1, n2, 1)))
     threads = max(1, min(threads, int(budget // max(per_thread, 1))))
     q_x, d_x = _self_path_compiled(kernel, X, spec, want_ntk, all_depths, threads)
