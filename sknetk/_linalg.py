@@ -363,7 +363,14 @@ def norm1_upper(F):
     >>> norm1_upper(F)
     3.0
     """
-    _check_fortran(F)
+    if not (
+        isinstance(F, np.ndarray)
+        and F.dtype == np.float64
+        and F.ndim == 2
+        and F.shape[0] == F.shape[1]
+        and F.flags.f_contiguous
+    ):
+        raise ValueError("F must be a square Fortran-ordered float64 array.")
     n = F.shape[0]
     if n == 0:
         return 0.0
