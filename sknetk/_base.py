@@ -13,6 +13,7 @@ centres), so prediction is the same for all of them.
 """
 
 import contextlib
+import dataclasses
 import functools
 import math
 import warnings
@@ -523,25 +524,30 @@ class _BaseNTK(
             name=type(self).__name__,
         )
 
-    def _fit_kernel_ridge(self, X, y, sample_weight, solver):
+    def _fit_kernel_ridge(self, X, y, sample_weight, solver, *, loo=False):
         """Fit on validated ``X``, float64 ``y`` and validated weights.
 
         ``solver`` is what :meth:`_choose_solver` returned; the exact solvers
         need a dense in-memory ``X``, the Nystrom solver also takes a memmap
-        or a dask array. The fitted attributes are NumPy arrays.
+        or a dask array. The fitted attributes are NumPy arrays. ``loo=True``
+        asks the solver for the leave-one-out values of the fit from its own
+        factor (``FitResult.loo``; None where the solver has none). Returns
+        the solver's :class:`~sknetk._solvers.FitResult`.
         """
         self._check_kernel_params()
-        fit = self._solve(X, y, sample_weight, solver, self._flow_time())
+        fit = self._solve(X, y, sample_weight, solver, self._flow_time(), loo=loo)
         # The exact solvers keep the validated rows: the model owns a copy.
         X_fit = np.array(X, copy=True) if fit.X_fit is X else fit.X_fit
         self.X_fit_, self.dual_coef_, self.alpha_ = X_fit, fit.dual_coef, fit.alpha
         self.solver_, self.n_iter_ = fit.solver, fit.n_iter
-        return self
+        return fit
 
-    def _solve(self, X, y, sample_weight, solver, t):
+    def _solve(self, X, y, sample_weight, solver, t, *, loo=False):
         """The :class:`~sknetk._solvers.FitResult` of the registry's solver."""
         n_entries = kernel_entries(solver, X.shape[0], self.n_centers)
         context = self._context(n_entries, dask_input=is_dask(X))
+        if loo:
+            context = dataclasses.replace(context, loo=True)
         ridge = Ridge(self.alpha, self.alpha_scale, sample_weight)
         return SOLVERS[solver_key(solver, context.device, t)](
             self._kernel(), X, y, sample_weight, ridge, t, context

@@ -223,12 +223,15 @@ class NTKClassifier(ClassifierMixin, _BaseNTK):
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_
         check_weighted_classes(type(self).__name__, Y, self.classes_, sample_weight)
-        self._fit_kernel_ridge(
-            X, Y[:, 0] if len(self.classes_) == 2 else Y, sample_weight, solver
+        binary = len(self.classes_) == 2
+        fit = self._fit_kernel_ridge(
+            X, Y[:, 0] if binary else Y, sample_weight, solver, loo=True
         )
-        loo, Y_rows, w_rows = self._loo_decision(
-            X, Y[:, :1] if len(self.classes_) == 2 else Y, sample_weight
-        )
+        Y_loo = Y[:, :1] if binary else Y
+        if fit.loo is not None:  # from the exact solver's own factor
+            loo, Y_rows, w_rows = fit.loo, Y_loo, sample_weight
+        else:
+            loo, Y_rows, w_rows = self._loo_decision(X, Y_loo, sample_weight)
         self.calibration_slope_ = fit_temperature(loo, Y_rows, w_rows).slope
         return self
 
