@@ -203,6 +203,38 @@ def _add(name, type, doc, constraints, **variants):
 
 _INTERVAL_DEPTH = [Interval(Integral, 1, None, closed="left")]
 
+# -- the inputs of the kernel functions ------------------------------------------
+_add(
+    "X",
+    "array-like of shape (n_samples_X, n_features)",
+    "Input rows.",
+    "no_validation",  # checked by the functions (any array namespace)
+    diag=dict(type="array-like of shape (n_samples, n_features)"),
+    conv=dict(
+        type="array-like of shape (n_samples_X, H, W, C) or (n_samples_X, H*W*C)",
+        doc="Images, or flattened images (see ``image_shape``).",
+    ),
+    conv_diag=dict(
+        type="array-like of shape (n_samples, H, W, C) or (n_samples, H*W*C)"
+    ),
+)
+_add(
+    "Y",
+    "array-like of shape (n_samples_Y, n_features), default=None",
+    """
+    Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric on
+    the CPU, where only one triangle of tiles is computed).
+    """,
+    "no_validation",
+    conv=dict(
+        type="array-like of the same image shape, default=None",
+        doc="""
+        Second set of images; ``None`` computes ``K(X, X)`` (exactly
+        symmetric; only one triangle of image pairs is computed).
+        """,
+    ),
+)
+
 # -- the network ---------------------------------------------------------------
 _add(
     "kernel",
@@ -1235,7 +1267,8 @@ def validated(
         Fill the ``{params}`` line of the docstring.
     signature : bool, default=False
         Give the function the keyword-only parameters ``names`` with the
-        table's defaults (:func:`default`) after its own: the function is
+        table's defaults (:func:`default`) after its own (names of its own
+        parameters, such as ``X``, are documented only): the function is
         written ``f(X, Y=None, **params)`` and called with every keyword
         bound (``params`` holds all of ``names``), while its public
         signature (``help``, ``inspect.signature``, the documentation) lists
@@ -1299,6 +1332,7 @@ def _with_table_signature(function, names, context):
         for p in inspect.signature(function).parameters.values()
         if p.kind is not inspect.Parameter.VAR_KEYWORD
     ]
+    own_names = {p.name for p in own}  # such as X and Y: documented only
     table = [
         inspect.Parameter(
             name.split(":")[0],
@@ -1306,6 +1340,7 @@ def _with_table_signature(function, names, context):
             default=default(name, context),
         )
         for name in names
+        if name.split(":")[0] not in own_names
     ]
     public_signature = inspect.Signature(own + table)
 

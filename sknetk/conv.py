@@ -127,17 +127,12 @@ def conv_spec_diagonal(
     return back(xp.stack(blocks) if all_depths else blocks[0])
 
 
-@validated(_KERNEL_NAMES, "conv", signature=True)
+@validated(("X", "Y") + _KERNEL_NAMES, "conv", signature=True)
 def nngp_ntk_kernels(X, Y=None, **params):
     """Convolutional NNGP and NTK together, from one pass of the recursion.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, H, W, C) or (n_samples_X, H*W*C)
-        Images, or flattened images (see ``image_shape``).
-    Y : array-like of the same image shape, default=None
-        Second set of images; ``None`` computes ``K(X, X)`` (exactly
-        symmetric; only one triangle of image pairs is computed).
     {params}
 
     Returns
@@ -166,7 +161,7 @@ def nngp_ntk_kernels(X, Y=None, **params):
     return out["nngp"], out["ntk"]
 
 
-@validated(_KERNEL_NAMES, "conv", signature=True)
+@validated(("X", "Y") + _KERNEL_NAMES, "conv", signature=True)
 def ntk_kernel(X, Y=None, **params):
     """Neural Tangent Kernel of an infinitely wide convolutional network (CNTK).
 
@@ -175,10 +170,6 @@ def ntk_kernel(X, Y=None, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, H, W, C) or (n_samples_X, H*W*C)
-        Images, or flattened images (see ``image_shape``).
-    Y : array-like of the same image shape, default=None
-        Second set of images; ``None`` computes ``K(X, X)``.
     {params}
 
     Returns
@@ -206,7 +197,7 @@ def ntk_kernel(X, Y=None, **params):
     return conv_spec_kernels(X, Y, spec, ("ntk",), **run)["ntk"]
 
 
-@validated(_KERNEL_NAMES, "conv", signature=True)
+@validated(("X", "Y") + _KERNEL_NAMES, "conv", signature=True)
 def nngp_kernel(X, Y=None, **params):
     """NNGP kernel (CNN-GP) of an infinitely wide convolutional network.
 
@@ -215,10 +206,6 @@ def nngp_kernel(X, Y=None, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, H, W, C) or (n_samples_X, H*W*C)
-        Images, or flattened images (see ``image_shape``).
-    Y : array-like of the same image shape, default=None
-        Second set of images; ``None`` computes ``K(X, X)``.
     {params}
 
     Returns
@@ -246,7 +233,7 @@ def nngp_kernel(X, Y=None, **params):
     return conv_spec_kernels(X, Y, spec, ("nngp",), **run)["nngp"]
 
 
-@validated(_DIAG_NAMES, "conv_diag", signature=True)
+@validated(("X",) + _DIAG_NAMES, "conv_diag", signature=True)
 def ntk_diag(X, **params):
     """Diagonal ``NTK(x, x)`` of each image, without the kernel matrix.
 
@@ -255,8 +242,6 @@ def ntk_diag(X, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, H, W, C) or (n_samples, H*W*C)
-        Images, or flattened images (see ``image_shape``).
     {params}
 
     Returns
@@ -277,14 +262,12 @@ def ntk_diag(X, **params):
     return conv_spec_diagonal(X, spec, "ntk", **run)
 
 
-@validated(_DIAG_NAMES, "conv_diag", signature=True)
+@validated(("X",) + _DIAG_NAMES, "conv_diag", signature=True)
 def nngp_diag(X, **params):
     """Diagonal ``NNGP(x, x)``: the output variance of each image.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, H, W, C) or (n_samples, H*W*C)
-        Images, or flattened images (see ``image_shape``).
     {params}
 
     Returns

@@ -405,17 +405,12 @@ def spec_kernels(
     return {name: back(_finish(out[name], all_depths)) for name in want}
 
 
-@validated(NETWORK + _RUN, signature=True)
+@validated(("X", "Y") + NETWORK + _RUN, signature=True)
 def nngp_ntk_kernels(X, Y=None, **params):
     """NNGP and NTK kernels together, from one pass of the recursion.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, n_features)
-        Input rows.
-    Y : array-like of shape (n_samples_Y, n_features), default=None
-        Second set of rows; ``None`` computes ``K(X, X)`` (exactly symmetric on
-        the CPU, where only one triangle of tiles is computed).
     {params}
 
     Returns
@@ -444,7 +439,7 @@ def nngp_ntk_kernels(X, Y=None, **params):
     return out["nngp"], out["ntk"]
 
 
-@validated(NETWORK + _RUN, signature=True)
+@validated(("X", "Y") + NETWORK + _RUN, signature=True)
 def ntk_kernel(X, Y=None, **params):
     """Neural Tangent Kernel of an infinitely wide fully connected network.
 
@@ -454,10 +449,6 @@ def ntk_kernel(X, Y=None, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, n_features)
-        Input rows.
-    Y : array-like of shape (n_samples_Y, n_features), default=None
-        Second set of rows; ``None`` computes ``K(X, X)``.
     {params}
 
     Returns
@@ -484,7 +475,7 @@ def ntk_kernel(X, Y=None, **params):
     return spec_kernels(X, Y, spec, ("ntk",), **_pick(params, _RUN))["ntk"]
 
 
-@validated(NETWORK + _RUN, signature=True)
+@validated(("X", "Y") + NETWORK + _RUN, signature=True)
 def nngp_kernel(X, Y=None, **params):
     """NNGP kernel: the output covariance of an infinitely wide random network.
 
@@ -493,10 +484,6 @@ def nngp_kernel(X, Y=None, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples_X, n_features)
-        Input rows.
-    Y : array-like of shape (n_samples_Y, n_features), default=None
-        Second set of rows; ``None`` computes ``K(X, X)``.
     {params}
 
     Returns
@@ -541,7 +528,7 @@ def _same(a):
     return a
 
 
-@validated(NETWORK + _DIAG_RUN, "diag", signature=True)
+@validated(("X",) + NETWORK + _DIAG_RUN, "diag", signature=True)
 def ntk_diag(X, **params):
     """Diagonal ``NTK(x, x)`` of each row, in O(n_samples * depth).
 
@@ -550,8 +537,6 @@ def ntk_diag(X, **params):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Input rows.
     {params}
 
     Returns
@@ -570,27 +555,33 @@ def ntk_diag(X, **params):
     return spec_diagonal(X, spec, "ntk", **_pick(params, _DIAG_RUN))
 
 
-@validated(NETWORK + _DIAG_RUN, "diag", signature=True)
+@validated(("X",) + NETWORK + _DIAG_RUN, "diag", signature=True)
 def nngp_diag(X, **params):
     """Diagonal ``NNGP(x, x)``: the output variance of each row.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Input rows.
     {params}
 
     Returns
     -------
     diag : array of shape (n_samples,) or (depth, n_samples)
-        The diagonal of ``nngp_kernel(X)``.
+        The diagonal of ``nngp_kernel(X)``: the prior variance of the
+        network's Gaussian process at each row.
+
+    See Also
+    --------
+    ntk_diag : The NTK's diagonal.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from sknetk.kernels import nngp_diag
-    >>> nngp_diag(np.array([[1.0, 0.0], [0.0, 2.0]]), depth=1)
+    >>> from sknetk.kernels import nngp_diag, nngp_kernel
+    >>> X = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> nngp_diag(X, depth=1)
     array([0.25, 1.  ])
+    >>> bool(np.allclose(nngp_diag(X, depth=1), np.diag(nngp_kernel(X, depth=1))))
+    True
     """
     spec = spec_of(params, ntk=False)
     return spec_diagonal(X, spec, "nngp", **_pick(params, _DIAG_RUN))
