@@ -38,8 +38,14 @@ ESTIMATORS = [
         alpha=0.1, depth=2, frozen_layers=1, t=1e3, memory=Memory(None, verbose=0)
     ),
     NTKClassifier(),
+    # n_jobs=1: thousands of tiny tiles through joblib cost 13 s per check
+    # (the parallel tiled path is tested in test_kernels/test_working_memory)
     NTKClassifier(
-        activation="erf", parameterization="standard", width=64, working_memory=0.05
+        activation="erf",
+        parameterization="standard",
+        width=64,
+        working_memory=0.05,
+        n_jobs=1,
     ),
     NTKClassifier(kernel="nngp", t=5.0, memory=Memory(None, verbose=0)),
     # The Nystrom solver: fewer centres than the rows of most checks (a real
