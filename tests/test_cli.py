@@ -163,6 +163,7 @@ def test_compare_regression_dataset(capsys, tmp_path):
 
 
 @needs_ntk
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_compare_default_runs_ntk_models(capsys, tmp_path, monkeypatch):
     """With no data arguments, compare runs its default models on breast_cancer."""
     from sknetk import cli

@@ -166,6 +166,7 @@ def test_tuned_baseline_equals_nested_gridsearch(capsys, tmp_path):
     assert "GridSearchCV(" in svm["estimator"] and "param_grid=" in svm["estimator"]
 
 
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_ntk_row_searches_the_same_inner_splits(capsys, tmp_path):
     """The ntk row's choice equals GridSearchCV over the plain NTKRegressor
     with the same alphas, depths, inner splits and scorer (diabetes, R^2)."""

@@ -130,6 +130,7 @@ def run_bare(shadow, cwd, *argv):
 # ---------------------------------------------------------------------------
 # A bare install: no pandas, no matplotlib
 # ---------------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_compare_bundled_data_without_pandas(hidden_extras, tmp_path):
     """The README's ``sknetk compare`` runs with pandas and matplotlib unimportable."""
     probe = subprocess.run(

@@ -96,6 +96,7 @@ def _fake_cupy(folder, body):
 # ---------------------------------------------------------------------------
 # 1. CuPy is imported lazily, and a missing or broken CuPy never hurts "auto"
 # ---------------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_nothing_imports_cupy_unless_asked(tmp_path):
     """Importing every module and computing on the CPU never imports CuPy.
 
@@ -150,6 +151,7 @@ def test_nothing_imports_cupy_unless_asked(tmp_path):
 
 
 @pytest.mark.parametrize("broken", ["RuntimeError", "OSError"])
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_broken_cupy_install_is_a_missing_gpu(tmp_path, broken):
     """A CuPy whose import fails with another error than ImportError (CUDA
     libraries missing or of the wrong version) is reported as unusable:
@@ -192,6 +194,7 @@ def test_broken_cupy_install_is_a_missing_gpu(tmp_path, broken):
         assert "CuPy" in message and "libcudart" in message and INSTALL in message
 
 
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_cupy_without_device(tmp_path):
     """CuPy importable but no CUDA device: the error says the device is what
     is missing (not CuPy), and "auto" stays on the CPU."""
@@ -325,6 +328,7 @@ def test_diagonal_functions_take_device():
 # ---------------------------------------------------------------------------
 # 3. Portable fitted models
 # ---------------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_fitted_models_load_and_predict_without_cupy(tmp_path):
     """NumPy-fitted models of every kind hold NumPy arrays, pickle, and
     predict the same in an interpreter where ``import cupy`` fails."""

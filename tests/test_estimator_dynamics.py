@@ -368,6 +368,7 @@ def test_nngp_uncertainty_equals_gaussian_process_regressor(rng, weighted):
             assert_allclose(a, b, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_std_streams_in_blocks_and_equals_covariance_diagonal(rng):
     """With a tiny working_memory the std is computed block by block, unchanged."""
     X, y, _ = _data(rng, n=12)

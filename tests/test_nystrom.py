@@ -135,6 +135,7 @@ def test_fewer_centres_approach_exact():
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_ill_conditioned_kernel_converges(strategy):
     """A numerically rank-deficient kernel (erf, standard, width 64) still converges.
 

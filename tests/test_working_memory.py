@@ -45,6 +45,7 @@ def test_kernel_tiles_respect_working_memory(working_memory):
         assert peak - nngp.nbytes - ntk.nbytes >= 0.1 * budget  # tiles were used
 
 
+@pytest.mark.slow  # a subprocess or many rows: seconds
 def test_prediction_streams_many_rows():
     """Predicting on many rows never holds the n_test x n_train kernel."""
     rng = np.random.default_rng(12)
