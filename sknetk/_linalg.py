@@ -135,16 +135,17 @@ def _at(A, i, j):
     return _P(A.ctypes.data + (i + j * A.shape[0]) * 8)
 
 
-def _check_fortran(A):
+def _check_fortran(A, name="A", writeable=True):
     if not (
         isinstance(A, np.ndarray)
         and A.dtype == np.float64
         and A.ndim == 2
         and A.shape[0] == A.shape[1]
         and A.flags.f_contiguous
-        and A.flags.writeable
+        and (A.flags.writeable or not writeable)
     ):
-        raise ValueError("A must be a writeable square Fortran-ordered float64 array.")
+        what = "writeable square" if writeable else "square"
+        raise ValueError(f"{name} must be a {what} Fortran-ordered float64 array.")
 
 
 def cholesky_inplace(A, block=None):
@@ -363,14 +364,7 @@ def norm1_upper(F):
     >>> norm1_upper(F)
     3.0
     """
-    if not (
-        isinstance(F, np.ndarray)
-        and F.dtype == np.float64
-        and F.ndim == 2
-        and F.shape[0] == F.shape[1]
-        and F.flags.f_contiguous
-    ):
-        raise ValueError("F must be a square Fortran-ordered float64 array.")
+    _check_fortran(F, "F", writeable=False)
     n = F.shape[0]
     if n == 0:
         return 0.0
